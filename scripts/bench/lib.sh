@@ -1,0 +1,128 @@
+# lib.sh: shared helpers for scripts/bench/*.sh (sourced, not run).
+#
+# Sets:
+#   BENCH_DIR   ${AGENTPLANE_BENCH_DIR:-$HOME/.cache/agentplane-bench}: peer tools live here
+#   REPO        the repository root (two levels above this file)
+#   SCHEMA      default bundle schema: ../shared/compat/upstream-schemas/bundle.schema.v0.1.json
+#               relative to the repo (override with $AGENTPLANE_BUNDLE_SCHEMA or a script flag)
+#   AGENTPLANE  the binary under test (default: $REPO/target/release/agentplane)
+#   RESULTS     where hyperfine exports go (default: $REPO/target/bench)
+# and puts the peer tools' venv and npm prefix first on PATH.
+
+BENCH_DIR="${AGENTPLANE_BENCH_DIR:-$HOME/.cache/agentplane-bench}"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SCHEMA="${AGENTPLANE_BUNDLE_SCHEMA:-$REPO/../shared/compat/upstream-schemas/bundle.schema.v0.1.json}"
+AGENTPLANE="${AGENTPLANE:-$REPO/target/release/agentplane}"
+RESULTS="${AGENTPLANE_BENCH_RESULTS:-$REPO/target/bench}"
+BENCH_PY="$BENCH_DIR/venv/bin/python"
+export PATH="$BENCH_DIR/venv/bin:$BENCH_DIR/npm/bin:$PATH"
+
+die() { echo "bench: $*" >&2; exit 2; }
+
+# require_agentplane: fail clearly when the binary under test is not built.
+require_agentplane() {
+  if [ ! -x "$AGENTPLANE" ]; then
+    die "agentplane binary not found at $AGENTPLANE
+  build it with:  cargo build --release   (or set AGENTPLANE=/path/to/agentplane)"
+  fi
+  AGENTPLANE="$(cd "$(dirname "$AGENTPLANE")" && pwd)/$(basename "$AGENTPLANE")"
+}
+
+# require_peers: fail clearly when setup-peers.sh has not been run.
+require_peers() {
+  "$REPO/scripts/bench/setup-peers.sh" --check >/dev/null 2>&1 \
+    || die "peer tools missing under $BENCH_DIR; run scripts/bench/setup-peers.sh first"
+}
+
+require_hyperfine() {
+  command -v hyperfine >/dev/null 2>&1 || die "hyperfine missing: apt-get install -y hyperfine (or run setup-peers.sh)"
+}
+
+require_schema() {
+  [ -f "$SCHEMA" ] || die "bundle schema not found: $SCHEMA (pass --schema PATH or set AGENTPLANE_BUNDLE_SCHEMA)"
+  SCHEMA="$(cd "$(dirname "$SCHEMA")" && pwd)/$(basename "$SCHEMA")"
+}
+
+# report_medians JSON [BASE_NAME]: print each command's median and its ratio to
+# the command named BASE_NAME (hyperfine --command-name), from a hyperfine JSON export.
+report_medians() {
+  python3 - "$1" "${2:-}" <<'EOF'
+import json, sys
+res = json.load(open(sys.argv[1]))["results"]
+base = sys.argv[2]
+b = next((r for r in res if r["command"] == base), None)
+print(f"{'command':<28} {'median':>10} {'mean':>10} {'stddev':>9} {'min':>10}  ratio")
+for r in res:
+    ratio = ""
+    if b is not None and r is not b:
+        ratio = f"{r['median'] / b['median']:.1f}x vs {base}"
+    sd = r.get("stddev") or 0.0
+    print(f"{r['command']:<28} {r['median']*1e3:>8.1f}ms {r['mean']*1e3:>8.1f}ms "
+          f"{sd*1e3:>7.1f}ms {r['min']*1e3:>8.1f}ms  {ratio}")
+EOF
+}
+
+# make_trivial_project DIR: a project root with one valid bundle, bundles/trivial,
+# whose smoke script writes "hi" to out.txt in the products dir ($1).
+make_trivial_project() {
+  local root="$1" b="$1/bundles/trivial"
+  mkdir -p "$b"
+  cat >"$b/bundle.json" <<'JSON'
+{"apiVersion":"agentplane.socioprophet.org/v0.1","kind":"Bundle",
+ "metadata":{"name":"trivial","version":"0.1.0","createdAt":"2026-02-10T00:00:00Z","licensePolicy":{"allowAGPL":false}},
+ "spec":{"vm":{"backendIntent":"lima-process","modulePath":"bundles/trivial/vm.nix"},
+   "secrets":{"required":[]},
+   "policy":{"lane":"staging","maxRunSeconds":20,"failOnTimeout":true,"humanGateRequired":false,"policyPackRef":"policy-packs/dev/default","policyPackHash":"UNSET"},
+   "artifacts":{"outDir":"artifacts/trivial"},
+   "smoke":{"script":"bundles/trivial/smoke.sh"}}}
+JSON
+  printf '#!/bin/sh\n# trivial smoke: one product file in the products dir\necho hi > "${1:-${AGENTPLANE_PRODUCTS_DIR:?no products dir}}/out.txt"\n' >"$b/smoke.sh"
+  chmod 755 "$b/smoke.sh"
+  printf '{ ... }: { }\n' >"$b/vm.nix"
+}
+
+# intoto_key: path of a PKCS#8 PEM ed25519 key for in-toto-run, made once in $BENCH_DIR/keys.
+intoto_key() {
+  local k="$BENCH_DIR/keys/in-toto-ed25519.pem"
+  if [ ! -s "$k" ]; then
+    mkdir -p "$BENCH_DIR/keys"
+    "$BENCH_PY" - "$k" <<'PY'
+import os, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(fd, pem); os.close(fd)
+PY
+  fi
+  echo "$k"
+}
+
+# agentplane_keygen DIR: `agentplane keygen --out DIR/keys/signing` once; prints
+# the private key path. Assumes --out PATH writes the PKCS#8 PEM private key at
+# PATH (or PATH.pem / PATH.key / PATH.key.pem) and the public key beside it.
+agentplane_keygen() {
+  local out="$1/keys/signing" f
+  mkdir -p "$1/keys"
+  for f in "$out" "$out.pem" "$out.key" "$out.key.pem"; do
+    if [ -f "$f" ] && grep -q 'BEGIN PRIVATE KEY' "$f"; then echo "$f"; return 0; fi
+  done
+  "$AGENTPLANE" keygen --out "$out" >&2 || die "agentplane keygen --out $out failed"
+  for f in "$out" "$out.pem" "$out.key" "$out.key.pem"; do
+    if [ -f "$f" ] && grep -q 'BEGIN PRIVATE KEY' "$f"; then echo "$f"; return 0; fi
+  done
+  die "agentplane keygen --out $out wrote no PKCS#8 PEM private key at $out{,.pem,.key,.key.pem}"
+}
+
+# try_untimed NAME CMD: run CMD once (untimed) and stop with its output if it fails.
+try_untimed() {
+  local name="$1" cmd="$2" log
+  log="$(mktemp)"
+  if ! bash -c "$cmd" >"$log" 2>&1; then
+    echo "bench: $name failed before timing: $cmd" >&2
+    sed 's/^/  | /' "$log" | tail -n 20 >&2
+    rm -f "$log"; exit 2
+  fi
+  rm -f "$log"
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""listeners.py: N silent TCP listeners on 127.0.0.1 for the placement benchmark.
+
+Usage: listeners.py N PORTS_FILE [--lifetime 120]
+
+Binds N sockets on 127.0.0.1 (port 0: the kernel picks free ports), accepts
+every connection and never sends a byte (an SSH client waiting for the server
+banner hangs until its own timeout), and keeps each connection open until the
+client closes it. Loopback only; exits by itself after --lifetime seconds
+(also on SIGTERM/SIGINT). When all N listen, writes their ports, one per line,
+to PORTS_FILE (atomically: PORTS_FILE.tmp then rename), so a caller can wait
+for the file. Needs about N + (concurrent connections) file descriptors; raises
+its own soft RLIMIT_NOFILE to the hard limit.
+"""
+import argparse
+import asyncio
+import os
+import resource
+import signal
+import socket
+import sys
+
+
+async def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int)
+    ap.add_argument("ports_file")
+    ap.add_argument("--lifetime", type=float, default=120.0)
+    a = ap.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, min(hard, 4 * a.n + 256)) if hard != resource.RLIM_INFINITY else max(soft, 4 * a.n + 256)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    conns = set()
+
+    async def silent(reader, writer):
+        conns.add(writer)
+        try:
+            while await reader.read(4096):
+                pass  # discard whatever the client sends; never answer
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            conns.discard(writer)
+            writer.close()
+
+    servers, ports = [], []
+    for _ in range(a.n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        ports.append(s.getsockname()[1])
+        servers.append(await asyncio.start_server(silent, sock=s))
+
+    tmp = a.ports_file + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(map(str, ports)) + "\n")
+    os.replace(tmp, a.ports_file)
+    print(f"listeners: {a.n} silent listeners on 127.0.0.1, pid {os.getpid()}, "
+          f"exiting in {a.lifetime:.0f} s", file=sys.stderr)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), a.lifetime)
+    except asyncio.TimeoutError:
+        pass
+    for s in servers:
+        s.close()
+    for w in list(conns):
+        w.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

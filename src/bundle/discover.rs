@@ -1,0 +1,47 @@
+//! Turning `validate PATH...` arguments into `bundle.json` files.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use walkdir::WalkDir;
+
+/// Directories never searched for bundles: VCS metadata, build output, and
+/// evidence directories (their `runs/` archives hold copies of artifacts, not bundles).
+fn skipped(entry: &walkdir::DirEntry) -> bool {
+    if !entry.file_type().is_dir() || entry.depth() == 0 {
+        return false;
+    }
+    let name = entry.file_name().to_string_lossy();
+    matches!(name.as_ref(), ".git" | "target" | "node_modules" | "artifacts" | ".agentplane")
+        || entry.path().join("evidence.jsonl").exists()
+}
+
+/// Expand one argument: a `bundle.json` file, a bundle directory, or a tree.
+/// Returns `None` when the path does not exist.
+pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
+    if path.is_file() {
+        return Ok(Some(vec![path.to_path_buf()]));
+    }
+    if !path.is_dir() {
+        return Ok(None);
+    }
+    let direct = path.join("bundle.json");
+    if direct.is_file() {
+        return Ok(Some(vec![direct]));
+    }
+    let mut found = Vec::new();
+    for entry in WalkDir::new(path)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !skipped(e))
+    {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(_) => continue, // unreadable corners of a tree are not bundles
+        };
+        if entry.file_type().is_file() && entry.file_name() == "bundle.json" {
+            found.push(entry.into_path());
+        }
+    }
+    Ok(Some(found))
+}

@@ -1,0 +1,439 @@
+//! The named validation gates of DESIGN §4. Each gate reports `pass`, `fail`
+//! or `warn` with a message and, where it applies, a JSON pointer. Gates run on
+//! the raw JSON, so they still report when the schema check fails: a user sees
+//! every problem in one run.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+use super::load::{self, LoadedBundle};
+use super::model::Bundle;
+use super::schema::SchemaChecker;
+use crate::fsx;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Warn,
+}
+
+/// One gate's verdict. The JSON shape is part of the documented output.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub message: Option<String>,
+    pub pointer: Option<String>,
+}
+
+impl Check {
+    fn new(name: &str, status: Status, message: Option<String>, pointer: Option<&str>) -> Self {
+        Check { name: name.to_string(), status, message, pointer: pointer.map(str::to_string) }
+    }
+    fn pass(name: &str) -> Self {
+        Self::new(name, Status::Pass, None, None)
+    }
+    fn fail(name: &str, message: String, pointer: Option<&str>) -> Self {
+        Self::new(name, Status::Fail, Some(message), pointer)
+    }
+    fn warn(name: &str, message: String, pointer: Option<&str>) -> Self {
+        Self::new(name, Status::Warn, Some(message), pointer)
+    }
+}
+
+/// The gates, in the order they are reported.
+pub const GATES: &[&str] = &[
+    "parse",
+    "schema",
+    "license-policy",
+    "max-run-seconds",
+    "secrets-are-refs",
+    "paths-inside-root",
+    "smoke-script-present",
+    "backend-supported",
+];
+
+/// What to do about a failing gate, shown after it in human output.
+pub fn hint_for(gate: &str) -> &'static str {
+    match gate {
+        "parse" => "bundle.json must be a UTF-8 JSON object (at most 8 MiB)",
+        "schema" => "see `agentplane schema bundle` for the bundle schema",
+        "license-policy" => "set metadata.licensePolicy.allowAGPL to false",
+        "max-run-seconds" => "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600",
+        "secrets-are-refs" => {
+            "list secret names in spec.secrets.required and supply values at run time from the environment; never put secret values in a bundle"
+        }
+        "paths-inside-root" => "paths in a bundle are relative to the project root (--root) and must not leave it",
+        "smoke-script-present" => "spec.smoke.script must name an existing file, relative to the project root",
+        "backend-supported" => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
+        _ => "",
+    }
+}
+
+/// The result of validating one `bundle.json`.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The manifest path relative to the root (or as given when outside it).
+    pub path: String,
+    pub manifest: PathBuf,
+    /// `name@version` when the metadata has both.
+    pub bundle: Option<String>,
+    pub valid: bool,
+    pub digest: Option<String>,
+    pub checks: Vec<Check>,
+    /// The typed bundle when it is fully valid.
+    pub loaded: Option<LoadedBundle>,
+    /// The governance context block, carried into the artifact.
+    pub governance_context: Option<Value>,
+    pub lane: Option<String>,
+    pub metadata: Option<Value>,
+    /// The resolved outDir, when the manifest is typed well enough to have one.
+    pub out_dir: Option<PathBuf>,
+    /// The files the digest covers.
+    pub digest_files: Vec<super::digest::DigestEntry>,
+}
+
+/// Run every gate on one manifest.
+pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report {
+    let manifest = manifest.canonicalize().unwrap_or_else(|_| manifest.to_path_buf());
+    let mut report = Report {
+        path: fsx::rel_to(root, &manifest),
+        manifest: manifest.clone(),
+        bundle: None,
+        valid: false,
+        digest: None,
+        checks: Vec::new(),
+        loaded: None,
+        governance_context: None,
+        lane: None,
+        metadata: None,
+        out_dir: None,
+        digest_files: Vec::new(),
+    };
+
+    // parse
+    let value = match load::read_manifest(&manifest) {
+        Ok((_, v)) => v,
+        Err(e) => {
+            let msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
+            report.checks.push(Check::fail("parse", msg, None));
+            return report;
+        }
+    };
+    if !value.is_object() {
+        report.checks.push(Check::fail("parse", format!("top level is {}, not an object", kind_of(&value)), Some("")));
+        return report;
+    }
+    report.checks.push(Check::pass("parse"));
+    let name = value.pointer("/metadata/name").and_then(Value::as_str);
+    let version = value.pointer("/metadata/version").and_then(Value::as_str);
+    if let (Some(n), Some(v)) = (name, version) {
+        report.bundle = Some(format!("{n}@{v}"));
+    }
+    report.governance_context = value.pointer("/spec/governanceContext").cloned();
+    report.lane = value.pointer("/spec/policy/lane").and_then(Value::as_str).map(str::to_string);
+    report.metadata = value.get("metadata").cloned();
+
+    // schema
+    let violations = checker.check(&value);
+    if violations.is_empty() {
+        report.checks.push(Check::pass("schema"));
+    } else {
+        for v in violations {
+            report.checks.push(Check::fail("schema", v.message, Some(&v.pointer)));
+        }
+    }
+
+    report.checks.push(license_policy(&value));
+    report.checks.push(max_run_seconds(&value));
+    report.checks.extend(secrets_are_refs(&value));
+    let paths = paths_inside_root(root, &value);
+    report.checks.extend(paths);
+    report.checks.push(smoke_script_present(root, &value));
+    report.checks.push(backend_supported(&value));
+
+    report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
+
+    // The digest and the typed bundle, when the paths they need are sound.
+    if let Ok(bundle) = serde_json::from_value::<Bundle>(value.clone()) {
+        if let Ok(loaded) = load::from_parts(root, manifest.clone(), bundle, value) {
+            report.out_dir = Some(loaded.out_dir.clone());
+            match loaded.digest() {
+                Ok(d) => {
+                    report.digest = Some(d.digest);
+                    report.digest_files = d.files;
+                }
+                Err(e) => {
+                    report.checks.push(Check::fail("parse", format!("cannot digest the bundle directory: {e:#}"), None));
+                    report.valid = false;
+                }
+            }
+            if report.valid {
+                report.loaded = Some(loaded);
+            }
+        }
+    } else if report.valid {
+        // Schema-valid JSON that the types still reject would be a bug in the
+        // generated schema; report it rather than pass silently.
+        report.checks.push(Check::fail("schema", "the bundle does not match agentplane's bundle types".into(), Some("")));
+        report.valid = false;
+    }
+    report
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn license_policy(v: &Value) -> Check {
+    const NAME: &str = "license-policy";
+    const PTR: &str = "/metadata/licensePolicy/allowAGPL";
+    match v.pointer(PTR) {
+        Some(Value::Bool(false)) => Check::pass(NAME),
+        Some(Value::Bool(true)) => Check::fail(NAME, "allowAGPL is true; bundles must not ship AGPL code".into(), Some(PTR)),
+        Some(other) => Check::fail(NAME, format!("allowAGPL is {}, expected false", kind_of(other)), Some(PTR)),
+        None => Check::warn(NAME, "no licensePolicy.allowAGPL declared".into(), Some("/metadata")),
+    }
+}
+
+fn max_run_seconds(v: &Value) -> Check {
+    const NAME: &str = "max-run-seconds";
+    const PTR: &str = "/spec/policy/maxRunSeconds";
+    match v.pointer(PTR) {
+        None => Check::warn(NAME, "maxRunSeconds is not set; runs are limited to 600 s".into(), Some("/spec/policy")),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(s) if (5..=3600).contains(&s) => Check::pass(NAME),
+            Some(s) => Check::fail(NAME, format!("maxRunSeconds is {s}, outside 5–3600"), Some(PTR)),
+            None => Check::fail(NAME, format!("maxRunSeconds is {n}, not a whole number in 5–3600"), Some(PTR)),
+        },
+        Some(other) => Check::fail(NAME, format!("maxRunSeconds is {}, not an integer", kind_of(other)), Some(PTR)),
+    }
+}
+
+/// A secret name: an environment-variable-like identifier, or a reference URI.
+fn is_secret_ref(s: &str) -> bool {
+    let ident = !s.is_empty()
+        && s.len() <= 128
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    ident || looks_like_ref(s)
+}
+
+fn looks_like_ref(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    s.contains("://")
+        || ["env:", "file:", "vault:", "secret:", "secrets:", "ref:", "urn:"].iter().any(|p| lower.starts_with(p))
+}
+
+/// Key names whose values are secret material when they hold a literal.
+fn is_secret_key(key: &str) -> bool {
+    let k: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    // References to secrets are fine: their names say so.
+    if ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"]
+        .iter()
+        .any(|s| k.ends_with(s))
+    {
+        return false;
+    }
+    ["password", "passwd", "passphrase", "secret", "token", "apikey", "privatekey", "accesskey", "clientsecret", "credential", "credentials"]
+        .iter()
+        .any(|s| k.ends_with(s))
+}
+
+/// Well-known shapes of live credentials.
+fn token_shape(s: &str) -> Option<&'static str> {
+    let word = |prefix: &str, min: usize| {
+        s.match_indices(prefix).any(|(i, _)| {
+            let rest = &s[i + prefix.len()..];
+            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').count() >= min
+        })
+    };
+    if s.contains("-----BEGIN") && s.contains("PRIVATE KEY") {
+        return Some("a private key block");
+    }
+    if s.match_indices("AKIA").any(|(i, _)| {
+        let r = &s[i + 4..];
+        r.len() >= 16 && r.chars().take(16).all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    }) {
+        return Some("an AWS access key id");
+    }
+    for (prefix, min, what) in [
+        ("ghp_", 30, "a GitHub token"),
+        ("gho_", 30, "a GitHub token"),
+        ("ghs_", 30, "a GitHub token"),
+        ("github_pat_", 30, "a GitHub token"),
+        ("glpat-", 20, "a GitLab token"),
+        ("xoxb-", 10, "a Slack token"),
+        ("xoxp-", 10, "a Slack token"),
+        ("AIza", 35, "a Google API key"),
+        ("sk-", 32, "an API secret key"),
+        ("sk_live_", 20, "a Stripe secret key"),
+    ] {
+        if word(prefix, min) {
+            return Some(what);
+        }
+    }
+    // JSON Web Tokens: three base64url parts, the first two starting with `eyJ`.
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 3 && parts[0].starts_with("eyJ") && parts[1].starts_with("eyJ") && parts[2].len() >= 16 {
+        return Some("a JSON Web Token");
+    }
+    None
+}
+
+fn secrets_are_refs(v: &Value) -> Vec<Check> {
+    const NAME: &str = "secrets-are-refs";
+    let mut out = Vec::new();
+    if let Some(Value::Array(items)) = v.pointer("/spec/secrets/required") {
+        for (i, item) in items.iter().enumerate() {
+            let ptr = format!("/spec/secrets/required/{i}");
+            match item {
+                Value::String(s) if is_secret_ref(s) => {}
+                Value::String(_) => out.push(Check::fail(NAME, "a required secret must be a name or a ref, not a value".into(), Some(&ptr))),
+                other => out.push(Check::fail(NAME, format!("a required secret is {}, not a name", kind_of(other)), Some(&ptr))),
+            }
+        }
+    }
+    let mut stack: Vec<(String, Option<String>, &Value)> = vec![(String::new(), None, v)];
+    while let Some((ptr, key, node)) = stack.pop() {
+        match node {
+            Value::Object(map) => {
+                for (k, child) in map.iter().rev() {
+                    stack.push((format!("{ptr}/{}", escape(k)), Some(k.clone()), child));
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate().rev() {
+                    stack.push((format!("{ptr}/{i}"), key.clone(), child));
+                }
+            }
+            Value::String(s) => {
+                if let Some(what) = token_shape(s) {
+                    out.push(Check::fail(NAME, format!("inline secret material: {what}"), Some(&ptr)));
+                } else if let Some(k) = &key
+                    && is_secret_key(k)
+                    && !s.is_empty()
+                    && s != "UNSET"
+                    && !looks_like_ref(s)
+                {
+                    out.push(Check::fail(NAME, format!("`{k}` holds a literal value; secrets must be refs"), Some(&ptr)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push(Check::pass(NAME));
+    }
+    out
+}
+
+/// RFC 6901 escaping of one pointer token.
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+fn paths_inside_root(root: &Path, v: &Value) -> Vec<Check> {
+    const NAME: &str = "paths-inside-root";
+    let mut paths: Vec<(String, &str)> = Vec::new();
+    for ptr in ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/artifacts/outDir", "/spec/vm/kernel"] {
+        if let Some(Value::String(s)) = v.pointer(ptr) {
+            paths.push((ptr.to_string(), s));
+        }
+    }
+    if let Some(Value::Array(mounts)) = v.pointer("/spec/vm/mounts") {
+        for (i, m) in mounts.iter().enumerate() {
+            if let Some(Value::String(s)) = m.get("source") {
+                paths.push((format!("/spec/vm/mounts/{i}/source"), s));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (ptr, p) in paths {
+        if p.is_empty() {
+            out.push(Check::fail(NAME, "the path is empty".into(), Some(&ptr)));
+            continue;
+        }
+        if p.contains('\0') {
+            out.push(Check::fail(NAME, "the path contains a NUL byte".into(), Some(&ptr)));
+            continue;
+        }
+        let (resolved, inside) = fsx::resolve_in_root(root, p);
+        if !inside {
+            out.push(Check::fail(
+                NAME,
+                format!("`{p}` resolves to `{}`, outside the root `{}`", resolved.display(), root.display()),
+                Some(&ptr),
+            ));
+        } else if ptr == "/spec/artifacts/outDir" && resolved == root {
+            out.push(Check::fail(NAME, "outDir is the project root itself; use a folder under it".into(), Some(&ptr)));
+        }
+    }
+    if out.is_empty() {
+        out.push(Check::pass(NAME));
+    }
+    out
+}
+
+fn smoke_script_present(root: &Path, v: &Value) -> Check {
+    const NAME: &str = "smoke-script-present";
+    const PTR: &str = "/spec/smoke/script";
+    let Some(Value::String(p)) = v.pointer(PTR) else {
+        return Check::fail(NAME, "no smoke script is named".into(), Some("/spec/smoke"));
+    };
+    let (resolved, inside) = fsx::resolve_in_root(root, p);
+    if !inside {
+        return Check::fail(NAME, format!("`{p}` is outside the root"), Some(PTR));
+    }
+    match std::fs::metadata(&resolved) {
+        Ok(m) if m.is_file() => Check::pass(NAME),
+        Ok(_) => Check::fail(NAME, format!("`{p}` is not a regular file"), Some(PTR)),
+        Err(_) => Check::fail(NAME, format!("`{p}` does not exist (looked for `{}`)", resolved.display()), Some(PTR)),
+    }
+}
+
+fn backend_supported(v: &Value) -> Check {
+    const NAME: &str = "backend-supported";
+    const PTR: &str = "/spec/vm/backendIntent";
+    match v.pointer(PTR) {
+        Some(Value::String(b)) if ["lima-process", "qemu", "microvm", "fleet"].contains(&b.as_str()) => Check::pass(NAME),
+        Some(Value::String(b)) => Check::fail(NAME, format!("backend `{b}` is not one agentplane can run"), Some(PTR)),
+        Some(other) => Check::fail(NAME, format!("backendIntent is {}, not a string", kind_of(other)), Some(PTR)),
+        None => Check::fail(NAME, "no backendIntent is declared".into(), Some("/spec/vm")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_refs_and_literals() {
+        assert!(is_secret_ref("EXAMPLE_AGENT_TOKEN_FILE"));
+        assert!(is_secret_ref("secrets://user/token"));
+        assert!(!is_secret_ref("hunter2 is my password"));
+        assert!(is_secret_key("apiToken"));
+        assert!(is_secret_key("db_password"));
+        assert!(!is_secret_key("secretRefRoot"));
+        assert!(!is_secret_key("tokenRef"));
+    }
+
+    #[test]
+    fn token_shapes() {
+        assert!(token_shape("ghp_0123456789abcdefghijklmnopqrstuvwxyz").is_some());
+        assert!(token_shape("AKIAABCDEFGHIJKLMNOP").is_some());
+        assert!(token_shape("-----BEGIN OPENSSH PRIVATE KEY-----\nabc").is_some());
+        assert!(token_shape("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_none());
+        assert!(token_shape("policy-packs/dev/default").is_none());
+    }
+}

@@ -1,0 +1,204 @@
+//! Command-line definitions (clap derive): global flags and one Args struct per subcommand.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentplane",
+    version,
+    about = "Run bundles through validate → place → run → emit and leave signed, hash-chained evidence",
+    after_help = "Exit codes: 0 success; 1 the subject failed (invalid bundle, no executor, failed run, evidence that does not verify, diverged replay); 2 agentplane could not do its job."
+)]
+pub struct Cli {
+    /// Project root that bundle paths, fleet/ and state/ resolve against.
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Output format: human (default), json (one document on stdout), github (validate only).
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Print only errors (and the json document with --format json).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    /// GitHub Actions annotations (`::error file=…::`), for `validate`.
+    Github,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check bundles: the schema and every named gate; start each bundle's evidence chain.
+    Validate(ValidateArgs),
+    /// Choose the executor for a validated bundle and record why every other one was not.
+    Place(PlaceArgs),
+    /// Run a placed bundle's smoke script on its executor.
+    Run(RunArgs),
+    /// Write the ReplayArtifact and SessionArtifact and seal the chain.
+    Emit(EmitArgs),
+    /// validate → place → run → emit in one go.
+    Up(UpArgs),
+    /// Check an evidence directory offline against trusted public keys.
+    Verify(VerifyArgs),
+    /// Verify, then re-run the recorded bundle and compare with the recorded run.
+    Replay(ReplayArgs),
+    /// Move a bundle with a verified, sealed, successful run to prod.
+    Promote(PromoteArgs),
+    /// Move prod back to the previous good bundle.
+    Rollback(KeyArgs),
+    /// Show the lane pointers and each bundle's latest run.
+    Status,
+    /// Create an ed25519 signing key pair.
+    Keygen(KeygenArgs),
+    /// Print the JSON Schema of a kind, or write them all.
+    Schema(SchemaArgs),
+    /// Run the whole pipeline on bundles/example-agent, then verify and replay it.
+    Demo(KeyArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Signing key (PKCS#8 PEM); default $AGENTPLANE_SIGNING_KEY, then .agentplane/keys/signing.key.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Bundle directories, bundle.json files, or trees to search.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Write nothing (no artifact, no key needed): for CI.
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlaceOpts {
+    /// Fleet inventory; default fleet/inventory.json under the root (none: the local executor).
+    #[arg(long, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Pin the executor by name.
+    #[arg(long, value_name = "NAME")]
+    pub executor: Option<String>,
+    /// Seconds each executor probe may take (all probes run in parallel).
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub probe_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlaceArgs {
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub opts: PlaceOpts,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Stream the smoke script's output live.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    #[command(flatten)]
+    pub place: PlaceOpts,
+    /// Stream the smoke script's output live.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrustArgs {
+    /// A public key (SPKI PEM) whose signatures are trusted; repeatable.
+    #[arg(long = "trusted-key", value_name = "PUB")]
+    pub trusted_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The evidence directory (a bundle's outDir).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Accept a chain with no seal after its last entry (with a warning).
+    #[arg(long)]
+    pub allow_unsealed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The evidence directory (a bundle's outDir).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Re-run on this executor (`local`, or a name in the inventory) instead of the recorded one.
+    #[arg(long, value_name = "NAME")]
+    pub executor: Option<String>,
+    #[arg(long, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Write the verdict as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// An approver's private key (not the run's signer), for bundles with humanGateRequired.
+    #[arg(long, value_name = "PATH")]
+    pub approval_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Path prefix: writes PREFIX.key and PREFIX.pub.
+    #[arg(long, value_name = "PREFIX")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// bundle, fleet-inventory, validation-artifact, placement-decision, run-artifact,
+    /// replay-artifact, session-artifact, promotion-artifact, reversal-artifact, seal.
+    #[arg(value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Write every schema into DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "kind")]
+    pub write: Option<PathBuf>,
+}

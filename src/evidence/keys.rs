@@ -1,0 +1,175 @@
+//! ed25519 signing keys: generation, PEM files, key ids, and where to find them.
+
+use anyhow::{Context, Result};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use std::fmt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Problem;
+
+/// Where a key is looked for when none is named (under the root).
+pub const DEFAULT_KEY_PREFIX: &str = ".agentplane/keys/signing";
+/// The environment variable naming the signing key file.
+pub const KEY_ENV: &str = "AGENTPLANE_SIGNING_KEY";
+
+/// Key id: lowercase hex sha256 of the raw 32-byte public key.
+pub fn key_id(key: &VerifyingKey) -> String {
+    crate::fsx::sha256_hex(key.as_bytes())
+}
+
+/// A private signing key. Its `Debug` shows the key id only; the secret
+/// scalar is zeroized on drop (ed25519-dalek's `zeroize` feature).
+pub struct Signer {
+    key: SigningKey,
+    id: String,
+    pub path: PathBuf,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer").field("key_id", &self.id).field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    pub fn key_id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(msg).to_bytes()
+    }
+
+    /// Load a PKCS#8 PEM private key, refusing one that group or others can read.
+    pub fn load(path: &Path) -> Result<Signer> {
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Problem::error(format!("cannot read signing key `{}`: {e}", path.display()))
+                .hint("create one with `agentplane keygen`, or name one with --key or AGENTPLANE_SIGNING_KEY")
+        })?;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(Problem::error(format!(
+                "signing key `{}` is readable by others (mode {:o})",
+                path.display(),
+                mode & 0o777
+            ))
+            .hint(format!("run `chmod 600 {}`", path.display()))
+            .into());
+        }
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            Problem::error(format!("cannot read signing key `{}`: {e}", path.display()))
+                .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen`")
+        })?;
+        let pem = zeroize::Zeroizing::new(pem);
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+            Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: {e}", path.display()))
+                .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
+        })?;
+        let id = key_id(&key.verifying_key());
+        Ok(Signer { key, id, path: path.to_path_buf() })
+    }
+
+    /// Find the signing key: `--key`, else `$AGENTPLANE_SIGNING_KEY`, else the default under the root.
+    pub fn find(root: &Path, flag: Option<&Path>) -> Result<Signer> {
+        if let Some(p) = flag {
+            return Signer::load(p);
+        }
+        if let Some(p) = std::env::var_os(KEY_ENV).filter(|v| !v.is_empty()) {
+            return Signer::load(Path::new(&p));
+        }
+        let default = root.join(format!("{DEFAULT_KEY_PREFIX}.key"));
+        if default.exists() {
+            return Signer::load(&default);
+        }
+        Err(Problem::error("no signing key: evidence must be signed")
+            .hint(format!(
+                "run `agentplane keygen` to create `{}`, or pass --key PATH / set {KEY_ENV}",
+                default.display()
+            ))
+            .into())
+    }
+}
+
+/// Generate a key pair at `PREFIX.key` (0600) and `PREFIX.pub`. Never overwrites.
+pub fn generate(prefix: &Path) -> Result<(String, PathBuf, PathBuf)> {
+    let key_path = PathBuf::from(format!("{}.key", prefix.display()));
+    let pub_path = PathBuf::from(format!("{}.pub", prefix.display()));
+    for p in [&key_path, &pub_path] {
+        if p.exists() {
+            return Err(Problem::error(format!("`{}` already exists; agentplane never overwrites a key", p.display()))
+                .hint("choose another --out prefix, or remove the old key yourself")
+                .into());
+        }
+    }
+    if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut()).map_err(|e| anyhow::anyhow!("the OS random source is unavailable: {e}"))?;
+    let key = SigningKey::from_bytes(&seed);
+    let pem = key.to_pkcs8_pem(Default::default()).context("cannot encode the private key")?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(Default::default())
+        .context("cannot encode the public key")?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .with_context(|| format!("cannot create `{}`", key_path.display()))?;
+        f.write_all(pem.as_bytes())?;
+        f.sync_all()?;
+    }
+    crate::fsx::write_atomic(&pub_path, public.as_bytes())?;
+    Ok((key_id(&key.verifying_key()), key_path, pub_path))
+}
+
+/// A public key an auditor trusts.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub id: String,
+    pub key: VerifyingKey,
+    pub path: PathBuf,
+}
+
+/// Load an SPKI PEM public key.
+pub fn load_public(path: &Path) -> Result<TrustedKey> {
+    let pem = std::fs::read_to_string(path).map_err(|e| {
+        Problem::error(format!("cannot read trusted key `{}`: {e}", path.display()))
+            .hint("a trusted key is the `.pub` file `agentplane keygen` wrote (SPKI PEM)")
+    })?;
+    let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
+        Problem::error(format!("`{}` is not an ed25519 SPKI PEM public key: {e}", path.display()))
+            .hint("pass the `.pub` file (`-----BEGIN PUBLIC KEY-----`), not the private key")
+    })?;
+    Ok(TrustedKey { id: key_id(&key), key, path: path.to_path_buf() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("k");
+        let (id, key_path, _) = generate(&prefix).unwrap();
+        let signer = Signer::load(&key_path).unwrap();
+        let dbg = format!("{signer:?}");
+        assert!(dbg.contains(&id));
+        let pem = std::fs::read_to_string(&key_path).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(!dbg.contains(&body));
+        assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,18 @@
+//! Evidence: artifact types, keys, DSSE envelopes over in-toto statements, the
+//! hash-chained `evidence.jsonl` writer, and offline verification.
+
+pub mod artifacts;
+pub mod chain;
+pub mod dsse;
+pub mod keys;
+pub mod statement;
+pub mod verify;
+
+/// The chain file in every evidence directory.
+pub const CHAIN_FILE: &str = "evidence.jsonl";
+/// The lock file guarding an evidence directory while a stage writes to it.
+pub const LOCK_FILE: &str = ".agentplane.lock";
+/// Where earlier chains are kept when a new one starts.
+pub const RUNS_DIR: &str = "runs";
+/// `previous` of the first entry.
+pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

@@ -1,0 +1,314 @@
+//! `fleet/inventory.json`: the typed v0.1 shape and the older untyped shape
+//! (`executors[].caps`), both normalised into [`Inventory`].
+
+use anyhow::Result;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+use crate::error::Problem;
+use crate::evidence::artifacts::SshTarget;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(title = "Agentplane Fleet Inventory v0.1")]
+pub struct TypedInventory {
+    #[schemars(extend("const" = "agentplane.socioprophet.org/v0.1"))]
+    pub api_version: String,
+    #[schemars(extend("const" = "FleetInventory"))]
+    pub kind: String,
+    pub metadata: InventoryMetadata,
+    #[serde(default)]
+    pub builders: Vec<Node>,
+    pub executors: Vec<Node>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_builder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_executor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_policy: Option<SelectionPolicy>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryMetadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelectionPolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer_healthy: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    #[schemars(extend("enum" = ["ready", "degraded", "drained", "offline"]))]
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// How to reach a node over SSH (paths only; agentplane never stores key contents).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SshBlock {
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub name: String,
+    /// `local`, `user@host[:port]`, or a host name.
+    pub ssh_ref: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("items" = {"enum": ["qemu", "microvm", "lima-process", "fleet"]}))]
+    pub supported_backends: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshBlock>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The older, untyped shape: `{executors: [{name, sshRef, caps}], defaultExecutor}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyInventory {
+    pub executors: Vec<LegacyNode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_executor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyNode {
+    pub name: String,
+    pub ssh_ref: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshBlock>,
+}
+
+/// How an executor is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    Local,
+    Ssh(SshTarget),
+}
+
+/// One executor, whatever shape it came from.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub name: String,
+    pub ssh_ref: String,
+    pub enabled: bool,
+    pub platform: Option<(String, String)>,
+    /// `None`: the inventory does not say, so every backend is allowed.
+    pub supported_backends: Option<Vec<String>>,
+    pub kvm: bool,
+    /// The node's capabilities as declared (`capabilities` or legacy `caps`).
+    pub caps: Value,
+    pub health: Option<String>,
+    pub trust_zone: Option<String>,
+    pub reach: Reach,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The file it came from; `None` for the implicit local-only inventory.
+    pub path: Option<PathBuf>,
+    pub executors: Vec<Executor>,
+    pub default_executor: Option<String>,
+}
+
+impl Inventory {
+    /// No inventory file: one `local` executor that runs every backend.
+    pub fn implicit_local() -> Inventory {
+        Inventory {
+            path: None,
+            executors: vec![Executor {
+                name: "local".into(),
+                ssh_ref: "local".into(),
+                enabled: true,
+                platform: None,
+                supported_backends: None,
+                kvm: false,
+                caps: Value::Object(Map::new()),
+                health: None,
+                trust_zone: None,
+                reach: Reach::Local,
+            }],
+            default_executor: Some("local".into()),
+        }
+    }
+
+    /// Load `path`, or the implicit inventory when `path` is the default and absent.
+    pub fn load(path: &Path, explicit: bool) -> Result<Inventory> {
+        if !path.exists() && !explicit {
+            return Ok(Inventory::implicit_local());
+        }
+        let bad = |msg: String| -> anyhow::Error {
+            Problem::error(format!("inventory `{}`: {msg}", path.display()))
+                .hint("see `agentplane schema fleet-inventory` for the typed shape; the older `executors[].caps` shape is accepted too")
+                .into()
+        };
+        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let typed = value.get("apiVersion").is_some() || value.get("kind").is_some();
+        let kind = if typed { "fleet-inventory" } else { "legacy" };
+        let validator = if typed {
+            crate::schemas::validator("fleet-inventory")?
+        } else {
+            let schema = schemars::generate::SchemaSettings::draft2020_12()
+                .into_generator()
+                .into_root_schema_for::<LegacyInventory>()
+                .to_value();
+            jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("legacy inventory schema: {e}"))?
+        };
+        if let Some(e) = validator.iter_errors(&value).next() {
+            let ptr = e.instance_path().as_str().to_string();
+            return Err(bad(format!("at `{}`: {e} ({kind} shape)", if ptr.is_empty() { "/" } else { &ptr })));
+        }
+        let (nodes, default_executor) = if typed {
+            let inv: TypedInventory = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            (inv.executors, inv.default_executor)
+        } else {
+            let inv: LegacyInventory = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            let nodes = inv.executors.into_iter().map(legacy_to_node).collect();
+            (nodes, inv.default_executor)
+        };
+        let mut executors = Vec::with_capacity(nodes.len());
+        for (i, n) in nodes.into_iter().enumerate() {
+            if executors.iter().any(|e: &Executor| e.name == n.name) {
+                return Err(bad(format!("at `/executors/{i}/name`: duplicate executor name `{}`", n.name)));
+            }
+            let reach = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
+            let caps = n.capabilities.clone().map(Value::Object).unwrap_or(Value::Object(Map::new()));
+            executors.push(Executor {
+                kvm: caps.get("kvm").and_then(Value::as_bool).unwrap_or(false),
+                name: n.name,
+                ssh_ref: n.ssh_ref,
+                enabled: n.enabled,
+                platform: n.platform.map(|p| (p.os, p.arch)),
+                supported_backends: n.supported_backends,
+                caps,
+                health: n.health.map(|h| h.state),
+                trust_zone: n.trust_zone,
+                reach,
+            });
+        }
+        if let Some(d) = &default_executor
+            && !executors.iter().any(|e| &e.name == d)
+        {
+            return Err(bad(format!("at `/defaultExecutor`: `{d}` is not an executor in this inventory")));
+        }
+        Ok(Inventory { path: Some(path.to_path_buf()), executors, default_executor })
+    }
+}
+
+/// Legacy `caps {os, arch, kvm, notes}` become a platform plus capabilities.
+fn legacy_to_node(l: LegacyNode) -> Node {
+    let caps = l.caps.unwrap_or_default();
+    let s = |k: &str| caps.get(k).and_then(Value::as_str).map(str::to_string);
+    let platform = match (s("os"), s("arch")) {
+        (Some(os), Some(arch)) => Some(Platform { os, arch }),
+        _ => None,
+    };
+    Node {
+        name: l.name,
+        ssh_ref: l.ssh_ref,
+        enabled: true,
+        platform,
+        supported_backends: None,
+        capabilities: Some(caps),
+        health: None,
+        trust_zone: None,
+        ssh: l.ssh,
+    }
+}
+
+fn home() -> String {
+    std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+}
+
+/// Work out how to reach a node: `local`, its `ssh` block, or `user@host[:port]`.
+fn reach_of(n: &Node) -> Result<Reach, String> {
+    if n.ssh_ref == "local" && n.ssh.is_none() {
+        return Ok(Reach::Local);
+    }
+    let default_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let (mut user, mut host, mut port) = (default_user, String::new(), 22u16);
+    if n.ssh_ref != "local" {
+        let (u, rest) = match n.ssh_ref.split_once('@') {
+            Some((u, r)) => (Some(u.to_string()), r),
+            None => (None, n.ssh_ref.as_str()),
+        };
+        if let Some(u) = u {
+            user = u;
+        }
+        host = rest.to_string();
+        if let Some((h, p)) = rest.rsplit_once(':')
+            && !h.contains(':')
+        {
+            port = p.parse().map_err(|_| format!("sshRef `{}` has a bad port", n.ssh_ref))?;
+            host = h.to_string();
+        }
+    }
+    let b = n.ssh.as_ref();
+    if let Some(b) = b {
+        host = b.host.clone();
+        port = b.port.unwrap_or(port);
+        if let Some(u) = &b.user {
+            user = u.clone();
+        }
+    }
+    if host.is_empty() {
+        return Err(format!("sshRef `{}` names no host", n.ssh_ref));
+    }
+    let h = home();
+    Ok(Reach::Ssh(SshTarget {
+        host,
+        port,
+        user,
+        identity_file: b.and_then(|b| b.identity_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/id_ed25519")),
+        known_hosts_file: b.and_then(|b| b.known_hosts_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/known_hosts")),
+    }))
+}

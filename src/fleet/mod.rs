@@ -1,0 +1,7 @@
+//! The fleet: inventory loading (both upstream shapes), probes, and placement.
+
+pub mod inventory;
+pub mod placement;
+pub mod probe_ssh;
+
+pub use inventory::{Executor, Inventory, Reach};

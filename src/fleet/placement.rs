@@ -1,0 +1,259 @@
+//! Placement: which executor may run a bundle, and why every other one may not.
+//!
+//! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
+//! reaches out to executors (SSH in parallel, one thread each, all bounded by
+//! one timeout) so that a fleet of a thousand hosts takes about one timeout.
+
+use std::time::Duration;
+
+use super::inventory::{Executor, Inventory, Reach};
+use crate::bundle::model::{BackendIntent, Isolation};
+
+/// What the bundle asks of an executor.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub backend: BackendIntent,
+    pub requires_kvm: bool,
+    /// `None`: any isolation is acceptable.
+    pub acceptable: Option<Vec<Isolation>>,
+    /// `--executor`, else `spec.executor.ref`.
+    pub pinned: Option<String>,
+}
+
+/// Why an executor was not chosen: a stable code and a sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reason {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Reason {
+    fn new(code: &'static str, detail: impl Into<String>) -> Reason {
+        Reason { code, detail: detail.into() }
+    }
+}
+
+/// What a probe saw.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub os: String,
+    pub arch: String,
+}
+
+/// One executor's fate.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub executor: Executor,
+    pub isolation: Isolation,
+    pub observed: Option<Observed>,
+    /// `None`: it qualifies.
+    pub rejected: Option<Reason>,
+}
+
+/// The isolation an executor gives a backend.
+pub fn isolation_for(e: &Executor, backend: BackendIntent) -> Isolation {
+    if backend.is_vm() {
+        if e.kvm { Isolation::VmKvm } else { Isolation::VmTcg }
+    } else {
+        Isolation::Process
+    }
+}
+
+fn backend_ok(e: &Executor, backend: BackendIntent) -> bool {
+    match &e.supported_backends {
+        None => true,
+        Some(list) => match backend {
+            // `fleet` defers to whatever the executor runs.
+            BackendIntent::Fleet => !list.is_empty(),
+            b => list.iter().any(|x| x == b.as_str()),
+        },
+    }
+}
+
+/// The filters that need no network, in the order their reasons are reported.
+pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
+    inv.executors
+        .iter()
+        .map(|e| {
+            let isolation = isolation_for(e, req.backend);
+            let rejected = if !e.enabled {
+                Some(Reason::new("disabled", "the inventory marks it disabled"))
+            } else if let Some(h) = e.health.as_deref().filter(|h| *h != "ready") {
+                Some(Reason::new("health-not-ready", format!("health is `{h}`, not `ready`")))
+            } else if !backend_ok(e, req.backend) {
+                let list = e.supported_backends.clone().unwrap_or_default().join(", ");
+                Some(Reason::new("backend-unsupported", format!("backend `{}` not among [{list}]", req.backend.as_str())))
+            } else if req.backend.is_vm() && req.requires_kvm && !e.kvm {
+                Some(Reason::new("kvm-required", "the bundle requires KVM and the executor has none"))
+            } else if let Some(acc) = req.acceptable.as_ref().filter(|a| !a.contains(&isolation)) {
+                let acc: Vec<&str> = acc.iter().map(|i| i.as_str()).collect();
+                Some(Reason::new(
+                    "isolation-too-weak",
+                    format!("it would provide `{}`; the bundle accepts [{}]", isolation.as_str(), acc.join(", ")),
+                ))
+            } else {
+                None
+            };
+            Candidate { executor: e.clone(), isolation, observed: None, rejected }
+        })
+        .collect()
+}
+
+/// Normalise architecture spellings (`amd64` is `x86_64`, `arm64` is `aarch64`).
+pub fn norm_arch(a: &str) -> String {
+    match a.to_ascii_lowercase().as_str() {
+        "amd64" | "x64" | "x86-64" => "x86_64".into(),
+        "arm64" => "aarch64".into(),
+        other => other.into(),
+    }
+}
+
+/// Probe every candidate still standing: this host for `local`, SSH for the
+/// rest (in parallel), then compare the declared platform with what was seen.
+pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = cands
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.rejected.is_none())
+            .map(|(i, c)| {
+                let reach = c.executor.reach.clone();
+                let h = std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(s, move || match reach {
+                        Reach::Local => Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() }),
+                        Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout)
+                            .map(|p| Observed { os: p.os, arch: p.arch })
+                            .map_err(|f| Reason { code: f.code, detail: f.detail }),
+                    });
+                (i, h)
+            })
+            .collect();
+        for (i, h) in handles {
+            let result = match h {
+                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new("probe-failed", "the probe crashed"))),
+                Err(e) => Err(Reason::new("probe-failed", format!("cannot start a probe thread: {e}"))),
+            };
+            match result {
+                Ok(obs) => cands[i].observed = Some(obs),
+                Err(r) => cands[i].rejected = Some(r),
+            }
+        }
+    });
+    for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
+        if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
+            && (os.to_ascii_lowercase() != obs.os.to_ascii_lowercase() || norm_arch(arch) != norm_arch(&obs.arch))
+        {
+            c.rejected = Some(Reason::new(
+                "platform-mismatch",
+                format!("declared {os}/{arch}, observed {}/{}", obs.os, obs.arch),
+            ));
+        }
+    }
+}
+
+/// Pick the executor: the pinned one, else the default when it qualifies,
+/// else the first that qualifies in inventory order. Every other candidate
+/// that qualified is marked `not-preferred`. Returns the chosen index.
+pub fn choose(cands: &mut [Candidate], default: Option<&str>, pinned: Option<&str>) -> Option<usize> {
+    let qualifies = |c: &Candidate| c.rejected.is_none();
+    let chosen = if let Some(p) = pinned {
+        cands.iter().position(|c| c.executor.name == p && qualifies(c))
+    } else {
+        default
+            .and_then(|d| cands.iter().position(|c| c.executor.name == d && qualifies(c)))
+            .or_else(|| cands.iter().position(qualifies))
+    }?;
+    let why = match (pinned, default) {
+        (Some(p), _) => format!("`{p}` was pinned"),
+        (None, Some(d)) if cands[chosen].executor.name == d => format!("`{d}` is the default executor"),
+        _ => format!("`{}` comes first in the inventory", cands[chosen].executor.name),
+    };
+    for (i, c) in cands.iter_mut().enumerate() {
+        if i != chosen && c.rejected.is_none() {
+            c.rejected = Some(Reason::new("not-preferred", format!("qualified, but {why}")));
+        }
+    }
+    Some(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn exec(name: &str) -> Executor {
+        Executor {
+            name: name.into(),
+            ssh_ref: "local".into(),
+            enabled: true,
+            platform: None,
+            supported_backends: Some(vec!["lima-process".into()]),
+            kvm: false,
+            caps: json!({}),
+            health: Some("ready".into()),
+            trust_zone: None,
+            reach: Reach::Local,
+        }
+    }
+
+    fn req(backend: BackendIntent) -> Request {
+        Request { backend, requires_kvm: false, acceptable: None, pinned: None }
+    }
+
+    #[test]
+    fn first_failing_reason_is_recorded() {
+        let mut off = exec("off");
+        off.enabled = false;
+        off.health = Some("drained".into());
+        let mut drained = exec("drained");
+        drained.health = Some("drained".into());
+        let inv = Inventory { path: None, executors: vec![off, drained, exec("ok")], default_executor: None };
+        let c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, "disabled");
+        assert_eq!(c[1].rejected.as_ref().unwrap().code, "health-not-ready");
+        assert!(c[2].rejected.is_none());
+    }
+
+    #[test]
+    fn backend_kvm_and_isolation_filters() {
+        let inv = Inventory { path: None, executors: vec![exec("a")], default_executor: None };
+        let c = filter_static(&inv, &req(BackendIntent::Qemu));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, "backend-unsupported");
+
+        let mut vm = exec("vm");
+        vm.supported_backends = Some(vec!["qemu".into()]);
+        let inv = Inventory { path: None, executors: vec![vm], default_executor: None };
+        let mut r = req(BackendIntent::Qemu);
+        r.requires_kvm = true;
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "kvm-required");
+        let mut r = req(BackendIntent::Qemu);
+        r.acceptable = Some(vec![Isolation::VmKvm]);
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "isolation-too-weak");
+        assert!(filter_static(&inv, &req(BackendIntent::Qemu))[0].rejected.is_none());
+    }
+
+    #[test]
+    fn choice_prefers_pin_then_default_then_order() {
+        let inv = Inventory { path: None, executors: vec![exec("a"), exec("b"), exec("c")], default_executor: None };
+        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(choose(&mut c, Some("b"), None), Some(1));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, "not-preferred");
+        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(choose(&mut c, Some("b"), Some("c")), Some(2));
+        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(choose(&mut c, None, None), Some(0));
+        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(choose(&mut c, None, Some("zzz")), None);
+    }
+
+    #[test]
+    fn platform_mismatch_after_probe() {
+        let mut e = exec("a");
+        e.platform = Some(("linux".into(), "riscv64".into()));
+        let inv = Inventory { path: None, executors: vec![e], default_executor: None };
+        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        probe_all(&mut c, Duration::from_secs(1));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, "platform-mismatch");
+    }
+}

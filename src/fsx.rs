@@ -1,0 +1,140 @@
+//! File-system helpers: atomic writes, digests, paths relative to the root.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+/// Write `bytes` to `path` atomically: a temp file in the same directory,
+/// fsync, rename over the target, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".agentplane-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Best-effort fsync of a directory so a rename in it is durable.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Append `line` plus a newline to `path` and fsync it.
+pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open `{}` for appending", path.display()))?;
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
+    f.write_all(&buf)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot append to `{}`", path.display()))
+}
+
+/// Lowercase hex sha256 of a byte slice.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Lowercase hex sha256 of a file's contents, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Join `rel` onto `base` and remove `.` and `..` lexically (no file-system access).
+/// Returns `None` when `..` would climb above `base`'s root.
+pub fn normalize(base: &Path, rel: &Path) -> Option<PathBuf> {
+    let joined = if rel.is_absolute() { rel.to_path_buf() } else { base.join(rel) };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Some(out)
+}
+
+/// Resolve `rel` (as written in a bundle) against `root`, following symlinks for
+/// the part of the path that exists. `root` must be canonical. Returns the
+/// resolved path and whether it stays inside `root`.
+pub fn resolve_in_root(root: &Path, rel: &str) -> (PathBuf, bool) {
+    let Some(lexical) = normalize(root, Path::new(rel)) else {
+        return (root.join(rel), false);
+    };
+    // Canonicalize the longest existing prefix, then re-append the rest.
+    let mut existing = lexical.clone();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(c) => {
+                let mut p = c;
+                for part in rest.iter().rev() {
+                    p.push(part);
+                }
+                break p;
+            }
+            Err(_) => match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name);
+                    existing = parent.to_path_buf();
+                }
+                _ => break lexical.clone(),
+            },
+        }
+    };
+    let inside = resolved.starts_with(root) && lexical.starts_with(root);
+    (resolved, inside)
+}
+
+/// `path` relative to `root` with `/` separators, for display and evidence.
+pub fn rel_to(root: &Path, path: &Path) -> String {
+    let p = path.strip_prefix(root).unwrap_or(path);
+    let s = p.to_string_lossy().replace('\\', "/");
+    if s.is_empty() { ".".to_string() } else { s }
+}
+
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// A fresh random identifier: a UTC timestamp plus 6 random bytes in hex,
+/// sortable by time and unique across hosts.
+pub fn new_id() -> String {
+    let mut b = [0u8; 6];
+    getrandom::getrandom(&mut b).expect("the OS random source is unavailable");
+    let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    format!("{}-{}", compact.to_lowercase(), hex::encode(b))
+}

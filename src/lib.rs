@@ -1,0 +1,43 @@
+//! agentplane: an evidence-forward execution control plane for bundles.
+//!
+//! `validate → place → run → emit`, then `verify` and `replay` offline. The
+//! library never prints; [`run`] parses the command line, dispatches to
+//! `commands/`, and maps every outcome to an exit code (`exit.rs`).
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod evidence;
+pub mod exit;
+pub mod fleet;
+pub mod fsx;
+pub mod lifecycle;
+pub mod output;
+pub mod pipeline;
+pub mod replay;
+pub mod runner;
+pub mod schemas;
+pub mod sshx;
+
+use clap::Parser;
+
+/// Run agentplane with the process's arguments; returns the exit code.
+pub fn run() -> exit::Exit {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::Exit::Error } else { exit::Exit::Success };
+        }
+    };
+    let printer = output::Printer::new(cli.format, cli.quiet);
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            printer.error(&err);
+            error::exit_of(&err)
+        }
+    }
+}

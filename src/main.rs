@@ -1,0 +1,5 @@
+//! The `agentplane` binary: parse, run, exit.
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(agentplane::run().code())
+}

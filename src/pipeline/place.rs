@@ -1,0 +1,116 @@
+//! `place`: choose the executor for a validated bundle and record why.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::bundle::load_for_stage;
+use crate::error::Problem;
+use crate::evidence::artifacts::{PlacementDecision, Rejection, Transport};
+use crate::evidence::chain::ChainWriter;
+use crate::evidence::keys::Signer;
+use crate::fleet::Inventory;
+use crate::fleet::inventory::Reach;
+use crate::fleet::placement::{self, Candidate, Request};
+use crate::fsx;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--inventory`; `None` means `fleet/inventory.json` under the root, or
+    /// the implicit local executor when that does not exist.
+    pub inventory: Option<PathBuf>,
+    pub executor: Option<String>,
+    pub probe_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Placed {
+    pub bundle: String,
+    pub candidates: Vec<Candidate>,
+    pub chosen: Option<usize>,
+    pub decision: Option<PlacementDecision>,
+    pub file: Option<String>,
+    pub out_dir: PathBuf,
+}
+
+pub fn load_inventory(root: &Path, flag: Option<&Path>) -> Result<Inventory> {
+    match flag {
+        Some(p) => Inventory::load(&if p.is_absolute() { p.to_path_buf() } else { root.join(p) }, true),
+        None => Inventory::load(&root.join("fleet/inventory.json"), false),
+    }
+}
+
+/// Place the bundle at `arg`. `Ok` with `chosen: None` when nothing qualifies.
+pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result<Placed> {
+    let b = load_for_stage(root, arg)?;
+    let inv = load_inventory(root, opts.inventory.as_deref())?;
+    let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
+    super::ensure_validated(&b, &chain)?;
+    let digest = super::ensure_unchanged(&b, &chain)?;
+    super::ensure_not_done(&chain, "PlacementDecision", "place", &b)?;
+
+    let pinned = opts.executor.clone().or_else(|| b.bundle.spec.executor.as_ref().and_then(|e| e.reference.clone()));
+    if let Some(p) = &pinned
+        && !inv.executors.iter().any(|e| &e.name == p)
+    {
+        let names: Vec<&str> = inv.executors.iter().map(|e| e.name.as_str()).collect();
+        return Err(Problem::failed(format!("executor `{p}` is not in the inventory"))
+            .hint(format!("known executors: {}", names.join(", ")))
+            .into());
+    }
+    let req = Request {
+        backend: b.bundle.spec.vm.backend_intent,
+        requires_kvm: b.bundle.spec.vm.requires_kvm.unwrap_or(false),
+        acceptable: b.bundle.spec.policy.acceptable_isolation.clone(),
+        pinned: pinned.clone(),
+    };
+    let mut cands = placement::filter_static(&inv, &req);
+    placement::probe_all(&mut cands, opts.probe_timeout);
+    let chosen = placement::choose(&mut cands, inv.default_executor.as_deref(), pinned.as_deref());
+
+    let mut placed = Placed {
+        bundle: b.identity(),
+        candidates: cands,
+        chosen,
+        decision: None,
+        file: None,
+        out_dir: b.out_dir.clone(),
+    };
+    let Some(i) = chosen else { return Ok(placed) };
+    let c = &placed.candidates[i];
+    let (transport, ssh) = match &c.executor.reach {
+        Reach::Local => (Transport::Local, None),
+        Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
+    };
+    let decision = PlacementDecision {
+        kind: "PlacementDecision".into(),
+        captured_at: fsx::now_rfc3339(),
+        backend_intent: req.backend.as_str().into(),
+        requires_kvm: req.requires_kvm,
+        chosen_executor: c.executor.name.clone(),
+        ssh_ref: c.executor.ssh_ref.clone(),
+        caps: c.executor.caps.clone(),
+        rejected: placed
+            .candidates
+            .iter()
+            .filter_map(|c| {
+                c.rejected.as_ref().map(|r| Rejection {
+                    name: c.executor.name.clone(),
+                    ssh_ref: c.executor.ssh_ref.clone(),
+                    reason: format!("{}: {}", r.code, r.detail),
+                    code: r.code.to_string(),
+                })
+            })
+            .collect(),
+        bundle: b.identity(),
+        bundle_digest: digest.digest,
+        transport,
+        ssh,
+        isolation: c.isolation.as_str().into(),
+        inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
+        observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
+    };
+    placed.file = Some(writer.write_artifact(&decision, &[])?);
+    placed.decision = Some(decision);
+    Ok(placed)
+}

@@ -1,0 +1,225 @@
+//! The local process runner, the embedded default: the smoke script runs on
+//! this host in its own process group, in a scratch copy of the bundle, with
+//! only the governed environment. When the deadline passes or the run is
+//! canceled the whole group gets TERM, then KILL after the grace period; when
+//! the script exits, anything it left running in its group is killed too, so
+//! no process survives the run.
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use super::{Event, Exit, Job, Runner};
+use crate::bundle::model::Isolation;
+use crate::evidence::artifacts::Environment;
+
+pub struct LocalRunner {
+    executor: String,
+    scratch: Option<tempfile::TempDir>,
+    script: PathBuf,
+    cwd: PathBuf,
+    child: Option<Child>,
+    rx: Option<Receiver<Option<Event>>>,
+}
+
+impl LocalRunner {
+    pub fn new(executor: &str) -> LocalRunner {
+        LocalRunner {
+            executor: executor.to_string(),
+            scratch: None,
+            script: PathBuf::new(),
+            cwd: PathBuf::new(),
+            child: None,
+            rx: None,
+        }
+    }
+
+    fn pgid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
+    }
+
+    /// Signal the script's whole process group (ignoring "no such group").
+    fn signal_group(&self, sig: Signal) {
+        if let Some(pg) = self.pgid() {
+            let _ = killpg(pg, sig);
+        }
+    }
+
+    /// Wait up to `d` for the leader to exit.
+    fn wait_for(&mut self, d: Duration) -> Result<Option<ExitStatus>> {
+        let end = Instant::now() + d;
+        let child = self.child.as_mut().expect("started");
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok(Some(st));
+            }
+            if Instant::now() >= end {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Copy a directory tree (files, symlinks, modes), skipping `exclude`.
+pub fn copy_tree(from: &Path, to: &Path, exclude: Option<&Path>) -> Result<()> {
+    for entry in walkdir::WalkDir::new(from).follow_links(false) {
+        let entry = entry.with_context(|| format!("cannot read `{}`", from.display()))?;
+        let p = entry.path();
+        if exclude.is_some_and(|x| p.starts_with(x)) {
+            continue;
+        }
+        let rel = p.strip_prefix(from).expect("walkdir yields paths under its root");
+        let dest = to.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&dest)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(p)?, &dest)?;
+        } else {
+            std::fs::copy(p, &dest).with_context(|| format!("cannot copy `{}`", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, stdout: bool) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = buf[..n].to_vec();
+                    let ev = if stdout { Event::Stdout(chunk) } else { Event::Stderr(chunk) };
+                    if tx.send(Some(ev)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(None);
+    });
+}
+
+fn signal_name(st: &ExitStatus) -> Option<String> {
+    st.signal().map(|s| Signal::try_from(s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {s}")))
+}
+
+impl Runner for LocalRunner {
+    fn executor(&self) -> &str {
+        &self.executor
+    }
+
+    fn prepare(&mut self, job: &Job, _events: &mut dyn FnMut(Event)) -> Result<()> {
+        let scratch = tempfile::Builder::new().prefix("agentplane-run-").tempdir().context("cannot create a scratch directory")?;
+        let bundle_copy = scratch.path().join("bundle");
+        // The products dir may sit inside the bundle dir (outDir under it): never copy evidence.
+        copy_tree(&job.bundle_dir, &bundle_copy, job.products_dir.parent())?;
+        self.script = match &job.script_in_bundle {
+            Some(rel) => bundle_copy.join(rel),
+            None => {
+                let dest = scratch.path().join("smoke-script");
+                std::fs::copy(&job.script, &dest).with_context(|| format!("cannot copy `{}`", job.script.display()))?;
+                dest
+            }
+        };
+        self.cwd = bundle_copy;
+        self.scratch = Some(scratch);
+        Ok(())
+    }
+
+    fn start(&mut self, job: &Job) -> Result<()> {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg(&self.script)
+            .arg(&job.products_dir)
+            .current_dir(&self.cwd)
+            .env_clear()
+            .envs(job.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().context("cannot start /bin/sh for the smoke script")?;
+        let (tx, rx) = mpsc::channel();
+        reader(child.stdout.take().expect("piped"), tx.clone(), true);
+        reader(child.stderr.take().expect("piped"), tx, false);
+        self.child = Some(child);
+        self.rx = Some(rx);
+        Ok(())
+    }
+
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
+        let rx = self.rx.take().expect("started");
+        let mut open = 2;
+        let mut exit = Exit::default();
+        let status = loop {
+            if let Some(st) = self.child.as_mut().expect("started").try_wait()? {
+                break st;
+            }
+            let canceled = job.cancel.load(Ordering::SeqCst);
+            if canceled || Instant::now() >= deadline {
+                exit.canceled = canceled;
+                exit.timed_out = !canceled;
+                self.signal_group(Signal::SIGTERM);
+                match self.wait_for(job.grace)? {
+                    Some(st) => break st,
+                    None => {
+                        self.signal_group(Signal::SIGKILL);
+                        break self.child.as_mut().expect("started").wait()?;
+                    }
+                }
+            }
+            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+            match rx.recv_timeout(slice.max(Duration::from_millis(1))) {
+                Ok(Some(ev)) => events(ev),
+                Ok(None) => open -= 1,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        };
+        // Whatever the script left behind in its group dies with the run.
+        self.signal_group(Signal::SIGKILL);
+        // Drain the pipes: they close once the group is gone.
+        let drain_end = Instant::now() + Duration::from_secs(2);
+        while open > 0 {
+            match rx.recv_timeout(drain_end.saturating_duration_since(Instant::now())) {
+                Ok(Some(ev)) => events(ev),
+                Ok(None) => open -= 1,
+                Err(_) => break,
+            }
+        }
+        exit.code = status.code();
+        exit.signal = signal_name(&status);
+        Ok(exit)
+    }
+
+    fn collect(&mut self, _job: &Job) -> Result<()> {
+        Ok(()) // products were written straight into job.products_dir
+    }
+
+    fn cleanup(&mut self, _job: &Job) -> Result<()> {
+        if self.child.is_some() {
+            self.signal_group(Signal::SIGKILL);
+        }
+        if let Some(s) = self.scratch.take() {
+            s.close().context("cannot remove the scratch directory")?;
+        }
+        Ok(())
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Process
+    }
+
+    fn environment(&self) -> Environment {
+        super::host_environment()
+    }
+}

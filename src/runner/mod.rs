@@ -1,0 +1,153 @@
+//! Runners: where a smoke script actually runs. One trait, three
+//! implementations: the local process (the embedded default), a process on an
+//! SSH host, and a QEMU virtual machine.
+//!
+//! [`execute`] drives a runner through its steps and always cleans up; it is
+//! the only caller of the trait's methods.
+
+pub mod local;
+pub mod qemu;
+pub mod ssh;
+
+use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crate::bundle::model::Isolation;
+use crate::evidence::artifacts::Environment;
+
+/// Everything a runner needs to run one smoke script.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub run_id: String,
+    /// Canonical project root.
+    pub root: PathBuf,
+    /// The bundle directory (canonical); runners copy or upload it, never write into it.
+    pub bundle_dir: PathBuf,
+    /// The smoke script (canonical), inside `root`.
+    pub script: PathBuf,
+    /// The smoke script relative to `bundle_dir` when it lives inside it.
+    pub script_in_bundle: Option<PathBuf>,
+    /// Where products must end up on this host (empty, created by the caller).
+    pub products_dir: PathBuf,
+    /// The governed environment: allowlisted host variables, `AGENTPLANE_*`, secrets.
+    pub env: Vec<(String, String)>,
+    /// How long the script may run.
+    pub timeout: Duration,
+    /// Between TERM and KILL when the deadline passes or the run is canceled.
+    pub grace: Duration,
+    /// Set by Ctrl-C (SIGINT/SIGTERM): stop the work as on a timeout.
+    pub cancel: Arc<AtomicBool>,
+    /// VM settings (memory, vCPUs, kernel, networking) for the QEMU runner.
+    pub vm: VmSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VmSettings {
+    pub mem_mib: Option<u64>,
+    pub vcpu: Option<u64>,
+    /// Kernel image to boot, when the bundle or executor names one.
+    pub kernel: Option<PathBuf>,
+    /// Whether the guest gets a network (`-nic user`); `-nic none` otherwise.
+    pub network: bool,
+    /// The bundle requires KVM: fail rather than fall back to TCG.
+    pub require_kvm: bool,
+}
+
+/// Output as it happens.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// A runner step (e.g. "uploading bundle", "booting VM (tcg)").
+    Status(String),
+}
+
+/// How the smoke script ended.
+#[derive(Debug, Clone, Default)]
+pub struct Exit {
+    /// The script's exit code; `None` when it was killed or never ran.
+    pub code: Option<i32>,
+    /// The signal that ended it (`SIGTERM`, `SIGKILL`, …).
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub canceled: bool,
+    /// The runner itself failed (lost connection, VM did not boot): why.
+    pub error: Option<String>,
+}
+
+/// What one run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub isolation: Isolation,
+    pub environment: Environment,
+    pub started: std::time::SystemTime,
+    pub duration: Duration,
+}
+
+/// The runner contract. Every step may fail with an error that names what
+/// went wrong; [`execute`] turns such a failure into a failed run.
+pub trait Runner {
+    /// The executor's name, for progress and evidence.
+    fn executor(&self) -> &str;
+    /// Stage the bundle where it will run (scratch copy, SFTP upload, initramfs).
+    fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()>;
+    /// Start the smoke script.
+    fn start(&mut self, job: &Job) -> Result<()>;
+    /// Stream output until the script exits, `deadline` passes or `job.cancel`
+    /// is set; on the last two, stop every process the script started
+    /// (TERM, `job.grace`, KILL) and say so in the returned [`Exit`].
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit>;
+    /// Bring the products into `job.products_dir`.
+    fn collect(&mut self, job: &Job) -> Result<()>;
+    /// Remove everything the run left behind (scratch dirs, remote dirs, VM files).
+    /// Called exactly once, whatever happened before.
+    fn cleanup(&mut self, job: &Job) -> Result<()>;
+    /// The isolation actually provided (known after `start`).
+    fn isolation(&self) -> Isolation;
+    /// Kernel, arch and hostname of where the script ran.
+    fn environment(&self) -> Environment;
+}
+
+/// Run `job` on `runner`: prepare, start, wait, collect, clean up.
+pub fn execute(runner: &mut dyn Runner, job: &Job, events: &mut dyn FnMut(Event)) -> Outcome {
+    let started = std::time::SystemTime::now();
+    let t0 = Instant::now();
+    let exit = (|| -> Result<Exit> {
+        runner.prepare(job, events)?;
+        let deadline = Instant::now() + job.timeout;
+        runner.start(job)?;
+        let exit = runner.wait(job, deadline, events)?;
+        if let Err(e) = runner.collect(job) {
+            return Ok(Exit { error: Some(format!("collecting products failed: {e:#}")), ..exit });
+        }
+        Ok(exit)
+    })()
+    .unwrap_or_else(|e| Exit { error: Some(format!("{e:#}")), ..Exit::default() });
+    let exit = match runner.cleanup(job) {
+        Ok(()) => exit,
+        Err(e) if exit.error.is_none() => Exit { error: Some(format!("cleanup failed: {e:#}")), ..exit },
+        Err(_) => exit,
+    };
+    Outcome {
+        exit,
+        isolation: runner.isolation(),
+        environment: runner.environment(),
+        started,
+        duration: t0.elapsed(),
+    }
+}
+
+/// This host's environment (for the local runner and as a fallback).
+pub fn host_environment() -> Environment {
+    let uts = nix::sys::utsname::uname().ok();
+    Environment {
+        os: std::env::consts::OS.to_string(),
+        arch: std::env::consts::ARCH.to_string(),
+        kernel: uts.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        hostname: uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}

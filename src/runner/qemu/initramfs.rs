@@ -1,0 +1,287 @@
+//! Assembling the guest's initramfs: a static busybox, the guest `/init`
+//! (`runners/qemu/init`, embedded at build time), a copy of the bundle, and
+//! the job's settings and environment as small shell files.
+//!
+//! Guest layout:
+//!
+//! ```text
+//! /init                    runners/qemu/init
+//! /bin/busybox             the host's static busybox; applet links are made at boot
+//! /agentplane/job          AP_* settings for /init (script, cwd, timeout, grace, network)
+//! /agentplane/env          `export NAME='value'`: the governed environment
+//! /agentplane/bundle/      the bundle directory (the script's working directory)
+//! /agentplane/smoke-script the smoke script, when it lives outside the bundle
+//! /agentplane/products/    the products directory, `$1`
+//! /agentplane/modules/     kernel modules /init loads (the NIC driver, with a network)
+//! ```
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::cpio::NewcWriter;
+use crate::runner::Job;
+
+/// The guest `/init`, compiled into the binary so the runner needs no asset files.
+pub const INIT: &[u8] = include_bytes!("../../../runners/qemu/init");
+
+pub const GUEST_BUNDLE: &str = "/agentplane/bundle";
+pub const GUEST_PRODUCTS: &str = "/agentplane/products";
+const GUEST_SCRIPT: &str = "/agentplane/smoke-script";
+/// What `PATH` is in the guest: where `busybox --install -s` puts the applets.
+pub const GUEST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the job's part of the image needs beyond the [`Job`] itself.
+pub struct JobImage<'a> {
+    pub job: &'a Job,
+    /// Kernel modules to put under `/agentplane/modules/` (loaded in order).
+    pub modules: &'a [PathBuf],
+}
+
+/// Write the initramfs to `dest`. Without a job it is the KVM probe's image,
+/// whose `/init` only reports that userspace runs. Returns the names of
+/// environment variables left out because the shell cannot name them.
+pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<Vec<String>> {
+    let file = File::create(dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
+    let mut b = Builder { w: NewcWriter::new(BufWriter::new(file)), dirs: BTreeSet::new() };
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "agentplane/products"] {
+        b.dir(d.as_bytes(), 0o755)?;
+    }
+    // The kernel opens /dev/console for init's stdin/stdout/stderr before
+    // devtmpfs is mounted; without the node init would start with no fds.
+    b.w.char_device(b"dev/console", 0o600, 5, 1)?;
+    b.add_host_file(b"bin/busybox", 0o755, busybox)?;
+    b.w.file(b"init", 0o755, INIT)?;
+    b.w.file(b"etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")?;
+    b.w.file(b"etc/group", 0o644, b"root:x:0:\n")?;
+    b.w.file(b"etc/hosts", 0o644, b"127.0.0.1 localhost agentplane-vm\n")?;
+    let mut skipped = Vec::new();
+    if let Some(JobImage { job, modules }) = job {
+        // Never copy the run's own evidence: leave out the run directory (the
+        // products' parent) when it lies inside the bundle, as the local runner does.
+        let exclude = job.products_dir.parent().filter(|p| *p != job.bundle_dir).unwrap_or(&job.products_dir);
+        b.add_tree(&job.bundle_dir, GUEST_BUNDLE, Some(exclude))?;
+        let script = match &job.script_in_bundle {
+            Some(rel) => Path::new(GUEST_BUNDLE).join(rel),
+            None => {
+                b.add_host_file(&GUEST_SCRIPT.as_bytes()[1..], 0o755, &job.script)?;
+                PathBuf::from(GUEST_SCRIPT)
+            }
+        };
+        for m in modules {
+            let name = m.file_name().context("a kernel module path has no file name")?;
+            let mut guest = b"agentplane/modules/".to_vec();
+            guest.extend_from_slice(name.as_bytes());
+            b.add_host_file(&guest, 0o644, m)?;
+        }
+        let settings = job_settings(&script, job.timeout, job.grace, job.vm.network);
+        b.w.file(b"agentplane/job", 0o600, settings.as_bytes())?;
+        let (env, left_out) = env_file(&job.env);
+        skipped = left_out;
+        b.w.file(b"agentplane/env", 0o600, env.as_bytes())?;
+    }
+    let mut out = b.w.finish().context("cannot write the initramfs")?;
+    out.flush().context("cannot write the initramfs")?;
+    Ok(skipped)
+}
+
+/// `/agentplane/job`: the settings `/init` sources.
+fn job_settings(script: &Path, timeout: Duration, grace: Duration, network: bool) -> String {
+    let secs = |d: Duration| format!("{}.{:03}", d.as_secs(), d.subsec_millis());
+    let mut s = String::new();
+    for (k, v) in [
+        ("AP_SCRIPT", script.to_string_lossy().into_owned()),
+        ("AP_CWD", GUEST_BUNDLE.to_string()),
+        ("AP_PRODUCTS", GUEST_PRODUCTS.to_string()),
+        ("AP_TIMEOUT", secs(timeout)),
+        ("AP_GRACE", secs(grace)),
+        ("AP_NET", if network { "1" } else { "0" }.to_string()),
+    ] {
+        s.push_str(&format!("{k}={}\n", shell_quote(&v)));
+    }
+    s
+}
+
+/// `/agentplane/env`: the governed environment with host paths replaced by
+/// their guest counterparts (`PATH`, `HOME`, `AGENTPLANE_PRODUCTS_DIR`).
+/// Returns the file and the names it had to leave out.
+pub fn env_file(env: &[(String, String)]) -> (String, Vec<String>) {
+    let mut s = String::new();
+    let mut skipped = Vec::new();
+    let guest = [("PATH", GUEST_PATH), ("HOME", "/root"), ("AGENTPLANE_PRODUCTS_DIR", GUEST_PRODUCTS)];
+    for (k, v) in env {
+        if guest.iter().any(|(g, _)| g == k) {
+            continue;
+        }
+        if !is_shell_name(k) {
+            skipped.push(k.clone());
+            continue;
+        }
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    for (k, v) in guest {
+        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
+    }
+    (s, skipped)
+}
+
+fn is_shell_name(k: &str) -> bool {
+    let mut b = k.bytes();
+    b.next().is_some_and(|c| c == b'_' || c.is_ascii_alphabetic()) && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
+}
+
+/// Single-quote for sh: everything is literal except `'`, written as `'\''`.
+pub fn shell_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', r"'\''"))
+}
+
+/// Keeps track of the directories written, since the kernel will not create
+/// a missing parent.
+struct Builder<W: Write> {
+    w: NewcWriter<W>,
+    dirs: BTreeSet<Vec<u8>>,
+}
+
+impl<W: Write> Builder<W> {
+    fn dir(&mut self, path: &[u8], perm: u32) -> Result<()> {
+        if self.dirs.contains(path) {
+            return Ok(());
+        }
+        if let Some(i) = path.iter().rposition(|&c| c == b'/') {
+            self.dir(&path[..i], 0o755)?;
+        }
+        self.w.dir(path, perm)?;
+        self.dirs.insert(path.to_vec());
+        Ok(())
+    }
+
+    fn parent(&mut self, path: &[u8]) -> Result<()> {
+        match path.iter().rposition(|&c| c == b'/') {
+            Some(i) => self.dir(&path[..i], 0o755),
+            None => Ok(()),
+        }
+    }
+
+    fn add_host_file(&mut self, guest: &[u8], perm: u32, host: &Path) -> Result<()> {
+        self.parent(guest)?;
+        let mut f = File::open(host).with_context(|| format!("cannot read `{}`", host.display()))?;
+        let size = f.metadata().with_context(|| format!("cannot read `{}`", host.display()))?.len();
+        self.w.file_from(guest, perm, size, &mut f).with_context(|| format!("cannot add `{}` to the initramfs", host.display()))
+    }
+
+    /// Copy `from` as `to` (an absolute guest path): directories, files and
+    /// symlinks with their permission bits; other kinds are left out.
+    /// `exclude` is the run's own directory when it lies inside the bundle.
+    fn add_tree(&mut self, from: &Path, to: &str, exclude: Option<&Path>) -> Result<()> {
+        let base = &to.as_bytes()[1..];
+        for entry in walkdir::WalkDir::new(from).follow_links(false).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("cannot read the bundle `{}`", from.display()))?;
+            let p = entry.path();
+            if exclude.is_some_and(|x| p.starts_with(x)) {
+                continue;
+            }
+            let rel = p.strip_prefix(from).context("walkdir left the bundle directory")?;
+            let mut guest = base.to_vec();
+            if !rel.as_os_str().is_empty() {
+                guest.push(b'/');
+                guest.extend_from_slice(rel.as_os_str().as_bytes());
+            }
+            let meta = entry.metadata().with_context(|| format!("cannot read `{}`", p.display()))?;
+            let perm = meta.permissions().mode() & 0o777;
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                self.dir(&guest, perm | 0o700)?;
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(p).with_context(|| format!("cannot read the link `{}`", p.display()))?;
+                self.parent(&guest)?;
+                self.w.symlink(&guest, target.as_os_str().as_bytes())?;
+            } else if ft.is_file() {
+                self.add_host_file(&guest, perm, p)?;
+            }
+        }
+        if !self.dirs.contains(base) {
+            bail!("the bundle directory `{}` is not a directory", from.display());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::VmSettings;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn env_file_maps_host_paths_and_skips_unnameable_variables() {
+        let env = vec![
+            ("PATH".into(), "/host/bin".into()),
+            ("AGENTPLANE_PRODUCTS_DIR".into(), "/host/products".into()),
+            ("TOKEN".into(), "a'b\nc".into()),
+            ("BAD-NAME".into(), "x".into()),
+            ("1X".into(), "x".into()),
+        ];
+        let (s, skipped) = env_file(&env);
+        assert_eq!(skipped, ["BAD-NAME", "1X"]);
+        assert!(s.contains("export TOKEN='a'\\''b\nc'\n"), "{s}");
+        assert!(s.contains(&format!("export PATH='{GUEST_PATH}'")));
+        assert!(s.contains("export AGENTPLANE_PRODUCTS_DIR='/agentplane/products'"));
+        assert!(!s.contains("/host/"));
+    }
+
+    /// The names in an archive, via the host's `cpio` when it is installed.
+    fn listing(archive: &Path) -> Option<Vec<String>> {
+        let out = std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(archive).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn holds_the_bundle_and_leaves_out_the_run_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let bundle = t.path().join("bundle");
+        std::fs::create_dir_all(bundle.join("lib")).unwrap();
+        std::fs::write(bundle.join("smoke.sh"), "echo hi\n").unwrap();
+        std::fs::write(bundle.join("lib/data"), "x").unwrap();
+        std::os::unix::fs::symlink("data", bundle.join("lib/link")).unwrap();
+        let products = bundle.join("out/runs/r1/products");
+        std::fs::create_dir_all(&products).unwrap();
+        std::fs::write(products.parent().unwrap().join("run-artifact.json"), "{}").unwrap();
+        let busybox = t.path().join("busybox");
+        std::fs::write(&busybox, "not really busybox").unwrap();
+        let job = Job {
+            run_id: "r1".into(),
+            root: t.path().into(),
+            bundle_dir: bundle.clone(),
+            script: bundle.join("smoke.sh"),
+            script_in_bundle: Some("smoke.sh".into()),
+            products_dir: products,
+            env: vec![("A".into(), "1".into())],
+            timeout: Duration::from_millis(2500),
+            grace: Duration::from_secs(5),
+            cancel: Arc::new(AtomicBool::new(false)),
+            vm: VmSettings::default(),
+        };
+        let img = t.path().join("initramfs.cpio");
+        write(&img, &busybox, Some(JobImage { job: &job, modules: &[] })).unwrap();
+        let Some(names) = listing(&img) else { return };
+        for want in ["init", "bin/busybox", "dev/console", "agentplane/job", "agentplane/env", "agentplane/bundle/smoke.sh", "agentplane/bundle/lib/link"] {
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("runs/r1")), "{names:?}");
+        let settings = job_settings(Path::new("/agentplane/bundle/smoke.sh"), job.timeout, job.grace, false);
+        assert!(settings.contains("AP_TIMEOUT='2.500'\n") && settings.contains("AP_NET='0'\n"), "{settings}");
+    }
+}

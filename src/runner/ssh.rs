@@ -1,0 +1,594 @@
+//! The SSH process runner (the `lima-process` backend on an SSH executor).
+//!
+//! One `ssh2` session per run (each connection costs the server ~100–170 ms):
+//! `prepare` creates `/tmp/agentplane-<run id>` (mode 700) on the executor,
+//! uploads the bundle over SFTP and writes the governed environment to a
+//! mode-600 file there (never on a command line, where `ps` would show
+//! secrets to every user of the host); `start` runs the smoke script in its
+//! own remote session and process group (`setsid`), cwd the uploaded bundle,
+//! the remote products directory as `$1` and `AGENTPLANE_PRODUCTS_DIR`; `wait`
+//! streams output and enforces the deadline remotely (TERM the group, KILL
+//! after the grace period, over a second channel); `collect` downloads the
+//! products; `cleanup` kills whatever is left in the group and removes the
+//! remote directory.
+//!
+//! A host that vanishes mid-run is noticed either by the transport failing or,
+//! when the network just goes silent, by a liveness round-trip (opening a
+//! channel) after a few idle seconds; `wait` then returns an [`Exit`] whose
+//! `error` says the connection was lost instead of hanging.
+
+use anyhow::{Context, Result, bail};
+use ssh2::{Channel, Session};
+use std::io::{ErrorKind, Read};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Event, Exit, Job, Runner};
+use crate::bundle::model::Isolation;
+use crate::evidence::artifacts::{Environment, SshTarget};
+use crate::fleet::probe_ssh;
+use crate::sshx::{self, shell_quote};
+
+/// Connecting (TCP, handshake, host key, auth).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Any one blocking step of staging or collecting (an SFTP call, a short command).
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sending a signal to the remote group over a fresh channel.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// After KILL, how long to wait for the channel to close before giving up.
+const AFTER_KILL: Duration = Duration::from_secs(5);
+/// Silence (no output) after which a liveness round-trip checks the connection.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+/// How long a liveness round-trip may take before the host counts as gone.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reconnecting to clean up after the connection was lost.
+const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Variables whose value belongs to the host the script runs on: the remote
+/// login's value wins over this host's when the governed environment has them.
+const HOST_SPECIFIC: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PATH"];
+
+pub struct SshRunner {
+    executor: String,
+    target: SshTarget,
+    session: Option<Session>,
+    /// `/tmp/agentplane-<run id>` once created.
+    remote_dir: Option<String>,
+    /// The smoke script on the remote host (absolute).
+    remote_script: String,
+    channel: Option<Channel>,
+    environment: Option<Environment>,
+    /// Set when the connection died: later steps do not wait on it.
+    lost: Option<String>,
+    /// The script was started and its end (with the wrapper's own kill of its
+    /// group) was not seen: cleanup must kill the group.
+    needs_kill: bool,
+}
+
+impl SshRunner {
+    pub fn new(executor: &str, target: SshTarget) -> SshRunner {
+        SshRunner {
+            executor: executor.to_string(),
+            target,
+            session: None,
+            remote_dir: None,
+            remote_script: String::new(),
+            channel: None,
+            environment: None,
+            lost: None,
+            needs_kill: false,
+        }
+    }
+
+    fn session(&self) -> Result<&Session> {
+        self.session
+            .as_ref()
+            .context("no SSH session (prepare did not run)")
+    }
+
+    fn dir(&self) -> Result<&str> {
+        self.remote_dir
+            .as_deref()
+            .context("no remote run directory (prepare did not run)")
+    }
+
+    /// `lost connection to NAME (user@host:port): why`.
+    fn lost_message(&self, why: &str) -> String {
+        format!(
+            "lost connection to {} ({}): {why}",
+            self.executor,
+            sshx::display_target(&self.target)
+        )
+    }
+
+    /// Send `sig` to the script's remote process group over a new channel.
+    fn signal_group(&self, sig: &str) -> Result<()> {
+        let session = self.session()?;
+        let dir = self.dir()?;
+        session.set_blocking(true);
+        let res = sshx::exec(session, &signal_command(dir, sig), SIGNAL_TIMEOUT);
+        session.set_blocking(false);
+        res.map(|_| ())
+    }
+
+    /// A round-trip proving the server still answers: open and close a channel.
+    fn ping(&self) -> Result<()> {
+        let session = self.session()?;
+        session.set_blocking(true);
+        session.set_timeout(sshx::millis(PING_TIMEOUT));
+        let res = session.channel_session().and_then(|mut ch| ch.close());
+        session.set_blocking(false);
+        res.map_err(|e| {
+            anyhow::anyhow!(
+                "no answer within {}s ({})",
+                PING_TIMEOUT.as_secs(),
+                e.message()
+            )
+        })
+    }
+
+    /// Kill the script's group if it may still run, and remove the run directory.
+    fn remove_remote(session: &Session, dir: &str, kill: bool) -> Result<()> {
+        let rm = format!("rm -rf -- {}", shell_quote(dir));
+        let cmd = if kill {
+            format!("{}; {rm}", signal_command(dir, "KILL"))
+        } else {
+            rm
+        };
+        sshx::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
+    }
+}
+
+/// The shell command that signals the group recorded in `DIR/pgid` (falling
+/// back to the single process if it is not a group leader). Always exits 0.
+fn signal_command(dir: &str, sig: &str) -> String {
+    let pgid = shell_quote(&format!("{dir}/pgid"));
+    format!(
+        "pg=$(cat {pgid} 2>/dev/null) && [ -n \"$pg\" ] && \
+         {{ kill -{sig} -- \"-$pg\" 2>/dev/null || kill -{sig} \"$pg\" 2>/dev/null; }}; true"
+    )
+}
+
+/// A run id as a file-name component (it is ours, but never trust a path).
+fn safe_component(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "run".into()
+    } else {
+        cleaned
+    }
+}
+
+fn valid_env_name(k: &str) -> bool {
+    let mut chars = k.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The env file sourced (with `set -a`) by the remote wrapper: the governed
+/// environment with the products dir pointed at the remote one, and
+/// host-specific variables taken from the remote login when it has them.
+fn env_file(env: &[(String, String)], remote_products: &str) -> String {
+    let mut out = String::from("# agentplane governed environment (removed once read)\n");
+    let mut seen_products = false;
+    for (k, v) in env {
+        if !valid_env_name(k) || k.starts_with("AP_R_") || v.contains('\0') {
+            continue;
+        }
+        let line = if k == "AGENTPLANE_PRODUCTS_DIR" {
+            seen_products = true;
+            format!("{k}={}\n", shell_quote(remote_products))
+        } else if HOST_SPECIFIC.contains(&k.as_str()) {
+            format!("{k}=${{AP_R_{k}-{}}}\n", shell_quote(v))
+        } else {
+            format!("{k}={}\n", shell_quote(v))
+        };
+        out.push_str(&line);
+    }
+    if !seen_products {
+        out.push_str(&format!(
+            "AGENTPLANE_PRODUCTS_DIR={}\n",
+            shell_quote(remote_products)
+        ));
+    }
+    out
+}
+
+/// The command the SSH server runs for the smoke script.
+///
+/// With `setsid` (util-linux, busybox) the script gets its own session and
+/// process group, so signalling the group never touches the wrapper; the
+/// wrapper waits, kills whatever the script left in its group (as the local
+/// runner does) and exits with the script's status. Without `setsid` the
+/// script is exec'd in place: OpenSSH already makes each command a session
+/// leader.
+fn wrapper_command(dir: &str, script: &str) -> String {
+    let q = |p: &str| shell_quote(&format!("{dir}/{p}"));
+    let keep = HOST_SPECIFIC
+        .iter()
+        .map(|k| format!("${{{k}+\"AP_R_{k}=${k}\"}}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let unset = HOST_SPECIFIC
+        .iter()
+        .map(|k| format!("AP_R_{k}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    // Runs under `env -i`: $1 = env file, $2 = pgid file, $3 = script, $4 = products.
+    let inner = format!(
+        "set -a; . \"$1\" || exit 126; set +a; rm -f \"$1\"; unset {unset}; echo $$ > \"$2\"; \
+         exec /bin/sh \"$3\" \"$4\""
+    );
+    let args = format!(
+        "{} {} {} {}",
+        q("env"),
+        q("pgid"),
+        shell_quote(script),
+        q("products")
+    );
+    let run = format!(
+        "env -i {keep} /bin/sh -c {} sh {args} </dev/null",
+        shell_quote(&inner)
+    );
+    format!(
+        "cd {bundle} || exit 126\n\
+         if command -v setsid >/dev/null 2>&1; then\n\
+         setsid {run} &\n\
+         wait $!; rc=$?\n\
+         pg=$(cat {pgid} 2>/dev/null) && [ -n \"$pg\" ] && kill -KILL -- \"-$pg\" 2>/dev/null\n\
+         exit $rc\n\
+         fi\n\
+         exec {run}\n",
+        bundle = q("bundle"),
+        pgid = q("pgid"),
+    )
+}
+
+/// `SIGTERM` for 15, as the local runner names signals.
+fn signal_name(n: i32) -> String {
+    nix::sys::signal::Signal::try_from(n)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {n}"))
+}
+
+/// Where the runner is in stopping the script.
+enum Stop {
+    Running,
+    /// TERM sent at this instant.
+    Termed(Instant),
+    /// KILL sent at this instant.
+    Killed(Instant),
+}
+
+impl Runner for SshRunner {
+    fn executor(&self) -> &str {
+        &self.executor
+    }
+
+    fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()> {
+        let who = sshx::display_target(&self.target);
+        events(Event::Status(format!(
+            "connecting to {} ({who})",
+            self.executor
+        )));
+        let session = sshx::connect(&self.target, CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
+        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        // `Session` is a shared handle: keep one in `self` for later steps.
+        self.session = Some(session.clone());
+        let session = &session;
+
+        // One round trip: create the run directory (fails if it exists, so a
+        // planted symlink cannot redirect us) and learn where we are.
+        let dir = format!("/tmp/agentplane-{}", safe_component(&job.run_id));
+        let setup = format!(
+            "umask 077 && mkdir {d} && mkdir {d}/products && {}",
+            probe_ssh::UNAME_COMMAND,
+            d = shell_quote(&dir)
+        );
+        let out = sshx::exec(session, &setup, STEP_TIMEOUT)
+            .context("cannot set up the remote run directory")?;
+        if out.status != 0 {
+            bail!(
+                "cannot create `{dir}` on {}: {}",
+                self.executor,
+                out.stderr_str().trim()
+            );
+        }
+        self.remote_dir = Some(dir.clone());
+        let (platform, hostname) =
+            probe_ssh::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
+        self.environment = Some(Environment {
+            os: platform.os,
+            arch: platform.arch,
+            kernel: platform.kernel,
+            hostname,
+        });
+
+        events(Event::Status(format!(
+            "uploading bundle to {}:{dir}",
+            self.executor
+        )));
+        let sftp = session.sftp().context("cannot start SFTP")?;
+        // Never upload evidence: the outDir (the products dir's parent) may sit
+        // inside the bundle. If that parent is the bundle dir itself, skip only
+        // the products dir.
+        let evidence = match job.products_dir.parent() {
+            Some(p) if p != job.bundle_dir => p.to_path_buf(),
+            _ => job.products_dir.clone(),
+        };
+        let bundle_dir = job.bundle_dir.clone();
+        let skip = move |rel: &Path| bundle_dir.join(rel).starts_with(&evidence);
+        let report = sshx::upload_dir(
+            session,
+            &sftp,
+            &job.bundle_dir,
+            Path::new(&format!("{dir}/bundle")),
+            &skip,
+        )
+        .context("cannot upload the bundle")?;
+        events(Event::Status(format!(
+            "uploaded {} files ({} bytes)",
+            report.files, report.bytes
+        )));
+
+        self.remote_script = match &job.script_in_bundle {
+            Some(rel) => format!("{dir}/bundle/{}", rel.to_string_lossy()),
+            None => {
+                let remote = format!("{dir}/smoke-script");
+                sshx::upload_file(&sftp, &job.script, Path::new(&remote))
+                    .context("cannot upload the smoke script")?;
+                remote
+            }
+        };
+
+        let env = env_file(&job.env, &format!("{dir}/products"));
+        let mut f = sftp
+            .open_mode(
+                Path::new(&format!("{dir}/env")),
+                ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::EXCLUSIVE,
+                0o600,
+                ssh2::OpenType::File,
+            )
+            .context("cannot write the remote environment file")?;
+        std::io::Write::write_all(&mut f, env.as_bytes())
+            .context("cannot write the remote environment file")?;
+        f.close()
+            .context("cannot write the remote environment file")?;
+        Ok(())
+    }
+
+    fn start(&mut self, _job: &Job) -> Result<()> {
+        let cmd = wrapper_command(self.dir()?, &self.remote_script);
+        let session = self.session()?;
+        session.set_blocking(true);
+        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        let mut channel = session
+            .channel_session()
+            .context("cannot open an SSH channel")?;
+        self.needs_kill = true;
+        channel
+            .exec(&cmd)
+            .context("cannot start the smoke script")?;
+        self.channel = Some(channel);
+        Ok(())
+    }
+
+    fn wait(
+        &mut self,
+        job: &Job,
+        deadline: Instant,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Exit> {
+        let mut channel = self
+            .channel
+            .take()
+            .context("the smoke script was not started")?;
+        let session = self.session()?.clone();
+        // Non-blocking reads so the loop can watch the deadline, Ctrl-C and
+        // the connection; keepalives make a dead peer show up on the socket.
+        session.set_keepalive(true, 2);
+        session.set_blocking(false);
+
+        let mut exit = Exit::default();
+        let mut stop = Stop::Running;
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut last_heard = Instant::now();
+        let mut last_ping = Instant::now();
+        let mut eof = false;
+        let outcome: Result<(), String> = loop {
+            let mut got = false;
+            for stderr in [false, true] {
+                let mut stream = if stderr {
+                    channel.stderr()
+                } else {
+                    channel.stream(0)
+                };
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            got = true;
+                            let chunk = buf[..n].to_vec();
+                            events(if stderr {
+                                Event::Stderr(chunk)
+                            } else {
+                                Event::Stdout(chunk)
+                            });
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => return Ok(self.lost_exit(exit, &e.to_string())),
+                    }
+                }
+            }
+            let now = Instant::now();
+            if got {
+                last_heard = now;
+            }
+            if !eof && channel.eof() {
+                eof = true;
+            }
+            if eof {
+                match channel.wait_close() {
+                    Ok(()) => break Ok(()),
+                    Err(e) if sshx::is_would_block(&e) => {}
+                    Err(e) => break Err(e.message().to_string()),
+                }
+            }
+
+            // Deadline and cancellation: TERM, grace, KILL, then give up waiting.
+            let canceled = job.cancel.load(Ordering::SeqCst);
+            match stop {
+                Stop::Running if canceled || now >= deadline => {
+                    exit.canceled = canceled;
+                    exit.timed_out = !canceled;
+                    if let Err(e) = self.signal_group("TERM") {
+                        break Err(format!("cannot stop the script: {e:#}"));
+                    }
+                    stop = Stop::Termed(Instant::now());
+                }
+                Stop::Termed(at) if at.elapsed() >= job.grace => {
+                    if let Err(e) = self.signal_group("KILL") {
+                        break Err(format!("cannot stop the script: {e:#}"));
+                    }
+                    stop = Stop::Killed(Instant::now());
+                }
+                Stop::Killed(at) if at.elapsed() >= AFTER_KILL => {
+                    // Something outside the group holds the output open; the
+                    // group itself is dead. Stop waiting.
+                    exit.signal = Some("SIGKILL".into());
+                    exit.error = Some(format!(
+                        "the smoke script's output stayed open {}s after SIGKILL; stopped waiting",
+                        AFTER_KILL.as_secs()
+                    ));
+                    return Ok(exit);
+                }
+                _ => {}
+            }
+
+            // Silence: make sure the host is still there.
+            if now.duration_since(last_heard) >= IDLE_BEFORE_PING
+                && now.duration_since(last_ping) >= IDLE_BEFORE_PING
+            {
+                if let Err(e) = self.ping() {
+                    break Err(format!("{e:#}"));
+                }
+                last_ping = Instant::now();
+            }
+            if let Err(e) = session.keepalive_send()
+                && !sshx::is_would_block(&e)
+            {
+                break Err(e.message().to_string());
+            }
+            if !got {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        if let Err(why) = outcome {
+            return Ok(self.lost_exit(exit, &why));
+        }
+
+        // The wrapper has exited, after killing what was left of the group
+        // (a group id must not be signalled again: it may have been reused).
+        self.needs_kill = false;
+        session.set_blocking(true);
+        let status = channel.exit_status().unwrap_or(-1);
+        let sig = channel.exit_signal().ok().and_then(|s| s.exit_signal);
+        let signaled = !matches!(stop, Stop::Running);
+        if let Some(sig) = sig {
+            // The exec'd script itself was killed (no setsid on the host).
+            exit.signal = Some(format!("SIG{sig}"));
+        } else if signaled && status > 128 {
+            // The wrapper reports a killed script as 128 + signal.
+            exit.signal = Some(signal_name(status - 128));
+        } else {
+            exit.code = Some(status);
+        }
+        Ok(exit)
+    }
+
+    fn collect(&mut self, job: &Job) -> Result<()> {
+        if self.lost.is_some() {
+            // The host is gone: there is nothing to fetch, and the lost
+            // connection is already the run's error.
+            return Ok(());
+        }
+        let dir = self.dir()?.to_string();
+        let session = self.session()?;
+        session.set_blocking(true);
+        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        let sftp = session.sftp().context("cannot start SFTP")?;
+        let report = sshx::download_dir(
+            &sftp,
+            Path::new(&format!("{dir}/products")),
+            &job.products_dir,
+        )
+        .context("cannot download the products")?;
+        if !report.skipped.is_empty() {
+            bail!(
+                "products that are not files, directories or symlinks: {}",
+                report.skipped.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    fn cleanup(&mut self, _job: &Job) -> Result<()> {
+        self.channel = None;
+        let Some(dir) = self.remote_dir.take() else {
+            if let Some(s) = self.session.take() {
+                sshx::disconnect(&s, Duration::from_secs(1));
+            }
+            return Ok(());
+        };
+        let res = match (self.session.take(), &self.lost) {
+            (Some(s), None) => {
+                s.set_blocking(true);
+                let r = Self::remove_remote(&s, &dir, self.needs_kill);
+                sshx::disconnect(&s, Duration::from_secs(1));
+                r
+            }
+            // The old session is dead: one short attempt on a new one.
+            _ => match sshx::connect(&self.target, RECONNECT_TIMEOUT) {
+                Ok(s) => {
+                    let r = Self::remove_remote(&s, &dir, self.needs_kill);
+                    sshx::disconnect(&s, Duration::from_secs(1));
+                    r
+                }
+                Err(e) => Err(anyhow::Error::new(e)),
+            },
+        };
+        res.with_context(|| format!("cannot remove `{dir}` on {}", self.executor))
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::Process
+    }
+
+    fn environment(&self) -> Environment {
+        self.environment.clone().unwrap_or_else(|| Environment {
+            os: String::new(),
+            arch: String::new(),
+            kernel: String::new(),
+            hostname: self.target.host.clone(),
+        })
+    }
+}
+
+impl SshRunner {
+    /// Record that the connection died and say so in the exit.
+    fn lost_exit(&mut self, mut exit: Exit, why: &str) -> Exit {
+        let msg = self.lost_message(why);
+        self.lost = Some(msg.clone());
+        exit.error = Some(msg);
+        exit
+    }
+}

@@ -1,0 +1,262 @@
+//! Keys, the signed chain, tampering and `verify`.
+
+use crate::util::Root;
+use std::os::unix::fs::PermissionsExt;
+
+const EV: &str = "artifacts/example-agent";
+
+fn done() -> Root {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    r
+}
+
+fn verify(r: &Root) -> crate::util::Run {
+    r.cmd(&["verify", EV, "--trusted-key", &r.pubkey()])
+}
+
+fn lines(r: &Root) -> Vec<String> {
+    r.read(&format!("{EV}/evidence.jsonl")).lines().map(str::to_string).collect()
+}
+
+fn set_lines(r: &Root, lines: &[String]) {
+    r.write(&format!("{EV}/evidence.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>());
+}
+
+#[test]
+fn a_complete_run_verifies() {
+    let r = done();
+    let out = verify(&r).ok();
+    assert!(out.stdout.contains("verified: 6 entries, sealed"), "{}", out.stdout);
+    let doc = r.cmd(&["--format", "json", "verify", EV, "--trusted-key", &r.pubkey()]).ok().json();
+    assert_eq!(doc["verified"], true);
+    assert!(doc["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
+}
+
+#[test]
+fn every_line_is_a_dsse_envelope_over_an_in_toto_statement() {
+    use base64::Engine;
+    let r = done();
+    let mut prev = format!("sha256:{}", "0".repeat(64));
+    for (i, line) in lines(&r).iter().enumerate() {
+        let env: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+        let body = base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap();
+        let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+        let kind = st["predicate"]["kind"].as_str().unwrap();
+        assert_eq!(st["predicateType"], format!("https://agentplane.socioprophet.org/evidence/{kind}/v0.1"));
+        assert_eq!(st["predicate"]["seq"], i);
+        assert_eq!(st["predicate"]["previous"], prev);
+        prev = format!("sha256:{}", agentplane::fsx::sha256_hex(line.as_bytes()));
+    }
+}
+
+fn expect_bad(r: &Root, needle: &str) {
+    let out = verify(r).failed();
+    assert!(out.stdout.contains("NOT verified") && out.stdout.contains(needle), "wanted {needle:?}:\n{}", out.stdout);
+}
+
+#[test]
+fn a_changed_byte_in_an_artifact_is_caught() {
+    let r = done();
+    let p = format!("{EV}/run-artifact.json");
+    let s = r.read(&p).replacen("\"success\"", "\"succe55\"", 1);
+    r.write(&p, s);
+    expect_bad(&r, "entry 2 (RunArtifact): `run-artifact.json` changed");
+}
+
+#[test]
+fn a_changed_log_or_product_is_caught() {
+    let r = done();
+    r.write(&format!("{EV}/run.stdout.log"), "forged output\n");
+    expect_bad(&r, "`run.stdout.log` changed");
+    let r = done();
+    r.write(&format!("{EV}/products/smoke-result.json"), "{}");
+    expect_bad(&r, "`products/smoke-result.json` changed");
+}
+
+#[test]
+fn missing_extra_reordered_and_duplicated_entries_are_caught() {
+    let r = done();
+    let mut l = lines(&r);
+    l.remove(1);
+    set_lines(&r, &l);
+    expect_bad(&r, "entry 1");
+
+    let r = done();
+    let mut l = lines(&r);
+    l.swap(1, 2);
+    set_lines(&r, &l);
+    expect_bad(&r, "entry 1");
+
+    let r = done();
+    let mut l = lines(&r);
+    let dup = l[2].clone();
+    l.insert(3, dup);
+    set_lines(&r, &l);
+    expect_bad(&r, "entry 3");
+
+    let r = done();
+    let mut l = lines(&r);
+    let first = l[0].clone();
+    l.push(first);
+    set_lines(&r, &l);
+    expect_bad(&r, "entry 6");
+}
+
+#[test]
+fn a_truncated_tail_is_caught_and_allow_unsealed_warns() {
+    let r = done();
+    let mut l = lines(&r);
+    l.pop();
+    set_lines(&r, &l);
+    expect_bad(&r, "does not end in a seal");
+    let out = r.cmd(&["verify", EV, "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
+    assert!(out.stdout.contains("warning:"), "{}", out.stdout);
+    // A torn last line (no newline) is caught too.
+    let text = r.read(&format!("{EV}/evidence.jsonl"));
+    r.write(&format!("{EV}/evidence.jsonl"), &text[..text.len() - 10]);
+    expect_bad(&r, "partial line");
+}
+
+#[test]
+fn a_forged_signature_or_untrusted_signer_is_caught() {
+    let r = done();
+    let mut l = lines(&r);
+    let mut env: serde_json::Value = serde_json::from_str(&l[1]).unwrap();
+    env["signatures"][0]["sig"] = serde_json::Value::String(base64_of(&[7u8; 64]));
+    l[1] = env.to_string();
+    set_lines(&r, &l);
+    expect_bad(&r, "entry 1 (unreadable): the signature does not verify");
+
+    let r = done();
+    r.cmd(&["keygen", "--out", "other"]).ok();
+    let out = r.cmd(&["verify", EV, "--trusted-key", "other.pub"]).failed();
+    assert!(out.stdout.contains("entry 0") && out.stdout.contains("does not verify"), "{}", out.stdout);
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn an_unnamed_file_in_the_directory_is_caught() {
+    let r = done();
+    r.write(&format!("{EV}/products/smuggled.bin"), "x");
+    expect_bad(&r, "`products/smuggled.bin` is in the directory but no entry names it");
+}
+
+#[test]
+fn a_directory_spliced_from_two_runs_is_caught() {
+    let a = done();
+    let b = done();
+    // Take run B's run entry and files into run A's directory.
+    for f in ["run-artifact.json", "run.stdout.log", "run.stderr.log"] {
+        std::fs::copy(b.join(&format!("{EV}/{f}")), a.join(&format!("{EV}/{f}"))).unwrap();
+    }
+    let mut la = lines(&a);
+    la[2] = lines(&b)[2].clone();
+    set_lines(&a, &la);
+    // B was signed by another key: trust both, so only the splice can fail.
+    let out = a.cmd(&["verify", EV, "--trusted-key", &a.pubkey(), "--trusted-key", &b.pubkey()]).failed();
+    assert!(out.stdout.contains("entry 2"), "{}", out.stdout);
+}
+
+#[test]
+fn an_artifact_that_breaks_its_schema_is_caught_even_when_signed() {
+    use agentplane::evidence::{artifacts::Artifact, chain::ChainWriter, keys::Signer};
+    #[derive(serde::Serialize)]
+    struct Bogus {
+        kind: &'static str,
+        bundle: &'static str,
+    }
+    impl Artifact for Bogus {
+        const KIND: &'static str = "RunArtifact";
+        const FILE: &'static str = "run-artifact.json";
+    }
+    let r = Root::with_example();
+    r.cmd(&["validate", "bundles/example-agent"]).ok();
+    let signer = Signer::load(&r.join(".agentplane/keys/signing.key")).unwrap();
+    let (mut w, _) = ChainWriter::open(&r.join(EV), &signer).unwrap();
+    w.write_artifact(&Bogus { kind: "RunArtifact", bundle: "example-agent@0.1.0" }, &[]).unwrap();
+    w.seal().unwrap();
+    drop(w);
+    expect_bad(&r, "does not match the RunArtifact schema");
+}
+
+#[test]
+fn verify_without_a_trusted_key_cannot_check() {
+    let r = done();
+    r.cmd(&["verify", EV]).error().stderr_has("--trusted-key");
+    r.cmd(&["verify", "no-such-dir", "--trusted-key", &r.pubkey()]).error();
+}
+
+#[test]
+fn key_errors_are_exit_2_with_a_hint() {
+    let r = Root::new();
+    r.copy_bundle("example-agent");
+    // missing
+    r.cmd(&["validate", "bundles/example-agent", "--key", "nope.key"]).error().stderr_has("hint:");
+    // readable by others
+    r.cmd(&["keygen", "--out", "k"]).ok();
+    std::fs::set_permissions(r.join("k.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    r.cmd(&["validate", "bundles/example-agent", "--key", "k.key"]).error().stderr_has("chmod 600");
+    // wrong type: a public key where the private one belongs
+    r.cmd(&["validate", "bundles/example-agent", "--key", "k.pub"]).error().stderr_has("PKCS#8");
+    // corrupt PEM
+    r.write("bad.key", "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n");
+    std::fs::set_permissions(r.join("bad.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.cmd(&["validate", "bundles/example-agent", "--key", "bad.key"]).error().stderr_has("hint:");
+    // a corrupt trusted key
+    r.cmd(&["verify", ".", "--trusted-key", "bad.key"]).error().stderr_has("SPKI");
+}
+
+#[test]
+fn keygen_never_overwrites_and_keeps_the_private_key_private() {
+    let r = Root::new();
+    let out = r.cmd(&["keygen", "--out", "k"]).ok();
+    assert!(out.stdout.contains("key id"));
+    assert_eq!(std::fs::metadata(r.join("k.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let before = r.read("k.key");
+    r.cmd(&["keygen", "--out", "k"]).error().stderr_has("never overwrites");
+    assert_eq!(r.read("k.key"), before);
+}
+
+#[test]
+fn a_new_validation_keeps_the_previous_chain() {
+    let r = done();
+    let first_run = lines(&r)[0].clone();
+    r.cmd(&["validate", "bundles/example-agent"]).ok();
+    let runs: Vec<_> = std::fs::read_dir(r.join(&format!("{EV}/runs"))).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let old = runs[0].as_ref().unwrap().path();
+    assert_eq!(std::fs::read_to_string(old.join("evidence.jsonl")).unwrap().lines().next().unwrap(), first_run);
+    assert!(old.join("run-artifact.json").is_file());
+}
+
+#[test]
+fn two_writers_at_once_never_corrupt_the_chain() {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    for _ in 0..5 {
+        let spawn = || {
+            std::process::Command::new(crate::util::BIN)
+                .args(["--root", r.path().to_str().unwrap(), "validate", "bundles/example-agent"])
+                .output()
+                .unwrap()
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(spawn);
+            let b = s.spawn(spawn);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        for o in [&a, &b] {
+            let code = o.status.code().unwrap();
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(code == 0 || (code == 2 && err.contains("another agentplane process")), "exit {code}: {err}");
+        }
+        r.cmd(&["verify", EV, "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
+    }
+}

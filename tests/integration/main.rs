@@ -1,0 +1,9 @@
+//! One integration-test binary: every test runs the real `agentplane` binary
+//! against a fresh temporary project root.
+
+mod util;
+
+mod evidence;
+mod pipeline;
+mod place;
+mod validate;
