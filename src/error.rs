@@ -26,12 +26,20 @@ impl std::error::Error for Problem {}
 impl Problem {
     /// The subject failed (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
-        Problem { exit: Exit::Failed, message: message.into(), hint: None }
+        Problem {
+            exit: Exit::Failed,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// The tool could not do its job (exit 2).
     pub fn error(message: impl Into<String>) -> Self {
-        Problem { exit: Exit::Error, message: message.into(), hint: None }
+        Problem {
+            exit: Exit::Error,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {

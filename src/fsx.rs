@@ -57,7 +57,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         if n == 0 {
             break;
         }
@@ -69,7 +71,11 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Join `rel` onto `base` and remove `.` and `..` lexically (no file-system access).
 /// Returns `None` when `..` would climb above `base`'s root.
 pub fn normalize(base: &Path, rel: &Path) -> Option<PathBuf> {
-    let joined = if rel.is_absolute() { rel.to_path_buf() } else { base.join(rel) };
+    let joined = if rel.is_absolute() {
+        rel.to_path_buf()
+    } else {
+        base.join(rel)
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -104,7 +110,10 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> (PathBuf, bool) {
                 }
                 break p;
             }
-            Err(_) => match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            Err(_) => match (
+                existing.file_name().map(|n| n.to_os_string()),
+                existing.parent(),
+            ) {
                 (Some(name), Some(parent)) => {
                     rest.push(name);
                     existing = parent.to_path_buf();

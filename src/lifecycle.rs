@@ -27,7 +27,10 @@ fn pointers_dir(root: &Path) -> PathBuf {
 }
 
 pub fn get_pointer(root: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(pointers_dir(root).join(name)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(pointers_dir(root).join(name))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Set one pointer atomically under the pointers lock.
@@ -60,30 +63,56 @@ pub struct Promoted {
 /// Promote the bundle at `arg` to prod. Needs a verified, sealed, successful
 /// run of this exact bundle digest, signed by a trusted key (the signer's own
 /// key is trusted, plus any `trusted`).
-pub fn promote(root: &Path, arg: &Path, signer: &Signer, trusted: &[TrustedKey], approval_key: Option<&Path>) -> Result<Promoted> {
+pub fn promote(
+    root: &Path,
+    arg: &Path,
+    signer: &Signer,
+    trusted: &[TrustedKey],
+    approval_key: Option<&Path>,
+) -> Result<Promoted> {
     let b = load_for_stage(root, arg)?;
     let mut keys = trusted.to_vec();
-    keys.push(TrustedKey { id: signer.key_id().to_string(), key: signer.verifying_key(), path: signer.path.clone() });
+    keys.push(TrustedKey {
+        id: signer.key_id().to_string(),
+        key: signer.verifying_key(),
+        path: signer.path.clone(),
+    });
     let missing = |what: String| -> anyhow::Error {
         Problem::failed(format!("cannot promote `{}`: {what}", b.rel_dir))
-            .hint(format!("run `agentplane up {}` and promote once it succeeds", b.rel_dir))
+            .hint(format!(
+                "run `agentplane up {}` and promote once it succeeds",
+                b.rel_dir
+            ))
             .into()
     };
     if Chain::read(&b.out_dir)?.is_none() {
         return Err(missing("it has no evidence".into()));
     }
-    let report = verify::verify_dir(&b.out_dir, &verify::Options { trusted: keys, allow_unsealed: false })?;
+    let report = verify::verify_dir(
+        &b.out_dir,
+        &verify::Options {
+            trusted: keys,
+            allow_unsealed: false,
+        },
+    )?;
     if !report.verified {
-        return Err(missing(format!("its evidence does not verify: {}", report.first_failure.unwrap_or_default())));
+        return Err(missing(format!(
+            "its evidence does not verify: {}",
+            report.first_failure.unwrap_or_default()
+        )));
     }
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
-    let run: RunArtifact = chain.load_artifact(&b.out_dir, "RunArtifact")?.ok_or_else(|| missing("no run is recorded".into()))?;
+    let run: RunArtifact = chain
+        .load_artifact(&b.out_dir, "RunArtifact")?
+        .ok_or_else(|| missing("no run is recorded".into()))?;
     if run.status != "success" {
         return Err(missing(format!("its run ended in {}", run.status)));
     }
     let digest = b.digest()?.digest;
     if Some(digest.as_str()) != chain.bundle_digest() {
-        return Err(missing("the bundle changed since its run (digest differs)".into()));
+        return Err(missing(
+            "the bundle changed since its run (digest differs)".into(),
+        ));
     }
     let object = b.identity();
     let approval = if b.bundle.spec.policy.human_gate_required.unwrap_or(false) {
@@ -92,17 +121,28 @@ pub fn promote(root: &Path, arg: &Path, signer: &Signer, trusted: &[TrustedKey],
                 .hint("pass --approval-key KEY: the private key of an approver other than the run's signer")
         })?;
         let approver = Signer::load(path)?;
-        let run_signers: Vec<String> = report.entries.iter().filter_map(|e| e.signer.clone()).collect();
-        if run_signers.iter().any(|s| s == approver.key_id()) || approver.key_id() == signer.key_id() {
-            return Err(Problem::failed("the approval key signed the run itself; approval needs a second person's key")
-                .hint("use a key created with `agentplane keygen --out …` by the approver")
-                .into());
+        let run_signers: Vec<String> = report
+            .entries
+            .iter()
+            .filter_map(|e| e.signer.clone())
+            .collect();
+        if run_signers.iter().any(|s| s == approver.key_id())
+            || approver.key_id() == signer.key_id()
+        {
+            return Err(Problem::failed(
+                "the approval key signed the run itself; approval needs a second person's key",
+            )
+            .hint("use a key created with `agentplane keygen --out …` by the approver")
+            .into());
         }
         use ed25519_dalek::pkcs8::EncodePublicKey;
         let sig = approver.sign(&approval_message(&object, &digest));
         Some(Approval {
             keyid: approver.key_id().to_string(),
-            public_key: approver.verifying_key().to_public_key_pem(Default::default()).context("cannot encode the approver key")?,
+            public_key: approver
+                .verifying_key()
+                .to_public_key_pem(Default::default())
+                .context("cannot encode the approver key")?,
             sig: base64::engine::general_purpose::STANDARD.encode(sig),
         })
     } else {
@@ -129,8 +169,15 @@ pub fn promote(root: &Path, arg: &Path, signer: &Signer, trusted: &[TrustedKey],
     if let Some(old) = old_prod.as_ref().filter(|o| **o != b.rel_dir) {
         fsx::write_atomic(&ptr_dir.join(PREVIOUS_GOOD), format!("{old}\n").as_bytes())?;
     }
-    fsx::write_atomic(&ptr_dir.join(CURRENT_PROD), format!("{}\n", b.rel_dir).as_bytes())?;
-    Ok(Promoted { artifact, file, previous_good: get_pointer(root, PREVIOUS_GOOD) })
+    fsx::write_atomic(
+        &ptr_dir.join(CURRENT_PROD),
+        format!("{}\n", b.rel_dir).as_bytes(),
+    )?;
+    Ok(Promoted {
+        artifact,
+        file,
+        previous_good: get_pointer(root, PREVIOUS_GOOD),
+    })
 }
 
 #[derive(Debug)]
@@ -145,17 +192,23 @@ pub struct RolledBack {
 pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
     let ptr_dir = pointers_dir(root);
     let _lock = DirLock::acquire(&ptr_dir)?;
-    let from = get_pointer(root, CURRENT_PROD)
-        .ok_or_else(|| Problem::failed("nothing is in prod: there is nothing to roll back").hint("promote a bundle first"))?;
+    let from = get_pointer(root, CURRENT_PROD).ok_or_else(|| {
+        Problem::failed("nothing is in prod: there is nothing to roll back")
+            .hint("promote a bundle first")
+    })?;
     let to = get_pointer(root, PREVIOUS_GOOD).ok_or_else(|| {
-        Problem::failed(format!("no previous-good bundle to roll `{from}` back to"))
-            .hint("a rollback needs two promotions: the second one records the first as previous-good")
+        Problem::failed(format!("no previous-good bundle to roll `{from}` back to")).hint(
+            "a rollback needs two promotions: the second one records the first as previous-good",
+        )
     })?;
     let b = load_for_stage(root, Path::new(&from))?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
-    let promo: PromotionArtifact = chain.load_artifact(&b.out_dir, "PromotionArtifact")?.ok_or_else(|| {
-        Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence")).hint("was prod moved by hand?")
-    })?;
+    let promo: PromotionArtifact = chain
+        .load_artifact(&b.out_dir, "PromotionArtifact")?
+        .ok_or_else(|| {
+            Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence"))
+                .hint("was prod moved by hand?")
+        })?;
     let artifact = ReversalArtifact {
         kind: "ReversalArtifact".into(),
         bundle: b.identity(),
@@ -198,17 +251,35 @@ pub fn status(root: &Path) -> Result<Status> {
     for p in [CURRENT_STAGING, CURRENT_PROD, PREVIOUS_GOOD] {
         pointers.insert(p.to_string(), get_pointer(root, p));
     }
-    let search = if root.join("bundles").is_dir() { root.join("bundles") } else { root.to_path_buf() };
+    let search = if root.join("bundles").is_dir() {
+        root.join("bundles")
+    } else {
+        root.to_path_buf()
+    };
     let mut bundles = Vec::new();
     for m in crate::bundle::discover::expand(&search)?.unwrap_or_default() {
-        let Ok(b) = load_for_stage(root, &m) else { continue };
+        let Ok(b) = load_for_stage(root, &m) else {
+            continue;
+        };
         let chain = Chain::read(&b.out_dir).ok().flatten();
         let (stage, run_status, sealed, captured_at) = match &chain {
             None => ("none".to_string(), None, false, None),
             Some(c) => {
-                let stage = c.entries.iter().rev().find(|e| e.kind() != "Seal").map(|e| e.kind().to_string()).unwrap_or_default();
-                let run: Option<RunArtifact> = c.load_artifact(&b.out_dir, "RunArtifact").ok().flatten();
-                (stage, run.as_ref().map(|r| r.status.clone()), c.is_sealed(), run.map(|r| r.captured_at))
+                let stage = c
+                    .entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.kind() != "Seal")
+                    .map(|e| e.kind().to_string())
+                    .unwrap_or_default();
+                let run: Option<RunArtifact> =
+                    c.load_artifact(&b.out_dir, "RunArtifact").ok().flatten();
+                (
+                    stage,
+                    run.as_ref().map(|r| r.status.clone()),
+                    c.is_sealed(),
+                    run.map(|r| r.captured_at),
+                )
             }
         };
         bundles.push(BundleStatus {

@@ -81,7 +81,11 @@ impl Printer {
 
     /// Wrap `s` in an ANSI style when colour is on.
     pub fn paint(&self, s: &str, code: &str) -> String {
-        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
 
     pub fn ok(&self) -> String {
@@ -99,7 +103,8 @@ impl Printer {
         }
         let pb = indicatif::ProgressBar::new_spinner();
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
         pb.set_message(msg);
         pb.enable_steady_tick(std::time::Duration::from_millis(100));

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::bundle::model::Bundle;
 use crate::evidence::artifacts::{
-    PlacementDecision, PromotionArtifact, ReplayArtifact, ReversalArtifact, RunArtifact, SealPredicate,
-    SessionArtifact, ValidationArtifact,
+    PlacementDecision, PromotionArtifact, ReplayArtifact, ReversalArtifact, RunArtifact,
+    SealPredicate, SessionArtifact, ValidationArtifact,
 };
 use crate::fleet::inventory::TypedInventory;
 
@@ -30,8 +30,8 @@ pub const KINDS: &[(&str, &str)] = &[
 /// The schema of one kind, or `None` for an unknown kind.
 pub fn schema_for(kind: &str) -> Option<Value> {
     Some(match kind {
-        "bundle" => generate::<Bundle>(),
-        "fleet-inventory" => generate::<TypedInventory>(),
+        "bundle" => input::<Bundle>(),
+        "fleet-inventory" => input::<TypedInventory>(),
         "validation-artifact" => generate::<ValidationArtifact>(),
         "placement-decision" => generate::<PlacementDecision>(),
         "run-artifact" => generate::<RunArtifact>(),
@@ -59,24 +59,32 @@ pub fn kind_for_artifact(artifact_kind: &str) -> Option<&'static str> {
 }
 
 fn generate<T: JsonSchema>() -> Value {
-    let schema = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>();
-    let mut v = schema.to_value();
+    SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// Schemas for what users write (bundles, inventories): schemars lets
+/// `Option<T>` fields be `null`, upstream's input schemas do not, so absent is
+/// the only "no value" there. Artifact schemas keep `null` (upstream's do too).
+fn input<T: JsonSchema>() -> Value {
+    let mut v = generate::<T>();
     strip_null(&mut v);
     v
 }
 
-/// schemars lets `Option<T>` fields be `null`; upstream's schemas (and our
-/// writers, which skip `None`) do not. Absent is the only "no value".
+/// Remove `null` from the types an input schema allows.
 fn strip_null(v: &mut Value) {
     match v {
         Value::Object(map) => {
-            if let Some(Value::Array(types)) = map.get_mut("type") {
-                if types.len() > 1 {
-                    types.retain(|t| t != "null");
-                    if types.len() == 1 {
-                        let only = types[0].clone();
-                        map.insert("type".into(), only);
-                    }
+            if let Some(Value::Array(types)) = map.get_mut("type")
+                && types.len() > 1
+            {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    map.insert("type".into(), only);
                 }
             }
             for key in ["anyOf", "oneOf"] {

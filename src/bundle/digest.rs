@@ -31,10 +31,16 @@ pub struct BundleDigest {
 /// Compute the digest of the bundle in `dir`. `root` is the canonical root;
 /// `exclude` is the canonical outDir; `extra` are files outside `dir` that the
 /// bundle depends on (the smoke script), named root-relative.
-pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<BundleDigest> {
+pub fn compute(
+    root: &Path,
+    dir: &Path,
+    exclude: Option<&Path>,
+    extra: &[PathBuf],
+) -> Result<BundleDigest> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
+        let entry =
+            entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
         let path = entry.path();
         if let Some(ex) = exclude
             && path.starts_with(ex)
@@ -58,13 +64,21 @@ pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf
     total.update(b"agentplane-bundle-digest/v1\n");
     let mut entries = Vec::with_capacity(files.len());
     for (name, path) in files {
-        let meta = fs::symlink_metadata(&path).with_context(|| format!("cannot stat `{}`", path.display()))?;
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot stat `{}`", path.display()))?;
         let (mode, content) = if meta.file_type().is_symlink() {
             let target = fs::read_link(&path)?;
             ("link", target.to_string_lossy().into_owned().into_bytes())
         } else {
-            let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
-            (mode, fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?)
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                "755"
+            } else {
+                "644"
+            };
+            (
+                mode,
+                fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?,
+            )
         };
         total.update(name.as_bytes());
         total.update([0]);
@@ -73,9 +87,16 @@ pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf
         total.update((content.len() as u64).to_string().as_bytes());
         total.update([0]);
         total.update(&content);
-        entries.push(DigestEntry { path: name, mode, sha256: crate::fsx::sha256_hex(&content) });
+        entries.push(DigestEntry {
+            path: name,
+            mode,
+            sha256: crate::fsx::sha256_hex(&content),
+        });
     }
-    Ok(BundleDigest { digest: format!("sha256:{}", hex::encode(total.finalize())), files: entries })
+    Ok(BundleDigest {
+        digest: format!("sha256:{}", hex::encode(total.finalize())),
+        files: entries,
+    })
 }
 
 /// Files that differ between two digests' file lists: added, removed or changed.

@@ -11,8 +11,10 @@ fn skipped(entry: &walkdir::DirEntry) -> bool {
         return false;
     }
     let name = entry.file_name().to_string_lossy();
-    matches!(name.as_ref(), ".git" | "target" | "node_modules" | "artifacts" | ".agentplane")
-        || entry.path().join("evidence.jsonl").exists()
+    matches!(
+        name.as_ref(),
+        ".git" | "target" | "node_modules" | "artifacts" | ".agentplane"
+    ) || entry.path().join("evidence.jsonl").exists()
 }
 
 /// Expand one argument: a `bundle.json` file, a bundle directory, or a tree.

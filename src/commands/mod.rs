@@ -35,11 +35,20 @@ impl Ctx {
 
     /// A user-given path: relative to the current directory as usual.
     pub fn abs(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        }
     }
 
     pub fn trusted(&self, t: &TrustArgs) -> Result<Vec<TrustedKey>> {
-        t.trusted_keys.iter().map(|p| keys::load_public(&self.abs(p))).collect()
+        t.trusted_keys
+            .iter()
+            .map(|p| keys::load_public(&self.abs(p)))
+            .collect()
     }
 }
 
@@ -56,7 +65,8 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
 pub fn dispatch(cli: Cli) -> Result<Exit> {
     let printer = Printer::new(cli.format, cli.quiet);
     let root = cli.root.canonicalize().map_err(|e| {
-        Problem::error(format!("root `{}` cannot be used: {e}", cli.root.display())).hint("pass an existing directory with --root")
+        Problem::error(format!("root `{}` cannot be used: {e}", cli.root.display()))
+            .hint("pass an existing directory with --root")
     })?;
     let ctx = Ctx { root, printer };
     match cli.command {

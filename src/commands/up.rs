@@ -13,7 +13,11 @@ pub fn emit(ctx: &Ctx, args: EmitArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let e = emit::emit(&ctx.root, &args.bundle, &signer)?;
     print_emit(ctx, &e);
-    Ok(if e.session.status == "success" { Exit::Success } else { Exit::Failed })
+    Ok(if e.session.status == "success" {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
 }
 
 fn print_emit(ctx: &Ctx, e: &emit::Emitted) {
@@ -47,9 +51,18 @@ pub struct StageReport {
 }
 
 /// validate → place → run → emit, stopping at the first failing stage.
-pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: &Signer) -> Result<(Exit, UpReport)> {
+pub fn up(
+    ctx: &Ctx,
+    bundle: &Path,
+    opts: &place::Options,
+    watch: bool,
+    signer: &Signer,
+) -> Result<(Exit, UpReport)> {
     let p = &ctx.printer;
-    let mut report = UpReport { bundle: bundle.display().to_string(), ..Default::default() };
+    let mut report = UpReport {
+        bundle: bundle.display().to_string(),
+        ..Default::default()
+    };
     let say = |r: &StageReport| {
         let mark = if r.ok { p.ok() } else { p.bad() };
         p.line(format!("{mark} {:8} {}", r.stage, r.detail));
@@ -66,13 +79,27 @@ pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: 
         .checks
         .iter()
         .filter(|c| c.status == crate::bundle::gates::Status::Fail)
-        .map(|c| format!("{}{}", c.name, c.pointer.as_deref().map(|p| format!(" at {p}")).unwrap_or_default()))
+        .map(|c| {
+            format!(
+                "{}{}",
+                c.name,
+                c.pointer
+                    .as_deref()
+                    .map(|p| format!(" at {p}"))
+                    .unwrap_or_default()
+            )
+        })
         .collect();
     let st = StageReport {
         stage: "validate",
         ok: o.report.valid,
         detail: if o.report.valid {
-            format!("{} ({} checks, digest {})", o.report.bundle.as_deref().unwrap_or(""), o.report.checks.len(), short(o.report.digest.as_deref()))
+            format!(
+                "{} ({} checks, digest {})",
+                o.report.bundle.as_deref().unwrap_or(""),
+                o.report.checks.len(),
+                short(o.report.digest.as_deref())
+            )
         } else {
             format!("invalid: {}", failed.join(", "))
         },
@@ -91,8 +118,19 @@ pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: 
 
     let placed = place::place(&ctx.root, bundle, signer, opts)?;
     let st = match (&placed.decision, placed.chosen) {
-        (Some(d), Some(_)) => StageReport { stage: "place", ok: true, detail: format!("executor `{}` ({} isolation)", d.chosen_executor, d.isolation) },
-        _ => StageReport { stage: "place", ok: false, detail: "no executor qualifies".into() },
+        (Some(d), Some(_)) => StageReport {
+            stage: "place",
+            ok: true,
+            detail: format!(
+                "executor `{}` ({} isolation)",
+                d.chosen_executor, d.isolation
+            ),
+        },
+        _ => StageReport {
+            stage: "place",
+            ok: false,
+            detail: "no executor qualifies".into(),
+        },
     };
     say(&st);
     let placed_ok = st.ok;
@@ -114,7 +152,13 @@ pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: 
             "{} (exit {}{}, {} ms, {} products)",
             a.status,
             a.exit_code,
-            if a.timed_out { ", timed out" } else if a.canceled { ", canceled" } else { "" },
+            if a.timed_out {
+                ", timed out"
+            } else if a.canceled {
+                ", canceled"
+            } else {
+                ""
+            },
             a.duration_ms,
             a.products.len()
         ),
@@ -128,15 +172,27 @@ pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: 
     }
 
     let e = emit::emit(&ctx.root, bundle, signer)?;
-    let st = StageReport { stage: "emit", ok: true, detail: format!("{}, {}, sealed", e.replay_file, e.session_file) };
+    let st = StageReport {
+        stage: "emit",
+        ok: true,
+        detail: format!("{}, {}, sealed", e.replay_file, e.session_file),
+    };
     say(&st);
     report.stages.push(st);
     report.status = e.session.status.clone();
-    Ok((if r.success { Exit::Success } else { Exit::Failed }, report))
+    Ok((
+        if r.success {
+            Exit::Success
+        } else {
+            Exit::Failed
+        },
+        report,
+    ))
 }
 
 fn short(d: Option<&str>) -> String {
-    d.map(|d| d.chars().take(19).collect::<String>() + "…").unwrap_or_default()
+    d.map(|d| d.chars().take(19).collect::<String>() + "…")
+        .unwrap_or_default()
 }
 
 pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit> {

@@ -29,14 +29,25 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Exit> {
     let manifests = validate::find(&ctx.root, &args.paths)?;
     let reports = validate::check_all(&ctx.root, &manifests)?;
     let outcomes: Vec<Outcome> = if args.check {
-        reports.into_iter().map(|report| Outcome { report, written: None, not_written: None }).collect()
+        reports
+            .into_iter()
+            .map(|report| Outcome {
+                report,
+                written: None,
+                not_written: None,
+            })
+            .collect()
     } else {
         let signer = ctx.signer(args.key.key.as_deref())?;
         validate::write_all(&ctx.root, reports, &signer)?
     };
     let all_valid = outcomes.iter().all(|o| o.report.valid);
     print(ctx, &outcomes, all_valid);
-    Ok(if all_valid { Exit::Success } else { Exit::Failed })
+    Ok(if all_valid {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
 }
 
 pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
@@ -58,16 +69,43 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
         Format::Github => {
             for o in outcomes {
                 for c in o.report.checks.iter().filter(|c| c.status != Status::Pass) {
-                    let level = if c.status == Status::Fail { "error" } else { "warning" };
-                    let at = c.pointer.as_deref().map(|p| format!(" at {}", if p.is_empty() { "/" } else { p })).unwrap_or_default();
+                    let level = if c.status == Status::Fail {
+                        "error"
+                    } else {
+                        "warning"
+                    };
+                    let at = c
+                        .pointer
+                        .as_deref()
+                        .map(|p| format!(" at {}", if p.is_empty() { "/" } else { p }))
+                        .unwrap_or_default();
                     let msg = format!("{}{at}: {}", c.name, c.message.as_deref().unwrap_or(""));
                     // GitHub annotation values escape %, CR and LF.
-                    let esc = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
-                    p.raw_out(format!("::{level} file={},title=agentplane {}::{}\n", o.report.path, c.name, esc(&msg)).as_bytes());
+                    let esc = |s: &str| {
+                        s.replace('%', "%25")
+                            .replace('\r', "%0D")
+                            .replace('\n', "%0A")
+                    };
+                    p.raw_out(
+                        format!(
+                            "::{level} file={},title=agentplane {}::{}\n",
+                            o.report.path,
+                            c.name,
+                            esc(&msg)
+                        )
+                        .as_bytes(),
+                    );
                 }
             }
             let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
-            p.raw_out(format!("{} bundles: {} valid, {invalid} invalid\n", outcomes.len(), outcomes.len() - invalid).as_bytes());
+            p.raw_out(
+                format!(
+                    "{} bundles: {} valid, {invalid} invalid\n",
+                    outcomes.len(),
+                    outcomes.len() - invalid
+                )
+                .as_bytes(),
+            );
         }
         Format::Human => {
             for o in outcomes {
@@ -85,20 +123,31 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
                         Some(ptr) => format!(" at {ptr}"),
                         None => String::new(),
                     };
-                    p.line(format!("    {status} {}{at}: {}", c.name, c.message.as_deref().unwrap_or("")));
+                    p.line(format!(
+                        "    {status} {}{at}: {}",
+                        c.name,
+                        c.message.as_deref().unwrap_or("")
+                    ));
                     if c.status == Status::Fail {
                         p.line(format!("         hint: {}", gates::hint_for(&c.name)));
                     }
                 }
                 if let Some(w) = &o.written {
-                    p.line(format!("    evidence: {}", super::super::fsx::rel_to(&ctx.root, w)));
+                    p.line(format!(
+                        "    evidence: {}",
+                        super::super::fsx::rel_to(&ctx.root, w)
+                    ));
                 }
                 if let Some(why) = &o.not_written {
                     p.line(format!("    no artifact written: {why}"));
                 }
             }
             let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
-            p.line(format!("{} bundles: {} valid, {invalid} invalid", outcomes.len(), outcomes.len() - invalid));
+            p.line(format!(
+                "{} bundles: {} valid, {invalid} invalid",
+                outcomes.len(),
+                outcomes.len() - invalid
+            ));
         }
     }
 }

@@ -76,7 +76,9 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: Option<&Path>) -> Result<()> {
         if exclude.is_some_and(|x| p.starts_with(x)) {
             continue;
         }
-        let rel = p.strip_prefix(from).expect("walkdir yields paths under its root");
+        let rel = p
+            .strip_prefix(from)
+            .expect("walkdir yields paths under its root");
         let dest = to.join(rel);
         let ft = entry.file_type();
         if ft.is_dir() {
@@ -98,7 +100,11 @@ fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, st
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let chunk = buf[..n].to_vec();
-                    let ev = if stdout { Event::Stdout(chunk) } else { Event::Stderr(chunk) };
+                    let ev = if stdout {
+                        Event::Stdout(chunk)
+                    } else {
+                        Event::Stderr(chunk)
+                    };
                     if tx.send(Some(ev)).is_err() {
                         break;
                     }
@@ -110,7 +116,11 @@ fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, st
 }
 
 fn signal_name(st: &ExitStatus) -> Option<String> {
-    st.signal().map(|s| Signal::try_from(s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {s}")))
+    st.signal().map(|s| {
+        Signal::try_from(s)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| format!("signal {s}"))
+    })
 }
 
 impl Runner for LocalRunner {
@@ -119,7 +129,10 @@ impl Runner for LocalRunner {
     }
 
     fn prepare(&mut self, job: &Job, _events: &mut dyn FnMut(Event)) -> Result<()> {
-        let scratch = tempfile::Builder::new().prefix("agentplane-run-").tempdir().context("cannot create a scratch directory")?;
+        let scratch = tempfile::Builder::new()
+            .prefix("agentplane-run-")
+            .tempdir()
+            .context("cannot create a scratch directory")?;
         let bundle_copy = scratch.path().join("bundle");
         // The products dir may sit inside the bundle dir (outDir under it): never copy evidence.
         copy_tree(&job.bundle_dir, &bundle_copy, job.products_dir.parent())?;
@@ -127,7 +140,8 @@ impl Runner for LocalRunner {
             Some(rel) => bundle_copy.join(rel),
             None => {
                 let dest = scratch.path().join("smoke-script");
-                std::fs::copy(&job.script, &dest).with_context(|| format!("cannot copy `{}`", job.script.display()))?;
+                std::fs::copy(&job.script, &dest)
+                    .with_context(|| format!("cannot copy `{}`", job.script.display()))?;
                 dest
             }
         };
@@ -147,7 +161,9 @@ impl Runner for LocalRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd.spawn().context("cannot start /bin/sh for the smoke script")?;
+        let mut child = cmd
+            .spawn()
+            .context("cannot start /bin/sh for the smoke script")?;
         let (tx, rx) = mpsc::channel();
         reader(child.stdout.take().expect("piped"), tx.clone(), true);
         reader(child.stderr.take().expect("piped"), tx, false);
@@ -156,7 +172,12 @@ impl Runner for LocalRunner {
         Ok(())
     }
 
-    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
+    fn wait(
+        &mut self,
+        job: &Job,
+        deadline: Instant,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Exit> {
         let rx = self.rx.take().expect("started");
         let mut open = 2;
         let mut exit = Exit::default();
@@ -177,7 +198,9 @@ impl Runner for LocalRunner {
                     }
                 }
             }
-            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(20));
             match rx.recv_timeout(slice.max(Duration::from_millis(1))) {
                 Ok(Some(ev)) => events(ev),
                 Ok(None) => open -= 1,

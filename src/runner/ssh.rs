@@ -243,7 +243,7 @@ fn wrapper_command(dir: &str, script: &str) -> String {
         "cd {bundle} || exit 126\n\
          if command -v setsid >/dev/null 2>&1; then\n\
          setsid {run} &\n\
-         wait $!; rc=$?\n\
+         wait $! 2>/dev/null; rc=$?\n\
          pg=$(cat {pgid} 2>/dev/null) && [ -n \"$pg\" ] && kill -KILL -- \"-$pg\" 2>/dev/null\n\
          exit $rc\n\
          fi\n\
@@ -425,7 +425,11 @@ impl Runner for SshRunner {
                             });
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) => return Ok(self.lost_exit(exit, &e.to_string())),
+                        Err(e) => {
+                            return Ok(
+                                self.lost_exit(exit, &format!("the connection failed ({e})"))
+                            );
+                        }
                     }
                 }
             }

@@ -6,4 +6,7 @@ mod util;
 mod evidence;
 mod pipeline;
 mod place;
+mod qemu;
+mod ssh;
+mod sshd;
 mod validate;

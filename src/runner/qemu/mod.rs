@@ -1,0 +1,716 @@
+//! The QEMU runner: the smoke script runs in a throwaway Linux VM.
+//!
+//! `prepare` finds `qemu-system-x86_64`, a static busybox and a kernel,
+//! assembles an initramfs in a temp dir ([`initramfs`]: busybox, the bundle,
+//! the guest `/init` from `runners/qemu/init`) and decides between KVM and
+//! TCG ([`kvm`]: KVM only when a test boot proves it works). `start` boots
+//! it. The guest talks back over four serial ports, each a file on the host
+//! ([`channel`]): console, the script's stdout, its stderr, and a control
+//! stream carrying the guest's kernel and arch, the exit status and the
+//! products (base64, with size and sha256). `wait` follows those files while
+//! QEMU runs, so output streams live.
+//!
+//! Deadlines: `job.timeout` counts from when the guest starts the script, not
+//! from power-on, so a slow TCG boot does not eat the script's time (the boot
+//! itself gets [`BOOT_TIMEOUT`]). The guest enforces the timeout itself (TERM,
+//! grace, KILL, then it still sends the products back); the host stops the VM
+//! if the guest has not reported shortly after, and at once on cancel.
+//! `runners/README.md` is the user-facing contract.
+
+mod channel;
+mod cpio;
+mod initramfs;
+mod kernel;
+mod kvm;
+
+pub use kvm::KvmVerdict;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Event, Exit, Job, Runner};
+use crate::bundle::model::Isolation;
+use crate::evidence::artifacts::Environment;
+use channel::{ControlState, LineSplitter, Record, Tail};
+use kernel::BootImage;
+
+/// What to install when a piece is missing (Debian/Ubuntu package names).
+pub(crate) const INSTALL_HINT: &str =
+    "install with `apt-get install qemu-system-x86 busybox-static linux-image-amd64`";
+
+/// How long the VM may take from power-on to starting the script.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// After the guest's own deadline and grace, how long the host waits for it
+/// to report before it stops the VM.
+const HOST_SLACK: Duration = Duration::from_secs(5);
+/// Once the script has ended, how long the control stream may stay silent
+/// (products still coming) before the VM counts as hung.
+const REPORT_STALL: Duration = Duration::from_secs(30);
+/// Between SIGTERM and SIGKILL when stopping QEMU itself.
+const QEMU_STOP_GRACE: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_millis(20);
+const DEFAULT_MEM_MIB: u64 = 256;
+const DEFAULT_VCPU: u64 = 1;
+const QEMU: &str = "qemu-system-x86_64";
+
+/// The accelerator a VM runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// The host files behind the guest's serial ports, plus QEMU's own output.
+struct Ports {
+    console: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    control: PathBuf,
+    qemu_log: PathBuf,
+}
+
+impl Ports {
+    /// Create the (empty) files in `dir`. QEMU appends to them, so the host
+    /// can open them first and follow them from byte zero.
+    fn create(dir: &Path) -> Result<Ports> {
+        let p = Ports {
+            console: dir.join("console.log"),
+            stdout: dir.join("stdout.log"),
+            stderr: dir.join("stderr.log"),
+            control: dir.join("control.log"),
+            qemu_log: dir.join("qemu.log"),
+        };
+        for f in [&p.console, &p.stdout, &p.stderr, &p.control, &p.qemu_log] {
+            File::create(f).with_context(|| format!("cannot create `{}`", f.display()))?;
+        }
+        Ok(p)
+    }
+}
+
+/// The QEMU command line for one boot. ttyS0..ttyS3 are, in order, the
+/// console, stdout, stderr and control ports.
+#[allow(clippy::too_many_arguments)]
+fn qemu_command(
+    qemu: &Path,
+    accel: Accel,
+    mem_mib: u64,
+    vcpu: u64,
+    boot: &BootImage,
+    initrd: &Path,
+    extra_append: &str,
+    ports: &Ports,
+    network: bool,
+) -> Command {
+    let mut cmd = Command::new(qemu);
+    let mut args: Vec<OsString> = Vec::new();
+    let mut arg = |a: &str| args.push(a.into());
+    for a in [
+        "-accel",
+        accel.as_str(),
+        "-m",
+        &mem_mib.to_string(),
+        "-smp",
+        &vcpu.to_string(),
+    ] {
+        arg(a);
+    }
+    // No default devices, no display, no monitor: only what is listed here.
+    for a in [
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+    ] {
+        arg(a);
+    }
+    arg("-nic");
+    arg(if network { "user,model=e1000" } else { "none" });
+    // quiet + loglevel: keep kernel chatter off even the console; panic=-1
+    // turns a guest panic into a reboot, which -no-reboot turns into an exit.
+    arg("-append");
+    arg(
+        &format!("console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4 {extra_append}")
+            .trim_end()
+            .to_string(),
+    );
+    for (i, p) in [&ports.console, &ports.stdout, &ports.stderr, &ports.control]
+        .into_iter()
+        .enumerate()
+    {
+        let mut spec = OsString::from(format!("file,id=ser{i},append=on,path="));
+        spec.push(p.as_os_str());
+        args.push("-chardev".into());
+        args.push(spec);
+        args.push("-serial".into());
+        args.push(format!("chardev:ser{i}").into());
+    }
+    cmd.arg("-kernel")
+        .arg(&boot.path)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(args);
+    let log = File::options().append(true).open(&ports.qemu_log);
+    let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
+        Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
+        Err(_) => (Stdio::null(), Stdio::null()),
+    };
+    // Its own process group: a Ctrl-C at the terminal reaches agentplane,
+    // which then stops the VM in order, rather than QEMU directly.
+    cmd.stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0);
+    cmd
+}
+
+/// Find a command on `PATH`.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
+fn find_qemu() -> Result<PathBuf> {
+    if let Some(q) = std::env::var_os("AGENTPLANE_QEMU").filter(|q| !q.is_empty()) {
+        return Ok(PathBuf::from(q));
+    }
+    which(QEMU).with_context(|| format!("`{QEMU}` is not on PATH; {INSTALL_HINT}"))
+}
+
+/// A statically linked busybox: `$AGENTPLANE_BUSYBOX`, else `/bin/busybox`
+/// or `/usr/bin/busybox`. A dynamic one cannot run in the initramfs.
+fn find_busybox() -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> =
+        match std::env::var_os("AGENTPLANE_BUSYBOX").filter(|b| !b.is_empty()) {
+            Some(b) => vec![b.into()],
+            None => vec!["/bin/busybox".into(), "/usr/bin/busybox".into()],
+        };
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        bail!(
+            "no busybox at `{}`; {INSTALL_HINT}",
+            candidates[0].display()
+        );
+    };
+    let data =
+        std::fs::read(found).with_context(|| format!("cannot read `{}`", found.display()))?;
+    if !is_static_elf(&data) {
+        bail!(
+            "`{}` is not a statically linked x86-64 busybox; {INSTALL_HINT}",
+            found.display()
+        );
+    }
+    Ok(found.clone())
+}
+
+/// An x86-64 ELF executable without a PT_INTERP program header.
+fn is_static_elf(d: &[u8]) -> bool {
+    let u16_at = |o: usize| {
+        d.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        d.get(o..o + 8)
+            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
+    };
+    if d.get(..6) != Some(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(62) {
+        return false;
+    }
+    let (Some(phoff), Some(size), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    (0..num).all(|i| {
+        d.get(phoff + i * size..phoff + i * size + 4)
+            .is_some_and(|t| t != 3u32.to_le_bytes())
+    })
+}
+
+/// Where agentplane keeps what it can rebuild (decompressed kernels, the KVM
+/// verdict): `$AGENTPLANE_CACHE_DIR`, else `$XDG_CACHE_HOME/agentplane`, else
+/// `~/.cache/agentplane`.
+fn cache_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("AGENTPLANE_CACHE_DIR")
+        .or_else(|| {
+            var("XDG_CACHE_HOME")
+                .filter(|p| p.is_absolute())
+                .map(|p| p.join("agentplane"))
+        })
+        .or_else(|| var("HOME").map(|h| h.join(".cache/agentplane")))
+}
+
+/// Whether KVM really works on this host, probing if needed: for placement,
+/// which must not promise `vm-kvm` on the strength of `/dev/kvm` alone.
+pub fn kvm_verdict(kernel: Option<&Path>) -> Result<KvmVerdict> {
+    let qemu = find_qemu()?;
+    let busybox = find_busybox()?;
+    let kernel = kernel::locate(kernel)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("agentplane-kvm-")
+        .tempdir()?;
+    let cache = cache_dir();
+    let boot = kernel::boot_image(&kernel, cache.as_deref(), scratch.path());
+    Ok(kvm::verdict(&qemu, &boot, &busybox, cache.as_deref()))
+}
+
+/// The e1000 driver for `release`, which a guest with a network needs:
+/// Debian builds every NIC driver as a module.
+fn nic_module(release: Option<&str>) -> Result<PathBuf> {
+    let Some(release) = release else {
+        bail!(
+            "the bundle asks for a network, but the kernel's release (and so its modules) is unknown"
+        );
+    };
+    let path = Path::new("/lib/modules")
+        .join(release)
+        .join("kernel/drivers/net/ethernet/intel/e1000/e1000.ko");
+    if !path.is_file() {
+        bail!(
+            "the bundle asks for a network, which needs the e1000 driver of kernel {release}: `{}` does not exist (compressed modules are not supported)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Runs smoke scripts in a QEMU VM on this host. See the module docs.
+pub struct QemuRunner {
+    executor: String,
+    work: Option<tempfile::TempDir>,
+    ports: Option<Ports>,
+    command: Option<Command>,
+    child: Option<Child>,
+    accel: Option<Accel>,
+    release: Option<String>,
+    spawned_at: Option<Instant>,
+    state: ControlState,
+    /// The host stopped the VM on its own deadline or on cancel: products may be partial.
+    host_stopped: bool,
+}
+
+impl QemuRunner {
+    /// A runner for the executor named `executor` (used in progress and evidence).
+    pub fn new(executor: &str) -> QemuRunner {
+        QemuRunner {
+            executor: executor.to_string(),
+            work: None,
+            ports: None,
+            command: None,
+            child: None,
+            accel: None,
+            release: None,
+            spawned_at: None,
+            state: ControlState::default(),
+            host_stopped: false,
+        }
+    }
+
+    /// Stop QEMU: SIGTERM (it exits at once, as on a power cut), then SIGKILL.
+    fn stop_vm(&mut self) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        if child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid =
+            Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
+        let _ = kill(pid, Signal::SIGTERM);
+        let end = Instant::now() + QEMU_STOP_GRACE;
+        while Instant::now() < end {
+            if child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = child.kill();
+        child.wait().context("cannot reap QEMU")?;
+        Ok(())
+    }
+
+    /// The last lines of the console and of QEMU's own output, for errors.
+    fn diagnostics(&self) -> String {
+        let Some(p) = &self.ports else {
+            return String::new();
+        };
+        let tail = |path: &Path| {
+            let text = std::fs::read(path)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            lines[lines.len().saturating_sub(8)..].join("\n    ")
+        };
+        let mut s = String::new();
+        for (what, path) in [("console", &p.console), ("qemu", &p.qemu_log)] {
+            let t = tail(path);
+            if !t.is_empty() {
+                s.push_str(&format!("\n  {what}:\n    {t}"));
+            }
+        }
+        s
+    }
+}
+
+impl Drop for QemuRunner {
+    fn drop(&mut self) {
+        // However the run ended (even by a panic), no QEMU outlives the runner.
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Runner for QemuRunner {
+    fn executor(&self) -> &str {
+        &self.executor
+    }
+
+    fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()> {
+        if std::env::consts::ARCH != "x86_64" {
+            bail!(
+                "the QEMU runner supports x86_64 hosts only (this one is {})",
+                std::env::consts::ARCH
+            );
+        }
+        let qemu = find_qemu()?;
+        let busybox = find_busybox()?;
+        let kernel = kernel::locate(job.vm.kernel.as_deref())?;
+        let work = tempfile::Builder::new()
+            .prefix("agentplane-vm-")
+            .tempdir()
+            .context("cannot create a temp dir for the VM")?;
+        let cache = cache_dir();
+
+        let boot = kernel::boot_image(&kernel, cache.as_deref(), work.path());
+        self.release = boot.release.clone();
+        let modules = if job.vm.network {
+            vec![nic_module(boot.release.as_deref())?]
+        } else {
+            Vec::new()
+        };
+
+        events(Event::Status("building the initramfs".into()));
+        let initrd = work.path().join("initramfs.cpio");
+        let image = initramfs::JobImage {
+            job,
+            modules: &modules,
+        };
+        let skipped = initramfs::write(&initrd, &busybox, Some(image))?;
+        if !skipped.is_empty() {
+            events(Event::Status(format!(
+                "environment variables not passed to the VM (not shell names): {}",
+                skipped.join(", ")
+            )));
+        }
+
+        let verdict = kvm::verdict(&qemu, &boot, &busybox, cache.as_deref());
+        let accel = if verdict.usable {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        };
+        if job.vm.require_kvm && accel != Accel::Kvm {
+            bail!("KVM required but not usable: {}", verdict.reason);
+        }
+        let ports = Ports::create(work.path())?;
+        let mem = job.vm.mem_mib.filter(|&m| m > 0).unwrap_or(DEFAULT_MEM_MIB);
+        let vcpu = job.vm.vcpu.filter(|&v| v > 0).unwrap_or(DEFAULT_VCPU);
+        self.command = Some(qemu_command(
+            &qemu,
+            accel,
+            mem,
+            vcpu,
+            &boot,
+            &initrd,
+            "",
+            &ports,
+            job.vm.network,
+        ));
+        events(Event::Status(format!(
+            "booting {} ({}{}; {mem} MiB, {vcpu} vCPU){}",
+            kernel.display(),
+            accel.as_str(),
+            if accel == Accel::Tcg {
+                format!(": {}", verdict.reason)
+            } else {
+                String::new()
+            },
+            if boot.uncompressed {
+                ", pre-decompressed"
+            } else {
+                ""
+            },
+        )));
+        self.accel = Some(accel);
+        self.ports = Some(ports);
+        self.work = Some(work);
+        Ok(())
+    }
+
+    fn start(&mut self, _job: &Job) -> Result<()> {
+        let mut cmd = self.command.take().context("the VM was not prepared")?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+        self.child = Some(child);
+        self.spawned_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn wait(
+        &mut self,
+        job: &Job,
+        deadline: Instant,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<Exit> {
+        let ports = self.ports.as_ref().context("the VM was not prepared")?;
+        let spawned_at = self.spawned_at.context("the VM was not started")?;
+        let (mut out, mut err, mut ctl) = (
+            Tail::open(&ports.stdout)?,
+            Tail::open(&ports.stderr)?,
+            Tail::open(&ports.control)?,
+        );
+        let mut lines = LineSplitter::default();
+        // The script's deadline, once it has started: the boot does not count.
+        let mut script_deadline: Option<Instant> = None;
+        let mut last_report = Instant::now();
+        let mut exit = Exit::default();
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .context("the VM was not started")?
+                .try_wait()?
+                .is_some();
+            // Read after checking for exit, so nothing written before it is missed.
+            let (o, e, c) = (out.read_new()?, err.read_new()?, ctl.read_new()?);
+            if !o.is_empty() {
+                events(Event::Stdout(o));
+            }
+            if !e.is_empty() {
+                events(Event::Stderr(e));
+            }
+            if !c.is_empty() {
+                last_report = Instant::now();
+            }
+            for line in lines.push(&c) {
+                match self
+                    .state
+                    .feed(&line)
+                    .context("the guest's control stream is garbled")?
+                {
+                    Some(Record::Started) => {
+                        let now = Instant::now();
+                        script_deadline = Some(deadline + now.duration_since(spawned_at));
+                        let secs = now.duration_since(spawned_at).as_secs_f64();
+                        events(Event::Status(format!(
+                            "VM up after {secs:.1} s; running the smoke script"
+                        )));
+                    }
+                    Some(Record::Warn(w)) => events(Event::Status(format!("guest: {w}"))),
+                    _ => {}
+                }
+            }
+            if exited {
+                break;
+            }
+            let now = Instant::now();
+            if job.cancel.load(Ordering::SeqCst) {
+                exit.canceled = true;
+            } else if !self.state.started && now >= spawned_at + BOOT_TIMEOUT {
+                self.stop_vm()?;
+                bail!(
+                    "the VM did not start the smoke script within {} s{}",
+                    BOOT_TIMEOUT.as_secs(),
+                    self.diagnostics()
+                );
+            } else if self.state.exit.is_none()
+                && script_deadline.is_some_and(|d| now >= d + job.grace + HOST_SLACK)
+            {
+                exit.timed_out = true;
+            } else if self.state.exit.is_some() && now >= last_report + REPORT_STALL {
+                self.stop_vm()?;
+                bail!(
+                    "the VM stopped reporting while sending products{}",
+                    self.diagnostics()
+                );
+            }
+            if exit.canceled || exit.timed_out {
+                // The guest gets no say: the VM goes, and the script with it.
+                self.host_stopped = true;
+                self.stop_vm()?;
+                exit.signal = Some("SIGKILL".into());
+                if let Some(g) = &self.state.exit {
+                    exit.code = g.code;
+                }
+                return Ok(exit);
+            }
+            std::thread::sleep(POLL);
+        }
+        if !lines.push(b"\n").iter().all(|l| l.is_empty()) {
+            // A final record without its newline: the VM died mid-write.
+            bail!(
+                "the VM stopped in the middle of a report{}",
+                self.diagnostics()
+            );
+        }
+        let Some(g) = self.state.exit.clone() else {
+            bail!(
+                "the VM powered off before the smoke script finished{}",
+                self.diagnostics()
+            );
+        };
+        exit.code = g.code;
+        exit.signal = g.signal;
+        exit.timed_out = g.timed_out;
+        Ok(exit)
+    }
+
+    fn collect(&mut self, job: &Job) -> Result<()> {
+        let ports = self.ports.as_ref().context("the VM was not prepared")?;
+        let complete = self.state.done;
+        let got = channel::extract_products(&ports.control, &job.products_dir, complete)
+            .context("cannot read the products the VM sent")?;
+        if !complete && !self.host_stopped {
+            bail!(
+                "the VM powered off before it had sent every product ({} received){}",
+                got.products.len(),
+                self.diagnostics()
+            );
+        }
+        Ok(())
+    }
+
+    fn cleanup(&mut self, _job: &Job) -> Result<()> {
+        let stopped = self.stop_vm();
+        self.child = None;
+        self.command = None;
+        self.ports = None;
+        let removed = match self.work.take() {
+            Some(w) => w.close().context("cannot remove the VM's temp dir"),
+            None => Ok(()),
+        };
+        stopped.and(removed)
+    }
+
+    fn isolation(&self) -> Isolation {
+        // Never claim more than was used: TCG unless KVM actually ran the VM.
+        match self.accel {
+            Some(Accel::Kvm) => Isolation::VmKvm,
+            _ => Isolation::VmTcg,
+        }
+    }
+
+    fn environment(&self) -> Environment {
+        let env = &self.state.env;
+        let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        Environment {
+            os: "linux".into(),
+            arch: get("arch").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+            kernel: get("kernel")
+                .or_else(|| self.release.clone())
+                .unwrap_or_default(),
+            hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_static_executables() {
+        if let Ok(b) = std::fs::read("/bin/busybox") {
+            // Debian's busybox-static; the dynamic `busybox` package would fail.
+            let _ = is_static_elf(&b);
+        }
+        let sh = std::fs::read("/bin/sh").unwrap();
+        assert!(
+            !is_static_elf(&sh),
+            "/bin/sh is dynamically linked on every supported host"
+        );
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        assert!(!is_static_elf(&[]));
+    }
+
+    #[test]
+    fn command_line_has_no_defaults_and_four_ports() {
+        let d = tempfile::tempdir().unwrap();
+        let ports = Ports::create(d.path()).unwrap();
+        let boot = BootImage {
+            path: "/boot/vmlinuz".into(),
+            uncompressed: false,
+            release: None,
+        };
+        let cmd = qemu_command(
+            Path::new("qemu"),
+            Accel::Tcg,
+            256,
+            1,
+            &boot,
+            Path::new("i.cpio"),
+            "",
+            &ports,
+            false,
+        );
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        for want in [
+            "-accel tcg",
+            "-m 256",
+            "-smp 1",
+            "-nodefaults",
+            "-nic none",
+            "-no-reboot",
+            "panic=-1",
+            "console=ttyS0",
+        ] {
+            assert!(joined.contains(want), "{want} missing: {joined}");
+        }
+        assert_eq!(args.iter().filter(|a| *a == "-serial").count(), 4);
+        let net = qemu_command(
+            Path::new("qemu"),
+            Accel::Kvm,
+            512,
+            2,
+            &boot,
+            Path::new("i.cpio"),
+            "x=1",
+            &ports,
+            true,
+        );
+        let joined: Vec<String> = net
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(joined.join(" ").contains("-accel kvm -m 512 -smp 2"));
+        assert!(joined.iter().any(|a| a == "user,model=e1000"));
+    }
+}

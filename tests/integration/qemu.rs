@@ -1,0 +1,235 @@
+//! The QEMU runner through the real binary: a real `qemu-system-x86_64` boot
+//! of the host's kernel with the initramfs agentplane builds (TCG unless KVM
+//! really works). `scripts/test` installs qemu-system-x86, busybox-static and
+//! linux-image-amd64 when they are missing; these tests do not skip.
+
+use crate::util::Root;
+use sha2::{Digest, Sha256};
+
+/// QEMU processes whose agentplane temp dir is gone: a VM that outlived its
+/// run. (VMs of tests running in parallel still have their dir.)
+fn leaked_vms() -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.first().is_some_and(|a| a.contains("qemu-system")) {
+            continue;
+        }
+        let orphaned = args
+            .iter()
+            .filter_map(|a| a.split("path=").last())
+            .any(|a| {
+                let p = std::path::Path::new(a);
+                let ours = p
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with("agentplane-"));
+                ours && p.parent().is_some_and(|d| !d.exists())
+            });
+        if orphaned {
+            out.push(args.join(" "));
+        }
+    }
+    out
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+#[test]
+fn example_vm_runs_in_a_vm_and_its_evidence_verifies() {
+    let r = Root::new();
+    r.copy_bundle("example-vm");
+    r.keygen();
+    let b = "bundles/example-vm";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    let run = r.cmd(&["--format", "json", "run", b]).ok().json();
+    assert_eq!(run["status"], "success");
+    let isolation = run["isolation"].as_str().unwrap();
+    assert!(["vm-tcg", "vm-kvm"].contains(&isolation), "{isolation}");
+
+    let artifact = r.json("artifacts/example-vm/run-artifact.json");
+    assert_eq!(artifact["isolation"], isolation);
+    assert_eq!(artifact["backendIntent"], "qemu");
+    assert_eq!(artifact["environment"]["hostname"], "agentplane-vm");
+    assert_eq!(artifact["environment"]["arch"], "x86_64");
+    let kernel = artifact["environment"]["kernel"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!kernel.is_empty());
+
+    // The product came back from the guest and says so.
+    assert_eq!(artifact["products"][0]["path"], "products/vm-report.txt");
+    let report = r.read("artifacts/example-vm/products/vm-report.txt");
+    assert!(report.contains("hostname: agentplane-vm"), "{report}");
+    assert!(report.contains(&format!("kernel: {kernel}")), "{report}");
+    assert!(report.contains("pid1: init"), "{report}");
+    // stdout and stderr kept apart, and no kernel console in either.
+    let stdout = r.read("artifacts/example-vm/run.stdout.log");
+    let stderr = r.read("artifacts/example-vm/run.stderr.log");
+    assert_eq!(
+        stdout,
+        format!("example-vm: smoke test ran in agentplane-vm on kernel {kernel}\n")
+    );
+    assert_eq!(stderr, "example-vm: this line goes to stderr\n");
+
+    r.cmd(&["emit", b]).ok();
+    r.cmd(&[
+        "verify",
+        "artifacts/example-vm",
+        "--trusted-key",
+        &r.pubkey(),
+    ])
+    .ok();
+    assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
+}
+
+#[test]
+fn products_cross_the_serial_channel_byte_exact_and_the_exit_code_is_kept() {
+    let r = Root::new();
+    r.keygen();
+    // A file with every byte value travels host → initramfs → guest → control port → host.
+    let mut every_byte: Vec<u8> = (0..=255u8).cycle().take(70_001).collect();
+    every_byte.extend(b"\r\n\n@end\n@done\n");
+    let smoke = r#"set -eu
+cp data.bin "$1/copied.bin"
+head -c 300000 /dev/urandom > "$1/random.bin"
+sha256sum "$1/random.bin" | cut -d' ' -f1 > "$1/random.sha256"
+mkdir -p "$1/sub dir"
+printf 'x' > "$1/sub dir/name with spaces"
+echo "bundle=$AGENTPLANE_BUNDLE_NAME products=$AGENTPLANE_PRODUCTS_DIR cwd=$(pwd)"
+printf 'no newline at the end' >&2
+exit 3
+"#;
+    r.bundle("vm-bytes", smoke, |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["policy"]["maxRunSeconds"] = 60.into();
+    });
+    r.write("bundles/vm-bytes/data.bin", &every_byte);
+    let b = "bundles/vm-bytes";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    r.cmd_env(&["run", b], &[("AGENTPLANE_QEMU_ACCEL", "tcg")])
+        .failed();
+
+    let artifact = r.json("artifacts/vm-bytes/run-artifact.json");
+    assert_eq!(artifact["exitCode"], 3);
+    assert_eq!(artifact["timedOut"], false);
+    assert_eq!(
+        artifact["isolation"], "vm-tcg",
+        "AGENTPLANE_QEMU_ACCEL=tcg must not claim KVM"
+    );
+    let products = r.join("artifacts/vm-bytes/products");
+    assert_eq!(
+        std::fs::read(products.join("copied.bin")).unwrap(),
+        every_byte
+    );
+    let random = std::fs::read(products.join("random.bin")).unwrap();
+    assert_eq!(random.len(), 300_000);
+    let guest_sum = std::fs::read_to_string(products.join("random.sha256")).unwrap();
+    assert_eq!(
+        guest_sum.trim(),
+        sha256_hex(&random),
+        "the guest's digest of what it sent"
+    );
+    assert_eq!(
+        std::fs::read_to_string(products.join("sub dir/name with spaces")).unwrap(),
+        "x"
+    );
+    let recorded: Vec<&str> = artifact["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(recorded.contains(&"products/random.bin"), "{recorded:?}");
+
+    assert_eq!(
+        r.read("artifacts/vm-bytes/run.stdout.log"),
+        "bundle=vm-bytes products=/agentplane/products cwd=/agentplane/bundle\n"
+    );
+    assert_eq!(
+        r.read("artifacts/vm-bytes/run.stderr.log"),
+        "no newline at the end"
+    );
+}
+
+#[test]
+fn a_vm_smoke_past_max_run_seconds_is_stopped_and_no_qemu_survives() {
+    let r = Root::new();
+    r.keygen();
+    let smoke = "echo started\necho partial > \"$1/partial.txt\"\nsleep 60\necho never\n";
+    r.bundle("vm-slow", smoke, |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["policy"]["maxRunSeconds"] = 5.into();
+    });
+    let b = "bundles/vm-slow";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    let t0 = std::time::Instant::now();
+    r.cmd(&["run", b]).failed();
+    let took = t0.elapsed();
+
+    let artifact = r.json("artifacts/vm-slow/run-artifact.json");
+    assert_eq!(artifact["timedOut"], true);
+    assert_eq!(artifact["status"], "failure");
+    assert_eq!(
+        artifact["signal"], "SIGTERM",
+        "the guest stops the script with TERM first"
+    );
+    // The guest enforces the deadline itself, so what the script wrote still comes back.
+    assert_eq!(
+        r.read("artifacts/vm-slow/products/partial.txt"),
+        "partial\n"
+    );
+    assert_eq!(r.read("artifacts/vm-slow/run.stdout.log"), "started\n");
+    // Boot (not counted) + 5 s + grace, well short of the script's 60 s.
+    assert!(took.as_secs() < 45, "took {took:?}");
+    assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
+}
+
+#[test]
+fn requiring_kvm_fails_clearly_where_kvm_does_not_work() {
+    let r = Root::new();
+    r.keygen();
+    r.bundle("vm-kvm", "uname -r > \"$1/k\"\n", |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["vm"]["requiresKvm"] = true.into();
+    });
+    // The repo's inventory with `local` claiming KVM, so placement lets the run try.
+    let mut inv: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::util::repo().join("fleet/inventory.json")).unwrap(),
+    )
+    .unwrap();
+    for e in inv["executors"].as_array_mut().unwrap() {
+        e["capabilities"]["kvm"] = true.into();
+    }
+    r.write(
+        "fleet/inventory.json",
+        serde_json::to_vec_pretty(&inv).unwrap(),
+    );
+    let b = "bundles/vm-kvm";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    let run = r.cmd(&["run", b]);
+    let artifact = r.json("artifacts/vm-kvm/run-artifact.json");
+    if run.code == 0 {
+        assert_eq!(artifact["isolation"], "vm-kvm");
+    } else {
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert_eq!(artifact["isolation"], "vm-tcg");
+        let error = artifact["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("KVM required but not usable"),
+            "{artifact:#}"
+        );
+    }
+}

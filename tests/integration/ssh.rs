@@ -1,0 +1,427 @@
+//! SSH executors against a real OpenSSH server on loopback: placement probes
+//! (every rejection code, parallel and bounded), runs over SSH (products back,
+//! remote directory gone, remote timeout kills the group), and hosts that
+//! vanish mid-run (killed, or silent) failing the run instead of hanging.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::sshd::{FreezeProxy, Sshd};
+use crate::util::{BIN, Root, Run};
+
+/// Write a typed v0.1 inventory with `executors` and return its path relative to the root.
+fn inventory(r: &Root, executors: Vec<serde_json::Value>, default: &str) -> String {
+    let inv = serde_json::json!({
+        "apiVersion": "agentplane.socioprophet.org/v0.1",
+        "kind": "FleetInventory",
+        "metadata": {"name": "ssh-tests", "version": "0.1.0", "createdAt": "2026-11-22T00:00:00Z"},
+        "builders": [],
+        "executors": executors,
+        "defaultExecutor": default,
+        "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
+    });
+    r.write(
+        "fleet/ssh-inventory.json",
+        serde_json::to_vec_pretty(&inv).unwrap(),
+    );
+    "fleet/ssh-inventory.json".into()
+}
+
+/// A root with a key and a validated bundle `name` running `smoke`.
+fn validated(name: &str, smoke: &str, max_run_seconds: u64) -> Root {
+    let r = Root::new();
+    r.keygen();
+    r.bundle(name, smoke, |v| {
+        v["spec"]["policy"]["maxRunSeconds"] = max_run_seconds.into()
+    });
+    r.cmd(&["validate", &format!("bundles/{name}")]).ok();
+    r
+}
+
+fn place_json(r: &Root, bundle: &str, inv: &str, timeout: &str) -> Run {
+    r.cmd(&[
+        "--format",
+        "json",
+        "place",
+        bundle,
+        "--inventory",
+        inv,
+        "--probe-timeout",
+        timeout,
+    ])
+}
+
+/// The rejection code recorded for executor `name`.
+fn code_of(decision: &serde_json::Value, name: &str) -> String {
+    decision["rejected"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == name))
+        .and_then(|x| x["code"].as_str())
+        .unwrap_or_else(|| panic!("no rejection for {name} in {decision:#}"))
+        .to_string()
+}
+
+/// A listener that accepts connections and never says a word.
+fn silent_listener() -> (u16, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        l.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn placement_probes_a_real_sshd_and_chooses_it() {
+    let sshd = Sshd::start();
+    let r = validated("over-ssh", "#!/bin/sh\necho hi\n", 20);
+    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    let d = place_json(&r, "bundles/over-ssh", &inv, "5").ok().json();
+    assert_eq!(d["chosenExecutor"], "ssh1", "{d:#}\n{}", sshd.log());
+    assert_eq!(d["transport"], "ssh");
+    assert_eq!(d["ssh"]["port"], sshd.port);
+    assert_eq!(
+        d["ssh"]["knownHostsFile"],
+        sshd.known_hosts.display().to_string()
+    );
+    assert_eq!(
+        d["observedPlatform"],
+        format!("linux/{}", std::env::consts::ARCH)
+    );
+    assert_eq!(d["isolation"], "process");
+}
+
+#[test]
+fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
+    let sshd = Sshd::start();
+    let r = validated("bad-ssh", "#!/bin/sh\necho hi\n", 20);
+    let key = sshd.client_key.clone();
+    let kh = sshd.known_hosts.clone();
+    let closed = crate::sshd::free_port();
+    let silent: Vec<_> = (0..4).map(|_| silent_listener()).collect();
+    let mut bad = vec![
+        sshd.executor_json_with("changed", sshd.port, &key, &sshd.wrong_known_hosts()),
+        sshd.executor_json_with("unknown", sshd.port, &key, &sshd.empty_known_hosts()),
+        sshd.executor_json_with("stranger", sshd.port, &sshd.bad_client_key(), &kh),
+        sshd.executor_json_with(
+            "no-key",
+            sshd.port,
+            Path::new("/nonexistent/id_ed25519"),
+            &kh,
+        ),
+        sshd.executor_json_with("closed", closed, &key, &kh),
+    ];
+    for (i, (port, _)) in silent.iter().enumerate() {
+        bad.push(sshd.executor_json_with(&format!("silent{i}"), *port, &key, &kh));
+    }
+
+    // Nothing qualifies: exit 1, each executor named with its reason. Four
+    // silent hosts at 2 s each would take 8 s one after another.
+    let inv = inventory(&r, bad.clone(), "changed");
+    let t0 = Instant::now();
+    let d = place_json(&r, "bundles/bad-ssh", &inv, "2").failed().json();
+    let took = t0.elapsed();
+    assert!(d["chosenExecutor"].is_null(), "{d:#}");
+    let expect = [
+        ("changed", "ssh-host-key-changed"),
+        ("unknown", "ssh-host-key-unknown"),
+        ("stranger", "ssh-auth-failed"),
+        ("no-key", "ssh-auth-failed"),
+        ("closed", "ssh-unreachable"),
+        ("silent0", "ssh-unreachable"),
+        ("silent3", "ssh-unreachable"),
+    ];
+    for (name, code) in expect {
+        assert_eq!(code_of(&d, name), code, "{name}: {d:#}");
+    }
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the silent hosts were not waited for: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(6),
+        "probes did not run in parallel within the timeout: {took:?}"
+    );
+
+    // With a good executor among them it is chosen and the rest keep their reasons.
+    let mut all = bad;
+    all.push(sshd.executor_json("good"));
+    let inv = inventory(&r, all, "changed");
+    let d = place_json(&r, "bundles/bad-ssh", &inv, "2").ok().json();
+    assert_eq!(d["chosenExecutor"], "good", "{d:#}");
+    for (name, code) in expect {
+        assert_eq!(code_of(&d, name), code, "{name}: {d:#}");
+    }
+    let reason = d["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "changed")
+        .unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("man-in-the-middle"), "{reason}");
+}
+
+/// The remote run directory a smoke reported (it prints its cwd, `…/bundle`).
+fn remote_dir_from(log: &str) -> PathBuf {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("cwd="))
+        .unwrap_or_else(|| panic!("no cwd in:\n{log}"));
+    let cwd = PathBuf::from(line.trim_start_matches("cwd="));
+    cwd.parent().expect("cwd has a parent").to_path_buf()
+}
+
+#[test]
+fn a_run_over_ssh_brings_products_back_and_leaves_nothing_remote() {
+    let sshd = Sshd::start();
+    let smoke = "#!/bin/sh\nset -eu\necho \"cwd=$(pwd)\"\necho to-stderr >&2\n\
+                 mkdir -p \"$1/nested\"\nprintf 'ok\\n' > \"$1/result.txt\"\n\
+                 printf 'deep\\n' > \"$AGENTPLANE_PRODUCTS_DIR/nested/deep.txt\"\n";
+    let r = validated("ssh-run", smoke, 20);
+    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, "bundles/ssh-run", &inv, "5").ok();
+    let run = r
+        .cmd(&["--format", "json", "run", "bundles/ssh-run"])
+        .ok()
+        .json();
+    assert_eq!(run["status"], "success", "{run:#}");
+    assert_eq!(run["executor"], "ssh1");
+    assert_eq!(run["exitCode"], 0);
+    assert_eq!(run["isolation"], "process");
+    assert_eq!(run["environment"]["os"], "linux");
+    let products: Vec<_> = run["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(products.contains(&"products/result.txt"), "{products:?}");
+    assert!(
+        products.contains(&"products/nested/deep.txt"),
+        "{products:?}"
+    );
+    assert_eq!(r.read("artifacts/ssh-run/products/result.txt"), "ok\n");
+    assert!(
+        r.read("artifacts/ssh-run/run.stderr.log")
+            .contains("to-stderr")
+    );
+    let stdout = r.read("artifacts/ssh-run/run.stdout.log");
+    let remote = remote_dir_from(&stdout);
+    assert!(
+        remote.starts_with("/tmp") && remote.to_string_lossy().contains("agentplane-"),
+        "{remote:?}"
+    );
+    assert!(
+        !remote.exists(),
+        "the remote run directory {remote:?} was left behind"
+    );
+    r.cmd(&["emit", "bundles/ssh-run"]).ok();
+    r.cmd(&["verify", "artifacts/ssh-run", "--trusted-key", &r.pubkey()])
+        .ok();
+}
+
+fn alive(pid: &str) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("sleep"))
+}
+
+#[test]
+fn an_ssh_run_past_its_deadline_is_killed_remotely() {
+    let sshd = Sshd::start();
+    let r = Root::new();
+    let marker = r.join("pids");
+    // A background sleep and one that ignores TERM: KILL after the grace period.
+    let smoke = format!(
+        "#!/bin/sh\ntrap '' TERM\nsleep 120 &\necho $! > {m}\nsleep 121 &\necho $! >> {m}\nwait\n",
+        m = marker.display()
+    );
+    r.keygen();
+    r.bundle("ssh-slow", &smoke, |v| {
+        v["spec"]["policy"]["maxRunSeconds"] = 5.into()
+    });
+    r.cmd(&["validate", "bundles/ssh-slow"]).ok();
+    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, "bundles/ssh-slow", &inv, "5").ok();
+    let t0 = Instant::now();
+    let run = r
+        .cmd(&["--format", "json", "run", "bundles/ssh-slow"])
+        .failed()
+        .json();
+    let took = t0.elapsed();
+    assert_eq!(run["status"], "failure");
+    assert_eq!(run["timedOut"], true, "{run:#}");
+    // 5 s limit, 2 s grace, then the evidence: nowhere near the 120 s sleeps.
+    assert!(
+        took < Duration::from_secs(20),
+        "the remote deadline was not enforced: {took:?}"
+    );
+    assert_eq!(
+        run["signal"], "SIGKILL",
+        "TERM was ignored, so KILL ended it: {run:#}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    for pid in std::fs::read_to_string(&marker).unwrap().split_whitespace() {
+        assert!(!alive(pid), "remote process {pid} survived the run");
+    }
+}
+
+/// Start `agentplane run` in the background; returns the child.
+fn spawn_run(r: &Root, bundle: &str) -> std::process::Child {
+    Command::new(BIN)
+        .arg("--root")
+        .arg(r.path())
+        .args(["--format", "json", "run", bundle])
+        .current_dir(r.path())
+        .env_remove("AGENTPLANE_SIGNING_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn agentplane run")
+}
+
+fn wait_for_file(p: &Path, within: Duration) {
+    let end = Instant::now() + within;
+    while !p.exists() {
+        assert!(
+            Instant::now() < end,
+            "{p:?} did not appear within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kill the smoke's sleep (it is a local process here) so nothing outlives the test.
+fn kill_pid_in(marker: &Path) {
+    if let Some(pid) = std::fs::read_to_string(marker)
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// A bundle whose smoke records the pid of a long sleep in `marker` and waits on it.
+fn long_running(name: &str) -> (Root, PathBuf) {
+    let r = Root::new();
+    let marker = r.join("started");
+    let smoke = format!(
+        "#!/bin/sh\necho started\nsleep 30 &\necho $! > {}\nwait\n",
+        marker.display()
+    );
+    r.keygen();
+    r.bundle(name, &smoke, |v| {
+        v["spec"]["policy"]["maxRunSeconds"] = 120.into()
+    });
+    r.cmd(&["validate", &format!("bundles/{name}")]).ok();
+    (r, marker)
+}
+
+fn finish(child: std::process::Child, within: Duration) -> (Run, Duration) {
+    let t0 = Instant::now();
+    let mut child = child;
+    loop {
+        if child.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "agentplane run hung for {within:?} after the host vanished:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t0.elapsed();
+    (Run::from(child.wait_with_output().unwrap()), took)
+}
+
+#[test]
+fn a_host_killed_mid_run_fails_the_run_promptly() {
+    let mut sshd = Sshd::start();
+    let (r, marker) = long_running("ssh-vanish");
+    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, "bundles/ssh-vanish", &inv, "5").ok();
+    let child = spawn_run(&r, "bundles/ssh-vanish");
+    wait_for_file(&marker, Duration::from_secs(20));
+    sshd.kill_all();
+    let (out, took) = finish(child, Duration::from_secs(20));
+    kill_pid_in(&marker);
+    assert_eq!(
+        out.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "took {took:?} to notice the host was gone"
+    );
+    let run = r.json("artifacts/ssh-vanish/run-artifact.json");
+    assert_eq!(run["status"], "failure");
+    let err = run["error"].as_str().unwrap_or_default();
+    assert!(err.contains("lost connection to ssh1"), "{run:#}");
+    r.cmd(&[
+        "verify",
+        "artifacts/ssh-vanish",
+        "--trusted-key",
+        &r.pubkey(),
+        "--allow-unsealed",
+    ])
+    .ok();
+}
+
+#[test]
+fn a_host_gone_silent_mid_run_fails_the_run_promptly() {
+    let sshd = Sshd::start();
+    let proxy = FreezeProxy::start(sshd.port);
+    let (r, marker) = long_running("ssh-silent");
+    let via_proxy = sshd.executor_json_with(
+        "ssh1",
+        proxy.port,
+        &sshd.client_key,
+        &sshd.known_hosts_for_port(proxy.port),
+    );
+    let inv = inventory(&r, vec![via_proxy], "ssh1");
+    place_json(&r, "bundles/ssh-silent", &inv, "5").ok();
+    let child = spawn_run(&r, "bundles/ssh-silent");
+    wait_for_file(&marker, Duration::from_secs(20));
+    // No FIN, no RST: the network simply stops carrying anything.
+    proxy.freeze();
+    let (out, took) = finish(child, Duration::from_secs(30));
+    kill_pid_in(&marker);
+    assert_eq!(
+        out.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "took {took:?} to notice the host was gone"
+    );
+    let run = r.json("artifacts/ssh-silent/run-artifact.json");
+    assert_eq!(run["status"], "failure");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lost connection to ssh1"),
+        "{run:#}"
+    );
+}
