@@ -26,20 +26,12 @@ impl std::error::Error for Problem {}
 impl Problem {
     /// The subject failed (exit 1).
     pub fn failed(message: impl Into<String>) -> Self {
-        Problem {
-            exit: Exit::Failed,
-            message: message.into(),
-            hint: None,
-        }
+        Problem { exit: Exit::Failed, message: message.into(), hint: None }
     }
 
     /// The tool could not do its job (exit 2).
     pub fn error(message: impl Into<String>) -> Self {
-        Problem {
-            exit: Exit::Error,
-            message: message.into(),
-            hint: None,
-        }
+        Problem { exit: Exit::Error, message: message.into(), hint: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -50,16 +42,12 @@ impl Problem {
 
 /// The exit code an error maps to: the first [`Problem`] in its chain decides, else 2.
 pub fn exit_of(err: &anyhow::Error) -> Exit {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Problem>())
-        .map_or(Exit::Error, |p| p.exit)
+    err.chain().find_map(|e| e.downcast_ref::<Problem>()).map_or(Exit::Error, |p| p.exit)
 }
 
 /// The hint attached to an error, if any link of its chain has one.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<Problem>())
-        .find_map(|p| p.hint.as_deref())
+    err.chain().filter_map(|e| e.downcast_ref::<Problem>()).find_map(|p| p.hint.as_deref())
 }
 
 /// Shorthand for `Err(Problem::failed(..).into())`.

@@ -26,11 +26,7 @@ impl Exit {
 
     /// The worse of two outcomes (Error > Failed > Success).
     pub fn worst(self, other: Exit) -> Exit {
-        if self.code() >= other.code() {
-            self
-        } else {
-            other
-        }
+        if self.code() >= other.code() { self } else { other }
     }
 }
 

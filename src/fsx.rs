@@ -17,9 +17,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot create a temporary file in `{}`", dir.display()))?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write `{}`", path.display()))?;
     sync_dir(dir);
     Ok(())
 }
@@ -41,9 +39,31 @@ pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line);
     buf.push(b'\n');
-    f.write_all(&buf)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot append to `{}`", path.display()))
+    f.write_all(&buf).and_then(|_| f.sync_all()).with_context(|| format!("cannot append to `{}`", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_follows_links_and_catches_escapes() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink("b", root.join("a/link")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("a/out")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(resolve_in_root(&root, "a/link/f"), (root.join("a/b/f"), true));
+        assert_eq!(resolve_in_root(&root, "./a/b/../b/f"), (root.join("a/b/f"), true));
+        assert_eq!(resolve_in_root(&root, "a/missing/x"), (root.join("a/missing/x"), true));
+        assert!(!resolve_in_root(&root, "a/out/passwd").1);
+        assert!(!resolve_in_root(&root, "../x").1);
+        assert!(!resolve_in_root(&root, "/etc/passwd").1);
+        assert!(!resolve_in_root(&root, "loop/x").1);
+        assert_eq!(resolve_in_root(&root, "a/b/f").0, root.join("a/b/f").canonicalize().unwrap());
+    }
 }
 
 /// Lowercase hex sha256 of a byte slice.
@@ -57,9 +77,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let n = f.read(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
         if n == 0 {
             break;
         }
@@ -71,11 +89,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// Join `rel` onto `base` and remove `.` and `..` lexically (no file-system access).
 /// Returns `None` when `..` would climb above `base`'s root.
 pub fn normalize(base: &Path, rel: &Path) -> Option<PathBuf> {
-    let joined = if rel.is_absolute() {
-        rel.to_path_buf()
-    } else {
-        base.join(rel)
-    };
+    let joined = if rel.is_absolute() { rel.to_path_buf() } else { base.join(rel) };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -91,39 +105,85 @@ pub fn normalize(base: &Path, rel: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Resolve `rel` (as written in a bundle) against `root`, following symlinks for
-/// the part of the path that exists. `root` must be canonical. Returns the
+/// Resolve `rel` (as written in a bundle) against `root`, following symlinks
+/// for the part of the path that exists. `root` must be canonical. Returns the
 /// resolved path and whether it stays inside `root`.
+///
+/// This walks from `root` with one `lstat` per component and reads a link only
+/// when a component is one: `canonicalize` (realpath) readlinks every component
+/// of the absolute path, which dominated `validate` over large trees.
 pub fn resolve_in_root(root: &Path, rel: &str) -> (PathBuf, bool) {
+    resolve_in_root_cached(root, rel, &LstatCache::default())
+}
+
+/// What `lstat` said about a path: `None` missing, `Some(true)` a symlink.
+/// One cache serves a whole `validate` worker: bundles share directories.
+#[derive(Debug, Default)]
+pub struct LstatCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Option<bool>>>);
+
+impl LstatCache {
+    fn lstat(&self, p: &Path) -> Option<bool> {
+        if let Some(r) = self.0.borrow().get(p) {
+            return *r;
+        }
+        let r = std::fs::symlink_metadata(p).ok().map(|m| m.file_type().is_symlink());
+        self.0.borrow_mut().insert(p.to_path_buf(), r);
+        r
+    }
+}
+
+/// [`resolve_in_root`] sharing `lstat` results across calls.
+pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (PathBuf, bool) {
     let Some(lexical) = normalize(root, Path::new(rel)) else {
         return (root.join(rel), false);
     };
-    // Canonicalize the longest existing prefix, then re-append the rest.
-    let mut existing = lexical.clone();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    let resolved = loop {
-        match existing.canonicalize() {
-            Ok(c) => {
-                let mut p = c;
-                for part in rest.iter().rev() {
-                    p.push(part);
-                }
-                break p;
-            }
-            Err(_) => match (
-                existing.file_name().map(|n| n.to_os_string()),
-                existing.parent(),
-            ) {
-                (Some(name), Some(parent)) => {
-                    rest.push(name);
-                    existing = parent.to_path_buf();
-                }
-                _ => break lexical.clone(),
-            },
-        }
+    let (mut cur, first): (PathBuf, &Path) = match lexical.strip_prefix(root) {
+        Ok(rest) => (root.to_path_buf(), rest),
+        Err(_) => (PathBuf::from("/"), lexical.strip_prefix("/").unwrap_or(&lexical)),
     };
-    let inside = resolved.starts_with(root) && lexical.starts_with(root);
-    (resolved, inside)
+    let mut queue: std::collections::VecDeque<std::ffi::OsString> =
+        first.components().map(|c| c.as_os_str().to_os_string()).collect();
+    let mut hops = 40; // symlink loops end here, as ELOOP would
+    let mut missing = false;
+    while let Some(part) = queue.pop_front() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        if part == "." || part.is_empty() {
+            continue;
+        }
+        let next = cur.join(&part);
+        if missing {
+            cur = next;
+            continue;
+        }
+        match cache.lstat(&next) {
+            Some(true) => {
+                hops -= 1;
+                let Ok(target) = std::fs::read_link(&next) else { return (next, false) };
+                if hops == 0 {
+                    return (next, false);
+                }
+                if target.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::RootDir | Component::Prefix(_) => {}
+                        other => queue.push_front(other.as_os_str().to_os_string()),
+                    }
+                }
+            }
+            Some(false) => cur = next,
+            None => {
+                missing = true;
+                cur = next;
+            }
+        }
+    }
+    let inside = cur.starts_with(root) && lexical.starts_with(root);
+    (cur, inside)
 }
 
 /// `path` relative to `root` with `/` separators, for display and evidence.

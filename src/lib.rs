@@ -29,11 +29,7 @@ pub fn run() -> exit::Exit {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::Exit::Error
-            } else {
-                exit::Exit::Success
-            };
+            return if e.use_stderr() { exit::Exit::Error } else { exit::Exit::Success };
         }
     };
     let printer = output::Printer::new(cli.format, cli.quiet);

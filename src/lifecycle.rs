@@ -27,10 +27,7 @@ fn pointers_dir(root: &Path) -> PathBuf {
 }
 
 pub fn get_pointer(root: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(pointers_dir(root).join(name))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    std::fs::read_to_string(pointers_dir(root).join(name)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
 /// Set one pointer atomically under the pointers lock.
@@ -72,47 +69,28 @@ pub fn promote(
 ) -> Result<Promoted> {
     let b = load_for_stage(root, arg)?;
     let mut keys = trusted.to_vec();
-    keys.push(TrustedKey {
-        id: signer.key_id().to_string(),
-        key: signer.verifying_key(),
-        path: signer.path.clone(),
-    });
+    keys.push(TrustedKey { id: signer.key_id().to_string(), key: signer.verifying_key(), path: signer.path.clone() });
     let missing = |what: String| -> anyhow::Error {
         Problem::failed(format!("cannot promote `{}`: {what}", b.rel_dir))
-            .hint(format!(
-                "run `agentplane up {}` and promote once it succeeds",
-                b.rel_dir
-            ))
+            .hint(format!("run `agentplane up {}` and promote once it succeeds", b.rel_dir))
             .into()
     };
     if Chain::read(&b.out_dir)?.is_none() {
         return Err(missing("it has no evidence".into()));
     }
-    let report = verify::verify_dir(
-        &b.out_dir,
-        &verify::Options {
-            trusted: keys,
-            allow_unsealed: false,
-        },
-    )?;
+    let report = verify::verify_dir(&b.out_dir, &verify::Options { trusted: keys, allow_unsealed: false })?;
     if !report.verified {
-        return Err(missing(format!(
-            "its evidence does not verify: {}",
-            report.first_failure.unwrap_or_default()
-        )));
+        return Err(missing(format!("its evidence does not verify: {}", report.first_failure.unwrap_or_default())));
     }
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
-    let run: RunArtifact = chain
-        .load_artifact(&b.out_dir, "RunArtifact")?
-        .ok_or_else(|| missing("no run is recorded".into()))?;
+    let run: RunArtifact =
+        chain.load_artifact(&b.out_dir, "RunArtifact")?.ok_or_else(|| missing("no run is recorded".into()))?;
     if run.status != "success" {
         return Err(missing(format!("its run ended in {}", run.status)));
     }
     let digest = b.digest()?.digest;
     if Some(digest.as_str()) != chain.bundle_digest() {
-        return Err(missing(
-            "the bundle changed since its run (digest differs)".into(),
-        ));
+        return Err(missing("the bundle changed since its run (digest differs)".into()));
     }
     let object = b.identity();
     let approval = if b.bundle.spec.policy.human_gate_required.unwrap_or(false) {
@@ -121,14 +99,8 @@ pub fn promote(
                 .hint("pass --approval-key KEY: the private key of an approver other than the run's signer")
         })?;
         let approver = Signer::load(path)?;
-        let run_signers: Vec<String> = report
-            .entries
-            .iter()
-            .filter_map(|e| e.signer.clone())
-            .collect();
-        if run_signers.iter().any(|s| s == approver.key_id())
-            || approver.key_id() == signer.key_id()
-        {
+        let run_signers: Vec<String> = report.entries.iter().filter_map(|e| e.signer.clone()).collect();
+        if run_signers.iter().any(|s| s == approver.key_id()) || approver.key_id() == signer.key_id() {
             return Err(Problem::failed(
                 "the approval key signed the run itself; approval needs a second person's key",
             )
@@ -169,15 +141,8 @@ pub fn promote(
     if let Some(old) = old_prod.as_ref().filter(|o| **o != b.rel_dir) {
         fsx::write_atomic(&ptr_dir.join(PREVIOUS_GOOD), format!("{old}\n").as_bytes())?;
     }
-    fsx::write_atomic(
-        &ptr_dir.join(CURRENT_PROD),
-        format!("{}\n", b.rel_dir).as_bytes(),
-    )?;
-    Ok(Promoted {
-        artifact,
-        file,
-        previous_good: get_pointer(root, PREVIOUS_GOOD),
-    })
+    fsx::write_atomic(&ptr_dir.join(CURRENT_PROD), format!("{}\n", b.rel_dir).as_bytes())?;
+    Ok(Promoted { artifact, file, previous_good: get_pointer(root, PREVIOUS_GOOD) })
 }
 
 #[derive(Debug)]
@@ -193,22 +158,17 @@ pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
     let ptr_dir = pointers_dir(root);
     let _lock = DirLock::acquire(&ptr_dir)?;
     let from = get_pointer(root, CURRENT_PROD).ok_or_else(|| {
-        Problem::failed("nothing is in prod: there is nothing to roll back")
-            .hint("promote a bundle first")
+        Problem::failed("nothing is in prod: there is nothing to roll back").hint("promote a bundle first")
     })?;
     let to = get_pointer(root, PREVIOUS_GOOD).ok_or_else(|| {
-        Problem::failed(format!("no previous-good bundle to roll `{from}` back to")).hint(
-            "a rollback needs two promotions: the second one records the first as previous-good",
-        )
+        Problem::failed(format!("no previous-good bundle to roll `{from}` back to"))
+            .hint("a rollback needs two promotions: the second one records the first as previous-good")
     })?;
     let b = load_for_stage(root, Path::new(&from))?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
-    let promo: PromotionArtifact = chain
-        .load_artifact(&b.out_dir, "PromotionArtifact")?
-        .ok_or_else(|| {
-            Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence"))
-                .hint("was prod moved by hand?")
-        })?;
+    let promo: PromotionArtifact = chain.load_artifact(&b.out_dir, "PromotionArtifact")?.ok_or_else(|| {
+        Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence")).hint("was prod moved by hand?")
+    })?;
     let artifact = ReversalArtifact {
         kind: "ReversalArtifact".into(),
         bundle: b.identity(),
@@ -251,11 +211,7 @@ pub fn status(root: &Path) -> Result<Status> {
     for p in [CURRENT_STAGING, CURRENT_PROD, PREVIOUS_GOOD] {
         pointers.insert(p.to_string(), get_pointer(root, p));
     }
-    let search = if root.join("bundles").is_dir() {
-        root.join("bundles")
-    } else {
-        root.to_path_buf()
-    };
+    let search = if root.join("bundles").is_dir() { root.join("bundles") } else { root.to_path_buf() };
     let mut bundles = Vec::new();
     for m in crate::bundle::discover::expand(&search)?.unwrap_or_default() {
         let Ok(b) = load_for_stage(root, &m) else {
@@ -272,14 +228,8 @@ pub fn status(root: &Path) -> Result<Status> {
                     .find(|e| e.kind() != "Seal")
                     .map(|e| e.kind().to_string())
                     .unwrap_or_default();
-                let run: Option<RunArtifact> =
-                    c.load_artifact(&b.out_dir, "RunArtifact").ok().flatten();
-                (
-                    stage,
-                    run.as_ref().map(|r| r.status.clone()),
-                    c.is_sealed(),
-                    run.map(|r| r.captured_at),
-                )
+                let run: Option<RunArtifact> = c.load_artifact(&b.out_dir, "RunArtifact").ok().flatten();
+                (stage, run.as_ref().map(|r| r.status.clone()), c.is_sealed(), run.map(|r| r.captured_at))
             }
         };
         bundles.push(BundleStatus {

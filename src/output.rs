@@ -72,20 +72,24 @@ impl Printer {
         eprintln!("{msg}");
     }
 
-    /// The single JSON document of `--format json`.
+    /// The single JSON document of `--format json`, written in one go
+    /// (stdout is line-buffered: writing it piecemeal costs a syscall a line).
     pub fn json(&self, v: &impl serde::Serialize) {
-        let mut out = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut out, v);
-        let _ = writeln!(out);
+        let mut buf = serde_json::to_vec_pretty(v).unwrap_or_default();
+        buf.push(b'\n');
+        self.raw_out(&buf);
+    }
+
+    /// Many lines of human output in one write.
+    pub fn block(&self, s: &str) {
+        if self.human() && !self.quiet && !s.is_empty() {
+            self.raw_out(s.as_bytes());
+        }
     }
 
     /// Wrap `s` in an ANSI style when colour is on.
     pub fn paint(&self, s: &str, code: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
+        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
     }
 
     pub fn ok(&self) -> String {

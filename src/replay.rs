@@ -51,52 +51,32 @@ pub fn replay(
     events: &mut dyn FnMut(Event),
 ) -> Result<Verdict> {
     // 1. The evidence must verify against the trusted keys.
-    let report = verify::verify_dir(
-        dir,
-        &verify::Options {
-            trusted: opts.trusted.clone(),
-            allow_unsealed: false,
-        },
-    )?;
+    let report = verify::verify_dir(dir, &verify::Options { trusted: opts.trusted.clone(), allow_unsealed: false })?;
     if !report.verified {
         return Err(Problem::failed(format!(
             "the evidence in `{}` does not verify: {}",
             dir.display(),
             report.first_failure.unwrap_or_default()
         ))
-        .hint(format!(
-            "run `agentplane verify {}` for the full report",
-            dir.display()
-        ))
+        .hint(format!("run `agentplane verify {}` for the full report", dir.display()))
         .into());
     }
     let chain = Chain::read(dir)?.unwrap_or_default();
-    let recorded: ReplayArtifact =
-        chain.load_artifact(dir, "ReplayArtifact")?.ok_or_else(|| {
-            Problem::failed(format!(
-                "`{}` has no ReplayArtifact: the run was never emitted",
-                dir.display()
-            ))
+    let recorded: ReplayArtifact = chain.load_artifact(dir, "ReplayArtifact")?.ok_or_else(|| {
+        Problem::failed(format!("`{}` has no ReplayArtifact: the run was never emitted", dir.display()))
             .hint("replay needs a chain completed by `agentplane emit` or `agentplane up`")
-        })?;
+    })?;
     let decision: Option<PlacementDecision> = chain.load_artifact(dir, "PlacementDecision")?;
 
     // 2. The bundle must be the exact one recorded.
     let b = load_for_stage(root, Path::new(&recorded.inputs.bundle_path))?;
     let now = b.digest()?;
     if now.digest != recorded.bundle_digest {
-        let changed = digest::changed_files(
-            &crate::pipeline::from_bundle_files(&recorded.bundle_files),
-            &now.files,
-        );
+        let changed = digest::changed_files(&crate::pipeline::from_bundle_files(&recorded.bundle_files), &now.files);
         return Err(Problem::failed(format!(
             "bundle `{}` differs from the recorded one: {}",
             recorded.inputs.bundle_path,
-            if changed.is_empty() {
-                "digest differs".to_string()
-            } else {
-                changed.join(", ")
-            }
+            if changed.is_empty() { "digest differs".to_string() } else { changed.join(", ") }
         ))
         .hint("replay the bundle exactly as recorded (check out the recorded revision)")
         .into());
@@ -110,14 +90,10 @@ pub fn replay(
         Some(name) if name == decision.chosen_executor => {}
         Some(name) => {
             let inv = crate::pipeline::place::load_inventory(root, opts.inventory.as_deref())?;
-            let e = inv
-                .executors
-                .iter()
-                .find(|e| e.name == name)
-                .ok_or_else(|| {
-                    Problem::error(format!("executor `{name}` is not in the inventory"))
-                        .hint("pass --executor local or a name from fleet/inventory.json")
-                })?;
+            let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
+                Problem::error(format!("executor `{name}` is not in the inventory"))
+                    .hint("pass --executor local or a name from fleet/inventory.json")
+            })?;
             decision.chosen_executor = e.name.clone();
             (decision.transport, decision.ssh) = match &e.reach {
                 Reach::Local => (Transport::Local, None),
@@ -126,9 +102,7 @@ pub fn replay(
         }
     }
     let secrets = run_stage::resolve_secrets(&recorded.inputs.secrets_required)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("agentplane-replay-")
-        .tempdir()?;
+    let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
     std::fs::create_dir_all(&products)?;
     let job = run_stage::job_for(
@@ -156,39 +130,26 @@ pub fn replay(
         differences.push("the re-run timed out".into());
     }
     if exit_code != recorded.expected_exit_code {
-        differences.push(format!(
-            "exit code {exit_code}, recorded {}",
-            recorded.expected_exit_code
-        ));
+        differences.push(format!("exit code {exit_code}, recorded {}", recorded.expected_exit_code));
     }
     if recorded.determinism_required {
         let got = digest_tree(scratch.path(), &products)?;
         for want in &recorded.expected_products {
             match got.iter().find(|g| g.path == want.path) {
                 None => differences.push(format!("{}: missing in the re-run", want.path)),
-                Some(g) if g.sha256 != want.sha256 => differences.push(format!(
-                    "{}: sha256 {} differs from recorded {}",
-                    want.path, g.sha256, want.sha256
-                )),
+                Some(g) if g.sha256 != want.sha256 => differences
+                    .push(format!("{}: sha256 {} differs from recorded {}", want.path, g.sha256, want.sha256)),
                 _ => {}
             }
         }
         for g in &got {
             if !recorded.expected_products.iter().any(|w| w.path == g.path) {
-                differences.push(format!(
-                    "{}: produced by the re-run but not recorded",
-                    g.path
-                ));
+                differences.push(format!("{}: produced by the re-run but not recorded", g.path));
             }
         }
     }
     Ok(Verdict {
-        verdict: if differences.is_empty() {
-            "match"
-        } else {
-            "diverged"
-        }
-        .into(),
+        verdict: if differences.is_empty() { "match" } else { "diverged" }.into(),
         bundle: recorded.bundle.clone(),
         bundle_digest: recorded.bundle_digest.clone(),
         executor: decision.chosen_executor.clone(),

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::bundle::model::Bundle;
 use crate::evidence::artifacts::{
-    PlacementDecision, PromotionArtifact, ReplayArtifact, ReversalArtifact, RunArtifact,
-    SealPredicate, SessionArtifact, ValidationArtifact,
+    PlacementDecision, PromotionArtifact, ReplayArtifact, ReversalArtifact, RunArtifact, SealPredicate,
+    SessionArtifact, ValidationArtifact,
 };
 use crate::fleet::inventory::TypedInventory;
 
@@ -59,10 +59,7 @@ pub fn kind_for_artifact(artifact_kind: &str) -> Option<&'static str> {
 }
 
 fn generate<T: JsonSchema>() -> Value {
-    SchemaSettings::draft2020_12()
-        .into_generator()
-        .into_root_schema_for::<T>()
-        .to_value()
+    SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value()
 }
 
 /// Schemas for what users write (bundles, inventories): schemars lets

@@ -52,10 +52,7 @@ pub struct SshFailure {
 
 impl SshFailure {
     fn new(code: &'static str, detail: impl Into<String>) -> Self {
-        SshFailure {
-            code,
-            detail: detail.into(),
-        }
+        SshFailure { code, detail: detail.into() }
     }
 }
 
@@ -93,70 +90,51 @@ pub fn connect_until(target: &SshTarget, deadline: Instant) -> Result<Session, S
     let addrs = resolve(&target.host, target.port, deadline).map_err(&unreachable)?;
     let tcp = tcp_connect(&addrs, deadline).map_err(&unreachable)?;
 
-    let mut session =
-        Session::new().map_err(|e| unreachable(format!("cannot create an SSH session: {e}")))?;
+    let mut session = Session::new().map_err(|e| unreachable(format!("cannot create an SSH session: {e}")))?;
     // Read known_hosts before the handshake so the host key algorithms it
     // lists can be preferred (as OpenSSH does); otherwise the server may offer
     // a key type that known_hosts does not list and a known host looks unknown.
     let known = KnownHostsFile::load(Path::new(&expand_home(&target.known_hosts_file)));
     if let Ok(k) = &known {
-        let types = k.key_types_for(&target.host, target.port);
+        let bare = target.host.trim_start_matches('[').trim_end_matches(']');
+        let types = k.key_types_for(bare, target.port);
         if !types.is_empty() {
             prefer_host_key_types(&session, &types);
         }
     }
 
     session.set_tcp_stream(tcp);
-    set_remaining_timeout(&session, deadline)
-        .map_err(|()| unreachable("timed out before the SSH handshake".into()))?;
+    set_remaining_timeout(&session, deadline).map_err(|()| unreachable("timed out before the SSH handshake".into()))?;
     session.handshake().map_err(|e| {
         if is_timeout(&e) {
-            unreachable(format!(
-                "no SSH banner or handshake within the timeout ({})",
-                e.message()
-            ))
+            unreachable(format!("no SSH banner or handshake within the timeout ({})", e.message()))
         } else {
             unreachable(format!("SSH handshake failed: {}", e.message()))
         }
     })?;
 
-    check_host_key(&session, target, known)
-        .map_err(|f| SshFailure::new(f.code, format!("{who}: {}", f.detail)))?;
+    check_host_key(&session, target, known).map_err(|f| SshFailure::new(f.code, format!("{who}: {}", f.detail)))?;
 
     let identity = PathBuf::from(expand_home(&target.identity_file));
     if let Err(e) = fs::File::open(&identity) {
         return Err(SshFailure::new(
             AUTH_FAILED,
-            format!(
-                "{who}: cannot read identity file `{}`: {e}",
-                identity.display()
-            ),
+            format!("{who}: cannot read identity file `{}`: {e}", identity.display()),
         ));
     }
-    set_remaining_timeout(&session, deadline)
-        .map_err(|()| unreachable("timed out before authentication".into()))?;
+    set_remaining_timeout(&session, deadline).map_err(|()| unreachable("timed out before authentication".into()))?;
     if let Err(e) = session.userauth_pubkey_file(&target.user, None, &identity, None) {
         return Err(if is_connection_error(&e) {
-            unreachable(format!(
-                "connection failed during authentication: {}",
-                e.message()
-            ))
+            unreachable(format!("connection failed during authentication: {}", e.message()))
         } else {
             SshFailure::new(
                 AUTH_FAILED,
-                format!(
-                    "{who}: public key `{}` was not accepted: {}",
-                    identity.display(),
-                    e.message()
-                ),
+                format!("{who}: public key `{}` was not accepted: {}", identity.display(), e.message()),
             )
         });
     }
     if !session.authenticated() {
-        return Err(SshFailure::new(
-            AUTH_FAILED,
-            format!("{who}: not authenticated with `{}`", identity.display()),
-        ));
+        return Err(SshFailure::new(AUTH_FAILED, format!("{who}: not authenticated with `{}`", identity.display())));
     }
     Ok(session)
 }
@@ -181,11 +159,7 @@ fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, 
     std::thread::Builder::new()
         .name("ssh-resolve".into())
         .spawn(move || {
-            let _ = tx.send(
-                (name.as_str(), port)
-                    .to_socket_addrs()
-                    .map(|a| a.collect::<Vec<_>>()),
-            );
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
         })
         .map_err(|e| format!("cannot start a resolver thread: {e}"))?;
     match rx.recv_timeout(remaining(deadline)) {
@@ -272,11 +246,13 @@ fn expand_home(path: &str) -> String {
     }
 }
 
-/// A known_hosts file, filtered to what libssh2 can parse.
+/// A known_hosts file, read by us rather than by libssh2's `read_file`.
 ///
-/// libssh2 rejects a whole file when one line is unsupported (`@cert-authority`,
-/// a key type it does not know), so lines are fed one at a time and the
-/// unparseable ones skipped. `@revoked` keys are kept aside and refused.
+/// libssh2 knows no markers: it would read `@revoked HOST KEY` as an entry
+/// for a host literally named `@revoked` (so a revoked key would pass), and
+/// `@cert-authority` lines likewise. Markers are handled here (revoked keys
+/// refused, CA lines skipped: no host certificates), and plain entries are
+/// fed to libssh2 one line at a time, only those of the presented key type.
 struct KnownHostsFile {
     path: PathBuf,
     /// Non-marker lines: (host field, key type, base64 key).
@@ -287,8 +263,8 @@ struct KnownHostsFile {
 
 impl KnownHostsFile {
     fn load(path: &Path) -> Result<Self, String> {
-        let text = fs::read_to_string(path)
-            .map_err(|e| format!("cannot read known_hosts `{}`: {e}", path.display()))?;
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("cannot read known_hosts `{}`: {e}", path.display()))?;
         let mut entries = Vec::new();
         let mut revoked = Vec::new();
         for line in text.lines() {
@@ -314,21 +290,13 @@ impl KnownHostsFile {
                 entries.push((first.to_string(), ty.to_string(), key.to_string()));
             }
         }
-        Ok(KnownHostsFile {
-            path: path.to_path_buf(),
-            entries,
-            revoked,
-        })
+        Ok(KnownHostsFile { path: path.to_path_buf(), entries, revoked })
     }
 
     /// Key types listed for `host` (plain names only: hashed entries cannot be
     /// matched without HMAC-SHA1, which is fine: ordering is only a preference).
     fn key_types_for(&self, host: &str, port: u16) -> Vec<String> {
-        let wanted = if port == 22 {
-            host.to_string()
-        } else {
-            format!("[{host}]:{port}")
-        };
+        let wanted = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
         let mut types = Vec::new();
         for (hosts, ty, _) in &self.entries {
             if hosts.split(',').any(|h| h == wanted) && !types.contains(ty) {
@@ -348,11 +316,8 @@ fn prefer_host_key_types(session: &Session, types: &[String]) {
     let mut prefs: Vec<&str> = Vec::new();
     for ty in types {
         // An RSA key is used with the SHA-2 signature algorithms first.
-        let algs: Vec<&str> = if ty == "ssh-rsa" {
-            vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
-        } else {
-            vec![ty.as_str()]
-        };
+        let algs: Vec<&str> =
+            if ty == "ssh-rsa" { vec!["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] } else { vec![ty.as_str()] };
         for a in algs {
             if let Some(s) = supported.iter().find(|s| **s == a)
                 && !prefs.contains(s)
@@ -387,9 +352,8 @@ fn check_host_key(
     known: Result<KnownHostsFile, String>,
 ) -> Result<(), SshFailure> {
     let known = known.map_err(|e| SshFailure::new(HOST_KEY_UNKNOWN, e))?;
-    let (key, _) = session
-        .host_key()
-        .ok_or_else(|| SshFailure::new(UNREACHABLE, "the server presented no host key"))?;
+    let (key, _) =
+        session.host_key().ok_or_else(|| SshFailure::new(UNREACHABLE, "the server presented no host key"))?;
     let key_type = blob_key_type(key).unwrap_or("unknown").to_string();
     let key_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
     let fingerprint = session
@@ -400,11 +364,7 @@ fn check_host_key(
         })
         .unwrap_or_default();
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let name = if target.port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{}", target.port)
-    };
+    let name = if target.port == 22 { host.to_string() } else { format!("[{host}]:{}", target.port) };
     let path = known.path.display().to_string();
 
     if known.revoked.contains(&key_b64) {
@@ -413,12 +373,9 @@ fn check_host_key(
             format!("the {key_type} host key {fingerprint} is marked @revoked in `{path}`"),
         ));
     }
-    let mut hosts = session.known_hosts().map_err(|e| {
-        SshFailure::new(
-            HOST_KEY_UNKNOWN,
-            format!("cannot check host keys: {}", e.message()),
-        )
-    })?;
+    let mut hosts = session
+        .known_hosts()
+        .map_err(|e| SshFailure::new(HOST_KEY_UNKNOWN, format!("cannot check host keys: {}", e.message())))?;
     // Feed only entries of the presented type: ssh2's check ignores key types,
     // so an RSA entry would otherwise make an ed25519 key look "changed".
     for (names, ty, blob) in &known.entries {
@@ -446,10 +403,9 @@ fn check_host_key(
                  in known_hosts `{path}`: possible man-in-the-middle"
             ),
         )),
-        CheckResult::Failure => Err(SshFailure::new(
-            HOST_KEY_UNKNOWN,
-            format!("cannot check the host key for `{name}` against `{path}`"),
-        )),
+        CheckResult::Failure => {
+            Err(SshFailure::new(HOST_KEY_UNKNOWN, format!("cannot check the host key for `{name}` against `{path}`")))
+        }
     }
 }
 
@@ -494,50 +450,29 @@ pub fn exec_until(session: &Session, command: &str, deadline: Instant) -> Result
         Ok(())
     };
     step("opening a channel")?;
-    let mut channel = session
-        .channel_session()
-        .context("cannot open an SSH channel")?;
+    let mut channel = session.channel_session().context("cannot open an SSH channel")?;
     step("running the command")?;
-    channel
-        .exec(command)
-        .context("cannot start the remote command")?;
+    channel.exec(command).context("cannot start the remote command")?;
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     step("reading its output")?;
-    channel
-        .read_to_end(&mut stdout)
-        .context("cannot read the remote command's output")?;
+    channel.read_to_end(&mut stdout).context("cannot read the remote command's output")?;
     step("reading its errors")?;
-    channel
-        .stderr()
-        .read_to_end(&mut stderr)
-        .context("cannot read the remote command's errors")?;
+    channel.stderr().read_to_end(&mut stderr).context("cannot read the remote command's errors")?;
     step("the command closed")?;
-    channel
-        .wait_close()
-        .context("the remote command did not finish")?;
+    channel.wait_close().context("the remote command did not finish")?;
     let status = match channel.exit_signal() {
         Ok(sig) if sig.exit_signal.is_some() => -1,
-        _ => channel
-            .exit_status()
-            .context("no exit status from the remote command")?,
+        _ => channel.exit_status().context("no exit status from the remote command")?,
     };
-    Ok(ExecOutput {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok(ExecOutput { status, stdout, stderr })
 }
 
 /// [`exec`] that fails unless the command exits 0, naming its stderr.
 pub fn exec_ok(session: &Session, command: &str, timeout: Duration) -> Result<ExecOutput> {
     let out = exec(session, command, timeout)?;
     if out.status != 0 {
-        bail!(
-            "remote command exited {}: {}",
-            out.status,
-            out.stderr_str().trim()
-        );
+        bail!("remote command exited {}: {}", out.status, out.stderr_str().trim());
     }
     Ok(out)
 }
@@ -547,8 +482,7 @@ pub fn exec_ok(session: &Session, command: &str, timeout: Duration) -> Result<Ex
 pub fn upload_file(sftp: &Sftp, local: &Path, remote: &Path) -> Result<u64> {
     let meta = fs::metadata(local).with_context(|| format!("cannot read `{}`", local.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    let mut src =
-        fs::File::open(local).with_context(|| format!("cannot read `{}`", local.display()))?;
+    let mut src = fs::File::open(local).with_context(|| format!("cannot read `{}`", local.display()))?;
     let mut dst = sftp
         .open_mode(
             remote,
@@ -561,28 +495,17 @@ pub fn upload_file(sftp: &Sftp, local: &Path, remote: &Path) -> Result<u64> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = src
-            .read(&mut buf)
-            .with_context(|| format!("cannot read `{}`", local.display()))?;
+        let n = src.read(&mut buf).with_context(|| format!("cannot read `{}`", local.display()))?;
         if n == 0 {
             break;
         }
-        dst.write_all(&buf[..n])
-            .with_context(|| format!("cannot write remote `{}`", remote.display()))?;
+        dst.write_all(&buf[..n]).with_context(|| format!("cannot write remote `{}`", remote.display()))?;
         total += n as u64;
     }
     // The server applies its umask at open: set the exact mode afterwards.
-    dst.setstat(ssh2::FileStat {
-        size: None,
-        uid: None,
-        gid: None,
-        perm: Some(mode),
-        atime: None,
-        mtime: None,
-    })
-    .with_context(|| format!("cannot set the mode of remote `{}`", remote.display()))?;
-    dst.close()
-        .with_context(|| format!("cannot close remote `{}`", remote.display()))?;
+    dst.setstat(ssh2::FileStat { size: None, uid: None, gid: None, perm: Some(mode), atime: None, mtime: None })
+        .with_context(|| format!("cannot set the mode of remote `{}`", remote.display()))?;
+    dst.close().with_context(|| format!("cannot close remote `{}`", remote.display()))?;
     Ok(total)
 }
 
@@ -607,13 +530,9 @@ pub fn upload_dir(
     skip: &dyn Fn(&Path) -> bool,
 ) -> Result<TransferReport> {
     let mut report = TransferReport::default();
-    sftp.mkdir(remote, 0o700)
-        .with_context(|| format!("cannot create remote `{}`", remote.display()))?;
+    sftp.mkdir(remote, 0o700).with_context(|| format!("cannot create remote `{}`", remote.display()))?;
     let mut links = Vec::new();
-    let mut walk = walkdir::WalkDir::new(local)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
+    let mut walk = walkdir::WalkDir::new(local).follow_links(false).sort_by_file_name().into_iter();
     while let Some(entry) = walk.next() {
         let entry = entry.with_context(|| format!("cannot list `{}`", local.display()))?;
         let rel = entry.path().strip_prefix(local).unwrap_or(entry.path());
@@ -629,10 +548,7 @@ pub fn upload_dir(
         let dst = remote.join(rel);
         let ft = entry.file_type();
         if ft.is_dir() {
-            let mode = entry
-                .metadata()
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0o755);
+            let mode = entry.metadata().map(|m| m.permissions().mode() & 0o777).unwrap_or(0o755);
             // The owner must be able to write into it while we upload.
             sftp.mkdir(&dst, (mode | 0o700) as i32)
                 .with_context(|| format!("cannot create remote `{}`", dst.display()))?;
@@ -652,17 +568,10 @@ pub fn upload_dir(
     if !links.is_empty() {
         let cmd = links
             .iter()
-            .map(|(t, d)| {
-                format!(
-                    "ln -s {} {}",
-                    shell_quote(&t.to_string_lossy()),
-                    shell_quote(&d.to_string_lossy())
-                )
-            })
+            .map(|(t, d)| format!("ln -s {} {}", shell_quote(&t.to_string_lossy()), shell_quote(&d.to_string_lossy())))
             .collect::<Vec<_>>()
             .join(" && ");
-        exec_ok(session, &cmd, Duration::from_secs(30))
-            .context("cannot create symlinks on the remote")?;
+        exec_ok(session, &cmd, Duration::from_secs(30)).context("cannot create symlinks on the remote")?;
         report.files += links.len() as u64;
     }
     Ok(report)
@@ -690,9 +599,7 @@ fn download_into(
         bail!("remote tree `{}` is nested too deeply", remote.display());
     }
     let dir = remote.join(rel);
-    let mut entries = sftp
-        .readdir(&dir)
-        .with_context(|| format!("cannot list remote `{}`", dir.display()))?;
+    let mut entries = sftp.readdir(&dir).with_context(|| format!("cannot list remote `{}`", dir.display()))?;
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, stat) in entries {
         let Some(name) = path.file_name() else {
@@ -706,8 +613,7 @@ fn download_into(
         let mode = stat.perm.unwrap_or(0o644) & 0o777;
         match stat.file_type() {
             ssh2::FileType::Directory => {
-                fs::create_dir(&dst)
-                    .with_context(|| format!("cannot create `{}`", dst.display()))?;
+                fs::create_dir(&dst).with_context(|| format!("cannot create `{}`", dst.display()))?;
                 download_into(sftp, remote, local, &child_rel, depth + 1, report)?;
                 fs::set_permissions(&dst, fs::Permissions::from_mode(mode | 0o700))
                     .with_context(|| format!("cannot set the mode of `{}`", dst.display()))?;
@@ -718,9 +624,8 @@ fn download_into(
             }
             ssh2::FileType::Symlink => {
                 // Kept as the script left it, as the local runner does; never followed.
-                let target = sftp
-                    .readlink(&path)
-                    .with_context(|| format!("cannot read remote link `{}`", path.display()))?;
+                let target =
+                    sftp.readlink(&path).with_context(|| format!("cannot read remote link `{}`", path.display()))?;
                 std::os::unix::fs::symlink(&target, &dst)
                     .with_context(|| format!("cannot create link `{}`", dst.display()))?;
                 report.files += 1;
@@ -732,9 +637,7 @@ fn download_into(
 }
 
 fn download_file(sftp: &Sftp, remote: &Path, local: &Path, mode: u32) -> Result<u64> {
-    let mut src = sftp
-        .open(remote)
-        .with_context(|| format!("cannot open remote `{}`", remote.display()))?;
+    let mut src = sftp.open(remote).with_context(|| format!("cannot open remote `{}`", remote.display()))?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -743,17 +646,77 @@ fn download_file(sftp: &Sftp, remote: &Path, local: &Path, mode: u32) -> Result<
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
-        let n = src
-            .read(&mut buf)
-            .with_context(|| format!("cannot read remote `{}`", remote.display()))?;
+        let n = src.read(&mut buf).with_context(|| format!("cannot read remote `{}`", remote.display()))?;
         if n == 0 {
             break;
         }
-        dst.write_all(&buf[..n])
-            .with_context(|| format!("cannot write `{}`", local.display()))?;
+        dst.write_all(&buf[..n]).with_context(|| format!("cannot write `{}`", local.display()))?;
         total += n as u64;
     }
     dst.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of `{}`", local.display()))?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_survives_sh() {
+        let nasty = "it's \"quoted\" $HOME `id` \\ \n end";
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote(nasty)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), nasty);
+    }
+
+    #[test]
+    fn key_type_comes_from_the_blob() {
+        let mut blob = 11u32.to_be_bytes().to_vec();
+        blob.extend_from_slice(b"ssh-ed25519");
+        blob.extend_from_slice(&[0, 0, 0, 32]);
+        assert_eq!(blob_key_type(&blob), Some("ssh-ed25519"));
+        assert_eq!(blob_key_type(&[0, 0, 0, 99, b'x']), None);
+        assert_eq!(blob_key_type(&[]), None);
+    }
+
+    #[test]
+    fn known_hosts_markers_and_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("known_hosts");
+        fs::write(
+            &p,
+            "# comment\n\n\
+             @cert-authority *.example ssh-ed25519 AAAACA\n\
+             @revoked * ssh-ed25519 AAAAREVOKED\n\
+             [h]:2222,[h2]:2222 ssh-ed25519 AAAAED\n\
+             [h]:2222 ssh-rsa AAAARSA\n\
+             h ecdsa-sha2-nistp256 AAAAEC\n\
+             |1|salt|hash ssh-ed25519 AAAAHASHED\n",
+        )
+        .unwrap();
+        let k = KnownHostsFile::load(&p).unwrap();
+        assert_eq!(k.revoked, vec!["AAAAREVOKED".to_string()]);
+        assert_eq!(k.entries.len(), 4, "markers are not entries: {:?}", k.entries);
+        assert_eq!(k.key_types_for("h", 2222), vec!["ssh-ed25519".to_string(), "ssh-rsa".to_string()]);
+        assert_eq!(k.key_types_for("h", 22), vec!["ecdsa-sha2-nistp256".to_string()]);
+        assert!(k.key_types_for("other", 22).is_empty());
+        assert!(KnownHostsFile::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_host_name_that_would_panic_ssh2_is_refused() {
+        let t = SshTarget {
+            host: "bad\0host".into(),
+            port: 22,
+            user: "u".into(),
+            identity_file: "/x".into(),
+            known_hosts_file: "/x".into(),
+        };
+        let Err(err) = connect(&t, Duration::from_secs(1)) else { panic!("connected") };
+        assert_eq!(err.code, UNREACHABLE);
+    }
 }

@@ -9,6 +9,7 @@
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
@@ -31,16 +32,21 @@ pub struct BundleDigest {
 /// Compute the digest of the bundle in `dir`. `root` is the canonical root;
 /// `exclude` is the canonical outDir; `extra` are files outside `dir` that the
 /// bundle depends on (the smoke script), named root-relative.
-pub fn compute(
+pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<BundleDigest> {
+    compute_with(root, dir, exclude, extra, None)
+}
+
+/// [`compute`], reusing bytes already read (e.g. the manifest) instead of reading them again.
+pub fn compute_with(
     root: &Path,
     dir: &Path,
     exclude: Option<&Path>,
     extra: &[PathBuf],
+    known: Option<(&Path, &[u8])>,
 ) -> Result<BundleDigest> {
-    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
     for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
-        let entry =
-            entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
+        let entry = entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
         let path = entry.path();
         if let Some(ex) = exclude
             && path.starts_with(ex)
@@ -50,11 +56,12 @@ pub fn compute(
         if entry.file_type().is_dir() {
             continue;
         }
-        files.push((crate::fsx::rel_to(root, path), path.to_path_buf()));
+        // The entry's type comes from the directory listing: no extra stat.
+        files.push((crate::fsx::rel_to(root, path), path.to_path_buf(), entry.file_type().is_symlink()));
     }
     for p in extra {
         if !p.starts_with(dir) && p.is_file() {
-            files.push((crate::fsx::rel_to(root, p), p.clone()));
+            files.push((crate::fsx::rel_to(root, p), p.clone(), false));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
@@ -63,22 +70,23 @@ pub fn compute(
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
     let mut entries = Vec::with_capacity(files.len());
-    for (name, path) in files {
-        let meta = fs::symlink_metadata(&path)
-            .with_context(|| format!("cannot stat `{}`", path.display()))?;
-        let (mode, content) = if meta.file_type().is_symlink() {
+    for (name, path, is_link) in files {
+        let (mode, content) = if is_link {
             let target = fs::read_link(&path)?;
             ("link", target.to_string_lossy().into_owned().into_bytes())
         } else {
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                "755"
-            } else {
-                "644"
+            let mut f = fs::File::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+            let meta = f.metadata().with_context(|| format!("cannot stat `{}`", path.display()))?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
+            let content = match known {
+                Some((p, bytes)) if p == path => bytes.to_vec(),
+                _ => {
+                    let mut buf = Vec::with_capacity(meta.len() as usize);
+                    f.read_to_end(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
+                    buf
+                }
             };
-            (
-                mode,
-                fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?,
-            )
+            (mode, content)
         };
         total.update(name.as_bytes());
         total.update([0]);
@@ -87,16 +95,9 @@ pub fn compute(
         total.update((content.len() as u64).to_string().as_bytes());
         total.update([0]);
         total.update(&content);
-        entries.push(DigestEntry {
-            path: name,
-            mode,
-            sha256: crate::fsx::sha256_hex(&content),
-        });
+        entries.push(DigestEntry { path: name, mode, sha256: crate::fsx::sha256_hex(&content) });
     }
-    Ok(BundleDigest {
-        digest: format!("sha256:{}", hex::encode(total.finalize())),
-        files: entries,
-    })
+    Ok(BundleDigest { digest: format!("sha256:{}", hex::encode(total.finalize())), files: entries })
 }
 
 /// Files that differ between two digests' file lists: added, removed or changed.

@@ -7,14 +7,12 @@ use walkdir::WalkDir;
 /// Directories never searched for bundles: VCS metadata, build output, and
 /// evidence directories (their `runs/` archives hold copies of artifacts, not bundles).
 fn skipped(entry: &walkdir::DirEntry) -> bool {
-    if !entry.file_type().is_dir() || entry.depth() == 0 {
+    if entry.depth() == 0 {
         return false;
     }
     let name = entry.file_name().to_string_lossy();
-    matches!(
-        name.as_ref(),
-        ".git" | "target" | "node_modules" | "artifacts" | ".agentplane"
-    ) || entry.path().join("evidence.jsonl").exists()
+    matches!(name.as_ref(), ".git" | "target" | "node_modules" | "artifacts" | ".agentplane")
+        || entry.path().join("evidence.jsonl").exists()
 }
 
 /// Expand one argument: a `bundle.json` file, a bundle directory, or a tree.
@@ -31,18 +29,22 @@ pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
         return Ok(Some(vec![direct]));
     }
     let mut found = Vec::new();
-    for entry in WalkDir::new(path)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| !skipped(e))
-    {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(_) => continue, // unreadable corners of a tree are not bundles
-        };
-        if entry.file_type().is_file() && entry.file_name() == "bundle.json" {
-            found.push(entry.into_path());
+    let mut walk = WalkDir::new(path).follow_links(false).sort_by_file_name().into_iter();
+    while let Some(entry) = walk.next() {
+        let Ok(entry) = entry else { continue }; // unreadable corners of a tree are not bundles
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        if skipped(&entry) {
+            walk.skip_current_dir();
+            continue;
+        }
+        // A directory holding bundle.json is a bundle: one stat instead of
+        // listing it, and no descent into its contents.
+        let manifest = entry.path().join("bundle.json");
+        if entry.depth() > 0 && manifest.is_file() {
+            found.push(manifest);
+            walk.skip_current_dir();
         }
     }
     Ok(Some(found))

@@ -31,12 +31,7 @@ pub struct Check {
 
 impl Check {
     fn new(name: &str, status: Status, message: Option<String>, pointer: Option<&str>) -> Self {
-        Check {
-            name: name.to_string(),
-            status,
-            message,
-            pointer: pointer.map(str::to_string),
-        }
+        Check { name: name.to_string(), status, message, pointer: pointer.map(str::to_string) }
     }
     fn pass(name: &str) -> Self {
         Self::new(name, Status::Pass, None, None)
@@ -67,21 +62,13 @@ pub fn hint_for(gate: &str) -> &'static str {
         "parse" => "bundle.json must be a UTF-8 JSON object (at most 8 MiB)",
         "schema" => "see `agentplane schema bundle` for the bundle schema",
         "license-policy" => "set metadata.licensePolicy.allowAGPL to false",
-        "max-run-seconds" => {
-            "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600"
-        }
+        "max-run-seconds" => "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600",
         "secrets-are-refs" => {
             "list secret names in spec.secrets.required and supply values at run time from the environment; never put secret values in a bundle"
         }
-        "paths-inside-root" => {
-            "paths in a bundle are relative to the project root (--root) and must not leave it"
-        }
-        "smoke-script-present" => {
-            "spec.smoke.script must name an existing file, relative to the project root"
-        }
-        "backend-supported" => {
-            "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet"
-        }
+        "paths-inside-root" => "paths in a bundle are relative to the project root (--root) and must not leave it",
+        "smoke-script-present" => "spec.smoke.script must name an existing file, relative to the project root",
+        "backend-supported" => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
         _ => "",
     }
 }
@@ -109,11 +96,23 @@ pub struct Report {
     pub digest_files: Vec<super::digest::DigestEntry>,
 }
 
-/// Run every gate on one manifest.
-pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report {
-    let manifest = manifest
-        .canonicalize()
-        .unwrap_or_else(|_| manifest.to_path_buf());
+/// Run every gate on one manifest. `manifest` must be canonical (as
+/// [`crate::pipeline::validate::find`] returns them).
+/// `with_digest`: compute the bundle digest (skipped when nothing will show or
+/// record it, e.g. `validate --check` in human format: it is most of the I/O).
+pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker, with_digest: bool) -> Report {
+    validate_cached(root, manifest, checker, with_digest, &fsx::LstatCache::default())
+}
+
+/// [`validate`] sharing `lstat` results with other bundles checked on this thread.
+pub fn validate_cached(
+    root: &Path,
+    manifest: &Path,
+    checker: &SchemaChecker,
+    with_digest: bool,
+    cache: &fsx::LstatCache,
+) -> Report {
+    let manifest = manifest.to_path_buf();
     let mut report = Report {
         path: fsx::rel_to(root, &manifest),
         manifest: manifest.clone(),
@@ -130,8 +129,8 @@ pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report
     };
 
     // parse
-    let value = match load::read_manifest(&manifest) {
-        Ok((_, v)) => v,
+    let (bytes, value) = match load::read_manifest(&manifest) {
+        Ok(bv) => bv,
         Err(e) => {
             let msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
             report.checks.push(Check::fail("parse", msg, None));
@@ -139,11 +138,7 @@ pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report
         }
     };
     if !value.is_object() {
-        report.checks.push(Check::fail(
-            "parse",
-            format!("top level is {}, not an object", kind_of(&value)),
-            Some(""),
-        ));
+        report.checks.push(Check::fail("parse", format!("top level is {}, not an object", kind_of(&value)), Some("")));
         return report;
     }
     report.checks.push(Check::pass("parse"));
@@ -153,10 +148,7 @@ pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report
         report.bundle = Some(format!("{n}@{v}"));
     }
     report.governance_context = value.pointer("/spec/governanceContext").cloned();
-    report.lane = value
-        .pointer("/spec/policy/lane")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    report.lane = value.pointer("/spec/policy/lane").and_then(Value::as_str).map(str::to_string);
     report.metadata = value.get("metadata").cloned();
 
     // schema
@@ -165,18 +157,16 @@ pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report
         report.checks.push(Check::pass("schema"));
     } else {
         for v in violations {
-            report
-                .checks
-                .push(Check::fail("schema", v.message, Some(&v.pointer)));
+            report.checks.push(Check::fail("schema", v.message, Some(&v.pointer)));
         }
     }
 
+    let resolver = Resolver::new(root, cache);
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
-    let paths = paths_inside_root(root, &value);
-    report.checks.extend(paths);
-    report.checks.push(smoke_script_present(root, &value));
+    report.checks.extend(paths_inside_root(&resolver, &value));
+    report.checks.push(smoke_script_present(&resolver, &value));
     report.checks.push(backend_supported(&value));
 
     report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
@@ -186,28 +176,24 @@ pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker) -> Report
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
     let str_at = |ptr: &str| value.pointer(ptr).and_then(Value::as_str);
     let out_dir = str_at("/spec/artifacts/outDir")
-        .map(|o| fsx::resolve_in_root(root, o))
+        .map(|o| resolver.resolve(o))
         .filter(|(p, inside)| *inside && p != root)
         .map(|(p, _)| p);
     let script: Vec<PathBuf> = str_at("/spec/smoke/script")
-        .map(|s| fsx::resolve_in_root(root, s))
+        .map(|s| resolver.resolve(s))
         .filter(|(_, inside)| *inside)
         .map(|(p, _)| p)
         .into_iter()
         .collect();
-    if let Some(out) = &out_dir {
-        match super::digest::compute(root, &dir, Some(out), &script) {
+    if let Some(out) = out_dir.as_ref().filter(|_| with_digest) {
+        match super::digest::compute_with(root, &dir, Some(out), &script, Some((&manifest, &bytes))) {
             Ok(d) => {
                 report.digest = Some(d.digest);
                 report.digest_files = d.files;
                 report.out_dir = out_dir.clone();
             }
             Err(e) => {
-                report.checks.push(Check::fail(
-                    "parse",
-                    format!("cannot digest the bundle directory: {e:#}"),
-                    None,
-                ));
+                report.checks.push(Check::fail("parse", format!("cannot digest the bundle directory: {e:#}"), None));
                 report.valid = false;
             }
         }
@@ -249,21 +235,11 @@ fn license_policy(v: &Value) -> Check {
     const PTR: &str = "/metadata/licensePolicy/allowAGPL";
     match v.pointer(PTR) {
         Some(Value::Bool(false)) => Check::pass(NAME),
-        Some(Value::Bool(true)) => Check::fail(
-            NAME,
-            "allowAGPL is true; bundles must not ship AGPL code".into(),
-            Some(PTR),
-        ),
-        Some(other) => Check::fail(
-            NAME,
-            format!("allowAGPL is {}, expected false", kind_of(other)),
-            Some(PTR),
-        ),
-        None => Check::warn(
-            NAME,
-            "no licensePolicy.allowAGPL declared".into(),
-            Some("/metadata"),
-        ),
+        Some(Value::Bool(true)) => {
+            Check::fail(NAME, "allowAGPL is true; bundles must not ship AGPL code".into(), Some(PTR))
+        }
+        Some(other) => Check::fail(NAME, format!("allowAGPL is {}, expected false", kind_of(other)), Some(PTR)),
+        None => Check::warn(NAME, "no licensePolicy.allowAGPL declared".into(), Some("/metadata")),
     }
 }
 
@@ -271,29 +247,13 @@ fn max_run_seconds(v: &Value) -> Check {
     const NAME: &str = "max-run-seconds";
     const PTR: &str = "/spec/policy/maxRunSeconds";
     match v.pointer(PTR) {
-        None => Check::warn(
-            NAME,
-            "maxRunSeconds is not set; runs are limited to 600 s".into(),
-            Some("/spec/policy"),
-        ),
+        None => Check::warn(NAME, "maxRunSeconds is not set; runs are limited to 600 s".into(), Some("/spec/policy")),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(s) if (5..=3600).contains(&s) => Check::pass(NAME),
-            Some(s) => Check::fail(
-                NAME,
-                format!("maxRunSeconds is {s}, outside 5–3600"),
-                Some(PTR),
-            ),
-            None => Check::fail(
-                NAME,
-                format!("maxRunSeconds is {n}, not a whole number in 5–3600"),
-                Some(PTR),
-            ),
+            Some(s) => Check::fail(NAME, format!("maxRunSeconds is {s}, outside 5–3600"), Some(PTR)),
+            None => Check::fail(NAME, format!("maxRunSeconds is {n}, not a whole number in 5–3600"), Some(PTR)),
         },
-        Some(other) => Check::fail(
-            NAME,
-            format!("maxRunSeconds is {}, not an integer", kind_of(other)),
-            Some(PTR),
-        ),
+        Some(other) => Check::fail(NAME, format!("maxRunSeconds is {}, not an integer", kind_of(other)), Some(PTR)),
     }
 }
 
@@ -301,38 +261,24 @@ fn max_run_seconds(v: &Value) -> Check {
 fn is_secret_ref(s: &str) -> bool {
     let ident = !s.is_empty()
         && s.len() <= 128
-        && s.chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     ident || looks_like_ref(s)
 }
 
 fn looks_like_ref(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     s.contains("://")
-        || [
-            "env:", "file:", "vault:", "secret:", "secrets:", "ref:", "urn:",
-        ]
-        .iter()
-        .any(|p| lower.starts_with(p))
+        || ["env:", "file:", "vault:", "secret:", "secrets:", "ref:", "urn:"].iter().any(|p| lower.starts_with(p))
 }
 
 /// Key names whose values are secret material when they hold a literal.
 fn is_secret_key(key: &str) -> bool {
-    let k: String = key
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
+    let k: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
     // References to secrets are fine: their names say so.
-    if [
-        "ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required",
-        "env",
-    ]
-    .iter()
-    .any(|s| k.ends_with(s))
+    if ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"]
+        .iter()
+        .any(|s| k.ends_with(s))
     {
         return false;
     }
@@ -355,13 +301,14 @@ fn is_secret_key(key: &str) -> bool {
 
 /// Well-known shapes of live credentials.
 fn token_shape(s: &str) -> Option<&'static str> {
+    // Every shape below is at least 16 characters; most bundle strings are shorter.
+    if s.len() < 16 {
+        return None;
+    }
     let word = |prefix: &str, min: usize| {
         s.match_indices(prefix).any(|(i, _)| {
             let rest = &s[i + prefix.len()..];
-            rest.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-                .count()
-                >= min
+            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').count() >= min
         })
     };
     if s.contains("-----BEGIN") && s.contains("PRIVATE KEY") {
@@ -369,10 +316,7 @@ fn token_shape(s: &str) -> Option<&'static str> {
     }
     if s.match_indices("AKIA").any(|(i, _)| {
         let r = &s[i + 4..];
-        r.len() >= 16
-            && r.chars()
-                .take(16)
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        r.len() >= 16 && r.chars().take(16).all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     }) {
         return Some("an AWS access key id");
     }
@@ -394,11 +338,7 @@ fn token_shape(s: &str) -> Option<&'static str> {
     }
     // JSON Web Tokens: three base64url parts, the first two starting with `eyJ`.
     let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() == 3
-        && parts[0].starts_with("eyJ")
-        && parts[1].starts_with("eyJ")
-        && parts[2].len() >= 16
-    {
+    if parts.len() == 3 && parts[0].starts_with("eyJ") && parts[1].starts_with("eyJ") && parts[2].len() >= 16 {
         return Some("a JSON Web Token");
     }
     None
@@ -440,11 +380,7 @@ fn secrets_are_refs(v: &Value) -> Vec<Check> {
             }
             Value::String(s) => {
                 if let Some(what) = token_shape(s) {
-                    out.push(Check::fail(
-                        NAME,
-                        format!("inline secret material: {what}"),
-                        Some(&ptr),
-                    ));
+                    out.push(Check::fail(NAME, format!("inline secret material: {what}"), Some(&ptr)));
                 } else if let Some(k) = &key
                     && is_secret_key(k)
                     && !s.is_empty()
@@ -472,15 +408,35 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-fn paths_inside_root(root: &Path, v: &Value) -> Vec<Check> {
+/// Resolves bundle paths against the root, each distinct path once per
+/// bundle and each path component's `lstat` once (bundles name several paths
+/// under the same directories).
+struct Resolver<'r> {
+    root: &'r Path,
+    seen: std::cell::RefCell<Vec<(String, (PathBuf, bool))>>,
+    cache: &'r fsx::LstatCache,
+}
+
+impl<'r> Resolver<'r> {
+    fn new(root: &'r Path, cache: &'r fsx::LstatCache) -> Self {
+        Resolver { root, seen: Default::default(), cache }
+    }
+
+    fn resolve(&self, rel: &str) -> (PathBuf, bool) {
+        if let Some((_, r)) = self.seen.borrow().iter().find(|(k, _)| k == rel) {
+            return r.clone();
+        }
+        let r = fsx::resolve_in_root_cached(self.root, rel, self.cache);
+        self.seen.borrow_mut().push((rel.to_string(), r.clone()));
+        r
+    }
+}
+
+fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
+    let root = resolver.root;
     const NAME: &str = "paths-inside-root";
     let mut paths: Vec<(String, &str)> = Vec::new();
-    for ptr in [
-        "/spec/smoke/script",
-        "/spec/vm/modulePath",
-        "/spec/artifacts/outDir",
-        "/spec/vm/kernel",
-    ] {
+    for ptr in ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/artifacts/outDir", "/spec/vm/kernel"] {
         if let Some(Value::String(s)) = v.pointer(ptr) {
             paths.push((ptr.to_string(), s));
         }
@@ -499,30 +455,18 @@ fn paths_inside_root(root: &Path, v: &Value) -> Vec<Check> {
             continue;
         }
         if p.contains('\0') {
-            out.push(Check::fail(
-                NAME,
-                "the path contains a NUL byte".into(),
-                Some(&ptr),
-            ));
+            out.push(Check::fail(NAME, "the path contains a NUL byte".into(), Some(&ptr)));
             continue;
         }
-        let (resolved, inside) = fsx::resolve_in_root(root, p);
+        let (resolved, inside) = resolver.resolve(p);
         if !inside {
             out.push(Check::fail(
                 NAME,
-                format!(
-                    "`{p}` resolves to `{}`, outside the root `{}`",
-                    resolved.display(),
-                    root.display()
-                ),
+                format!("`{p}` resolves to `{}`, outside the root `{}`", resolved.display(), root.display()),
                 Some(&ptr),
             ));
         } else if ptr == "/spec/artifacts/outDir" && resolved == root {
-            out.push(Check::fail(
-                NAME,
-                "outDir is the project root itself; use a folder under it".into(),
-                Some(&ptr),
-            ));
+            out.push(Check::fail(NAME, "outDir is the project root itself; use a folder under it".into(), Some(&ptr)));
         }
     }
     if out.is_empty() {
@@ -531,24 +475,20 @@ fn paths_inside_root(root: &Path, v: &Value) -> Vec<Check> {
     out
 }
 
-fn smoke_script_present(root: &Path, v: &Value) -> Check {
+fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
     const NAME: &str = "smoke-script-present";
     const PTR: &str = "/spec/smoke/script";
     let Some(Value::String(p)) = v.pointer(PTR) else {
         return Check::fail(NAME, "no smoke script is named".into(), Some("/spec/smoke"));
     };
-    let (resolved, inside) = fsx::resolve_in_root(root, p);
+    let (resolved, inside) = resolver.resolve(p);
     if !inside {
         return Check::fail(NAME, format!("`{p}` is outside the root"), Some(PTR));
     }
     match std::fs::metadata(&resolved) {
         Ok(m) if m.is_file() => Check::pass(NAME),
         Ok(_) => Check::fail(NAME, format!("`{p}` is not a regular file"), Some(PTR)),
-        Err(_) => Check::fail(
-            NAME,
-            format!("`{p}` does not exist (looked for `{}`)", resolved.display()),
-            Some(PTR),
-        ),
+        Err(_) => Check::fail(NAME, format!("`{p}` does not exist (looked for `{}`)", resolved.display()), Some(PTR)),
     }
 }
 
@@ -556,26 +496,12 @@ fn backend_supported(v: &Value) -> Check {
     const NAME: &str = "backend-supported";
     const PTR: &str = "/spec/vm/backendIntent";
     match v.pointer(PTR) {
-        Some(Value::String(b))
-            if ["lima-process", "qemu", "microvm", "fleet"].contains(&b.as_str()) =>
-        {
+        Some(Value::String(b)) if ["lima-process", "qemu", "microvm", "fleet"].contains(&b.as_str()) => {
             Check::pass(NAME)
         }
-        Some(Value::String(b)) => Check::fail(
-            NAME,
-            format!("backend `{b}` is not one agentplane can run"),
-            Some(PTR),
-        ),
-        Some(other) => Check::fail(
-            NAME,
-            format!("backendIntent is {}, not a string", kind_of(other)),
-            Some(PTR),
-        ),
-        None => Check::fail(
-            NAME,
-            "no backendIntent is declared".into(),
-            Some("/spec/vm"),
-        ),
+        Some(Value::String(b)) => Check::fail(NAME, format!("backend `{b}` is not one agentplane can run"), Some(PTR)),
+        Some(other) => Check::fail(NAME, format!("backendIntent is {}, not a string", kind_of(other)), Some(PTR)),
+        None => Check::fail(NAME, "no backendIntent is declared".into(), Some("/spec/vm")),
     }
 }
 

@@ -35,12 +35,7 @@ pub struct LoadedBundle {
 impl LoadedBundle {
     /// The bundle digest of DESIGN §4.
     pub fn digest(&self) -> Result<BundleDigest> {
-        digest::compute(
-            &self.root,
-            &self.dir,
-            Some(&self.out_dir),
-            std::slice::from_ref(&self.script),
-        )
+        digest::compute(&self.root, &self.dir, Some(&self.out_dir), std::slice::from_ref(&self.script))
     }
 
     pub fn identity(&self) -> String {
@@ -51,28 +46,19 @@ impl LoadedBundle {
 /// Find `bundle.json` for a CLI argument (a bundle directory or the manifest itself),
 /// resolved against the root.
 pub fn manifest_path(root: &Path, arg: &Path) -> Result<PathBuf> {
-    let p = if arg.is_absolute() {
-        arg.to_path_buf()
-    } else {
-        root.join(arg)
-    };
+    let p = if arg.is_absolute() { arg.to_path_buf() } else { root.join(arg) };
     let manifest = if p.is_dir() { p.join("bundle.json") } else { p };
     if !manifest.is_file() {
-        return Err(
-            Problem::error(format!("no bundle at `{}`", manifest.display()))
-                .hint("pass a bundle directory (holding bundle.json) or a bundle.json file")
-                .into(),
-        );
+        return Err(Problem::error(format!("no bundle at `{}`", manifest.display()))
+            .hint("pass a bundle directory (holding bundle.json) or a bundle.json file")
+            .into());
     }
-    manifest
-        .canonicalize()
-        .with_context(|| format!("cannot resolve `{}`", manifest.display()))
+    manifest.canonicalize().with_context(|| format!("cannot resolve `{}`", manifest.display()))
 }
 
 /// Read and parse a manifest file into JSON, with the file named on every error.
 pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if meta.len() > MAX_MANIFEST_BYTES {
         anyhow::bail!(
             "`{}` is {} bytes; a bundle manifest may be at most {MAX_MANIFEST_BYTES}",
@@ -81,15 +67,10 @@ pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "`{}` is not UTF-8 (byte {})",
-            path.display(),
-            e.valid_up_to()
-        )
-    })?;
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("`{}` is not valid JSON: {e}", path.display()))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| anyhow::anyhow!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to()))?;
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("`{}` is not valid JSON: {e}", path.display()))?;
     Ok((bytes, value))
 }
 
@@ -98,33 +79,39 @@ pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
 pub fn load_for_stage(root: &Path, arg: &Path) -> Result<LoadedBundle> {
     let manifest = manifest_path(root, arg)?;
     let (_, value) = read_manifest(&manifest).map_err(|e| {
-        Problem::failed(format!("{e:#}")).hint(format!(
-            "run `agentplane validate {}` for every problem",
-            arg.display()
-        ))
+        Problem::failed(format!("{e:#}")).hint(format!("run `agentplane validate {}` for every problem", arg.display()))
     })?;
     let bundle: Bundle = serde_json::from_value(value.clone()).map_err(|e| {
-        Problem::failed(format!(
-            "`{}` does not match the bundle schema: {e}",
-            manifest.display()
-        ))
-        .hint(format!(
-            "run `agentplane validate {}` for every problem",
-            arg.display()
-        ))
+        Problem::failed(format!("`{}` does not match the bundle schema: {e}", manifest.display()))
+            .hint(format!("run `agentplane validate {}` for every problem", arg.display()))
     })?;
     from_parts(root, manifest, bundle, value)
 }
 
 /// Resolve a typed bundle's paths against the root.
-pub fn from_parts(
+pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) -> Result<LoadedBundle> {
+    from_parts_resolved(root, manifest, bundle, value, None)
+}
+
+/// A path as [`fsx::resolve_in_root`] returns it: resolved, and inside the root.
+pub type Resolved = (PathBuf, bool);
+
+/// [`from_parts`] with the outDir and smoke script already resolved.
+pub fn from_parts_resolved(
     root: &Path,
     manifest: PathBuf,
     bundle: Bundle,
     value: Value,
+    resolved: Option<(Resolved, Resolved)>,
 ) -> Result<LoadedBundle> {
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
-    let (out_dir, out_ok) = fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir);
+    let (out_res, script_res) = resolved.unwrap_or_else(|| {
+        (
+            fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir),
+            fsx::resolve_in_root(root, &bundle.spec.smoke.script),
+        )
+    });
+    let (out_dir, out_ok) = out_res;
     if !out_ok || out_dir == root {
         return Err(Problem::failed(format!(
             "`{}`: outDir `{}` is not a directory inside the root `{}`",
@@ -132,12 +119,10 @@ pub fn from_parts(
             bundle.spec.artifacts.out_dir,
             root.display()
         ))
-        .hint(
-            "set spec.artifacts.outDir to a folder under the project root, e.g. `artifacts/<name>`",
-        )
+        .hint("set spec.artifacts.outDir to a folder under the project root, e.g. `artifacts/<name>`")
         .into());
     }
-    let (script, script_ok) = fsx::resolve_in_root(root, &bundle.spec.smoke.script);
+    let (script, script_ok) = script_res;
     if !script_ok {
         return Err(Problem::failed(format!(
             "`{}`: smoke script `{}` resolves outside the root",
@@ -147,14 +132,5 @@ pub fn from_parts(
         .into());
     }
     let rel_dir = fsx::rel_to(root, &dir);
-    Ok(LoadedBundle {
-        root: root.to_path_buf(),
-        manifest,
-        dir,
-        rel_dir,
-        bundle,
-        value,
-        out_dir,
-        script,
-    })
+    Ok(LoadedBundle { root: root.to_path_buf(), manifest, dir, rel_dir, bundle, value, out_dir, script })
 }

@@ -305,9 +305,7 @@ impl Lane {
 }
 
 /// The isolation a run actually had, weakest first.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 pub enum Isolation {
     #[serde(rename = "process")]
     Process,
@@ -379,18 +377,10 @@ impl Bundle {
     }
 
     pub fn determinism_required(&self) -> bool {
-        self.spec
-            .determinism
-            .as_ref()
-            .and_then(|d| d.required)
-            .unwrap_or(false)
+        self.spec.determinism.as_ref().and_then(|d| d.required).unwrap_or(false)
     }
 
     pub fn max_run_seconds(&self) -> u64 {
-        self.spec
-            .policy
-            .max_run_seconds
-            .unwrap_or(600)
-            .clamp(1, 3600) as u64
+        self.spec.policy.max_run_seconds.unwrap_or(600).clamp(1, 3600) as u64
     }
 }

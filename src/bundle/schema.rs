@@ -16,9 +16,7 @@ pub struct SchemaChecker {
 
 impl SchemaChecker {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(SchemaChecker {
-            validator: crate::schemas::validator("bundle")?,
-        })
+        Ok(SchemaChecker { validator: crate::schemas::validator("bundle")? })
     }
 
     /// Every violation, not just the first, in a stable order.
@@ -26,10 +24,7 @@ impl SchemaChecker {
         let mut out: Vec<Violation> = self
             .validator
             .iter_errors(instance)
-            .map(|e| Violation {
-                pointer: e.instance_path().as_str().to_string(),
-                message: short(&e.to_string()),
-            })
+            .map(|e| Violation { pointer: e.instance_path().as_str().to_string(), message: short(&e.to_string()) })
             .collect();
         out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.message.cmp(&b.message)));
         out.dedup_by(|a, b| a.pointer == b.pointer && a.message == b.message);

@@ -16,14 +16,8 @@ pub fn run(ctx: &Ctx, args: KeygenArgs) -> Result<Exit> {
     let p = &ctx.printer;
     if p.human() {
         p.line(format!("key id  {id}"));
-        p.line(format!(
-            "private {} (mode 0600: keep it secret)",
-            key.display()
-        ));
-        p.line(format!(
-            "public  {} (give this to auditors)",
-            public.display()
-        ));
+        p.line(format!("private {} (mode 0600: keep it secret)", key.display()));
+        p.line(format!("public  {} (give this to auditors)", public.display()));
     } else {
         p.json(&serde_json::json!({"keyId": id, "privateKey": key, "publicKey": public}));
     }

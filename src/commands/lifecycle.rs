@@ -11,13 +11,7 @@ pub fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let trusted = ctx.trusted(&args.trust)?;
     let approval = args.approval_key.as_ref().map(|p| ctx.abs(p));
-    let r = lifecycle::promote(
-        &ctx.root,
-        &args.bundle,
-        &signer,
-        &trusted,
-        approval.as_deref(),
-    )?;
+    let r = lifecycle::promote(&ctx.root, &args.bundle, &signer, &trusted, approval.as_deref())?;
     let p = &ctx.printer;
     if p.human() {
         p.line(format!(
@@ -40,13 +34,7 @@ pub fn rollback(ctx: &Ctx, args: KeyArgs) -> Result<Exit> {
     let r = lifecycle::rollback(&ctx.root, &signer)?;
     let p = &ctx.printer;
     if p.human() {
-        p.line(format!(
-            "{} rolled prod back from {} to {} ({})",
-            p.ok(),
-            r.from,
-            r.to,
-            r.artifact.reversal_handle
-        ));
+        p.line(format!("{} rolled prod back from {} to {} ({})", p.ok(), r.from, r.to, r.artifact.reversal_handle));
     } else {
         p.json(&r.artifact);
     }
@@ -64,17 +52,8 @@ pub fn status(ctx: &Ctx) -> Result<Exit> {
         p.line(format!("{k:16} {}", v.as_deref().unwrap_or("-")));
     }
     p.line("");
-    let w = s
-        .bundles
-        .iter()
-        .map(|b| b.bundle.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    p.line(format!(
-        "{:w$}  {:18}  {:8}  {:6}  evidence",
-        "bundle", "last stage", "run", "sealed"
-    ));
+    let w = s.bundles.iter().map(|b| b.bundle.len()).max().unwrap_or(6).max(6);
+    p.line(format!("{:w$}  {:18}  {:8}  {:6}  evidence", "bundle", "last stage", "run", "sealed"));
     for b in &s.bundles {
         p.line(format!(
             "{:w$}  {:18}  {:8}  {:6}  {}",

@@ -38,17 +38,12 @@ impl Ctx {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            std::env::current_dir()
-                .map(|d| d.join(p))
-                .unwrap_or_else(|_| p.to_path_buf())
+            std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
         }
     }
 
     pub fn trusted(&self, t: &TrustArgs) -> Result<Vec<TrustedKey>> {
-        t.trusted_keys
-            .iter()
-            .map(|p| keys::load_public(&self.abs(p)))
-            .collect()
+        t.trusted_keys.iter().map(|p| keys::load_public(&self.abs(p))).collect()
     }
 }
 

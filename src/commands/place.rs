@@ -11,11 +11,9 @@ use crate::pipeline::place::{self, Placed};
 
 pub fn options(ctx: &Ctx, o: &PlaceOpts) -> Result<place::Options> {
     if !(o.probe_timeout.is_finite() && o.probe_timeout > 0.0 && o.probe_timeout <= 300.0) {
-        return Err(Problem::error(format!(
-            "--probe-timeout {} is not between 0 and 300 seconds",
-            o.probe_timeout
-        ))
-        .into());
+        return Err(
+            Problem::error(format!("--probe-timeout {} is not between 0 and 300 seconds", o.probe_timeout)).into()
+        );
     }
     Ok(place::Options {
         inventory: o.inventory.as_ref().map(|p| ctx.abs(p)),
@@ -28,11 +26,7 @@ pub fn run(ctx: &Ctx, args: PlaceArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let placed = place::place(&ctx.root, &args.bundle, &signer, &options(ctx, &args.opts)?)?;
     print(ctx, &placed);
-    Ok(if placed.chosen.is_some() {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    Ok(if placed.chosen.is_some() { Exit::Success } else { Exit::Failed })
 }
 
 pub fn print(ctx: &Ctx, placed: &Placed) {
@@ -54,13 +48,7 @@ pub fn print(ctx: &Ctx, placed: &Placed) {
         }
         return;
     }
-    let width = placed
-        .candidates
-        .iter()
-        .map(|c| c.executor.name.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
+    let width = placed.candidates.iter().map(|c| c.executor.name.len()).max().unwrap_or(8).max(8);
     for (i, c) in placed.candidates.iter().enumerate() {
         if Some(i) == placed.chosen {
             p.line(format!(
@@ -71,13 +59,7 @@ pub fn print(ctx: &Ctx, placed: &Placed) {
                 c.executor.ssh_ref
             ));
         } else if let Some(r) = &c.rejected {
-            p.line(format!(
-                "{} {:width$}  {}: {}",
-                p.bad(),
-                c.executor.name,
-                r.code,
-                r.detail
-            ));
+            p.line(format!("{} {:width$}  {}: {}", p.bad(), c.executor.name, r.code, r.detail));
         }
     }
     match (&placed.decision, &placed.file) {

@@ -22,22 +22,12 @@ pub fn run(ctx: &Ctx, args: ReplayArgs) -> Result<Exit> {
             .with_context(|| format!("cannot write the report `{}`", path.display()))?;
     }
     print(ctx, &v);
-    Ok(if v.verdict == "match" {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    Ok(if v.verdict == "match" { Exit::Success } else { Exit::Failed })
 }
 
 pub fn replay_quiet(ctx: &Ctx, dir: &std::path::Path, opts: &replay::Options) -> Result<Verdict> {
     let spinner = ctx.printer.spinner(format!("replaying {}", dir.display()));
-    let v = replay::replay(
-        &ctx.root,
-        &ctx.abs(dir),
-        opts,
-        super::cancel_flag(),
-        &mut |_| {},
-    );
+    let v = replay::replay(&ctx.root, &ctx.abs(dir), opts, super::cancel_flag(), &mut |_| {});
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -57,19 +47,10 @@ pub fn print(ctx: &Ctx, v: &Verdict) {
             v.bundle,
             v.executor,
             v.exit_code,
-            if v.determinism_required {
-                ", every product identical"
-            } else {
-                ""
-            }
+            if v.determinism_required { ", every product identical" } else { "" }
         ));
     } else {
-        p.line(format!(
-            "{} diverged: {} re-ran on `{}`",
-            p.bad(),
-            v.bundle,
-            v.executor
-        ));
+        p.line(format!("{} diverged: {} re-ran on `{}`", p.bad(), v.bundle, v.executor));
         for d in &v.differences {
             p.line(format!("    {d}"));
         }

@@ -17,11 +17,7 @@ pub fn run_stage(
 ) -> Result<RunResult> {
     let p = &ctx.printer;
     let cancel = super::cancel_flag();
-    let spinner = if watch {
-        None
-    } else {
-        p.spinner(format!("running {}", bundle.display()))
-    };
+    let spinner = if watch { None } else { p.spinner(format!("running {}", bundle.display())) };
     let mut on_event = |ev: Event| match ev {
         Event::Stdout(d) if watch => p.raw_out(&d),
         Event::Stderr(d) if watch => p.raw_err(&d),
@@ -49,11 +45,7 @@ pub fn run(ctx: &Ctx, args: RunArgs) -> Result<Exit> {
 }
 
 pub fn exit_of(r: &RunResult) -> Exit {
-    if r.success {
-        Exit::Success
-    } else {
-        Exit::Failed
-    }
+    if r.success { Exit::Success } else { Exit::Failed }
 }
 
 pub fn print(ctx: &Ctx, r: &RunResult) {
@@ -66,10 +58,7 @@ pub fn print(ctx: &Ctx, r: &RunResult) {
     let mark = if r.success { p.ok() } else { p.bad() };
     let mut how = format!("exit {}", a.exit_code);
     if a.timed_out {
-        how = format!(
-            "timed out, killed ({})",
-            a.signal.as_deref().unwrap_or("SIGKILL")
-        );
+        how = format!("timed out, killed ({})", a.signal.as_deref().unwrap_or("SIGKILL"));
     } else if a.canceled {
         how = "canceled".into();
     }
@@ -81,14 +70,7 @@ pub fn print(ctx: &Ctx, r: &RunResult) {
         p.line(format!("    error: {e}"));
     }
     for prod in &a.products {
-        p.line(format!(
-            "    product {} sha256:{}",
-            prod.path,
-            &prod.sha256[..16]
-        ));
+        p.line(format!("    product {} sha256:{}", prod.path, &prod.sha256[..16]));
     }
-    p.line(format!(
-        "    evidence: {}",
-        crate::fsx::rel_to(&ctx.root, &r.out_dir.join(&r.file))
-    ));
+    p.line(format!("    evidence: {}", crate::fsx::rel_to(&ctx.root, &r.out_dir.join(&r.file))));
 }

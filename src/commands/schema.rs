@@ -19,17 +19,12 @@ pub fn run(ctx: &Ctx, args: SchemaArgs) -> Result<Exit> {
             crate::fsx::write_atomic(&dir.join(file), &bytes)
                 .with_context(|| format!("cannot write `{}`", dir.display()))?;
         }
-        ctx.printer.note(format!(
-            "wrote {} schemas to {}",
-            schemas::KINDS.len(),
-            dir.display()
-        ));
+        ctx.printer.note(format!("wrote {} schemas to {}", schemas::KINDS.len(), dir.display()));
         return Ok(Exit::Success);
     }
     let kind = args.kind.as_deref().unwrap_or("bundle");
     let v = schemas::schema_for(kind).ok_or_else(|| {
-        Problem::error(format!("no schema kind `{kind}`"))
-            .hint(format!("kinds: {}", kinds.join(", ")))
+        Problem::error(format!("no schema kind `{kind}`")).hint(format!("kinds: {}", kinds.join(", ")))
     })?;
     ctx.printer.json(&v);
     Ok(Exit::Success)

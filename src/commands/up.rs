@@ -13,11 +13,7 @@ pub fn emit(ctx: &Ctx, args: EmitArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let e = emit::emit(&ctx.root, &args.bundle, &signer)?;
     print_emit(ctx, &e);
-    Ok(if e.session.status == "success" {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    Ok(if e.session.status == "success" { Exit::Success } else { Exit::Failed })
 }
 
 fn print_emit(ctx: &Ctx, e: &emit::Emitted) {
@@ -51,25 +47,16 @@ pub struct StageReport {
 }
 
 /// validate → place → run → emit, stopping at the first failing stage.
-pub fn up(
-    ctx: &Ctx,
-    bundle: &Path,
-    opts: &place::Options,
-    watch: bool,
-    signer: &Signer,
-) -> Result<(Exit, UpReport)> {
+pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: &Signer) -> Result<(Exit, UpReport)> {
     let p = &ctx.printer;
-    let mut report = UpReport {
-        bundle: bundle.display().to_string(),
-        ..Default::default()
-    };
+    let mut report = UpReport { bundle: bundle.display().to_string(), ..Default::default() };
     let say = |r: &StageReport| {
         let mark = if r.ok { p.ok() } else { p.bad() };
         p.line(format!("{mark} {:8} {}", r.stage, r.detail));
     };
 
     let manifests = validate::find(&ctx.root, &[bundle.to_path_buf()])?;
-    let reports = validate::check_all(&ctx.root, &manifests)?;
+    let reports = validate::check_all(&ctx.root, &manifests, true)?;
     let outcomes = validate::write_all(&ctx.root, reports, signer)?;
     let Some(o) = outcomes.first() else {
         anyhow::bail!("no bundle.json at `{}`", bundle.display());
@@ -79,16 +66,7 @@ pub fn up(
         .checks
         .iter()
         .filter(|c| c.status == crate::bundle::gates::Status::Fail)
-        .map(|c| {
-            format!(
-                "{}{}",
-                c.name,
-                c.pointer
-                    .as_deref()
-                    .map(|p| format!(" at {p}"))
-                    .unwrap_or_default()
-            )
-        })
+        .map(|c| format!("{}{}", c.name, c.pointer.as_deref().map(|p| format!(" at {p}")).unwrap_or_default()))
         .collect();
     let st = StageReport {
         stage: "validate",
@@ -121,16 +99,9 @@ pub fn up(
         (Some(d), Some(_)) => StageReport {
             stage: "place",
             ok: true,
-            detail: format!(
-                "executor `{}` ({} isolation)",
-                d.chosen_executor, d.isolation
-            ),
+            detail: format!("executor `{}` ({} isolation)", d.chosen_executor, d.isolation),
         },
-        _ => StageReport {
-            stage: "place",
-            ok: false,
-            detail: "no executor qualifies".into(),
-        },
+        _ => StageReport { stage: "place", ok: false, detail: "no executor qualifies".into() },
     };
     say(&st);
     let placed_ok = st.ok;
@@ -172,27 +143,15 @@ pub fn up(
     }
 
     let e = emit::emit(&ctx.root, bundle, signer)?;
-    let st = StageReport {
-        stage: "emit",
-        ok: true,
-        detail: format!("{}, {}, sealed", e.replay_file, e.session_file),
-    };
+    let st = StageReport { stage: "emit", ok: true, detail: format!("{}, {}, sealed", e.replay_file, e.session_file) };
     say(&st);
     report.stages.push(st);
     report.status = e.session.status.clone();
-    Ok((
-        if r.success {
-            Exit::Success
-        } else {
-            Exit::Failed
-        },
-        report,
-    ))
+    Ok((if r.success { Exit::Success } else { Exit::Failed }, report))
 }
 
 fn short(d: Option<&str>) -> String {
-    d.map(|d| d.chars().take(19).collect::<String>() + "…")
-        .unwrap_or_default()
+    d.map(|d| d.chars().take(19).collect::<String>() + "…").unwrap_or_default()
 }
 
 pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Exit> {

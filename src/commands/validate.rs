@@ -27,27 +27,18 @@ struct JsonBundle<'a> {
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Exit> {
     let manifests = validate::find(&ctx.root, &args.paths)?;
-    let reports = validate::check_all(&ctx.root, &manifests)?;
+    // The digest is shown only in json output and recorded only in artifacts.
+    let with_digest = !args.check || ctx.printer.format == Format::Json;
+    let reports = validate::check_all(&ctx.root, &manifests, with_digest)?;
     let outcomes: Vec<Outcome> = if args.check {
-        reports
-            .into_iter()
-            .map(|report| Outcome {
-                report,
-                written: None,
-                not_written: None,
-            })
-            .collect()
+        reports.into_iter().map(|report| Outcome { report, written: None, not_written: None }).collect()
     } else {
         let signer = ctx.signer(args.key.key.as_deref())?;
         validate::write_all(&ctx.root, reports, &signer)?
     };
     let all_valid = outcomes.iter().all(|o| o.report.valid);
     print(ctx, &outcomes, all_valid);
-    Ok(if all_valid {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    Ok(if all_valid { Exit::Success } else { Exit::Failed })
 }
 
 pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
@@ -69,11 +60,7 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
         Format::Github => {
             for o in outcomes {
                 for c in o.report.checks.iter().filter(|c| c.status != Status::Pass) {
-                    let level = if c.status == Status::Fail {
-                        "error"
-                    } else {
-                        "warning"
-                    };
+                    let level = if c.status == Status::Fail { "error" } else { "warning" };
                     let at = c
                         .pointer
                         .as_deref()
@@ -81,38 +68,30 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
                         .unwrap_or_default();
                     let msg = format!("{}{at}: {}", c.name, c.message.as_deref().unwrap_or(""));
                     // GitHub annotation values escape %, CR and LF.
-                    let esc = |s: &str| {
-                        s.replace('%', "%25")
-                            .replace('\r', "%0D")
-                            .replace('\n', "%0A")
-                    };
+                    let esc = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
                     p.raw_out(
-                        format!(
-                            "::{level} file={},title=agentplane {}::{}\n",
-                            o.report.path,
-                            c.name,
-                            esc(&msg)
-                        )
-                        .as_bytes(),
+                        format!("::{level} file={},title=agentplane {}::{}\n", o.report.path, c.name, esc(&msg))
+                            .as_bytes(),
                     );
                 }
             }
             let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
             p.raw_out(
-                format!(
-                    "{} bundles: {} valid, {invalid} invalid\n",
-                    outcomes.len(),
-                    outcomes.len() - invalid
-                )
-                .as_bytes(),
+                format!("{} bundles: {} valid, {invalid} invalid\n", outcomes.len(), outcomes.len() - invalid)
+                    .as_bytes(),
             );
         }
         Format::Human => {
+            use std::fmt::Write as _;
+            let mut buf = String::new();
+            let mut line = |s: String| {
+                let _ = writeln!(buf, "{s}");
+            };
             for o in outcomes {
                 let r = &o.report;
                 let mark = if r.valid { p.ok() } else { p.bad() };
                 let name = r.bundle.as_deref().unwrap_or("(unnamed)");
-                p.line(format!("{mark} {name}  {}", r.path));
+                line(format!("{mark} {name}  {}", r.path));
                 for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
                     let status = match c.status {
                         Status::Fail => p.paint("fail", "31"),
@@ -123,31 +102,21 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
                         Some(ptr) => format!(" at {ptr}"),
                         None => String::new(),
                     };
-                    p.line(format!(
-                        "    {status} {}{at}: {}",
-                        c.name,
-                        c.message.as_deref().unwrap_or("")
-                    ));
+                    line(format!("    {status} {}{at}: {}", c.name, c.message.as_deref().unwrap_or("")));
                     if c.status == Status::Fail {
-                        p.line(format!("         hint: {}", gates::hint_for(&c.name)));
+                        line(format!("         hint: {}", gates::hint_for(&c.name)));
                     }
                 }
                 if let Some(w) = &o.written {
-                    p.line(format!(
-                        "    evidence: {}",
-                        super::super::fsx::rel_to(&ctx.root, w)
-                    ));
+                    line(format!("    evidence: {}", super::super::fsx::rel_to(&ctx.root, w)));
                 }
                 if let Some(why) = &o.not_written {
-                    p.line(format!("    no artifact written: {why}"));
+                    line(format!("    no artifact written: {why}"));
                 }
             }
             let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
-            p.line(format!(
-                "{} bundles: {} valid, {invalid} invalid",
-                outcomes.len(),
-                outcomes.len() - invalid
-            ));
+            line(format!("{} bundles: {} valid, {invalid} invalid", outcomes.len(), outcomes.len() - invalid));
+            p.block(&buf);
         }
     }
 }

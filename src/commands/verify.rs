@@ -10,19 +10,9 @@ use crate::exit::Exit;
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Exit> {
     let trusted = ctx.trusted(&args.trust)?;
     let dir = ctx.abs(&args.dir);
-    let report = verify::verify_dir(
-        &dir,
-        &verify::Options {
-            trusted,
-            allow_unsealed: args.allow_unsealed,
-        },
-    )?;
+    let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed })?;
     print(ctx, &report);
-    Ok(if report.verified {
-        Exit::Success
-    } else {
-        Exit::Failed
-    })
+    Ok(if report.verified { Exit::Success } else { Exit::Failed })
 }
 
 pub fn print(ctx: &Ctx, r: &Report) {
@@ -31,35 +21,12 @@ pub fn print(ctx: &Ctx, r: &Report) {
         p.json(r);
         return;
     }
-    let kw = r
-        .entries
-        .iter()
-        .map(|e| e.kind.as_deref().unwrap_or("?").len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let fw = r
-        .entries
-        .iter()
-        .map(|e| e.file.as_deref().unwrap_or("-").len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    p.line(format!(
-        "{:>4}  {:kw$}  {:fw$}  {:16}  result",
-        "seq", "kind", "file", "signer"
-    ));
+    let kw = r.entries.iter().map(|e| e.kind.as_deref().unwrap_or("?").len()).max().unwrap_or(4).max(4);
+    let fw = r.entries.iter().map(|e| e.file.as_deref().unwrap_or("-").len()).max().unwrap_or(4).max(4);
+    p.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
     for e in &r.entries {
-        let signer = e
-            .signer
-            .as_deref()
-            .map(|s| &s[..16.min(s.len())])
-            .unwrap_or("-");
-        let result = if e.result == "ok" {
-            p.paint("ok", "32")
-        } else {
-            p.paint(&e.result, "31")
-        };
+        let signer = e.signer.as_deref().map(|s| &s[..16.min(s.len())]).unwrap_or("-");
+        let result = if e.result == "ok" { p.paint("ok", "32") } else { p.paint(&e.result, "31") };
         p.line(format!(
             "{:>4}  {:kw$}  {:fw$}  {:16}  {result}",
             e.seq,

@@ -75,11 +75,7 @@ pub struct ValidationArtifact {
     /// The files the digest covers, so later stages can name what changed.
     pub bundle_files: Vec<BundleFile>,
 }
-artifact!(
-    ValidationArtifact,
-    "ValidationArtifact",
-    "validation-artifact.json"
-);
+artifact!(ValidationArtifact, "ValidationArtifact", "validation-artifact.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -136,11 +132,7 @@ pub struct PlacementDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_platform: Option<String>,
 }
-artifact!(
-    PlacementDecision,
-    "PlacementDecision",
-    "placement-decision.json"
-);
+artifact!(PlacementDecision, "PlacementDecision", "placement-decision.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -298,11 +290,7 @@ pub struct PromotionArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
 }
-artifact!(
-    PromotionArtifact,
-    "PromotionArtifact",
-    "promotion-artifact.json"
-);
+artifact!(PromotionArtifact, "PromotionArtifact", "promotion-artifact.json");
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -320,11 +308,7 @@ pub struct ReversalArtifact {
     /// The bundle path prod points at after the rollback.
     pub restored: String,
 }
-artifact!(
-    ReversalArtifact,
-    "ReversalArtifact",
-    "reversal-artifact.json"
-);
+artifact!(ReversalArtifact, "ReversalArtifact", "reversal-artifact.json");
 
 /// The predicate of a seal entry (documented for auditors; checked by `verify`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

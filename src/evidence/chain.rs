@@ -25,8 +25,7 @@ pub struct DirLock {
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
-        fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create evidence directory `{}`", dir.display()))?;
+        fs::create_dir_all(dir).with_context(|| format!("cannot create evidence directory `{}`", dir.display()))?;
         let path = dir.join(LOCK_FILE);
         let file = fs::OpenOptions::new()
             .create(true)
@@ -64,11 +63,7 @@ impl Entry {
 
     /// The artifact file an entry names first (none for a seal).
     pub fn artifact_file(&self) -> Option<&str> {
-        if self.kind() == SEAL_KIND {
-            None
-        } else {
-            self.statement.subject.first().map(|s| s.name.as_str())
-        }
+        if self.kind() == SEAL_KIND { None } else { self.statement.subject.first().map(|s| s.name.as_str()) }
     }
 }
 
@@ -86,9 +81,7 @@ impl Chain {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("cannot read `{}`", path.display()))
-                );
+                return Err(anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())));
             }
         };
         let mut entries = Vec::new();
@@ -96,37 +89,24 @@ impl Chain {
             if line.is_empty() {
                 continue;
             }
-            let env: Envelope = serde_json::from_slice(line).with_context(|| {
-                format!("`{}` line {}: not a DSSE envelope", path.display(), i + 1)
-            })?;
-            let body = env.body().with_context(|| {
-                format!("`{}` line {}: payload is not base64", path.display(), i + 1)
-            })?;
+            let env: Envelope = serde_json::from_slice(line)
+                .with_context(|| format!("`{}` line {}: not a DSSE envelope", path.display(), i + 1))?;
+            let body =
+                env.body().with_context(|| format!("`{}` line {}: payload is not base64", path.display(), i + 1))?;
             let statement: Statement = serde_json::from_slice(&body).with_context(|| {
-                format!(
-                    "`{}` line {}: payload is not an agentplane statement",
-                    path.display(),
-                    i + 1
-                )
+                format!("`{}` line {}: payload is not an agentplane statement", path.display(), i + 1)
             })?;
-            entries.push(Entry {
-                statement,
-                digest: format!("sha256:{}", fsx::sha256_hex(line)),
-            });
+            entries.push(Entry { statement, digest: format!("sha256:{}", fsx::sha256_hex(line)) });
         }
         Ok(Some(Chain { entries }))
     }
 
     pub fn run_id(&self) -> Option<&str> {
-        self.entries
-            .first()
-            .map(|e| e.statement.predicate.run_id.as_str())
+        self.entries.first().map(|e| e.statement.predicate.run_id.as_str())
     }
 
     pub fn bundle_digest(&self) -> Option<&str> {
-        self.entries
-            .first()
-            .map(|e| e.statement.predicate.bundle_digest.as_str())
+        self.entries.first().map(|e| e.statement.predicate.bundle_digest.as_str())
     }
 
     /// The last entry of a kind.
@@ -139,18 +119,14 @@ impl Chain {
     }
 
     /// Read the JSON artifact the last entry of `kind` names.
-    pub fn load_artifact<T: serde::de::DeserializeOwned>(
-        &self,
-        dir: &Path,
-        kind: &str,
-    ) -> Result<Option<T>> {
+    pub fn load_artifact<T: serde::de::DeserializeOwned>(&self, dir: &Path, kind: &str) -> Result<Option<T>> {
         let Some(file) = self.last_of(kind).and_then(Entry::artifact_file) else {
             return Ok(None);
         };
         let path = dir.join(file);
         let bytes = fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let v = serde_json::from_slice(&bytes)
-            .with_context(|| format!("`{}` is not a valid {kind}", path.display()))?;
+        let v =
+            serde_json::from_slice(&bytes).with_context(|| format!("`{}` is not a valid {kind}", path.display()))?;
         Ok(Some(v))
     }
 }
@@ -171,12 +147,7 @@ pub struct ChainWriter<'k> {
 
 impl<'k> ChainWriter<'k> {
     /// Start a new chain in `dir`, moving an earlier chain's files under `runs/`.
-    pub fn start(
-        dir: &Path,
-        signer: &'k Signer,
-        bundle: &str,
-        bundle_digest: &str,
-    ) -> Result<ChainWriter<'k>> {
+    pub fn start(dir: &Path, signer: &'k Signer, bundle: &str, bundle_digest: &str) -> Result<ChainWriter<'k>> {
         let lock = DirLock::acquire(dir)?;
         archive(dir)?;
         Ok(ChainWriter {
@@ -195,12 +166,10 @@ impl<'k> ChainWriter<'k> {
     /// Continue the chain in `dir` (read again under the lock).
     pub fn open(dir: &Path, signer: &'k Signer) -> Result<(ChainWriter<'k>, Chain)> {
         let lock = DirLock::acquire(dir)?;
-        let chain = Chain::read(dir)?
-            .filter(|c| !c.entries.is_empty())
-            .ok_or_else(|| {
-                Problem::error(format!("`{}` holds no evidence chain", dir.display()))
-                    .hint("run `agentplane validate` on the bundle first: it starts the chain")
-            })?;
+        let chain = Chain::read(dir)?.filter(|c| !c.entries.is_empty()).ok_or_else(|| {
+            Problem::error(format!("`{}` holds no evidence chain", dir.display()))
+                .hint("run `agentplane validate` on the bundle first: it starts the chain")
+        })?;
         let first = &chain.entries[0].statement.predicate;
         let last = chain.entries.last().expect("non-empty");
         let writer = ChainWriter {
@@ -212,11 +181,7 @@ impl<'k> ChainWriter<'k> {
             bundle_digest: first.bundle_digest.clone(),
             seq: chain.entries.len() as u64,
             head: last.digest.clone(),
-            named: chain
-                .entries
-                .iter()
-                .flat_map(|e| e.statement.subject.iter().map(|s| s.name.clone()))
-                .collect(),
+            named: chain.entries.iter().flat_map(|e| e.statement.subject.iter().map(|s| s.name.clone())).collect(),
         };
         Ok((writer, chain))
     }
@@ -246,21 +211,14 @@ impl<'k> ChainWriter<'k> {
     /// Write `artifact` as a JSON file, then append its signed entry. `extra`
     /// names further subjects (logs, products) already written in the directory.
     /// Returns the artifact's file name.
-    pub fn write_artifact<A: Artifact>(
-        &mut self,
-        artifact: &A,
-        extra: &[String],
-    ) -> Result<String> {
+    pub fn write_artifact<A: Artifact>(&mut self, artifact: &A, extra: &[String]) -> Result<String> {
         let name = self.fresh_name(A::FILE);
         let mut bytes = serde_json::to_vec_pretty(artifact)?;
         bytes.push(b'\n');
         fsx::write_atomic(&self.dir.join(&name), &bytes)?;
         let mut subjects = vec![Subject::sha256(name.clone(), fsx::sha256_hex(&bytes))];
         for rel in extra {
-            subjects.push(Subject::sha256(
-                rel.clone(),
-                fsx::sha256_file(&self.dir.join(rel))?,
-            ));
+            subjects.push(Subject::sha256(rel.clone(), fsx::sha256_file(&self.dir.join(rel))?));
         }
         self.append(A::KIND, subjects, None)?;
         Ok(name)
@@ -270,19 +228,10 @@ impl<'k> ChainWriter<'k> {
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
         let hex = head.trim_start_matches("sha256:").to_string();
-        self.append(
-            SEAL_KIND,
-            vec![Subject::sha256(super::CHAIN_FILE, hex)],
-            Some((self.seq, head)),
-        )
+        self.append(SEAL_KIND, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)))
     }
 
-    fn append(
-        &mut self,
-        kind: &str,
-        subject: Vec<Subject>,
-        seal: Option<(u64, String)>,
-    ) -> Result<()> {
+    fn append(&mut self, kind: &str, subject: Vec<Subject>, seal: Option<(u64, String)>) -> Result<()> {
         let (length, head) = match seal {
             Some((l, h)) => (Some(l), Some(h)),
             None => (None, None),
@@ -305,8 +254,7 @@ impl<'k> ChainWriter<'k> {
         let body = serde_json::to_vec(&statement)?;
         let line = serde_json::to_vec(&Envelope::sign(&body, self.signer))?;
         fsx::append_line(&self.dir.join(CHAIN_FILE), &line)?;
-        self.named
-            .extend(statement.subject.iter().map(|s| s.name.clone()));
+        self.named.extend(statement.subject.iter().map(|s| s.name.clone()));
         self.head = format!("sha256:{}", fsx::sha256_hex(&line));
         self.seq += 1;
         Ok(())
@@ -320,10 +268,7 @@ fn archive(dir: &Path) -> Result<()> {
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             n != RUNS_DIR && n != LOCK_FILE && !n.starts_with(".agentplane-tmp-")
         })
         .collect();
@@ -331,10 +276,7 @@ fn archive(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let id = match Chain::read(dir) {
-        Ok(Some(c)) => c
-            .run_id()
-            .map(sanitize)
-            .unwrap_or_else(|| format!("unchained-{}", fsx::new_id())),
+        Ok(Some(c)) => c.run_id().map(sanitize).unwrap_or_else(|| format!("unchained-{}", fsx::new_id())),
         _ => format!("unchained-{}", fsx::new_id()),
     };
     let mut dest = dir.join(RUNS_DIR).join(&id);
@@ -346,8 +288,7 @@ fn archive(dir: &Path) -> Result<()> {
     fs::create_dir_all(&dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
     for p in leftovers {
         let target = dest.join(p.file_name().expect("read_dir entries have names"));
-        fs::rename(&p, &target)
-            .with_context(|| format!("cannot move `{}` to `{}`", p.display(), target.display()))?;
+        fs::rename(&p, &target).with_context(|| format!("cannot move `{}` to `{}`", p.display(), target.display()))?;
     }
     fsx::sync_dir(dir);
     Ok(())
@@ -355,14 +296,6 @@ fn archive(dir: &Path) -> Result<()> {
 
 /// A run id safe to use as a directory name.
 fn sanitize(id: &str) -> String {
-    let s: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(80)
-        .collect();
-    if s.is_empty() {
-        format!("unchained-{}", fsx::new_id())
-    } else {
-        s
-    }
+    let s: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(80).collect();
+    if s.is_empty() { format!("unchained-{}", fsx::new_id()) } else { s }
 }

@@ -45,10 +45,7 @@ impl Envelope {
         Envelope {
             payload_type: PAYLOAD_TYPE.to_string(),
             payload: B64.encode(body),
-            signatures: vec![Signature {
-                keyid: signer.key_id().to_string(),
-                sig: B64.encode(sig),
-            }],
+            signatures: vec![Signature { keyid: signer.key_id().to_string(), sig: B64.encode(sig) }],
         }
     }
 
@@ -81,11 +78,8 @@ mod tests {
     /// multi-byte UTF-8 types and binary bodies, where char counts would differ.
     #[test]
     fn pae_round_trips_through_an_independent_encoding() {
-        let cases: [(&str, &[u8]); 3] = [
-            ("application/vnd.in-toto+json", b"{\"a\":1}"),
-            ("t\u{e9}l\u{e9}", b"\x00\xff\n"),
-            ("x", &[b' '; 300]),
-        ];
+        let cases: [(&str, &[u8]); 3] =
+            [("application/vnd.in-toto+json", b"{\"a\":1}"), ("t\u{e9}l\u{e9}", b"\x00\xff\n"), ("x", &[b' '; 300])];
         for (t, body) in cases {
             let mut expected = format!("DSSEv1 {} {} {} ", t.len(), t, body.len()).into_bytes();
             expected.extend_from_slice(body);

@@ -29,10 +29,7 @@ pub struct Signer {
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer")
-            .field("key_id", &self.id)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Signer").field("key_id", &self.id).field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -76,11 +73,7 @@ impl Signer {
                 .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
         })?;
         let id = key_id(&key.verifying_key());
-        Ok(Signer {
-            key,
-            id,
-            path: path.to_path_buf(),
-        })
+        Ok(Signer { key, id, path: path.to_path_buf() })
     }
 
     /// Find the signing key: `--key`, else `$AGENTPLANE_SIGNING_KEY`, else the default under the root.
@@ -110,29 +103,19 @@ pub fn generate(prefix: &Path) -> Result<(String, PathBuf, PathBuf)> {
     let pub_path = PathBuf::from(format!("{}.pub", prefix.display()));
     for p in [&key_path, &pub_path] {
         if p.exists() {
-            return Err(Problem::error(format!(
-                "`{}` already exists; agentplane never overwrites a key",
-                p.display()
-            ))
-            .hint("choose another --out prefix, or remove the old key yourself")
-            .into());
+            return Err(Problem::error(format!("`{}` already exists; agentplane never overwrites a key", p.display()))
+                .hint("choose another --out prefix, or remove the old key yourself")
+                .into());
         }
     }
     if let Some(dir) = key_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::getrandom(seed.as_mut())
-        .map_err(|e| anyhow::anyhow!("the OS random source is unavailable: {e}"))?;
+    getrandom::getrandom(seed.as_mut()).map_err(|e| anyhow::anyhow!("the OS random source is unavailable: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
-    let pem = key
-        .to_pkcs8_pem(Default::default())
-        .context("cannot encode the private key")?;
-    let public = key
-        .verifying_key()
-        .to_public_key_pem(Default::default())
-        .context("cannot encode the public key")?;
+    let pem = key.to_pkcs8_pem(Default::default()).context("cannot encode the private key")?;
+    let public = key.verifying_key().to_public_key_pem(Default::default()).context("cannot encode the public key")?;
     {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -163,17 +146,10 @@ pub fn load_public(path: &Path) -> Result<TrustedKey> {
             .hint("a trusted key is the `.pub` file `agentplane keygen` wrote (SPKI PEM)")
     })?;
     let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
-        Problem::error(format!(
-            "`{}` is not an ed25519 SPKI PEM public key: {e}",
-            path.display()
-        ))
-        .hint("pass the `.pub` file (`-----BEGIN PUBLIC KEY-----`), not the private key")
+        Problem::error(format!("`{}` is not an ed25519 SPKI PEM public key: {e}", path.display()))
+            .hint("pass the `.pub` file (`-----BEGIN PUBLIC KEY-----`), not the private key")
     })?;
-    Ok(TrustedKey {
-        id: key_id(&key),
-        key,
-        path: path.to_path_buf(),
-    })
+    Ok(TrustedKey { id: key_id(&key), key, path: path.to_path_buf() })
 }
 
 #[cfg(test)]
@@ -191,9 +167,6 @@ mod tests {
         let pem = std::fs::read_to_string(&key_path).unwrap();
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert!(!dbg.contains(&body));
-        assert_eq!(
-            std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

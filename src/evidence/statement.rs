@@ -31,10 +31,7 @@ pub struct Subject {
 
 impl Subject {
     pub fn sha256(name: impl Into<String>, hex: impl Into<String>) -> Subject {
-        Subject {
-            name: name.into(),
-            digest: BTreeMap::from([("sha256".to_string(), hex.into())]),
-        }
+        Subject { name: name.into(), digest: BTreeMap::from([("sha256".to_string(), hex.into())]) }
     }
 
     pub fn sha256_hex(&self) -> Option<&str> {

@@ -83,18 +83,14 @@ impl Line<'_> {
 /// `verified: false`.
 pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     if opts.trusted.is_empty() {
-        return Err(
-            Problem::error("no trusted key given: verify trusts only the keys you name")
-                .hint("pass --trusted-key PATH.pub (the public key of whoever signed the evidence)")
-                .into(),
-        );
+        return Err(Problem::error("no trusted key given: verify trusts only the keys you name")
+            .hint("pass --trusted-key PATH.pub (the public key of whoever signed the evidence)")
+            .into());
     }
     if !dir.is_dir() {
-        return Err(
-            Problem::error(format!("`{}` is not a directory", dir.display()))
-                .hint("pass the evidence directory (the bundle's outDir, holding evidence.jsonl)")
-                .into(),
-        );
+        return Err(Problem::error(format!("`{}` is not a directory", dir.display()))
+            .hint("pass the evidence directory (the bundle's outDir, holding evidence.jsonl)")
+            .into());
     }
     let mut report = Report {
         dir: dir.display().to_string(),
@@ -117,11 +113,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
         Ok(b) => b,
         Err(e) => {
             report.first_failure = Some(format!("`{CHAIN_FILE}` cannot be read: {e}"));
-            report.checks.push(CheckResult {
-                name: "chain-present",
-                ok: false,
-                detail: report.first_failure.clone(),
-            });
+            report.checks.push(CheckResult { name: "chain-present", ok: false, detail: report.first_failure.clone() });
             return Ok(report);
         }
     };
@@ -135,28 +127,17 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     }
     let mut lines: Vec<Line> = raw
         .iter()
-        .map(|b| Line {
-            bytes: b,
-            env: None,
-            body: None,
-            statement: None,
-            signer: None,
-            problem: None,
-        })
+        .map(|b| Line { bytes: b, env: None, body: None, statement: None, signer: None, problem: None })
         .collect();
     if torn && let Some(last) = lines.last_mut() {
-        last.fail(format!(
-            "a partial line with no newline: `{CHAIN_FILE}` was truncated or torn"
-        ));
+        last.fail(format!("a partial line with no newline: `{CHAIN_FILE}` was truncated or torn"));
     }
 
     // Step 2: parse each line as a DSSE envelope with our payload type and one signature.
     for line in lines.iter_mut().filter(|l| l.problem.is_none()) {
         match serde_json::from_slice::<Envelope>(line.bytes) {
             Err(e) => line.fail(format!("not a DSSE envelope: {e}")),
-            Ok(env) if env.payload_type != PAYLOAD_TYPE => {
-                line.fail(format!("payloadType is `{}`", env.payload_type))
-            }
+            Ok(env) if env.payload_type != PAYLOAD_TYPE => line.fail(format!("payloadType is `{}`", env.payload_type)),
             Ok(env) if env.signatures.is_empty() => line.fail("the envelope has no signature"),
             Ok(env) => match env.body() {
                 Ok(body) => {
@@ -177,13 +158,10 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     for line in lines.iter_mut().filter(|l| l.problem.is_none()) {
         match serde_json::from_slice::<Statement>(line.body.as_deref().unwrap_or_default()) {
             Err(e) => line.fail(format!("payload is not an agentplane statement: {e}")),
-            Ok(s) if s.statement_type != STATEMENT_TYPE => {
-                line.fail(format!("_type is `{}`", s.statement_type))
+            Ok(s) if s.statement_type != STATEMENT_TYPE => line.fail(format!("_type is `{}`", s.statement_type)),
+            Ok(s) if s.predicate_type != predicate_type(&s.predicate.kind) => {
+                line.fail(format!("predicateType `{}` does not match kind `{}`", s.predicate_type, s.predicate.kind))
             }
-            Ok(s) if s.predicate_type != predicate_type(&s.predicate.kind) => line.fail(format!(
-                "predicateType `{}` does not match kind `{}`",
-                s.predicate_type, s.predicate.kind
-            )),
             Ok(s) if s.subject.is_empty() => line.fail("the statement names no subject"),
             Ok(s) => line.statement = Some(s),
         }
@@ -191,33 +169,20 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
 
     // Step 5: the links. seq counts from 0; previous is the digest of the
     // previous line's exact bytes; one runId, bundle and bundle digest throughout.
-    let first = lines
-        .first()
-        .and_then(|l| l.statement.as_ref())
-        .map(|s| s.predicate.clone());
+    let first = lines.first().and_then(|l| l.statement.as_ref()).map(|s| s.predicate.clone());
     if let Some(p) = &first {
         report.run_id = Some(p.run_id.clone());
         report.bundle = Some(p.bundle.clone());
         report.bundle_digest = Some(p.bundle_digest.clone());
     }
-    let digests: Vec<String> = lines
-        .iter()
-        .map(|l| format!("sha256:{}", fsx::sha256_hex(l.bytes)))
-        .collect();
+    let digests: Vec<String> = lines.iter().map(|l| format!("sha256:{}", fsx::sha256_hex(l.bytes))).collect();
     for i in 0..lines.len() {
         let Some(p) = lines[i].statement.as_ref().map(|s| s.predicate.clone()) else {
             continue;
         };
-        let expected_prev = if i == 0 {
-            GENESIS
-        } else {
-            digests[i - 1].as_str()
-        };
+        let expected_prev = if i == 0 { GENESIS } else { digests[i - 1].as_str() };
         if p.seq != i as u64 {
-            lines[i].fail(format!(
-                "seq is {} where {} belongs (missing, extra or reordered entry)",
-                p.seq, i
-            ));
+            lines[i].fail(format!("seq is {} where {} belongs (missing, extra or reordered entry)", p.seq, i));
         } else if p.previous != expected_prev {
             lines[i].fail("previous does not match the digest of the line before (entry removed, inserted or changed)");
         } else if let Some(f) = &first {
@@ -227,8 +192,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
                     p.run_id, f.run_id
                 ));
             } else if p.bundle != f.bundle || p.bundle_digest != f.bundle_digest {
-                lines[i]
-                    .fail("bundle or bundle digest differs from the chain's first entry (spliced)");
+                lines[i].fail("bundle or bundle digest differs from the chain's first entry (spliced)");
             }
         }
     }
@@ -245,17 +209,11 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
         }
         for subj in &s.subject {
             if !safe_name(&subj.name) {
-                line.fail(format!(
-                    "subject `{}` is not a plain path inside the directory",
-                    subj.name
-                ));
+                line.fail(format!("subject `{}` is not a plain path inside the directory", subj.name));
                 continue;
             }
             if !named.insert(subj.name.clone()) {
-                line.fail(format!(
-                    "`{}` is named by an earlier entry too (duplicated entry)",
-                    subj.name
-                ));
+                line.fail(format!("`{}` is named by an earlier entry too (duplicated entry)", subj.name));
                 continue;
             }
             let Some(want) = subj.sha256_hex() else {
@@ -264,10 +222,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
             };
             match fsx::sha256_file(&dir.join(&subj.name)) {
                 Err(_) => line.fail(format!("`{}` is missing", subj.name)),
-                Ok(got) if got != want => line.fail(format!(
-                    "`{}` changed: sha256 {got}, signed {want}",
-                    subj.name
-                )),
+                Ok(got) if got != want => line.fail(format!("`{}` changed: sha256 {got}, signed {want}", subj.name)),
                 Ok(_) => {}
             }
         }
@@ -287,10 +242,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
             continue;
         };
         let name = &s.subject[0].name;
-        let value: Value = match std::fs::read(dir.join(name))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-        {
+        let value: Value = match std::fs::read(dir.join(name)).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
             Some(v) => v,
             None => {
                 line.fail(format!("`{name}` is not JSON"));
@@ -319,9 +271,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
 
     // Step 8: no evidence file in the directory that the chain does not name.
     for extra in unnamed_files(dir, &named) {
-        dir_failures.push(format!(
-            "`{extra}` is in the directory but no entry names it"
-        ));
+        dir_failures.push(format!("`{extra}` is in the directory but no entry names it"));
     }
 
     // Step 9: the seal. Each seal closes exactly the entries before it, and
@@ -337,13 +287,9 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
             line.fail("the seal's length or head does not match the chain it closes");
         }
     }
-    report.sealed = lines
-        .last()
-        .and_then(|l| l.statement.as_ref())
-        .is_some_and(|s| s.predicate.kind == SEAL_KIND);
+    report.sealed = lines.last().and_then(|l| l.statement.as_ref()).is_some_and(|s| s.predicate.kind == SEAL_KIND);
     if !report.sealed && !lines.is_empty() {
-        let msg =
-            "the chain does not end in a seal (truncated, or the run never finished)".to_string();
+        let msg = "the chain does not end in a seal (truncated, or the run never finished)".to_string();
         if opts.allow_unsealed {
             report.warnings.push(msg);
         } else {
@@ -354,20 +300,14 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // The verdict: the first bad entry, else the first directory-level failure.
     for (i, line) in lines.iter().enumerate() {
         let kind = line.statement.as_ref().map(|s| s.predicate.kind.clone());
-        let file = line.statement.as_ref().and_then(|s| {
-            if s.predicate.kind == SEAL_KIND {
-                None
-            } else {
-                s.subject.first().map(|x| x.name.clone())
-            }
-        });
+        let file = line
+            .statement
+            .as_ref()
+            .and_then(|s| if s.predicate.kind == SEAL_KIND { None } else { s.subject.first().map(|x| x.name.clone()) });
         if report.first_failure.is_none()
             && let Some(p) = &line.problem
         {
-            report.first_failure = Some(format!(
-                "entry {i} ({}): {p}",
-                kind.as_deref().unwrap_or("unreadable")
-            ));
+            report.first_failure = Some(format!("entry {i} ({}): {p}", kind.as_deref().unwrap_or("unreadable")));
         }
         report.entries.push(EntryResult {
             seq: i,
@@ -381,48 +321,21 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
         report.first_failure = dir_failures.first().cloned();
     }
     let entry_fail = |pred: &dyn Fn(&str) -> bool| {
-        lines
-            .iter()
-            .filter_map(|l| l.problem.as_deref())
-            .find(|p| pred(p))
-            .map(str::to_string)
+        lines.iter().filter_map(|l| l.problem.as_deref()).find(|p| pred(p)).map(str::to_string)
     };
     report.checks = vec![
-        check(
-            "envelopes",
-            entry_fail(&|p| p.contains("DSSE") || p.contains("payload")),
-        ),
+        check("envelopes", entry_fail(&|p| p.contains("DSSE") || p.contains("payload"))),
         check("signatures", entry_fail(&|p| p.contains("signature"))),
-        check(
-            "links",
-            entry_fail(&|p| p.contains("seq") || p.contains("previous") || p.contains("spliced")),
-        ),
+        check("links", entry_fail(&|p| p.contains("seq") || p.contains("previous") || p.contains("spliced"))),
         check(
             "subject-digests",
-            entry_fail(&|p| {
-                p.contains("changed") || p.contains("missing") || p.contains("named by")
-            }),
+            entry_fail(&|p| p.contains("changed") || p.contains("missing") || p.contains("named by")),
         ),
-        check(
-            "schemas",
-            entry_fail(&|p| {
-                p.contains("schema") || p.contains("not JSON") || p.contains("is not a")
-            }),
-        ),
-        check(
-            "no-unnamed-files",
-            dir_failures
-                .iter()
-                .find(|f| f.contains("no entry names"))
-                .cloned(),
-        ),
+        check("schemas", entry_fail(&|p| p.contains("schema") || p.contains("not JSON") || p.contains("is not a"))),
+        check("no-unnamed-files", dir_failures.iter().find(|f| f.contains("no entry names")).cloned()),
         check(
             "seal",
-            dir_failures
-                .iter()
-                .find(|f| f.contains("seal"))
-                .cloned()
-                .or(entry_fail(&|p| p.contains("seal"))),
+            dir_failures.iter().find(|f| f.contains("seal")).cloned().or(entry_fail(&|p| p.contains("seal"))),
         ),
     ];
     report.verified = report.first_failure.is_none();
@@ -430,19 +343,12 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
 }
 
 fn check(name: &'static str, failure: Option<String>) -> CheckResult {
-    CheckResult {
-        name,
-        ok: failure.is_none(),
-        detail: failure,
-    }
+    CheckResult { name, ok: failure.is_none(), detail: failure }
 }
 
 /// A subject name is a relative path with no `..`, `.` or root components.
 fn safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && Path::new(name)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
+    !name.is_empty() && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// Evidence files present in `dir` that no entry names: top-level files
@@ -491,23 +397,12 @@ fn verify_signatures(lines: &mut [Line], trusted: &[TrustedKey]) {
             continue;
         };
         let key = trusted.iter().position(|k| k.id == env.signatures[0].keyid);
-        jobs.push(Job {
-            idx,
-            msg: dsse::pae(&env.payload_type, body),
-            sig: Signature::from_bytes(&sig_bytes),
-            key,
-        });
+        jobs.push(Job { idx, msg: dsse::pae(&env.payload_type, body), sig: Signature::from_bytes(&sig_bytes), key });
     }
 
     let check_one = |job: &Job| -> Option<usize> {
-        let order: Vec<usize> = job
-            .key
-            .into_iter()
-            .chain((0..trusted.len()).filter(|k| Some(*k) != job.key))
-            .collect();
-        order
-            .into_iter()
-            .find(|&k| trusted[k].key.verify_strict(&job.msg, &job.sig).is_ok())
+        let order: Vec<usize> = job.key.into_iter().chain((0..trusted.len()).filter(|k| Some(*k) != job.key)).collect();
+        order.into_iter().find(|&k| trusted[k].key.verify_strict(&job.msg, &job.sig).is_ok())
     };
     let run_chunk = |chunk: &[Job]| -> Vec<(usize, Option<usize>)> {
         let mut out = Vec::with_capacity(chunk.len());
@@ -515,10 +410,7 @@ fn verify_signatures(lines: &mut [Line], trusted: &[TrustedKey]) {
             if group.iter().all(|j| j.key.is_some()) {
                 let msgs: Vec<&[u8]> = group.iter().map(|j| j.msg.as_slice()).collect();
                 let sigs: Vec<Signature> = group.iter().map(|j| j.sig).collect();
-                let keys: Vec<VerifyingKey> = group
-                    .iter()
-                    .map(|j| trusted[j.key.unwrap_or(0)].key)
-                    .collect();
+                let keys: Vec<VerifyingKey> = group.iter().map(|j| trusted[j.key.unwrap_or(0)].key).collect();
                 if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
                     out.extend(group.iter().map(|j| (j.idx, j.key)));
                     continue;
@@ -528,31 +420,21 @@ fn verify_signatures(lines: &mut [Line], trusted: &[TrustedKey]) {
         }
         out
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let per = jobs.len().div_ceil(threads).max(64);
     let results: Vec<(usize, Option<usize>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .chunks(per)
-            .map(|c| s.spawn(move || run_chunk(c)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let handles: Vec<_> = jobs.chunks(per).map(|c| s.spawn(move || run_chunk(c))).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     for (idx, key) in results {
         match key {
             Some(k) => lines[idx].signer = Some(trusted[k].id.clone()),
-            None => lines[idx].fail("the signature does not verify against any trusted key (changed, or signed by an untrusted key)"),
+            None => lines[idx]
+                .fail("the signature does not verify against any trusted key (changed, or signed by an untrusted key)"),
         }
     }
     // Belt and braces: an envelope whose signature was never checked fails.
-    for line in lines
-        .iter_mut()
-        .filter(|l| l.env.is_some() && l.signer.is_none())
-    {
+    for line in lines.iter_mut().filter(|l| l.env.is_some() && l.signer.is_none()) {
         line.fail("the signature could not be checked");
     }
 }

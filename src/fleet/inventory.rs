@@ -191,8 +191,7 @@ impl Inventory {
                 .into()
         };
         let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let typed = value.get("apiVersion").is_some() || value.get("kind").is_some();
         let kind = if typed { "fleet-inventory" } else { "legacy" };
         let validator = if typed {
@@ -202,40 +201,27 @@ impl Inventory {
                 .into_generator()
                 .into_root_schema_for::<LegacyInventory>()
                 .to_value();
-            jsonschema::validator_for(&schema)
-                .map_err(|e| anyhow::anyhow!("legacy inventory schema: {e}"))?
+            jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("legacy inventory schema: {e}"))?
         };
         if let Some(e) = validator.iter_errors(&value).next() {
             let ptr = e.instance_path().as_str().to_string();
-            return Err(bad(format!(
-                "at `{}`: {e} ({kind} shape)",
-                if ptr.is_empty() { "/" } else { &ptr }
-            )));
+            return Err(bad(format!("at `{}`: {e} ({kind} shape)", if ptr.is_empty() { "/" } else { &ptr })));
         }
         let (nodes, default_executor) = if typed {
-            let inv: TypedInventory =
-                serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            let inv: TypedInventory = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
             (inv.executors, inv.default_executor)
         } else {
-            let inv: LegacyInventory =
-                serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            let inv: LegacyInventory = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
             let nodes = inv.executors.into_iter().map(legacy_to_node).collect();
             (nodes, inv.default_executor)
         };
         let mut executors = Vec::with_capacity(nodes.len());
         for (i, n) in nodes.into_iter().enumerate() {
             if executors.iter().any(|e: &Executor| e.name == n.name) {
-                return Err(bad(format!(
-                    "at `/executors/{i}/name`: duplicate executor name `{}`",
-                    n.name
-                )));
+                return Err(bad(format!("at `/executors/{i}/name`: duplicate executor name `{}`", n.name)));
             }
             let reach = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
-            let caps = n
-                .capabilities
-                .clone()
-                .map(Value::Object)
-                .unwrap_or(Value::Object(Map::new()));
+            let caps = n.capabilities.clone().map(Value::Object).unwrap_or(Value::Object(Map::new()));
             executors.push(Executor {
                 kvm: caps.get("kvm").and_then(Value::as_bool).unwrap_or(false),
                 name: n.name,
@@ -252,15 +238,9 @@ impl Inventory {
         if let Some(d) = &default_executor
             && !executors.iter().any(|e| &e.name == d)
         {
-            return Err(bad(format!(
-                "at `/defaultExecutor`: `{d}` is not an executor in this inventory"
-            )));
+            return Err(bad(format!("at `/defaultExecutor`: `{d}` is not an executor in this inventory")));
         }
-        Ok(Inventory {
-            path: Some(path.to_path_buf()),
-            executors,
-            default_executor,
-        })
+        Ok(Inventory { path: Some(path.to_path_buf()), executors, default_executor })
     }
 }
 
@@ -308,9 +288,7 @@ fn reach_of(n: &Node) -> Result<Reach, String> {
         if let Some((h, p)) = rest.rsplit_once(':')
             && !h.contains(':')
         {
-            port = p
-                .parse()
-                .map_err(|_| format!("sshRef `{}` has a bad port", n.ssh_ref))?;
+            port = p.parse().map_err(|_| format!("sshRef `{}` has a bad port", n.ssh_ref))?;
             host = h.to_string();
         }
     }
@@ -330,11 +308,7 @@ fn reach_of(n: &Node) -> Result<Reach, String> {
         host,
         port,
         user,
-        identity_file: b
-            .and_then(|b| b.identity_file.clone())
-            .unwrap_or_else(|| format!("{h}/.ssh/id_ed25519")),
-        known_hosts_file: b
-            .and_then(|b| b.known_hosts_file.clone())
-            .unwrap_or_else(|| format!("{h}/.ssh/known_hosts")),
+        identity_file: b.and_then(|b| b.identity_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/id_ed25519")),
+        known_hosts_file: b.and_then(|b| b.known_hosts_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/known_hosts")),
     }))
 }

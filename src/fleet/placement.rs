@@ -29,10 +29,7 @@ pub struct Reason {
 
 impl Reason {
     fn new(code: &'static str, detail: impl Into<String>) -> Reason {
-        Reason {
-            code,
-            detail: detail.into(),
-        }
+        Reason { code, detail: detail.into() }
     }
 }
 
@@ -55,15 +52,7 @@ pub struct Candidate {
 
 /// The isolation an executor gives a backend.
 pub fn isolation_for(e: &Executor, backend: BackendIntent) -> Isolation {
-    if backend.is_vm() {
-        if e.kvm {
-            Isolation::VmKvm
-        } else {
-            Isolation::VmTcg
-        }
-    } else {
-        Isolation::Process
-    }
+    if backend.is_vm() { if e.kvm { Isolation::VmKvm } else { Isolation::VmTcg } } else { Isolation::Process }
 }
 
 fn backend_ok(e: &Executor, backend: BackendIntent) -> bool {
@@ -86,10 +75,7 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
             let rejected = if !e.enabled {
                 Some(Reason::new("disabled", "the inventory marks it disabled"))
             } else if let Some(h) = e.health.as_deref().filter(|h| *h != "ready") {
-                Some(Reason::new(
-                    "health-not-ready",
-                    format!("health is `{h}`, not `ready`"),
-                ))
+                Some(Reason::new("health-not-ready", format!("health is `{h}`, not `ready`")))
             } else if !backend_ok(e, req.backend) {
                 let list = e.supported_backends.clone().unwrap_or_default().join(", ");
                 Some(Reason::new(
@@ -97,29 +83,17 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
                     format!("backend `{}` not among [{list}]", req.backend.as_str()),
                 ))
             } else if req.backend.is_vm() && req.requires_kvm && !e.kvm {
-                Some(Reason::new(
-                    "kvm-required",
-                    "the bundle requires KVM and the executor has none",
-                ))
+                Some(Reason::new("kvm-required", "the bundle requires KVM and the executor has none"))
             } else if let Some(acc) = req.acceptable.as_ref().filter(|a| !a.contains(&isolation)) {
                 let acc: Vec<&str> = acc.iter().map(|i| i.as_str()).collect();
                 Some(Reason::new(
                     "isolation-too-weak",
-                    format!(
-                        "it would provide `{}`; the bundle accepts [{}]",
-                        isolation.as_str(),
-                        acc.join(", ")
-                    ),
+                    format!("it would provide `{}`; the bundle accepts [{}]", isolation.as_str(), acc.join(", ")),
                 ))
             } else {
                 None
             };
-            Candidate {
-                executor: e.clone(),
-                isolation,
-                observed: None,
-                rejected,
-            }
+            Candidate { executor: e.clone(), isolation, observed: None, rejected }
         })
         .collect()
 }
@@ -143,35 +117,21 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             .filter(|(_, c)| c.rejected.is_none())
             .map(|(i, c)| {
                 let reach = c.executor.reach.clone();
-                let h = std::thread::Builder::new()
-                    .stack_size(256 * 1024)
-                    .spawn_scoped(s, move || match reach {
-                        Reach::Local => Ok(Observed {
-                            os: std::env::consts::OS.into(),
-                            arch: std::env::consts::ARCH.into(),
-                        }),
-                        Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout)
-                            .map(|p| Observed {
-                                os: p.os,
-                                arch: p.arch,
-                            })
-                            .map_err(|f| Reason {
-                                code: f.code,
-                                detail: f.detail,
-                            }),
-                    });
+                let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
+                    Reach::Local => {
+                        Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() })
+                    }
+                    Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout)
+                        .map(|p| Observed { os: p.os, arch: p.arch })
+                        .map_err(|f| Reason { code: f.code, detail: f.detail }),
+                });
                 (i, h)
             })
             .collect();
         for (i, h) in handles {
             let result = match h {
-                Ok(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(Reason::new("probe-failed", "the probe crashed"))),
-                Err(e) => Err(Reason::new(
-                    "probe-failed",
-                    format!("cannot start a probe thread: {e}"),
-                )),
+                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new("probe-failed", "the probe crashed"))),
+                Err(e) => Err(Reason::new("probe-failed", format!("cannot start a probe thread: {e}"))),
             };
             match result {
                 Ok(obs) => cands[i].observed = Some(obs),
@@ -181,8 +141,7 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
     });
     for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
         if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
-            && (os.to_ascii_lowercase() != obs.os.to_ascii_lowercase()
-                || norm_arch(arch) != norm_arch(&obs.arch))
+            && (!os.eq_ignore_ascii_case(&obs.os) || norm_arch(arch) != norm_arch(&obs.arch))
         {
             c.rejected = Some(Reason::new(
                 "platform-mismatch",
@@ -195,23 +154,13 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
 /// Pick the executor: the pinned one, else the default when it qualifies,
 /// else the first that qualifies in inventory order. Every other candidate
 /// that qualified is marked `not-preferred`. Returns the chosen index.
-pub fn choose(
-    cands: &mut [Candidate],
-    default: Option<&str>,
-    pinned: Option<&str>,
-) -> Option<usize> {
+pub fn choose(cands: &mut [Candidate], default: Option<&str>, pinned: Option<&str>) -> Option<usize> {
     let qualifies = |c: &Candidate| c.rejected.is_none();
     let chosen = if let Some(p) = pinned {
-        cands
-            .iter()
-            .position(|c| c.executor.name == p && qualifies(c))
+        cands.iter().position(|c| c.executor.name == p && qualifies(c))
     } else {
         default
-            .and_then(|d| {
-                cands
-                    .iter()
-                    .position(|c| c.executor.name == d && qualifies(c))
-            })
+            .and_then(|d| cands.iter().position(|c| c.executor.name == d && qualifies(c)))
             .or_else(|| cands.iter().position(qualifies))
     }?;
     let why = match (pinned, default) {
@@ -219,17 +168,11 @@ pub fn choose(
         (None, Some(d)) if cands[chosen].executor.name == d => {
             format!("`{d}` is the default executor")
         }
-        _ => format!(
-            "`{}` comes first in the inventory",
-            cands[chosen].executor.name
-        ),
+        _ => format!("`{}` comes first in the inventory", cands[chosen].executor.name),
     };
     for (i, c) in cands.iter_mut().enumerate() {
         if i != chosen && c.rejected.is_none() {
-            c.rejected = Some(Reason::new(
-                "not-preferred",
-                format!("qualified, but {why}"),
-            ));
+            c.rejected = Some(Reason::new("not-preferred", format!("qualified, but {why}")));
         }
     }
     Some(chosen)
@@ -256,12 +199,7 @@ mod tests {
     }
 
     fn req(backend: BackendIntent) -> Request {
-        Request {
-            backend,
-            requires_kvm: false,
-            acceptable: None,
-            pinned: None,
-        }
+        Request { backend, requires_kvm: false, acceptable: None, pinned: None }
     }
 
     #[test]
@@ -271,11 +209,7 @@ mod tests {
         off.health = Some("drained".into());
         let mut drained = exec("drained");
         drained.health = Some("drained".into());
-        let inv = Inventory {
-            path: None,
-            executors: vec![off, drained, exec("ok")],
-            default_executor: None,
-        };
+        let inv = Inventory { path: None, executors: vec![off, drained, exec("ok")], default_executor: None };
         let c = filter_static(&inv, &req(BackendIntent::LimaProcess));
         assert_eq!(c[0].rejected.as_ref().unwrap().code, "disabled");
         assert_eq!(c[1].rejected.as_ref().unwrap().code, "health-not-ready");
@@ -284,47 +218,25 @@ mod tests {
 
     #[test]
     fn backend_kvm_and_isolation_filters() {
-        let inv = Inventory {
-            path: None,
-            executors: vec![exec("a")],
-            default_executor: None,
-        };
+        let inv = Inventory { path: None, executors: vec![exec("a")], default_executor: None };
         let c = filter_static(&inv, &req(BackendIntent::Qemu));
         assert_eq!(c[0].rejected.as_ref().unwrap().code, "backend-unsupported");
 
         let mut vm = exec("vm");
         vm.supported_backends = Some(vec!["qemu".into()]);
-        let inv = Inventory {
-            path: None,
-            executors: vec![vm],
-            default_executor: None,
-        };
+        let inv = Inventory { path: None, executors: vec![vm], default_executor: None };
         let mut r = req(BackendIntent::Qemu);
         r.requires_kvm = true;
-        assert_eq!(
-            filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code,
-            "kvm-required"
-        );
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "kvm-required");
         let mut r = req(BackendIntent::Qemu);
         r.acceptable = Some(vec![Isolation::VmKvm]);
-        assert_eq!(
-            filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code,
-            "isolation-too-weak"
-        );
-        assert!(
-            filter_static(&inv, &req(BackendIntent::Qemu))[0]
-                .rejected
-                .is_none()
-        );
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "isolation-too-weak");
+        assert!(filter_static(&inv, &req(BackendIntent::Qemu))[0].rejected.is_none());
     }
 
     #[test]
     fn choice_prefers_pin_then_default_then_order() {
-        let inv = Inventory {
-            path: None,
-            executors: vec![exec("a"), exec("b"), exec("c")],
-            default_executor: None,
-        };
+        let inv = Inventory { path: None, executors: vec![exec("a"), exec("b"), exec("c")], default_executor: None };
         let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
         assert_eq!(choose(&mut c, Some("b"), None), Some(1));
         assert_eq!(c[0].rejected.as_ref().unwrap().code, "not-preferred");
@@ -340,11 +252,7 @@ mod tests {
     fn platform_mismatch_after_probe() {
         let mut e = exec("a");
         e.platform = Some(("linux".into(), "riscv64".into()));
-        let inv = Inventory {
-            path: None,
-            executors: vec![e],
-            default_executor: None,
-        };
+        let inv = Inventory { path: None, executors: vec![e], default_executor: None };
         let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
         probe_all(&mut c, Duration::from_secs(1));
         assert_eq!(c[0].rejected.as_ref().unwrap().code, "platform-mismatch");

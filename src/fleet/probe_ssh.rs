@@ -36,10 +36,7 @@ pub fn probe(target: &SshTarget, timeout: Duration) -> Result<ObservedPlatform, 
     let session = sshx::connect_until(target, deadline)?;
     let observed = observe(&session, deadline).map_err(|e| SshFailure {
         code: sshx::UNREACHABLE,
-        detail: format!(
-            "{}: connected, but cannot run `uname`: {e:#}",
-            sshx::display_target(target)
-        ),
+        detail: format!("{}: connected, but cannot run `uname`: {e:#}", sshx::display_target(target)),
     });
     // A polite goodbye is one packet; do not let it stretch the budget much.
     sshx::disconnect(&session, Duration::from_millis(200));
@@ -83,14 +80,7 @@ mod tests {
     #[test]
     fn parses_linux_uname() {
         let (p, host) = parse_uname("Linux\nx86_64\n6.1.0-18-amd64\nbuild-7\n").unwrap();
-        assert_eq!(
-            p,
-            ObservedPlatform {
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                kernel: "6.1.0-18-amd64".into()
-            }
-        );
+        assert_eq!(p, ObservedPlatform { os: "linux".into(), arch: "x86_64".into(), kernel: "6.1.0-18-amd64".into() });
         assert_eq!(p.label(), "linux/x86_64");
         assert_eq!(host, "build-7");
     }
@@ -104,11 +94,7 @@ mod tests {
     #[test]
     fn unreachable_port_is_reported_within_the_timeout() {
         // A port nobody listens on: bind, learn it, drop the listener.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let target = SshTarget {
             host: "127.0.0.1".into(),
             port,
@@ -137,9 +123,6 @@ mod tests {
         let err = probe(&target, Duration::from_millis(700)).unwrap_err();
         let took = t0.elapsed();
         assert_eq!(err.code, sshx::UNREACHABLE, "{err}");
-        assert!(
-            took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
-            "{took:?}"
-        );
+        assert!(took >= Duration::from_millis(600) && took < Duration::from_millis(1500), "{took:?}");
     }
 }

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::load_for_stage;
 use crate::error::Problem;
-use crate::evidence::artifacts::{
-    ReplayArtifact, ReplayInputs, RunArtifact, SessionArtifact, ValidationArtifact,
-};
+use crate::evidence::artifacts::{ReplayArtifact, ReplayInputs, RunArtifact, SessionArtifact, ValidationArtifact};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
@@ -26,17 +24,12 @@ fn git_rev(root: &Path) -> Option<String> {
     let head = head.trim();
     match head.strip_prefix("ref: ") {
         None => Some(head.to_string()),
-        Some(r) => std::fs::read_to_string(root.join(".git").join(r))
-            .ok()
-            .map(|s| s.trim().to_string())
-            .or_else(|| {
+        Some(r) => {
+            std::fs::read_to_string(root.join(".git").join(r)).ok().map(|s| s.trim().to_string()).or_else(|| {
                 let packed = std::fs::read_to_string(root.join(".git/packed-refs")).ok()?;
-                packed
-                    .lines()
-                    .find(|l| l.ends_with(r))
-                    .and_then(|l| l.split_whitespace().next())
-                    .map(str::to_string)
-            }),
+                packed.lines().find(|l| l.ends_with(r)).and_then(|l| l.split_whitespace().next()).map(str::to_string)
+            })
+        }
     }
 }
 
@@ -46,29 +39,17 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
     super::ensure_unchanged(&b, &chain)?;
     super::ensure_not_done(&chain, "ReplayArtifact", "emit", &b)?;
     if chain.last_of("SessionArtifact").is_some() {
-        return Err(
-            Problem::error("this chain's session has already ended (canceled run)")
-                .hint(format!("run `agentplane up {}` to start again", b.rel_dir))
-                .into(),
-        );
+        return Err(Problem::error("this chain's session has already ended (canceled run)")
+            .hint(format!("run `agentplane up {}` to start again", b.rel_dir))
+            .into());
     }
-    let run: RunArtifact = chain
-        .load_artifact(&b.out_dir, "RunArtifact")?
-        .ok_or_else(|| {
-            Problem::error(format!(
-                "bundle `{}` has no completed run in `{}`",
-                b.rel_dir,
-                b.out_dir.display()
-            ))
+    let run: RunArtifact = chain.load_artifact(&b.out_dir, "RunArtifact")?.ok_or_else(|| {
+        Problem::error(format!("bundle `{}` has no completed run in `{}`", b.rel_dir, b.out_dir.display()))
             .hint(format!("run `agentplane run {}` first", b.rel_dir))
-        })?;
-    let validation: Option<ValidationArtifact> =
-        chain.load_artifact(&b.out_dir, "ValidationArtifact")?;
-    let run_file = chain
-        .last_of("RunArtifact")
-        .and_then(|e| e.artifact_file())
-        .unwrap_or("run-artifact.json")
-        .to_string();
+    })?;
+    let validation: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact")?;
+    let run_file =
+        chain.last_of("RunArtifact").and_then(|e| e.artifact_file()).unwrap_or("run-artifact.json").to_string();
     let policy = &b.bundle.spec.policy;
     let replay = ReplayArtifact {
         kind: "ReplayArtifact".into(),
@@ -87,11 +68,7 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
         },
         bundle_digest: writer.bundle_digest().to_string(),
         bundle_files: validation.map(|v| v.bundle_files).unwrap_or_default(),
-        invocation: vec![
-            "/bin/sh".into(),
-            fsx::rel_to(root, &b.script),
-            "$AGENTPLANE_PRODUCTS_DIR".into(),
-        ],
+        invocation: vec!["/bin/sh".into(), fsx::rel_to(root, &b.script), "$AGENTPLANE_PRODUCTS_DIR".into()],
         expected_exit_code: run.exit_code,
         expected_products: run.products.clone(),
         determinism_required: b.bundle.determinism_required(),
@@ -102,12 +79,7 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
         bundle: b.identity(),
         captured_at: fsx::now_rfc3339(),
         session_ref: format!("urn:srcos:session:{}", writer.run_id()),
-        status: if run.status == "success" {
-            "success"
-        } else {
-            "failure"
-        }
-        .into(),
+        status: if run.status == "success" { "success" } else { "failure" }.into(),
         run_artifact_ref: Some(run_file),
         replay_artifact_ref: Some(replay_file.clone()),
         governance_context: b.bundle.governance_context().cloned(),
@@ -115,10 +87,5 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
     };
     let session_file = writer.write_artifact(&session, &[])?;
     writer.seal()?;
-    Ok(Emitted {
-        out_dir: b.out_dir.clone(),
-        replay_file,
-        session_file,
-        session,
-    })
+    Ok(Emitted { out_dir: b.out_dir.clone(), replay_file, session_file, session })
 }

@@ -18,11 +18,7 @@ use crate::evidence::chain::Chain;
 pub fn to_bundle_files(files: &[DigestEntry]) -> Vec<BundleFile> {
     files
         .iter()
-        .map(|f| BundleFile {
-            path: f.path.clone(),
-            mode: f.mode.to_string(),
-            sha256: f.sha256.clone(),
-        })
+        .map(|f| BundleFile { path: f.path.clone(), mode: f.mode.to_string(), sha256: f.sha256.clone() })
         .collect()
 }
 
@@ -49,27 +45,13 @@ pub fn ensure_unchanged(b: &LoadedBundle, chain: &Chain) -> Result<BundleDigest>
     if now.digest == recorded {
         return Ok(now);
     }
-    let validation: Option<ValidationArtifact> = chain
-        .load_artifact(&b.out_dir, "ValidationArtifact")
-        .ok()
-        .flatten();
-    let changed = validation
-        .map(|v| digest::changed_files(&from_bundle_files(&v.bundle_files), &now.files))
-        .unwrap_or_default();
-    let list = if changed.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", changed.join(", "))
-    };
-    Err(Problem::failed(format!(
-        "bundle `{}` changed since it was validated{list}",
-        b.rel_dir
-    ))
-    .hint(format!(
-        "run `agentplane validate {}` again to start a new evidence chain",
-        b.rel_dir
-    ))
-    .into())
+    let validation: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact").ok().flatten();
+    let changed =
+        validation.map(|v| digest::changed_files(&from_bundle_files(&v.bundle_files), &now.files)).unwrap_or_default();
+    let list = if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) };
+    Err(Problem::failed(format!("bundle `{}` changed since it was validated{list}", b.rel_dir))
+        .hint(format!("run `agentplane validate {}` again to start a new evidence chain", b.rel_dir))
+        .into())
 }
 
 /// The chain's validation must have passed.
@@ -77,20 +59,12 @@ pub fn ensure_validated(b: &LoadedBundle, chain: &Chain) -> Result<()> {
     let v: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact")?;
     match v {
         Some(v) if v.valid => Ok(()),
-        Some(_) => Err(
-            Problem::failed(format!("bundle `{}` did not pass validation", b.rel_dir))
-                .hint(format!(
-                    "fix what `agentplane validate {}` reports, then validate again",
-                    b.rel_dir
-                ))
-                .into(),
-        ),
-        None => Err(Problem::error(format!(
-            "the evidence in `{}` has no ValidationArtifact",
-            b.out_dir.display()
-        ))
-        .hint(format!("run `agentplane validate {}` first", b.rel_dir))
-        .into()),
+        Some(_) => Err(Problem::failed(format!("bundle `{}` did not pass validation", b.rel_dir))
+            .hint(format!("fix what `agentplane validate {}` reports, then validate again", b.rel_dir))
+            .into()),
+        None => Err(Problem::error(format!("the evidence in `{}` has no ValidationArtifact", b.out_dir.display()))
+            .hint(format!("run `agentplane validate {}` first", b.rel_dir))
+            .into()),
     }
 }
 
@@ -100,10 +74,7 @@ pub fn ensure_not_done(chain: &Chain, kind: &str, stage: &str, b: &LoadedBundle)
         return Err(Problem::error(format!(
             "this evidence chain already has a {kind}: each stage runs once per chain"
         ))
-        .hint(format!(
-            "run `agentplane validate {}` to start a new chain, then `{stage}` again",
-            b.rel_dir
-        ))
+        .hint(format!("run `agentplane validate {}` to start a new chain, then `{stage}` again", b.rel_dir))
         .into());
     }
     Ok(())

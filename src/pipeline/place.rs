@@ -35,14 +35,7 @@ pub struct Placed {
 
 pub fn load_inventory(root: &Path, flag: Option<&Path>) -> Result<Inventory> {
     match flag {
-        Some(p) => Inventory::load(
-            &if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                root.join(p)
-            },
-            true,
-        ),
+        Some(p) => Inventory::load(&if p.is_absolute() { p.to_path_buf() } else { root.join(p) }, true),
         None => Inventory::load(&root.join("fleet/inventory.json"), false),
     }
 }
@@ -56,22 +49,14 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
     let digest = super::ensure_unchanged(&b, &chain)?;
     super::ensure_not_done(&chain, "PlacementDecision", "place", &b)?;
 
-    let pinned = opts.executor.clone().or_else(|| {
-        b.bundle
-            .spec
-            .executor
-            .as_ref()
-            .and_then(|e| e.reference.clone())
-    });
+    let pinned = opts.executor.clone().or_else(|| b.bundle.spec.executor.as_ref().and_then(|e| e.reference.clone()));
     if let Some(p) = &pinned
         && !inv.executors.iter().any(|e| &e.name == p)
     {
         let names: Vec<&str> = inv.executors.iter().map(|e| e.name.as_str()).collect();
-        return Err(
-            Problem::failed(format!("executor `{p}` is not in the inventory"))
-                .hint(format!("known executors: {}", names.join(", ")))
-                .into(),
-        );
+        return Err(Problem::failed(format!("executor `{p}` is not in the inventory"))
+            .hint(format!("known executors: {}", names.join(", ")))
+            .into());
     }
     let req = Request {
         backend: b.bundle.spec.vm.backend_intent,
@@ -81,11 +66,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
     };
     let mut cands = placement::filter_static(&inv, &req);
     placement::probe_all(&mut cands, opts.probe_timeout);
-    let chosen = placement::choose(
-        &mut cands,
-        inv.default_executor.as_deref(),
-        pinned.as_deref(),
-    );
+    let chosen = placement::choose(&mut cands, inv.default_executor.as_deref(), pinned.as_deref());
 
     let mut placed = Placed {
         bundle: b.identity(),
@@ -126,11 +107,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         transport,
         ssh,
         isolation: c.isolation.as_str().into(),
-        inventory: inv
-            .path
-            .as_ref()
-            .map(|p| fsx::rel_to(root, p))
-            .unwrap_or_else(|| "implicit".into()),
+        inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
         observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
     };
     placed.file = Some(writer.write_artifact(&decision, &[])?);

@@ -9,19 +9,15 @@ use std::time::Duration;
 
 use crate::bundle::{LoadedBundle, load_for_stage};
 use crate::error::Problem;
-use crate::evidence::artifacts::{
-    FileDigest, PlacementDecision, RunArtifact, SessionArtifact, Transport,
-};
+use crate::evidence::artifacts::{FileDigest, PlacementDecision, RunArtifact, SessionArtifact, Transport};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
 use crate::runner::{self, Event, Job, Outcome, Runner, VmSettings};
 
 /// Host variables a smoke script may see; everything else is dropped.
-pub const ENV_ALLOWLIST: &[&str] = &[
-    "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "TMPDIR",
-    "SHELL",
-];
+pub const ENV_ALLOWLIST: &[&str] =
+    &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "TMPDIR", "SHELL"];
 
 /// Between TERM and KILL at the deadline.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -53,37 +49,25 @@ pub fn resolve_secrets(names: &[String]) -> Result<Vec<Secret>> {
     for name in names {
         let raw = std::env::var(name).ok().filter(|v| !v.is_empty());
         let Some(raw) = raw else {
-            return Err(
-                Problem::error(format!("required secret `{name}` is not set"))
-                    .hint(if name.ends_with("_FILE") {
-                        format!("export {name}=/path/to/file holding the secret, then run again")
-                    } else {
-                        format!(
-                            "export {name}=… in the environment agentplane runs in, then run again"
-                        )
-                    })
-                    .into(),
-            );
+            return Err(Problem::error(format!("required secret `{name}` is not set"))
+                .hint(if name.ends_with("_FILE") {
+                    format!("export {name}=/path/to/file holding the secret, then run again")
+                } else {
+                    format!("export {name}=… in the environment agentplane runs in, then run again")
+                })
+                .into());
         };
         let (env_name, value) = match name.strip_suffix("_FILE") {
             Some(base) if !base.is_empty() => {
                 let v = std::fs::read_to_string(&raw).map_err(|e| {
-                    Problem::error(format!("secret `{name}`: cannot read `{raw}`: {e}")).hint(
-                        format!("{name} must name a readable file holding the secret"),
-                    )
+                    Problem::error(format!("secret `{name}`: cannot read `{raw}`: {e}"))
+                        .hint(format!("{name} must name a readable file holding the secret"))
                 })?;
-                (
-                    base.to_string(),
-                    v.trim_end_matches(['\n', '\r']).to_string(),
-                )
+                (base.to_string(), v.trim_end_matches(['\n', '\r']).to_string())
             }
             _ => (name.clone(), raw),
         };
-        out.push(Secret {
-            name: name.clone(),
-            env_name,
-            value,
-        });
+        out.push(Secret { name: name.clone(), env_name, value });
     }
     Ok(out)
 }
@@ -96,29 +80,18 @@ pub fn governed_env(
     products: &Path,
     secrets: &[Secret],
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = ENV_ALLOWLIST
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-        .collect();
+    let mut env: Vec<(String, String)> =
+        ENV_ALLOWLIST.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
     if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push((
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ));
+        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
     }
     env.extend([
         ("AGENTPLANE_RUN_ID".to_string(), run_id.to_string()),
         ("AGENTPLANE_BUNDLE".into(), b.identity()),
-        (
-            "AGENTPLANE_BUNDLE_NAME".into(),
-            b.bundle.metadata.name.clone(),
-        ),
+        ("AGENTPLANE_BUNDLE_NAME".into(), b.bundle.metadata.name.clone()),
         ("AGENTPLANE_LANE".into(), b.bundle.lane().as_str().into()),
         ("AGENTPLANE_EXECUTOR".into(), executor.into()),
-        (
-            "AGENTPLANE_PRODUCTS_DIR".into(),
-            products.display().to_string(),
-        ),
+        ("AGENTPLANE_PRODUCTS_DIR".into(), products.display().to_string()),
     ]);
     for s in secrets {
         env.push((s.env_name.clone(), s.value.clone()));
@@ -195,15 +168,9 @@ pub fn job_for(
         grace: GRACE,
         cancel,
         vm: VmSettings {
-            mem_mib: res
-                .and_then(|r| r.mem_mib)
-                .and_then(|m| u64::try_from(m).ok()),
+            mem_mib: res.and_then(|r| r.mem_mib).and_then(|m| u64::try_from(m).ok()),
             vcpu: res.and_then(|r| r.vcpu).and_then(|m| u64::try_from(m).ok()),
-            kernel: spec
-                .vm
-                .kernel
-                .as_ref()
-                .map(|k| fsx::resolve_in_root(&b.root, k).0),
+            kernel: spec.vm.kernel.as_ref().map(|k| fsx::resolve_in_root(&b.root, k).0),
             network: spec
                 .vm
                 .network
@@ -271,28 +238,18 @@ pub fn run(
     super::ensure_validated(&b, &chain)?;
     let digest = super::ensure_unchanged(&b, &chain)?;
     super::ensure_not_done(&chain, "RunArtifact", "run", &b)?;
-    let decision: PlacementDecision = chain
-        .load_artifact(&b.out_dir, "PlacementDecision")?
-        .ok_or_else(|| {
-            Problem::error(format!("bundle `{}` has not been placed", b.rel_dir))
-                .hint(format!("run `agentplane place {}` first", b.rel_dir))
-        })?;
+    let decision: PlacementDecision = chain.load_artifact(&b.out_dir, "PlacementDecision")?.ok_or_else(|| {
+        Problem::error(format!("bundle `{}` has not been placed", b.rel_dir))
+            .hint(format!("run `agentplane place {}` first", b.rel_dir))
+    })?;
     let secrets = resolve_secrets(b.bundle.secrets_required())?;
 
     let products = b.out_dir.join(PRODUCTS_DIR);
     if products.exists() {
         std::fs::remove_dir_all(&products).context("cannot clear a stale products directory")?;
     }
-    std::fs::create_dir_all(&products)
-        .with_context(|| format!("cannot create `{}`", products.display()))?;
-    let job = job_for(
-        &b,
-        writer.run_id(),
-        &decision.chosen_executor,
-        &products,
-        &secrets,
-        cancel,
-    );
+    std::fs::create_dir_all(&products).with_context(|| format!("cannot create `{}`", products.display()))?;
+    let job = job_for(&b, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
     let mut runner = runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
 
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -321,15 +278,7 @@ pub fn run(
         redacted_in.insert(usize::from(out_hit), STDERR_LOG.into());
     }
     let product_digests = digest_tree(&b.out_dir, &products)?;
-    let artifact = build_artifact(
-        &b,
-        &decision,
-        &digest.digest,
-        &outcome,
-        &product_digests,
-        &secrets,
-        redacted_in,
-    )?;
+    let artifact = build_artifact(&b, &decision, &digest.digest, &outcome, &product_digests, &secrets, redacted_in)?;
     let mut subjects = vec![STDOUT_LOG.to_string(), STDERR_LOG.to_string()];
     subjects.extend(product_digests.iter().map(|p| p.path.clone()));
     let file = writer.write_artifact(&artifact, &subjects)?;
@@ -353,12 +302,7 @@ pub fn run(
     } else if success && b.bundle.lane() == crate::bundle::model::Lane::Staging {
         crate::lifecycle::set_pointer(root, crate::lifecycle::CURRENT_STAGING, &b.rel_dir)?;
     }
-    Ok(RunResult {
-        artifact,
-        file,
-        out_dir: b.out_dir.clone(),
-        success,
-    })
+    Ok(RunResult { artifact, file, out_dir: b.out_dir.clone(), success })
 }
 
 fn build_artifact(
@@ -373,19 +317,11 @@ fn build_artifact(
     let fail_on_timeout = b.bundle.spec.policy.fail_on_timeout.unwrap_or(true);
     let ok = o.exit.error.is_none()
         && !o.exit.canceled
-        && if o.exit.timed_out {
-            !fail_on_timeout
-        } else {
-            o.exit.code == Some(0)
-        };
+        && if o.exit.timed_out { !fail_on_timeout } else { o.exit.code == Some(0) };
     let ended = o.started + o.duration;
     let log = |name: &str| -> Result<FileDigest> {
         let p = b.out_dir.join(name);
-        Ok(FileDigest {
-            path: name.into(),
-            sha256: fsx::sha256_file(&p)?,
-            bytes: std::fs::metadata(&p)?.len(),
-        })
+        Ok(FileDigest { path: name.into(), sha256: fsx::sha256_file(&p)?, bytes: std::fs::metadata(&p)?.len() })
     };
     Ok(RunArtifact {
         kind: "RunArtifact".into(),
@@ -424,17 +360,10 @@ mod tests {
 
     #[test]
     fn redaction_replaces_every_occurrence() {
-        let s = vec![Secret {
-            name: "TOK".into(),
-            env_name: "TOK".into(),
-            value: "s3cret".into(),
-        }];
+        let s = vec![Secret { name: "TOK".into(), env_name: "TOK".into(), value: "s3cret".into() }];
         let (out, hit) = redact(b"a s3cret b s3crets3cret", &s);
         assert!(hit);
-        assert_eq!(
-            out,
-            b"a [redacted:TOK] b [redacted:TOK][redacted:TOK]".to_vec()
-        );
+        assert_eq!(out, b"a [redacted:TOK] b [redacted:TOK][redacted:TOK]".to_vec());
         let (out, hit) = redact(b"nothing here", &s);
         assert!(!hit);
         assert_eq!(out, b"nothing here".to_vec());

@@ -27,11 +27,7 @@ pub struct Outcome {
 pub fn find(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut manifests = Vec::new();
     for p in paths {
-        let abs = if p.is_absolute() {
-            p.clone()
-        } else {
-            root.join(p)
-        };
+        let abs = if p.is_absolute() { p.clone() } else { root.join(p) };
         match discover::expand(&abs)? {
             Some(found) => manifests.extend(found),
             None => {
@@ -47,11 +43,10 @@ pub fn find(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Run the gates on every manifest, on all cores.
-pub fn check_all(root: &Path, manifests: &[PathBuf]) -> Result<Vec<Report>> {
+/// `with_digest`: also compute each bundle digest (needed to write artifacts or show it).
+pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Result<Vec<Report>> {
     let checker = SchemaChecker::new()?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(manifests.len().max(1));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifests.len().max(1));
     let per = manifests.len().div_ceil(threads).max(1);
     let reports = std::thread::scope(|s| {
         let handles: Vec<_> = manifests
@@ -59,24 +54,18 @@ pub fn check_all(root: &Path, manifests: &[PathBuf]) -> Result<Vec<Report>> {
             .map(|chunk| {
                 let checker = &checker;
                 s.spawn(move || {
+                    let cache = crate::fsx::LstatCache::default();
                     chunk
                         .iter()
-                        .map(|m| gates::validate(root, m, checker))
+                        .map(|m| gates::validate_cached(root, m, checker, with_digest, &cache))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect::<Vec<_>>()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect::<Vec<_>>()
     });
     if reports.len() != manifests.len() {
-        anyhow::bail!(
-            "a validation worker failed; {} of {} bundles were checked",
-            reports.len(),
-            manifests.len()
-        );
+        anyhow::bail!("a validation worker failed; {} of {} bundles were checked", reports.len(), manifests.len());
     }
     Ok(reports)
 }
@@ -86,33 +75,19 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
     let mut out = Vec::with_capacity(reports.len());
     for report in reports {
         let (Some(dir), Some(digest)) = (report.out_dir.clone(), report.digest.clone()) else {
-            out.push(Outcome {
-                report,
-                written: None,
-                not_written: Some("the bundle names no usable outDir".into()),
-            });
+            out.push(Outcome { report, written: None, not_written: Some("the bundle names no usable outDir".into()) });
             continue;
         };
-        let bundle = report
-            .bundle
-            .clone()
-            .unwrap_or_else(|| "unknown@unknown".into());
+        let bundle = report.bundle.clone().unwrap_or_else(|| "unknown@unknown".into());
         let meta = report.metadata.as_ref();
-        let field = |k: &str| {
-            meta.and_then(|m| m.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
+        let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str()).map(str::to_string);
         let artifact = ValidationArtifact {
             kind: "ValidationArtifact".into(),
             bundle: bundle.clone(),
             bundle_path: Some(fsx::rel_to(root, report.manifest.parent().unwrap_or(root))),
             captured_at: fsx::now_rfc3339(),
             valid: report.valid,
-            lane: report
-                .lane
-                .clone()
-                .filter(|l| l == "staging" || l == "prod"),
+            lane: report.lane.clone().filter(|l| l == "staging" || l == "prod"),
             governance_context: report.governance_context.clone(),
             checks: report.checks.clone(),
             bundle_metadata: Some(BundleMetadata {
@@ -125,11 +100,7 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
         };
         let mut w = ChainWriter::start(&dir, signer, &bundle, &digest)?;
         w.write_artifact(&artifact, &[])?;
-        out.push(Outcome {
-            report,
-            written: Some(dir),
-            not_written: None,
-        });
+        out.push(Outcome { report, written: Some(dir), not_written: None });
     }
     Ok(out)
 }

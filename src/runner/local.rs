@@ -76,9 +76,7 @@ pub fn copy_tree(from: &Path, to: &Path, exclude: Option<&Path>) -> Result<()> {
         if exclude.is_some_and(|x| p.starts_with(x)) {
             continue;
         }
-        let rel = p
-            .strip_prefix(from)
-            .expect("walkdir yields paths under its root");
+        let rel = p.strip_prefix(from).expect("walkdir yields paths under its root");
         let dest = to.join(rel);
         let ft = entry.file_type();
         if ft.is_dir() {
@@ -100,11 +98,7 @@ fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, st
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let chunk = buf[..n].to_vec();
-                    let ev = if stdout {
-                        Event::Stdout(chunk)
-                    } else {
-                        Event::Stderr(chunk)
-                    };
+                    let ev = if stdout { Event::Stdout(chunk) } else { Event::Stderr(chunk) };
                     if tx.send(Some(ev)).is_err() {
                         break;
                     }
@@ -116,11 +110,7 @@ fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, st
 }
 
 fn signal_name(st: &ExitStatus) -> Option<String> {
-    st.signal().map(|s| {
-        Signal::try_from(s)
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|_| format!("signal {s}"))
-    })
+    st.signal().map(|s| Signal::try_from(s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {s}")))
 }
 
 impl Runner for LocalRunner {
@@ -140,8 +130,7 @@ impl Runner for LocalRunner {
             Some(rel) => bundle_copy.join(rel),
             None => {
                 let dest = scratch.path().join("smoke-script");
-                std::fs::copy(&job.script, &dest)
-                    .with_context(|| format!("cannot copy `{}`", job.script.display()))?;
+                std::fs::copy(&job.script, &dest).with_context(|| format!("cannot copy `{}`", job.script.display()))?;
                 dest
             }
         };
@@ -161,9 +150,7 @@ impl Runner for LocalRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .context("cannot start /bin/sh for the smoke script")?;
+        let mut child = cmd.spawn().context("cannot start /bin/sh for the smoke script")?;
         let (tx, rx) = mpsc::channel();
         reader(child.stdout.take().expect("piped"), tx.clone(), true);
         reader(child.stderr.take().expect("piped"), tx, false);
@@ -172,12 +159,7 @@ impl Runner for LocalRunner {
         Ok(())
     }
 
-    fn wait(
-        &mut self,
-        job: &Job,
-        deadline: Instant,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<Exit> {
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
         let rx = self.rx.take().expect("started");
         let mut open = 2;
         let mut exit = Exit::default();
@@ -198,9 +180,7 @@ impl Runner for LocalRunner {
                     }
                 }
             }
-            let slice = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(20));
+            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));
             match rx.recv_timeout(slice.max(Duration::from_millis(1))) {
                 Ok(Some(ev)) => events(ev),
                 Ok(None) => open -= 1,

@@ -100,8 +100,7 @@ pub trait Runner {
     /// Stream output until the script exits, `deadline` passes or `job.cancel`
     /// is set; on the last two, stop every process the script started
     /// (TERM, `job.grace`, KILL) and say so in the returned [`Exit`].
-    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event))
-    -> Result<Exit>;
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit>;
     /// Bring the products into `job.products_dir`.
     fn collect(&mut self, job: &Job) -> Result<()>;
     /// Remove everything the run left behind (scratch dirs, remote dirs, VM files).
@@ -123,32 +122,17 @@ pub fn execute(runner: &mut dyn Runner, job: &Job, events: &mut dyn FnMut(Event)
         runner.start(job)?;
         let exit = runner.wait(job, deadline, events)?;
         if let Err(e) = runner.collect(job) {
-            return Ok(Exit {
-                error: Some(format!("collecting products failed: {e:#}")),
-                ..exit
-            });
+            return Ok(Exit { error: Some(format!("collecting products failed: {e:#}")), ..exit });
         }
         Ok(exit)
     })()
-    .unwrap_or_else(|e| Exit {
-        error: Some(format!("{e:#}")),
-        ..Exit::default()
-    });
+    .unwrap_or_else(|e| Exit { error: Some(format!("{e:#}")), ..Exit::default() });
     let exit = match runner.cleanup(job) {
         Ok(()) => exit,
-        Err(e) if exit.error.is_none() => Exit {
-            error: Some(format!("cleanup failed: {e:#}")),
-            ..exit
-        },
+        Err(e) if exit.error.is_none() => Exit { error: Some(format!("cleanup failed: {e:#}")), ..exit },
         Err(_) => exit,
     };
-    Outcome {
-        exit,
-        isolation: runner.isolation(),
-        environment: runner.environment(),
-        started,
-        duration: t0.elapsed(),
-    }
+    Outcome { exit, isolation: runner.isolation(), environment: runner.environment(), started, duration: t0.elapsed() }
 }
 
 /// This host's environment (for the local runner and as a fallback).
@@ -157,13 +141,7 @@ pub fn host_environment() -> Environment {
     Environment {
         os: std::env::consts::OS.to_string(),
         arch: std::env::consts::ARCH.to_string(),
-        kernel: uts
-            .as_ref()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        hostname: uts
-            .as_ref()
-            .map(|u| u.nodename().to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        kernel: uts.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+        hostname: uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default(),
     }
 }

@@ -81,24 +81,16 @@ impl SshRunner {
     }
 
     fn session(&self) -> Result<&Session> {
-        self.session
-            .as_ref()
-            .context("no SSH session (prepare did not run)")
+        self.session.as_ref().context("no SSH session (prepare did not run)")
     }
 
     fn dir(&self) -> Result<&str> {
-        self.remote_dir
-            .as_deref()
-            .context("no remote run directory (prepare did not run)")
+        self.remote_dir.as_deref().context("no remote run directory (prepare did not run)")
     }
 
     /// `lost connection to NAME (user@host:port): why`.
     fn lost_message(&self, why: &str) -> String {
-        format!(
-            "lost connection to {} ({}): {why}",
-            self.executor,
-            sshx::display_target(&self.target)
-        )
+        format!("lost connection to {} ({}): {why}", self.executor, sshx::display_target(&self.target))
     }
 
     /// Send `sig` to the script's remote process group over a new channel.
@@ -118,23 +110,13 @@ impl SshRunner {
         session.set_timeout(sshx::millis(PING_TIMEOUT));
         let res = session.channel_session().and_then(|mut ch| ch.close());
         session.set_blocking(false);
-        res.map_err(|e| {
-            anyhow::anyhow!(
-                "no answer within {}s ({})",
-                PING_TIMEOUT.as_secs(),
-                e.message()
-            )
-        })
+        res.map_err(|e| anyhow::anyhow!("no answer within {}s ({})", PING_TIMEOUT.as_secs(), e.message()))
     }
 
     /// Kill the script's group if it may still run, and remove the run directory.
     fn remove_remote(session: &Session, dir: &str, kill: bool) -> Result<()> {
         let rm = format!("rm -rf -- {}", shell_quote(dir));
-        let cmd = if kill {
-            format!("{}; {rm}", signal_command(dir, "KILL"))
-        } else {
-            rm
-        };
+        let cmd = if kill { format!("{}; {rm}", signal_command(dir, "KILL")) } else { rm };
         sshx::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
     }
 }
@@ -153,19 +135,9 @@ fn signal_command(dir: &str, sig: &str) -> String {
 fn safe_component(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .collect();
-    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
-        "run".into()
-    } else {
-        cleaned
-    }
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') { "run".into() } else { cleaned }
 }
 
 fn valid_env_name(k: &str) -> bool {
@@ -195,10 +167,7 @@ fn env_file(env: &[(String, String)], remote_products: &str) -> String {
         out.push_str(&line);
     }
     if !seen_products {
-        out.push_str(&format!(
-            "AGENTPLANE_PRODUCTS_DIR={}\n",
-            shell_quote(remote_products)
-        ));
+        out.push_str(&format!("AGENTPLANE_PRODUCTS_DIR={}\n", shell_quote(remote_products)));
     }
     out
 }
@@ -213,32 +182,15 @@ fn env_file(env: &[(String, String)], remote_products: &str) -> String {
 /// leader.
 fn wrapper_command(dir: &str, script: &str) -> String {
     let q = |p: &str| shell_quote(&format!("{dir}/{p}"));
-    let keep = HOST_SPECIFIC
-        .iter()
-        .map(|k| format!("${{{k}+\"AP_R_{k}=${k}\"}}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let unset = HOST_SPECIFIC
-        .iter()
-        .map(|k| format!("AP_R_{k}"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let keep = HOST_SPECIFIC.iter().map(|k| format!("${{{k}+\"AP_R_{k}=${k}\"}}")).collect::<Vec<_>>().join(" ");
+    let unset = HOST_SPECIFIC.iter().map(|k| format!("AP_R_{k}")).collect::<Vec<_>>().join(" ");
     // Runs under `env -i`: $1 = env file, $2 = pgid file, $3 = script, $4 = products.
     let inner = format!(
         "set -a; . \"$1\" || exit 126; set +a; rm -f \"$1\"; unset {unset}; echo $$ > \"$2\"; \
          exec /bin/sh \"$3\" \"$4\""
     );
-    let args = format!(
-        "{} {} {} {}",
-        q("env"),
-        q("pgid"),
-        shell_quote(script),
-        q("products")
-    );
-    let run = format!(
-        "env -i {keep} /bin/sh -c {} sh {args} </dev/null",
-        shell_quote(&inner)
-    );
+    let args = format!("{} {} {} {}", q("env"), q("pgid"), shell_quote(script), q("products"));
+    let run = format!("env -i {keep} /bin/sh -c {} sh {args} </dev/null", shell_quote(&inner));
     format!(
         "cd {bundle} || exit 126\n\
          if command -v setsid >/dev/null 2>&1; then\n\
@@ -255,9 +207,7 @@ fn wrapper_command(dir: &str, script: &str) -> String {
 
 /// `SIGTERM` for 15, as the local runner names signals.
 fn signal_name(n: i32) -> String {
-    nix::sys::signal::Signal::try_from(n)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {n}"))
+    nix::sys::signal::Signal::try_from(n).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {n}"))
 }
 
 /// Where the runner is in stopping the script.
@@ -276,10 +226,7 @@ impl Runner for SshRunner {
 
     fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()> {
         let who = sshx::display_target(&self.target);
-        events(Event::Status(format!(
-            "connecting to {} ({who})",
-            self.executor
-        )));
+        events(Event::Status(format!("connecting to {} ({who})", self.executor)));
         let session = sshx::connect(&self.target, CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
         session.set_timeout(sshx::millis(STEP_TIMEOUT));
         // `Session` is a shared handle: keep one in `self` for later steps.
@@ -294,29 +241,16 @@ impl Runner for SshRunner {
             probe_ssh::UNAME_COMMAND,
             d = shell_quote(&dir)
         );
-        let out = sshx::exec(session, &setup, STEP_TIMEOUT)
-            .context("cannot set up the remote run directory")?;
+        let out = sshx::exec(session, &setup, STEP_TIMEOUT).context("cannot set up the remote run directory")?;
         if out.status != 0 {
-            bail!(
-                "cannot create `{dir}` on {}: {}",
-                self.executor,
-                out.stderr_str().trim()
-            );
+            bail!("cannot create `{dir}` on {}: {}", self.executor, out.stderr_str().trim());
         }
         self.remote_dir = Some(dir.clone());
-        let (platform, hostname) =
-            probe_ssh::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
-        self.environment = Some(Environment {
-            os: platform.os,
-            arch: platform.arch,
-            kernel: platform.kernel,
-            hostname,
-        });
+        let (platform, hostname) = probe_ssh::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
+        self.environment =
+            Some(Environment { os: platform.os, arch: platform.arch, kernel: platform.kernel, hostname });
 
-        events(Event::Status(format!(
-            "uploading bundle to {}:{dir}",
-            self.executor
-        )));
+        events(Event::Status(format!("uploading bundle to {}:{dir}", self.executor)));
         let sftp = session.sftp().context("cannot start SFTP")?;
         // Never upload evidence: the outDir (the products dir's parent) may sit
         // inside the bundle. If that parent is the bundle dir itself, skip only
@@ -327,25 +261,15 @@ impl Runner for SshRunner {
         };
         let bundle_dir = job.bundle_dir.clone();
         let skip = move |rel: &Path| bundle_dir.join(rel).starts_with(&evidence);
-        let report = sshx::upload_dir(
-            session,
-            &sftp,
-            &job.bundle_dir,
-            Path::new(&format!("{dir}/bundle")),
-            &skip,
-        )
-        .context("cannot upload the bundle")?;
-        events(Event::Status(format!(
-            "uploaded {} files ({} bytes)",
-            report.files, report.bytes
-        )));
+        let report = sshx::upload_dir(session, &sftp, &job.bundle_dir, Path::new(&format!("{dir}/bundle")), &skip)
+            .context("cannot upload the bundle")?;
+        events(Event::Status(format!("uploaded {} files ({} bytes)", report.files, report.bytes)));
 
         self.remote_script = match &job.script_in_bundle {
             Some(rel) => format!("{dir}/bundle/{}", rel.to_string_lossy()),
             None => {
                 let remote = format!("{dir}/smoke-script");
-                sshx::upload_file(&sftp, &job.script, Path::new(&remote))
-                    .context("cannot upload the smoke script")?;
+                sshx::upload_file(&sftp, &job.script, Path::new(&remote)).context("cannot upload the smoke script")?;
                 remote
             }
         };
@@ -359,10 +283,8 @@ impl Runner for SshRunner {
                 ssh2::OpenType::File,
             )
             .context("cannot write the remote environment file")?;
-        std::io::Write::write_all(&mut f, env.as_bytes())
-            .context("cannot write the remote environment file")?;
-        f.close()
-            .context("cannot write the remote environment file")?;
+        std::io::Write::write_all(&mut f, env.as_bytes()).context("cannot write the remote environment file")?;
+        f.close().context("cannot write the remote environment file")?;
         Ok(())
     }
 
@@ -371,27 +293,15 @@ impl Runner for SshRunner {
         let session = self.session()?;
         session.set_blocking(true);
         session.set_timeout(sshx::millis(STEP_TIMEOUT));
-        let mut channel = session
-            .channel_session()
-            .context("cannot open an SSH channel")?;
+        let mut channel = session.channel_session().context("cannot open an SSH channel")?;
         self.needs_kill = true;
-        channel
-            .exec(&cmd)
-            .context("cannot start the smoke script")?;
+        channel.exec(&cmd).context("cannot start the smoke script")?;
         self.channel = Some(channel);
         Ok(())
     }
 
-    fn wait(
-        &mut self,
-        job: &Job,
-        deadline: Instant,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<Exit> {
-        let mut channel = self
-            .channel
-            .take()
-            .context("the smoke script was not started")?;
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
+        let mut channel = self.channel.take().context("the smoke script was not started")?;
         let session = self.session()?.clone();
         // Non-blocking reads so the loop can watch the deadline, Ctrl-C and
         // the connection; keepalives make a dead peer show up on the socket.
@@ -407,28 +317,18 @@ impl Runner for SshRunner {
         let outcome: Result<(), String> = loop {
             let mut got = false;
             for stderr in [false, true] {
-                let mut stream = if stderr {
-                    channel.stderr()
-                } else {
-                    channel.stream(0)
-                };
+                let mut stream = if stderr { channel.stderr() } else { channel.stream(0) };
                 loop {
                     match stream.read(&mut buf) {
                         Ok(0) => break,
                         Ok(n) => {
                             got = true;
                             let chunk = buf[..n].to_vec();
-                            events(if stderr {
-                                Event::Stderr(chunk)
-                            } else {
-                                Event::Stdout(chunk)
-                            });
+                            events(if stderr { Event::Stderr(chunk) } else { Event::Stdout(chunk) });
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            return Ok(
-                                self.lost_exit(exit, &format!("the connection failed ({e})"))
-                            );
+                            return Ok(self.lost_exit(exit, &format!("the connection failed ({e})")));
                         }
                     }
                 }
@@ -479,9 +379,7 @@ impl Runner for SshRunner {
             }
 
             // Silence: make sure the host is still there.
-            if now.duration_since(last_heard) >= IDLE_BEFORE_PING
-                && now.duration_since(last_ping) >= IDLE_BEFORE_PING
-            {
+            if now.duration_since(last_heard) >= IDLE_BEFORE_PING && now.duration_since(last_ping) >= IDLE_BEFORE_PING {
                 if let Err(e) = self.ping() {
                     break Err(format!("{e:#}"));
                 }
@@ -530,17 +428,10 @@ impl Runner for SshRunner {
         session.set_blocking(true);
         session.set_timeout(sshx::millis(STEP_TIMEOUT));
         let sftp = session.sftp().context("cannot start SFTP")?;
-        let report = sshx::download_dir(
-            &sftp,
-            Path::new(&format!("{dir}/products")),
-            &job.products_dir,
-        )
-        .context("cannot download the products")?;
+        let report = sshx::download_dir(&sftp, Path::new(&format!("{dir}/products")), &job.products_dir)
+            .context("cannot download the products")?;
         if !report.skipped.is_empty() {
-            bail!(
-                "products that are not files, directories or symlinks: {}",
-                report.skipped.join(", ")
-            );
+            bail!("products that are not files, directories or symlinks: {}", report.skipped.join(", "));
         }
         Ok(())
     }
@@ -594,5 +485,58 @@ impl SshRunner {
         self.lost = Some(msg.clone());
         exit.error = Some(msg);
         exit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_become_safe_names() {
+        assert_eq!(safe_component("20261122t010203z-abc"), "20261122t010203z-abc");
+        assert_eq!(safe_component("../../etc"), ".._.._etc");
+        assert_eq!(safe_component(".."), "run");
+        assert_eq!(safe_component(""), "run");
+    }
+
+    /// The wrapper and env file, run by the local `/bin/sh` in a fake run dir:
+    /// quoting, the products override, host-specific variables and `$1`.
+    #[test]
+    fn wrapper_runs_the_script_with_the_governed_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("run dir 'q'");
+        std::fs::create_dir_all(dir.join("bundle")).unwrap();
+        std::fs::create_dir_all(dir.join("products")).unwrap();
+        let dir = dir.to_string_lossy().into_owned();
+        std::fs::write(
+            format!("{dir}/bundle/smoke.sh"),
+            "echo \"arg=$1\"; echo \"pd=$AGENTPLANE_PRODUCTS_DIR\"; echo \"secret=$SECRET\"; \
+             echo \"home=$HOME\"; echo \"cwd=$(pwd)\"; env | grep -c '^AP_R_' ; exit 4\n",
+        )
+        .unwrap();
+        let env = vec![
+            ("SECRET".to_string(), "a 'b' \"c\" $d `e`".to_string()),
+            ("HOME".to_string(), "/local/home".to_string()),
+            ("AGENTPLANE_PRODUCTS_DIR".to_string(), "/local/products".to_string()),
+            ("BAD-NAME".to_string(), "x".to_string()),
+        ];
+        std::fs::write(format!("{dir}/env"), env_file(&env, &format!("{dir}/products"))).unwrap();
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(wrapper_command(&dir, &format!("{dir}/bundle/smoke.sh")))
+            .env("HOME", "/remote/home")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(&format!("arg={dir}/products\n")), "{text}");
+        assert!(text.contains(&format!("pd={dir}/products\n")), "{text}");
+        assert!(text.contains("secret=a 'b' \"c\" $d `e`\n"), "{text}");
+        assert!(text.contains("home=/remote/home\n"), "{text}");
+        assert!(text.contains(&format!("cwd={dir}/bundle\n")), "{text}");
+        assert!(text.ends_with("0\n"), "helper variables leaked: {text}");
+        assert!(!std::path::Path::new(&format!("{dir}/env")).exists(), "the env file was not removed");
+        assert!(std::path::Path::new(&format!("{dir}/pgid")).exists());
     }
 }

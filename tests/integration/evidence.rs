@@ -16,47 +16,21 @@ fn verify(r: &Root) -> crate::util::Run {
 }
 
 fn lines(r: &Root) -> Vec<String> {
-    r.read(&format!("{EV}/evidence.jsonl"))
-        .lines()
-        .map(str::to_string)
-        .collect()
+    r.read(&format!("{EV}/evidence.jsonl")).lines().map(str::to_string).collect()
 }
 
 fn set_lines(r: &Root, lines: &[String]) {
-    r.write(
-        &format!("{EV}/evidence.jsonl"),
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    );
+    r.write(&format!("{EV}/evidence.jsonl"), lines.iter().map(|l| format!("{l}\n")).collect::<String>());
 }
 
 #[test]
 fn a_complete_run_verifies() {
     let r = done();
     let out = verify(&r).ok();
-    assert!(
-        out.stdout.contains("verified: 6 entries, sealed"),
-        "{}",
-        out.stdout
-    );
-    let doc = r
-        .cmd(&[
-            "--format",
-            "json",
-            "verify",
-            EV,
-            "--trusted-key",
-            &r.pubkey(),
-        ])
-        .ok()
-        .json();
+    assert!(out.stdout.contains("verified: 6 entries, sealed"), "{}", out.stdout);
+    let doc = r.cmd(&["--format", "json", "verify", EV, "--trusted-key", &r.pubkey()]).ok().json();
     assert_eq!(doc["verified"], true);
-    assert!(
-        doc["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["ok"] == true)
-    );
+    assert!(doc["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true));
 }
 
 #[test]
@@ -67,16 +41,11 @@ fn every_line_is_a_dsse_envelope_over_an_in_toto_statement() {
     for (i, line) in lines(&r).iter().enumerate() {
         let env: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
-        let body = base64::engine::general_purpose::STANDARD
-            .decode(env["payload"].as_str().unwrap())
-            .unwrap();
+        let body = base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap();
         let st: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
         let kind = st["predicate"]["kind"].as_str().unwrap();
-        assert_eq!(
-            st["predicateType"],
-            format!("https://agentplane.socioprophet.org/evidence/{kind}/v0.1")
-        );
+        assert_eq!(st["predicateType"], format!("https://agentplane.socioprophet.org/evidence/{kind}/v0.1"));
         assert_eq!(st["predicate"]["seq"], i);
         assert_eq!(st["predicate"]["previous"], prev);
         prev = format!("sha256:{}", agentplane::fsx::sha256_hex(line.as_bytes()));
@@ -85,11 +54,7 @@ fn every_line_is_a_dsse_envelope_over_an_in_toto_statement() {
 
 fn expect_bad(r: &Root, needle: &str) {
     let out = verify(r).failed();
-    assert!(
-        out.stdout.contains("NOT verified") && out.stdout.contains(needle),
-        "wanted {needle:?}:\n{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("NOT verified") && out.stdout.contains(needle), "wanted {needle:?}:\n{}", out.stdout);
 }
 
 #[test]
@@ -147,15 +112,7 @@ fn a_truncated_tail_is_caught_and_allow_unsealed_warns() {
     l.pop();
     set_lines(&r, &l);
     expect_bad(&r, "does not end in a seal");
-    let out = r
-        .cmd(&[
-            "verify",
-            EV,
-            "--trusted-key",
-            &r.pubkey(),
-            "--allow-unsealed",
-        ])
-        .ok();
+    let out = r.cmd(&["verify", EV, "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
     assert!(out.stdout.contains("warning:"), "{}", out.stdout);
     // A torn last line (no newline) is caught too.
     let text = r.read(&format!("{EV}/evidence.jsonl"));
@@ -175,14 +132,8 @@ fn a_forged_signature_or_untrusted_signer_is_caught() {
 
     let r = done();
     r.cmd(&["keygen", "--out", "other"]).ok();
-    let out = r
-        .cmd(&["verify", EV, "--trusted-key", "other.pub"])
-        .failed();
-    assert!(
-        out.stdout.contains("entry 0") && out.stdout.contains("does not verify"),
-        "{}",
-        out.stdout
-    );
+    let out = r.cmd(&["verify", EV, "--trusted-key", "other.pub"]).failed();
+    assert!(out.stdout.contains("entry 0") && out.stdout.contains("does not verify"), "{}", out.stdout);
 }
 
 fn base64_of(b: &[u8]) -> String {
@@ -194,10 +145,7 @@ fn base64_of(b: &[u8]) -> String {
 fn an_unnamed_file_in_the_directory_is_caught() {
     let r = done();
     r.write(&format!("{EV}/products/smuggled.bin"), "x");
-    expect_bad(
-        &r,
-        "`products/smuggled.bin` is in the directory but no entry names it",
-    );
+    expect_bad(&r, "`products/smuggled.bin` is in the directory but no entry names it");
 }
 
 #[test]
@@ -212,16 +160,7 @@ fn a_directory_spliced_from_two_runs_is_caught() {
     la[2] = lines(&b)[2].clone();
     set_lines(&a, &la);
     // B was signed by another key: trust both, so only the splice can fail.
-    let out = a
-        .cmd(&[
-            "verify",
-            EV,
-            "--trusted-key",
-            &a.pubkey(),
-            "--trusted-key",
-            &b.pubkey(),
-        ])
-        .failed();
+    let out = a.cmd(&["verify", EV, "--trusted-key", &a.pubkey(), "--trusted-key", &b.pubkey()]).failed();
     assert!(out.stdout.contains("entry 2"), "{}", out.stdout);
 }
 
@@ -241,14 +180,7 @@ fn an_artifact_that_breaks_its_schema_is_caught_even_when_signed() {
     r.cmd(&["validate", "bundles/example-agent"]).ok();
     let signer = Signer::load(&r.join(".agentplane/keys/signing.key")).unwrap();
     let (mut w, _) = ChainWriter::open(&r.join(EV), &signer).unwrap();
-    w.write_artifact(
-        &Bogus {
-            kind: "RunArtifact",
-            bundle: "example-agent@0.1.0",
-        },
-        &[],
-    )
-    .unwrap();
+    w.write_artifact(&Bogus { kind: "RunArtifact", bundle: "example-agent@0.1.0" }, &[]).unwrap();
     w.seal().unwrap();
     drop(w);
     expect_bad(&r, "does not match the RunArtifact schema");
@@ -258,8 +190,7 @@ fn an_artifact_that_breaks_its_schema_is_caught_even_when_signed() {
 fn verify_without_a_trusted_key_cannot_check() {
     let r = done();
     r.cmd(&["verify", EV]).error().stderr_has("--trusted-key");
-    r.cmd(&["verify", "no-such-dir", "--trusted-key", &r.pubkey()])
-        .error();
+    r.cmd(&["verify", "no-such-dir", "--trusted-key", &r.pubkey()]).error();
 }
 
 #[test]
@@ -267,32 +198,19 @@ fn key_errors_are_exit_2_with_a_hint() {
     let r = Root::new();
     r.copy_bundle("example-agent");
     // missing
-    r.cmd(&["validate", "bundles/example-agent", "--key", "nope.key"])
-        .error()
-        .stderr_has("hint:");
+    r.cmd(&["validate", "bundles/example-agent", "--key", "nope.key"]).error().stderr_has("hint:");
     // readable by others
     r.cmd(&["keygen", "--out", "k"]).ok();
     std::fs::set_permissions(r.join("k.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
-    r.cmd(&["validate", "bundles/example-agent", "--key", "k.key"])
-        .error()
-        .stderr_has("chmod 600");
+    r.cmd(&["validate", "bundles/example-agent", "--key", "k.key"]).error().stderr_has("chmod 600");
     // wrong type: a public key where the private one belongs
-    r.cmd(&["validate", "bundles/example-agent", "--key", "k.pub"])
-        .error()
-        .stderr_has("PKCS#8");
+    r.cmd(&["validate", "bundles/example-agent", "--key", "k.pub"]).error().stderr_has("PKCS#8");
     // corrupt PEM
-    r.write(
-        "bad.key",
-        "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n",
-    );
+    r.write("bad.key", "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n");
     std::fs::set_permissions(r.join("bad.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    r.cmd(&["validate", "bundles/example-agent", "--key", "bad.key"])
-        .error()
-        .stderr_has("hint:");
+    r.cmd(&["validate", "bundles/example-agent", "--key", "bad.key"]).error().stderr_has("hint:");
     // a corrupt trusted key
-    r.cmd(&["verify", ".", "--trusted-key", "bad.key"])
-        .error()
-        .stderr_has("SPKI");
+    r.cmd(&["verify", ".", "--trusted-key", "bad.key"]).error().stderr_has("SPKI");
 }
 
 #[test]
@@ -300,18 +218,9 @@ fn keygen_never_overwrites_and_keeps_the_private_key_private() {
     let r = Root::new();
     let out = r.cmd(&["keygen", "--out", "k"]).ok();
     assert!(out.stdout.contains("key id"));
-    assert_eq!(
-        std::fs::metadata(r.join("k.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(r.join("k.key")).unwrap().permissions().mode() & 0o777, 0o600);
     let before = r.read("k.key");
-    r.cmd(&["keygen", "--out", "k"])
-        .error()
-        .stderr_has("never overwrites");
+    r.cmd(&["keygen", "--out", "k"]).error().stderr_has("never overwrites");
     assert_eq!(r.read("k.key"), before);
 }
 
@@ -320,19 +229,10 @@ fn a_new_validation_keeps_the_previous_chain() {
     let r = done();
     let first_run = lines(&r)[0].clone();
     r.cmd(&["validate", "bundles/example-agent"]).ok();
-    let runs: Vec<_> = std::fs::read_dir(r.join(&format!("{EV}/runs")))
-        .unwrap()
-        .collect();
+    let runs: Vec<_> = std::fs::read_dir(r.join(&format!("{EV}/runs"))).unwrap().collect();
     assert_eq!(runs.len(), 1);
     let old = runs[0].as_ref().unwrap().path();
-    assert_eq!(
-        std::fs::read_to_string(old.join("evidence.jsonl"))
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-        first_run
-    );
+    assert_eq!(std::fs::read_to_string(old.join("evidence.jsonl")).unwrap().lines().next().unwrap(), first_run);
     assert!(old.join("run-artifact.json").is_file());
 }
 
@@ -343,12 +243,7 @@ fn two_writers_at_once_never_corrupt_the_chain() {
     for _ in 0..5 {
         let spawn = || {
             std::process::Command::new(crate::util::BIN)
-                .args([
-                    "--root",
-                    r.path().to_str().unwrap(),
-                    "validate",
-                    "bundles/example-agent",
-                ])
+                .args(["--root", r.path().to_str().unwrap(), "validate", "bundles/example-agent"])
                 .output()
                 .unwrap()
         };
@@ -360,18 +255,8 @@ fn two_writers_at_once_never_corrupt_the_chain() {
         for o in [&a, &b] {
             let code = o.status.code().unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
-            assert!(
-                code == 0 || (code == 2 && err.contains("another agentplane process")),
-                "exit {code}: {err}"
-            );
+            assert!(code == 0 || (code == 2 && err.contains("another agentplane process")), "exit {code}: {err}");
         }
-        r.cmd(&[
-            "verify",
-            EV,
-            "--trusted-key",
-            &r.pubkey(),
-            "--allow-unsealed",
-        ])
-        .ok();
+        r.cmd(&["verify", EV, "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
     }
 }

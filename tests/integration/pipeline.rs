@@ -15,55 +15,30 @@ fn up_runs_every_stage_and_the_evidence_verifies() {
     assert_eq!(run["isolation"], "process");
     assert_eq!(run["exitCode"], 0);
     assert_eq!(run["products"][0]["path"], "products/smoke-result.json");
-    assert!(
-        r.read("artifacts/example-agent/run.stdout.log")
-            .contains("smoke test starting")
-    );
-    assert_eq!(
-        r.json("artifacts/example-agent/session-artifact.json")["status"],
-        "success"
-    );
+    assert!(r.read("artifacts/example-agent/run.stdout.log").contains("smoke test starting"));
+    assert_eq!(r.json("artifacts/example-agent/session-artifact.json")["status"], "success");
     let replay = r.json("artifacts/example-agent/replay-artifact.json");
     assert_eq!(replay["inputs"]["bundlePath"], "bundles/example-agent");
-    assert_eq!(
-        r.read("state/pointers/current-staging").trim(),
-        "bundles/example-agent"
-    );
-    r.cmd(&[
-        "verify",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    assert_eq!(r.read("state/pointers/current-staging").trim(), "bundles/example-agent");
+    r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
 fn stages_one_at_a_time_and_out_of_order() {
     let r = Root::with_example();
     let b = "bundles/example-agent";
-    r.cmd(&["place", b])
-        .error()
-        .stderr_has("agentplane validate");
+    r.cmd(&["place", b]).error().stderr_has("agentplane validate");
     r.cmd(&["validate", b]).ok();
     r.cmd(&["run", b]).error().stderr_has("agentplane place");
     r.cmd(&["emit", b]).error().stderr_has("agentplane run");
     let placed = r.cmd(&["--format", "json", "place", b]).ok().json();
     assert_eq!(placed["chosenExecutor"], "local");
     assert_eq!(placed["transport"], "local");
-    r.cmd(&["place", b])
-        .error()
-        .stderr_has("already has a PlacementDecision");
+    r.cmd(&["place", b]).error().stderr_has("already has a PlacementDecision");
     let run = r.cmd(&["--format", "json", "run", b]).ok().json();
     assert_eq!(run["status"], "success");
     r.cmd(&["emit", b]).ok();
-    r.cmd(&[
-        "verify",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
@@ -71,10 +46,7 @@ fn run_refuses_a_bundle_changed_since_validation() {
     let r = Root::with_example();
     r.cmd(&["validate", "bundles/example-agent"]).ok();
     r.cmd(&["place", "bundles/example-agent"]).ok();
-    r.write(
-        "bundles/example-agent/smoke.sh",
-        "#!/bin/sh\necho changed\n",
-    );
+    r.write("bundles/example-agent/smoke.sh", "#!/bin/sh\necho changed\n");
     r.write("bundles/example-agent/new-file.txt", "x");
     r.cmd(&["run", "bundles/example-agent"])
         .failed()
@@ -91,20 +63,13 @@ fn a_failing_smoke_is_a_failed_run_with_evidence() {
     let run = r.json("artifacts/fails/run-artifact.json");
     assert_eq!(run["status"], "failure");
     assert_eq!(run["exitCode"], 3);
-    assert_eq!(
-        r.json("artifacts/fails/session-artifact.json")["status"],
-        "failure"
-    );
+    assert_eq!(r.json("artifacts/fails/session-artifact.json")["status"], "failure");
     assert!(r.read("artifacts/fails/run.stderr.log").contains("boom"));
-    r.cmd(&["verify", "artifacts/fails", "--trusted-key", &r.pubkey()])
-        .ok();
+    r.cmd(&["verify", "artifacts/fails", "--trusted-key", &r.pubkey()]).ok();
 }
 
 fn alive(marker: &str) -> bool {
-    let out = std::process::Command::new("pgrep")
-        .args(["-f", marker])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("pgrep").args(["-f", marker]).output().unwrap();
     !out.stdout.is_empty()
 }
 
@@ -116,25 +81,16 @@ fn a_runaway_smoke_is_killed_at_max_run_seconds_with_no_survivor() {
     let marker = format!("sleep 299.{}", std::process::id());
     // A background child and a foreground sleep, both far past the limit.
     let smoke = format!("#!/bin/sh\nsh -c '{marker}' &\n{marker}\n");
-    r.bundle("runaway", &smoke, |v| {
-        v["spec"]["policy"]["maxRunSeconds"] = 5.into()
-    });
+    r.bundle("runaway", &smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = 5.into());
     let t0 = std::time::Instant::now();
     r.cmd(&["up", "bundles/runaway"]).failed();
-    assert!(
-        t0.elapsed().as_secs() < 30,
-        "the run was not stopped near its deadline"
-    );
+    assert!(t0.elapsed().as_secs() < 30, "the run was not stopped near its deadline");
     let run = r.json("artifacts/runaway/run-artifact.json");
     assert_eq!(run["timedOut"], true);
     assert_eq!(run["status"], "failure");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(
-        !alive(&marker),
-        "a process started by the smoke survived the run"
-    );
-    r.cmd(&["verify", "artifacts/runaway", "--trusted-key", &r.pubkey()])
-        .ok();
+    assert!(!alive(&marker), "a process started by the smoke survived the run");
+    r.cmd(&["verify", "artifacts/runaway", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
@@ -149,19 +105,10 @@ fn secrets_reach_the_smoke_and_never_the_evidence() {
         |v| v["spec"]["secrets"]["required"] = serde_json::json!(["DEMO_TOKEN", "API_KEY_FILE"]),
     );
     let key_file = r.join("secret.txt").display().to_string();
-    r.cmd_env(
-        &["up", "bundles/secretive"],
-        &[
-            ("DEMO_TOKEN", "plain-secret-value-42"),
-            ("API_KEY_FILE", &key_file),
-        ],
-    )
-    .ok();
+    r.cmd_env(&["up", "bundles/secretive"], &[("DEMO_TOKEN", "plain-secret-value-42"), ("API_KEY_FILE", &key_file)])
+        .ok();
     let log = r.read("artifacts/secretive/run.stdout.log");
-    assert!(
-        log.contains("[redacted:DEMO_TOKEN]") && log.contains("[redacted:API_KEY_FILE]"),
-        "{log}"
-    );
+    assert!(log.contains("[redacted:DEMO_TOKEN]") && log.contains("[redacted:API_KEY_FILE]"), "{log}");
     for e in walkdir::WalkDir::new(r.join("artifacts/secretive")) {
         let e = e.unwrap();
         if e.file_type().is_file() {
@@ -175,17 +122,8 @@ fn secrets_reach_the_smoke_and_never_the_evidence() {
         }
     }
     let run = r.json("artifacts/secretive/run-artifact.json");
-    assert_eq!(
-        run["secretsProvided"],
-        serde_json::json!(["DEMO_TOKEN", "API_KEY_FILE"])
-    );
-    r.cmd(&[
-        "verify",
-        "artifacts/secretive",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    assert_eq!(run["secretsProvided"], serde_json::json!(["DEMO_TOKEN", "API_KEY_FILE"]));
+    r.cmd(&["verify", "artifacts/secretive", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
@@ -193,14 +131,10 @@ fn a_missing_secret_stops_the_run_before_it_starts() {
     let r = Root::new();
     r.keygen();
     r.write("ran", "");
-    r.bundle(
-        "needs",
-        "#!/bin/sh\ntouch \"$AGENTPLANE_PRODUCTS_DIR/ran\"\n",
-        |v| v["spec"]["secrets"]["required"] = serde_json::json!(["AGENTPLANE_TEST_NEVER_SET"]),
-    );
-    r.cmd(&["up", "bundles/needs"])
-        .error()
-        .stderr_has("`AGENTPLANE_TEST_NEVER_SET` is not set");
+    r.bundle("needs", "#!/bin/sh\ntouch \"$AGENTPLANE_PRODUCTS_DIR/ran\"\n", |v| {
+        v["spec"]["secrets"]["required"] = serde_json::json!(["AGENTPLANE_TEST_NEVER_SET"])
+    });
+    r.cmd(&["up", "bundles/needs"]).error().stderr_has("`AGENTPLANE_TEST_NEVER_SET` is not set");
     assert!(!r.join("artifacts/needs/run-artifact.json").exists());
 }
 
@@ -208,44 +142,22 @@ fn a_missing_secret_stops_the_run_before_it_starts() {
 fn replay_matches_a_deterministic_run() {
     let r = Root::with_example();
     r.up("bundles/example-agent");
-    let out = r
-        .cmd(&[
-            "replay",
-            "artifacts/example-agent",
-            "--trusted-key",
-            &r.pubkey(),
-            "--report",
-            "verdict.json",
-        ])
-        .ok();
+    let out =
+        r.cmd(&["replay", "artifacts/example-agent", "--trusted-key", &r.pubkey(), "--report", "verdict.json"]).ok();
     assert!(out.stdout.contains("match"), "{}", out.stdout);
     assert_eq!(r.json("verdict.json")["verdict"], "match");
     // Replay writes nothing into the evidence directory.
-    r.cmd(&[
-        "verify",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
 fn replay_refuses_a_changed_bundle_naming_the_file() {
     let r = Root::with_example();
     r.up("bundles/example-agent");
-    r.write(
-        "bundles/example-agent/smoke.sh",
-        "#!/bin/sh\necho tampered\n",
-    );
-    r.cmd(&[
-        "replay",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .failed()
-    .stderr_has("bundles/example-agent/smoke.sh (changed)");
+    r.write("bundles/example-agent/smoke.sh", "#!/bin/sh\necho tampered\n");
+    r.cmd(&["replay", "artifacts/example-agent", "--trusted-key", &r.pubkey()])
+        .failed()
+        .stderr_has("bundles/example-agent/smoke.sh (changed)");
 }
 
 #[test]
@@ -256,37 +168,18 @@ fn replay_reports_divergence_of_a_nondeterministic_bundle() {
         v["spec"]["determinism"] = serde_json::json!({"required": true})
     });
     r.up("bundles/clock");
-    let out = r
-        .cmd(&[
-            "--format",
-            "json",
-            "replay",
-            "artifacts/clock",
-            "--trusted-key",
-            &r.pubkey(),
-        ])
-        .failed();
+    let out = r.cmd(&["--format", "json", "replay", "artifacts/clock", "--trusted-key", &r.pubkey()]).failed();
     let v = out.json();
     assert_eq!(v["verdict"], "diverged");
-    assert!(
-        v["differences"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("products/now.txt"),
-        "{v}"
-    );
+    assert!(v["differences"][0].as_str().unwrap().starts_with("products/now.txt"), "{v}");
 }
 
 #[test]
 fn promote_needs_a_successful_sealed_run() {
     let r = Root::with_example();
-    r.cmd(&["promote", "bundles/example-agent"])
-        .failed()
-        .stderr_has("has no evidence");
+    r.cmd(&["promote", "bundles/example-agent"]).failed().stderr_has("has no evidence");
     r.cmd(&["validate", "bundles/example-agent"]).ok();
-    r.cmd(&["promote", "bundles/example-agent"])
-        .failed()
-        .stderr_has("does not verify");
+    r.cmd(&["promote", "bundles/example-agent"]).failed().stderr_has("does not verify");
 }
 
 #[test]
@@ -296,48 +189,21 @@ fn promote_promote_rollback_moves_the_pointers() {
     r.up("bundles/example-agent");
     r.up("bundles/second");
     r.cmd(&["promote", "bundles/example-agent"]).ok();
-    assert_eq!(
-        r.read("state/pointers/current-prod").trim(),
-        "bundles/example-agent"
-    );
+    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/example-agent");
     assert!(!r.join("state/pointers/previous-good").exists());
     r.cmd(&["promote", "bundles/second"]).ok();
-    assert_eq!(
-        r.read("state/pointers/current-prod").trim(),
-        "bundles/second"
-    );
-    assert_eq!(
-        r.read("state/pointers/previous-good").trim(),
-        "bundles/example-agent"
-    );
+    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/second");
+    assert_eq!(r.read("state/pointers/previous-good").trim(), "bundles/example-agent");
     let promo = r.json("artifacts/second/promotion-artifact.json");
-    assert!(
-        promo["promotionReceiptRef"]
-            .as_str()
-            .unwrap()
-            .starts_with("urn:srcos:receipt:promotion:")
-    );
+    assert!(promo["promotionReceiptRef"].as_str().unwrap().starts_with("urn:srcos:receipt:promotion:"));
     r.cmd(&["rollback"]).ok();
-    assert_eq!(
-        r.read("state/pointers/current-prod").trim(),
-        "bundles/example-agent"
-    );
+    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/example-agent");
     let rev = r.json("artifacts/second/reversal-artifact.json");
-    assert_eq!(
-        rev["sourcePromotionReceiptRef"],
-        promo["promotionReceiptRef"]
-    );
+    assert_eq!(rev["sourcePromotionReceiptRef"], promo["promotionReceiptRef"]);
     r.cmd(&["rollback"]).failed().stderr_has("no previous-good");
     // Both chains were resealed and still verify.
-    r.cmd(&["verify", "artifacts/second", "--trusted-key", &r.pubkey()])
-        .ok();
-    r.cmd(&[
-        "verify",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/second", "--trusted-key", &r.pubkey()]).ok();
+    r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
     let status = r.cmd(&["--format", "json", "status"]).ok().json();
     assert_eq!(status["pointers"]["current-prod"], "bundles/example-agent");
 }
@@ -346,28 +212,17 @@ fn promote_promote_rollback_moves_the_pointers() {
 fn the_human_gate_needs_a_second_key() {
     let r = Root::new();
     r.keygen();
-    r.bundle("gated", "#!/bin/sh\necho ok\n", |v| {
-        v["spec"]["policy"]["humanGateRequired"] = true.into()
-    });
+    r.bundle("gated", "#!/bin/sh\necho ok\n", |v| v["spec"]["policy"]["humanGateRequired"] = true.into());
     r.up("bundles/gated");
-    r.cmd(&["promote", "bundles/gated"])
+    r.cmd(&["promote", "bundles/gated"]).failed().stderr_has("--approval-key");
+    r.cmd(&["promote", "bundles/gated", "--approval-key", ".agentplane/keys/signing.key"])
         .failed()
-        .stderr_has("--approval-key");
-    r.cmd(&[
-        "promote",
-        "bundles/gated",
-        "--approval-key",
-        ".agentplane/keys/signing.key",
-    ])
-    .failed()
-    .stderr_has("second person");
+        .stderr_has("second person");
     r.cmd(&["keygen", "--out", "approver"]).ok();
-    r.cmd(&["promote", "bundles/gated", "--approval-key", "approver.key"])
-        .ok();
+    r.cmd(&["promote", "bundles/gated", "--approval-key", "approver.key"]).ok();
     let promo = r.json("artifacts/gated/promotion-artifact.json");
     assert!(promo["approval"]["sig"].is_string());
-    r.cmd(&["verify", "artifacts/gated", "--trusted-key", &r.pubkey()])
-        .ok();
+    r.cmd(&["verify", "artifacts/gated", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
@@ -390,23 +245,13 @@ fn ctrl_c_during_up_leaves_a_sealed_chain_whose_session_says_canceled() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let session = r.json("artifacts/slow/session-artifact.json");
     assert_eq!(session["status"], "canceled");
     assert_eq!(r.json("artifacts/slow/run-artifact.json")["canceled"], true);
-    r.cmd(&["verify", "artifacts/slow", "--trusted-key", &r.pubkey()])
-        .ok();
+    r.cmd(&["verify", "artifacts/slow", "--trusted-key", &r.pubkey()]).ok();
 }
 
 #[test]
@@ -414,13 +259,7 @@ fn demo_tells_its_story_on_a_fresh_root() {
     let r = Root::new();
     r.copy_bundle("example-agent");
     let out = r.cmd(&["demo"]).ok();
-    for needle in [
-        "created a demo signing key",
-        "agentplane up",
-        "agentplane verify",
-        "match",
-        "auditor",
-    ] {
+    for needle in ["created a demo signing key", "agentplane up", "agentplane verify", "match", "auditor"] {
         assert!(out.stdout.contains(needle), "{needle}:\n{}", out.stdout);
     }
     // A second demo reuses the key and starts a new chain.

@@ -40,34 +40,17 @@ fn every_rejection_is_explained() {
         serde_json::json!([
             node("off", |n| n["enabled"] = false.into()),
             node("drained", |n| n["health"]["state"] = "drained".into()),
-            node("vm-only", |n| n["supportedBackends"] =
-                serde_json::json!(["qemu"])),
-            node("riscv", |n| n["platform"] =
-                serde_json::json!({"os": "linux", "arch": "riscv64"})),
+            node("vm-only", |n| n["supportedBackends"] = serde_json::json!(["qemu"])),
+            node("riscv", |n| n["platform"] = serde_json::json!({"os": "linux", "arch": "riscv64"})),
             node("good", |_| {}),
             node("also-good", |_| {}),
         ]),
         "off",
     );
-    let d = r
-        .cmd(&[
-            "--format",
-            "json",
-            "place",
-            "bundles/example-agent",
-            "--inventory",
-            &inv,
-        ])
-        .ok()
-        .json();
+    let d = r.cmd(&["--format", "json", "place", "bundles/example-agent", "--inventory", &inv]).ok().json();
     assert_eq!(d["chosenExecutor"], "good");
     let reason = |name: &str| {
-        d["rejected"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == name)
-            .unwrap()["code"]
+        d["rejected"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["code"]
             .as_str()
             .unwrap()
             .to_string()
@@ -77,38 +60,20 @@ fn every_rejection_is_explained() {
     assert_eq!(reason("vm-only"), "backend-unsupported");
     assert_eq!(reason("riscv"), "platform-mismatch");
     assert_eq!(reason("also-good"), "not-preferred");
-    r.cmd(&[
-        "verify",
-        "artifacts/example-agent",
-        "--trusted-key",
-        &r.pubkey(),
-        "--allow-unsealed",
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
 }
 
 #[test]
 fn nothing_qualifies_is_exit_1_listing_why() {
     let r = validated();
-    let inv = inventory(
-        &r,
-        serde_json::json!([node("off", |n| n["enabled"] = false.into())]),
-        "off",
-    );
-    let out = r
-        .cmd(&["place", "bundles/example-agent", "--inventory", &inv])
-        .failed();
+    let inv = inventory(&r, serde_json::json!([node("off", |n| n["enabled"] = false.into())]), "off");
+    let out = r.cmd(&["place", "bundles/example-agent", "--inventory", &inv]).failed();
     assert!(
-        out.stdout.contains("off")
-            && out.stdout.contains("disabled")
-            && out.stdout.contains("no executor qualifies"),
+        out.stdout.contains("off") && out.stdout.contains("disabled") && out.stdout.contains("no executor qualifies"),
         "{}",
         out.stdout
     );
-    assert!(
-        !r.join("artifacts/example-agent/placement-decision.json")
-            .exists()
-    );
+    assert!(!r.join("artifacts/example-agent/placement-decision.json").exists());
 }
 
 #[test]
@@ -120,49 +85,19 @@ fn isolation_and_kvm_policies_filter() {
     });
     r.cmd(&["validate", "bundles/strict"]).ok();
     let inv = inventory(&r, serde_json::json!([node("proc", |_| {})]), "proc");
-    let d = r
-        .cmd(&[
-            "--format",
-            "json",
-            "place",
-            "bundles/strict",
-            "--inventory",
-            &inv,
-        ])
-        .failed()
-        .json();
+    let d = r.cmd(&["--format", "json", "place", "bundles/strict", "--inventory", &inv]).failed().json();
     assert_eq!(d["rejected"][0]["code"], "isolation-too-weak");
 }
 
 #[test]
 fn pinning_by_flag_and_unknown_pins() {
     let r = validated();
-    let inv = inventory(
-        &r,
-        serde_json::json!([node("a", |_| {}), node("b", |_| {})]),
-        "a",
-    );
-    r.cmd(&[
-        "place",
-        "bundles/example-agent",
-        "--inventory",
-        &inv,
-        "--executor",
-        "zzz",
-    ])
-    .failed()
-    .stderr_has("known executors: a, b");
+    let inv = inventory(&r, serde_json::json!([node("a", |_| {}), node("b", |_| {})]), "a");
+    r.cmd(&["place", "bundles/example-agent", "--inventory", &inv, "--executor", "zzz"])
+        .failed()
+        .stderr_has("known executors: a, b");
     let d = r
-        .cmd(&[
-            "--format",
-            "json",
-            "place",
-            "bundles/example-agent",
-            "--inventory",
-            &inv,
-            "--executor",
-            "b",
-        ])
+        .cmd(&["--format", "json", "place", "bundles/example-agent", "--inventory", &inv, "--executor", "b"])
         .ok()
         .json();
     assert_eq!(d["chosenExecutor"], "b");
@@ -170,15 +105,15 @@ fn pinning_by_flag_and_unknown_pins() {
 
 #[test]
 fn the_upstream_legacy_inventory_shape_loads() {
-    let Some(compat) = compat() else {
-        panic!("../shared/compat is absent: needed for the legacy inventory test")
-    };
+    let Some(compat) = compat() else { panic!("../shared/compat is absent: needed for the legacy inventory test") };
     let r = validated();
     let mut legacy: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(compat.join("upstream-inventory.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(compat.join("upstream-inventory.json")).unwrap()).unwrap();
     // Add a local executor in the legacy shape beside upstream's (unreachable) Lima node.
-    legacy["executors"].as_array_mut().unwrap().push(serde_json::json!({"name": "here", "sshRef": "local", "caps": {"os": "linux", "kvm": false}}));
+    legacy["executors"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "here", "sshRef": "local", "caps": {"os": "linux", "kvm": false}}));
     r.write("legacy.json", legacy.to_string());
     let d = r
         .cmd(&[
@@ -194,12 +129,7 @@ fn the_upstream_legacy_inventory_shape_loads() {
         .ok()
         .json();
     assert_eq!(d["chosenExecutor"], "here");
-    let lima = d["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "lima-nixbuilder")
-        .unwrap();
+    let lima = d["rejected"].as_array().unwrap().iter().find(|x| x["name"] == "lima-nixbuilder").unwrap();
     assert_eq!(lima["code"], "ssh-unreachable", "{lima}");
 }
 
@@ -213,49 +143,24 @@ fn malformed_inventories_are_exit_2_with_file_and_pointer() {
             "/executors/0/enabled",
         ),
         (r#"{"executors":[{"name":"a"}]}"#, "/executors/0"),
-        (
-            r#"{"executors":[{"name":"a","sshRef":"local"}],"defaultExecutor":"b"}"#,
-            "/defaultExecutor",
-        ),
-        (
-            r#"{"executors":[{"name":"a","sshRef":"x@h:notaport"}]}"#,
-            "bad port",
-        ),
+        (r#"{"executors":[{"name":"a","sshRef":"local"}],"defaultExecutor":"b"}"#, "/defaultExecutor"),
+        (r#"{"executors":[{"name":"a","sshRef":"x@h:notaport"}]}"#, "bad port"),
     ] {
         r.write("bad-inv.json", body);
-        r.cmd(&[
-            "place",
-            "bundles/example-agent",
-            "--inventory",
-            "bad-inv.json",
-        ])
-        .error()
-        .stderr_has("bad-inv.json")
-        .stderr_has(needle);
+        r.cmd(&["place", "bundles/example-agent", "--inventory", "bad-inv.json"])
+            .error()
+            .stderr_has("bad-inv.json")
+            .stderr_has(needle);
     }
-    r.cmd(&[
-        "place",
-        "bundles/example-agent",
-        "--inventory",
-        "missing.json",
-    ])
-    .error()
-    .stderr_has("missing.json");
+    r.cmd(&["place", "bundles/example-agent", "--inventory", "missing.json"]).error().stderr_has("missing.json");
 }
 
 #[test]
 fn the_projects_default_inventory_places_on_local() {
     let r = validated();
     std::fs::create_dir_all(r.join("fleet")).unwrap();
-    std::fs::copy(
-        crate::util::repo().join("fleet/inventory.json"),
-        r.join("fleet/inventory.json"),
-    )
-    .unwrap();
-    let d = r
-        .cmd(&["--format", "json", "place", "bundles/example-agent"])
-        .ok()
-        .json();
+    std::fs::copy(crate::util::repo().join("fleet/inventory.json"), r.join("fleet/inventory.json")).unwrap();
+    let d = r.cmd(&["--format", "json", "place", "bundles/example-agent"]).ok().json();
     assert_eq!(d["chosenExecutor"], "local");
     assert_eq!(d["rejected"][0]["code"], "disabled");
 }

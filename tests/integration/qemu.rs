@@ -14,23 +14,15 @@ fn leaked_vms() -> Vec<String> {
         let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        let args: Vec<String> = raw
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let args: Vec<String> = raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         if !args.first().is_some_and(|a| a.contains("qemu-system")) {
             continue;
         }
-        let orphaned = args
-            .iter()
-            .filter_map(|a| a.split("path=").last())
-            .any(|a| {
-                let p = std::path::Path::new(a);
-                let ours = p
-                    .components()
-                    .any(|c| c.as_os_str().to_string_lossy().starts_with("agentplane-"));
-                ours && p.parent().is_some_and(|d| !d.exists())
-            });
+        let orphaned = args.iter().filter_map(|a| a.split("path=").last()).any(|a| {
+            let p = std::path::Path::new(a);
+            let ours = p.components().any(|c| c.as_os_str().to_string_lossy().starts_with("agentplane-"));
+            ours && p.parent().is_some_and(|d| !d.exists())
+        });
         if orphaned {
             out.push(args.join(" "));
         }
@@ -60,10 +52,7 @@ fn example_vm_runs_in_a_vm_and_its_evidence_verifies() {
     assert_eq!(artifact["backendIntent"], "qemu");
     assert_eq!(artifact["environment"]["hostname"], "agentplane-vm");
     assert_eq!(artifact["environment"]["arch"], "x86_64");
-    let kernel = artifact["environment"]["kernel"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let kernel = artifact["environment"]["kernel"].as_str().unwrap().to_string();
     assert!(!kernel.is_empty());
 
     // The product came back from the guest and says so.
@@ -75,20 +64,11 @@ fn example_vm_runs_in_a_vm_and_its_evidence_verifies() {
     // stdout and stderr kept apart, and no kernel console in either.
     let stdout = r.read("artifacts/example-vm/run.stdout.log");
     let stderr = r.read("artifacts/example-vm/run.stderr.log");
-    assert_eq!(
-        stdout,
-        format!("example-vm: smoke test ran in agentplane-vm on kernel {kernel}\n")
-    );
+    assert_eq!(stdout, format!("example-vm: smoke test ran in agentplane-vm on kernel {kernel}\n"));
     assert_eq!(stderr, "example-vm: this line goes to stderr\n");
 
     r.cmd(&["emit", b]).ok();
-    r.cmd(&[
-        "verify",
-        "artifacts/example-vm",
-        "--trusted-key",
-        &r.pubkey(),
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/example-vm", "--trusted-key", &r.pubkey()]).ok();
     assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
 }
 
@@ -117,49 +97,28 @@ exit 3
     let b = "bundles/vm-bytes";
     r.cmd(&["validate", b]).ok();
     r.cmd(&["place", b]).ok();
-    r.cmd_env(&["run", b], &[("AGENTPLANE_QEMU_ACCEL", "tcg")])
-        .failed();
+    r.cmd_env(&["run", b], &[("AGENTPLANE_QEMU_ACCEL", "tcg")]).failed();
 
     let artifact = r.json("artifacts/vm-bytes/run-artifact.json");
     assert_eq!(artifact["exitCode"], 3);
     assert_eq!(artifact["timedOut"], false);
-    assert_eq!(
-        artifact["isolation"], "vm-tcg",
-        "AGENTPLANE_QEMU_ACCEL=tcg must not claim KVM"
-    );
+    assert_eq!(artifact["isolation"], "vm-tcg", "AGENTPLANE_QEMU_ACCEL=tcg must not claim KVM");
     let products = r.join("artifacts/vm-bytes/products");
-    assert_eq!(
-        std::fs::read(products.join("copied.bin")).unwrap(),
-        every_byte
-    );
+    assert_eq!(std::fs::read(products.join("copied.bin")).unwrap(), every_byte);
     let random = std::fs::read(products.join("random.bin")).unwrap();
     assert_eq!(random.len(), 300_000);
     let guest_sum = std::fs::read_to_string(products.join("random.sha256")).unwrap();
-    assert_eq!(
-        guest_sum.trim(),
-        sha256_hex(&random),
-        "the guest's digest of what it sent"
-    );
-    assert_eq!(
-        std::fs::read_to_string(products.join("sub dir/name with spaces")).unwrap(),
-        "x"
-    );
-    let recorded: Vec<&str> = artifact["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    assert_eq!(guest_sum.trim(), sha256_hex(&random), "the guest's digest of what it sent");
+    assert_eq!(std::fs::read_to_string(products.join("sub dir/name with spaces")).unwrap(), "x");
+    let recorded: Vec<&str> =
+        artifact["products"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
     assert!(recorded.contains(&"products/random.bin"), "{recorded:?}");
 
     assert_eq!(
         r.read("artifacts/vm-bytes/run.stdout.log"),
         "bundle=vm-bytes products=/agentplane/products cwd=/agentplane/bundle\n"
     );
-    assert_eq!(
-        r.read("artifacts/vm-bytes/run.stderr.log"),
-        "no newline at the end"
-    );
+    assert_eq!(r.read("artifacts/vm-bytes/run.stderr.log"), "no newline at the end");
 }
 
 #[test]
@@ -181,15 +140,9 @@ fn a_vm_smoke_past_max_run_seconds_is_stopped_and_no_qemu_survives() {
     let artifact = r.json("artifacts/vm-slow/run-artifact.json");
     assert_eq!(artifact["timedOut"], true);
     assert_eq!(artifact["status"], "failure");
-    assert_eq!(
-        artifact["signal"], "SIGTERM",
-        "the guest stops the script with TERM first"
-    );
+    assert_eq!(artifact["signal"], "SIGTERM", "the guest stops the script with TERM first");
     // The guest enforces the deadline itself, so what the script wrote still comes back.
-    assert_eq!(
-        r.read("artifacts/vm-slow/products/partial.txt"),
-        "partial\n"
-    );
+    assert_eq!(r.read("artifacts/vm-slow/products/partial.txt"), "partial\n");
     assert_eq!(r.read("artifacts/vm-slow/run.stdout.log"), "started\n");
     // Boot (not counted) + 5 s + grace, well short of the script's 60 s.
     assert!(took.as_secs() < 45, "took {took:?}");
@@ -205,17 +158,12 @@ fn requiring_kvm_fails_clearly_where_kvm_does_not_work() {
         v["spec"]["vm"]["requiresKvm"] = true.into();
     });
     // The repo's inventory with `local` claiming KVM, so placement lets the run try.
-    let mut inv: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(crate::util::repo().join("fleet/inventory.json")).unwrap(),
-    )
-    .unwrap();
+    let mut inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(crate::util::repo().join("fleet/inventory.json")).unwrap()).unwrap();
     for e in inv["executors"].as_array_mut().unwrap() {
         e["capabilities"]["kvm"] = true.into();
     }
-    r.write(
-        "fleet/inventory.json",
-        serde_json::to_vec_pretty(&inv).unwrap(),
-    );
+    r.write("fleet/inventory.json", serde_json::to_vec_pretty(&inv).unwrap());
     let b = "bundles/vm-kvm";
     r.cmd(&["validate", b]).ok();
     r.cmd(&["place", b]).ok();
@@ -227,9 +175,6 @@ fn requiring_kvm_fails_clearly_where_kvm_does_not_work() {
         assert_eq!(run.code, 1, "{}", run.stderr);
         assert_eq!(artifact["isolation"], "vm-tcg");
         let error = artifact["error"].as_str().unwrap_or_default();
-        assert!(
-            error.contains("KVM required but not usable"),
-            "{artifact:#}"
-        );
+        assert!(error.contains("KVM required but not usable"), "{artifact:#}");
     }
 }

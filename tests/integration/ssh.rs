@@ -21,10 +21,7 @@ fn inventory(r: &Root, executors: Vec<serde_json::Value>, default: &str) -> Stri
         "defaultExecutor": default,
         "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
     });
-    r.write(
-        "fleet/ssh-inventory.json",
-        serde_json::to_vec_pretty(&inv).unwrap(),
-    );
+    r.write("fleet/ssh-inventory.json", serde_json::to_vec_pretty(&inv).unwrap());
     "fleet/ssh-inventory.json".into()
 }
 
@@ -32,24 +29,13 @@ fn inventory(r: &Root, executors: Vec<serde_json::Value>, default: &str) -> Stri
 fn validated(name: &str, smoke: &str, max_run_seconds: u64) -> Root {
     let r = Root::new();
     r.keygen();
-    r.bundle(name, smoke, |v| {
-        v["spec"]["policy"]["maxRunSeconds"] = max_run_seconds.into()
-    });
+    r.bundle(name, smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = max_run_seconds.into());
     r.cmd(&["validate", &format!("bundles/{name}")]).ok();
     r
 }
 
 fn place_json(r: &Root, bundle: &str, inv: &str, timeout: &str) -> Run {
-    r.cmd(&[
-        "--format",
-        "json",
-        "place",
-        bundle,
-        "--inventory",
-        inv,
-        "--probe-timeout",
-        timeout,
-    ])
+    r.cmd(&["--format", "json", "place", bundle, "--inventory", inv, "--probe-timeout", timeout])
 }
 
 /// The rejection code recorded for executor `name`.
@@ -84,19 +70,17 @@ fn silent_listener() -> (u16, std::thread::JoinHandle<()>) {
 fn placement_probes_a_real_sshd_and_chooses_it() {
     let sshd = Sshd::start();
     let r = validated("over-ssh", "#!/bin/sh\necho hi\n", 20);
-    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    // A known_hosts like real ones (markers, other key types, hashed entries)
+    // must still match.
+    let noisy = sshd.noisy_known_hosts();
+    let exec = sshd.executor_json_with("ssh1", sshd.port, &sshd.client_key, &noisy);
+    let inv = inventory(&r, vec![exec], "ssh1");
     let d = place_json(&r, "bundles/over-ssh", &inv, "5").ok().json();
     assert_eq!(d["chosenExecutor"], "ssh1", "{d:#}\n{}", sshd.log());
     assert_eq!(d["transport"], "ssh");
     assert_eq!(d["ssh"]["port"], sshd.port);
-    assert_eq!(
-        d["ssh"]["knownHostsFile"],
-        sshd.known_hosts.display().to_string()
-    );
-    assert_eq!(
-        d["observedPlatform"],
-        format!("linux/{}", std::env::consts::ARCH)
-    );
+    assert_eq!(d["ssh"]["knownHostsFile"], noisy.display().to_string());
+    assert_eq!(d["observedPlatform"], format!("linux/{}", std::env::consts::ARCH));
     assert_eq!(d["isolation"], "process");
 }
 
@@ -112,14 +96,14 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
         sshd.executor_json_with("changed", sshd.port, &key, &sshd.wrong_known_hosts()),
         sshd.executor_json_with("unknown", sshd.port, &key, &sshd.empty_known_hosts()),
         sshd.executor_json_with("stranger", sshd.port, &sshd.bad_client_key(), &kh),
-        sshd.executor_json_with(
-            "no-key",
-            sshd.port,
-            Path::new("/nonexistent/id_ed25519"),
-            &kh,
-        ),
+        sshd.executor_json_with("no-key", sshd.port, Path::new("/nonexistent/id_ed25519"), &kh),
+        sshd.executor_json_with("revoked", sshd.port, &key, &sshd.revoked_known_hosts()),
         sshd.executor_json_with("closed", closed, &key, &kh),
     ];
+    let mut nowhere = sshd.executor_json("nowhere");
+    nowhere["ssh"]["host"] = "no-such-host.invalid".into();
+    nowhere["sshRef"] = format!("{}@no-such-host.invalid:22", sshd.user).into();
+    bad.push(nowhere);
     for (i, (port, _)) in silent.iter().enumerate() {
         bad.push(sshd.executor_json_with(&format!("silent{i}"), *port, &key, &kh));
     }
@@ -136,21 +120,17 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
         ("unknown", "ssh-host-key-unknown"),
         ("stranger", "ssh-auth-failed"),
         ("no-key", "ssh-auth-failed"),
+        ("revoked", "ssh-host-key-changed"),
         ("closed", "ssh-unreachable"),
+        ("nowhere", "ssh-unreachable"),
         ("silent0", "ssh-unreachable"),
         ("silent3", "ssh-unreachable"),
     ];
     for (name, code) in expect {
         assert_eq!(code_of(&d, name), code, "{name}: {d:#}");
     }
-    assert!(
-        took >= Duration::from_millis(1900),
-        "the silent hosts were not waited for: {took:?}"
-    );
-    assert!(
-        took < Duration::from_secs(6),
-        "probes did not run in parallel within the timeout: {took:?}"
-    );
+    assert!(took >= Duration::from_millis(1900), "the silent hosts were not waited for: {took:?}");
+    assert!(took < Duration::from_secs(6), "probes did not run in parallel within the timeout: {took:?}");
 
     // With a good executor among them it is chosen and the rest keep their reasons.
     let mut all = bad;
@@ -161,12 +141,7 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     for (name, code) in expect {
         assert_eq!(code_of(&d, name), code, "{name}: {d:#}");
     }
-    let reason = d["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "changed")
-        .unwrap()["reason"]
+    let reason = d["rejected"].as_array().unwrap().iter().find(|x| x["name"] == "changed").unwrap()["reason"]
         .as_str()
         .unwrap()
         .to_string();
@@ -175,10 +150,7 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
 
 /// The remote run directory a smoke reported (it prints its cwd, `…/bundle`).
 fn remote_dir_from(log: &str) -> PathBuf {
-    let line = log
-        .lines()
-        .find(|l| l.starts_with("cwd="))
-        .unwrap_or_else(|| panic!("no cwd in:\n{log}"));
+    let line = log.lines().find(|l| l.starts_with("cwd=")).unwrap_or_else(|| panic!("no cwd in:\n{log}"));
     let cwd = PathBuf::from(line.trim_start_matches("cwd="));
     cwd.parent().expect("cwd has a parent").to_path_buf()
 }
@@ -192,50 +164,28 @@ fn a_run_over_ssh_brings_products_back_and_leaves_nothing_remote() {
     let r = validated("ssh-run", smoke, 20);
     let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-run", &inv, "5").ok();
-    let run = r
-        .cmd(&["--format", "json", "run", "bundles/ssh-run"])
-        .ok()
-        .json();
+    let run = r.cmd(&["--format", "json", "run", "bundles/ssh-run"]).ok().json();
     assert_eq!(run["status"], "success", "{run:#}");
     assert_eq!(run["executor"], "ssh1");
     assert_eq!(run["exitCode"], 0);
     assert_eq!(run["isolation"], "process");
     assert_eq!(run["environment"]["os"], "linux");
-    let products: Vec<_> = run["products"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["path"].as_str().unwrap())
-        .collect();
+    let products: Vec<_> = run["products"].as_array().unwrap().iter().map(|p| p["path"].as_str().unwrap()).collect();
     assert!(products.contains(&"products/result.txt"), "{products:?}");
-    assert!(
-        products.contains(&"products/nested/deep.txt"),
-        "{products:?}"
-    );
+    assert!(products.contains(&"products/nested/deep.txt"), "{products:?}");
     assert_eq!(r.read("artifacts/ssh-run/products/result.txt"), "ok\n");
-    assert!(
-        r.read("artifacts/ssh-run/run.stderr.log")
-            .contains("to-stderr")
-    );
+    assert!(r.read("artifacts/ssh-run/run.stderr.log").contains("to-stderr"));
     let stdout = r.read("artifacts/ssh-run/run.stdout.log");
     let remote = remote_dir_from(&stdout);
-    assert!(
-        remote.starts_with("/tmp") && remote.to_string_lossy().contains("agentplane-"),
-        "{remote:?}"
-    );
-    assert!(
-        !remote.exists(),
-        "the remote run directory {remote:?} was left behind"
-    );
+    assert!(remote.starts_with("/tmp") && remote.to_string_lossy().contains("agentplane-"), "{remote:?}");
+    assert!(!remote.exists(), "the remote run directory {remote:?} was left behind");
     r.cmd(&["emit", "bundles/ssh-run"]).ok();
-    r.cmd(&["verify", "artifacts/ssh-run", "--trusted-key", &r.pubkey()])
-        .ok();
+    r.cmd(&["verify", "artifacts/ssh-run", "--trusted-key", &r.pubkey()]).ok();
 }
 
 fn alive(pid: &str) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.contains("sleep"))
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("sleep"))
 }
 
 #[test]
@@ -249,29 +199,18 @@ fn an_ssh_run_past_its_deadline_is_killed_remotely() {
         m = marker.display()
     );
     r.keygen();
-    r.bundle("ssh-slow", &smoke, |v| {
-        v["spec"]["policy"]["maxRunSeconds"] = 5.into()
-    });
+    r.bundle("ssh-slow", &smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = 5.into());
     r.cmd(&["validate", "bundles/ssh-slow"]).ok();
     let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-slow", &inv, "5").ok();
     let t0 = Instant::now();
-    let run = r
-        .cmd(&["--format", "json", "run", "bundles/ssh-slow"])
-        .failed()
-        .json();
+    let run = r.cmd(&["--format", "json", "run", "bundles/ssh-slow"]).failed().json();
     let took = t0.elapsed();
     assert_eq!(run["status"], "failure");
     assert_eq!(run["timedOut"], true, "{run:#}");
     // 5 s limit, 2 s grace, then the evidence: nowhere near the 120 s sleeps.
-    assert!(
-        took < Duration::from_secs(20),
-        "the remote deadline was not enforced: {took:?}"
-    );
-    assert_eq!(
-        run["signal"], "SIGKILL",
-        "TERM was ignored, so KILL ended it: {run:#}"
-    );
+    assert!(took < Duration::from_secs(20), "the remote deadline was not enforced: {took:?}");
+    assert_eq!(run["signal"], "SIGKILL", "TERM was ignored, so KILL ended it: {run:#}");
     std::thread::sleep(Duration::from_millis(300));
     for pid in std::fs::read_to_string(&marker).unwrap().split_whitespace() {
         assert!(!alive(pid), "remote process {pid} survived the run");
@@ -295,24 +234,30 @@ fn spawn_run(r: &Root, bundle: &str) -> std::process::Child {
 fn wait_for_file(p: &Path, within: Duration) {
     let end = Instant::now() + within;
     while !p.exists() {
-        assert!(
-            Instant::now() < end,
-            "{p:?} did not appear within {within:?}"
-        );
+        assert!(Instant::now() < end, "{p:?} did not appear within {within:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Kill the smoke's sleep (it is a local process here) so nothing outlives the test.
-fn kill_pid_in(marker: &Path) {
-    if let Some(pid) = std::fs::read_to_string(marker)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+/// The smoke's sleep pid and its run directory, from the marker file.
+fn marker_contents(marker: &Path) -> (String, Option<PathBuf>) {
+    let text = std::fs::read_to_string(marker).unwrap_or_default();
+    let mut lines = text.lines();
+    let pid = lines.next().unwrap_or_default().trim().to_string();
+    let dir = lines.next().map(|l| PathBuf::from(l.trim()));
+    (pid, dir)
+}
+
+/// After a host vanished, nothing could clean up on it. Here the "remote" is
+/// this machine: kill the smoke's sleep and remove the run directory, so
+/// nothing outlives the test.
+fn clean_up_after_vanished_host(marker: &Path) {
+    let (pid, dir) = marker_contents(marker);
+    if let Ok(pid) = pid.parse::<i32>() {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    if let Some(dir) = dir.filter(|d| d.to_string_lossy().starts_with("/tmp/agentplane-")) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -320,14 +265,15 @@ fn kill_pid_in(marker: &Path) {
 fn long_running(name: &str) -> (Root, PathBuf) {
     let r = Root::new();
     let marker = r.join("started");
+    // The pid of the sleep, then the run directory (here the "remote" host is
+    // this one, so a test whose host vanished can clean up after it).
     let smoke = format!(
-        "#!/bin/sh\necho started\nsleep 30 &\necho $! > {}\nwait\n",
-        marker.display()
+        "#!/bin/sh\necho started\nsleep 30 &\n\
+         printf '%s\\n%s\\n' $! \"$(dirname \"$PWD\")\" > {m}.tmp && mv {m}.tmp {m}\nwait\n",
+        m = marker.display()
     );
     r.keygen();
-    r.bundle(name, &smoke, |v| {
-        v["spec"]["policy"]["maxRunSeconds"] = 120.into()
-    });
+    r.bundle(name, &smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = 120.into());
     r.cmd(&["validate", &format!("bundles/{name}")]).ok();
     (r, marker)
 }
@@ -363,28 +309,14 @@ fn a_host_killed_mid_run_fails_the_run_promptly() {
     wait_for_file(&marker, Duration::from_secs(20));
     sshd.kill_all();
     let (out, took) = finish(child, Duration::from_secs(20));
-    kill_pid_in(&marker);
-    assert_eq!(
-        out.code, 1,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    assert!(
-        took < Duration::from_secs(10),
-        "took {took:?} to notice the host was gone"
-    );
+    clean_up_after_vanished_host(&marker);
+    assert_eq!(out.code, 1, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?} to notice the host was gone");
     let run = r.json("artifacts/ssh-vanish/run-artifact.json");
     assert_eq!(run["status"], "failure");
     let err = run["error"].as_str().unwrap_or_default();
     assert!(err.contains("lost connection to ssh1"), "{run:#}");
-    r.cmd(&[
-        "verify",
-        "artifacts/ssh-vanish",
-        "--trusted-key",
-        &r.pubkey(),
-        "--allow-unsealed",
-    ])
-    .ok();
+    r.cmd(&["verify", "artifacts/ssh-vanish", "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
 }
 
 #[test]
@@ -392,12 +324,8 @@ fn a_host_gone_silent_mid_run_fails_the_run_promptly() {
     let sshd = Sshd::start();
     let proxy = FreezeProxy::start(sshd.port);
     let (r, marker) = long_running("ssh-silent");
-    let via_proxy = sshd.executor_json_with(
-        "ssh1",
-        proxy.port,
-        &sshd.client_key,
-        &sshd.known_hosts_for_port(proxy.port),
-    );
+    let via_proxy =
+        sshd.executor_json_with("ssh1", proxy.port, &sshd.client_key, &sshd.known_hosts_for_port(proxy.port));
     let inv = inventory(&r, vec![via_proxy], "ssh1");
     place_json(&r, "bundles/ssh-silent", &inv, "5").ok();
     let child = spawn_run(&r, "bundles/ssh-silent");
@@ -405,23 +333,32 @@ fn a_host_gone_silent_mid_run_fails_the_run_promptly() {
     // No FIN, no RST: the network simply stops carrying anything.
     proxy.freeze();
     let (out, took) = finish(child, Duration::from_secs(30));
-    kill_pid_in(&marker);
-    assert_eq!(
-        out.code, 1,
-        "stdout:\n{}\nstderr:\n{}",
-        out.stdout, out.stderr
-    );
-    assert!(
-        took < Duration::from_secs(20),
-        "took {took:?} to notice the host was gone"
-    );
+    clean_up_after_vanished_host(&marker);
+    assert_eq!(out.code, 1, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(20), "took {took:?} to notice the host was gone");
     let run = r.json("artifacts/ssh-silent/run-artifact.json");
     assert_eq!(run["status"], "failure");
-    assert!(
-        run["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("lost connection to ssh1"),
-        "{run:#}"
-    );
+    assert!(run["error"].as_str().unwrap_or_default().contains("lost connection to ssh1"), "{run:#}");
+}
+
+#[test]
+fn ctrl_c_during_an_ssh_run_stops_the_remote_script() {
+    let sshd = Sshd::start();
+    let (r, marker) = long_running("ssh-cancel");
+    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, "bundles/ssh-cancel", &inv, "5").ok();
+    let child = spawn_run(&r, "bundles/ssh-cancel");
+    wait_for_file(&marker, Duration::from_secs(20));
+    let pid = i32::try_from(child.id()).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT).unwrap();
+    let (out, took) = finish(child, Duration::from_secs(20));
+    assert_eq!(out.code, 1, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop after Ctrl-C");
+    let run = r.json("artifacts/ssh-cancel/run-artifact.json");
+    assert_eq!(run["canceled"], true, "{run:#}");
+    std::thread::sleep(Duration::from_millis(300));
+    let (pid, dir) = marker_contents(&marker);
+    assert!(!alive(&pid), "the remote sleep survived Ctrl-C");
+    let dir = dir.expect("the smoke recorded its run directory");
+    assert!(!dir.exists(), "the remote run directory {dir:?} was left behind");
 }

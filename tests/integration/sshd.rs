@@ -40,66 +40,34 @@ pub struct Sshd {
 
 /// Run a command, panicking with its stderr when it fails.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A fresh ed25519 key pair at `path` / `path.pub`; returns the public line.
 fn keygen(path: &Path) -> String {
-    run(Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "agentplane-test",
-            "-f",
-        ])
-        .arg(path));
+    run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "agentplane-test", "-f"]).arg(path));
     let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key written");
     // `ssh-ed25519 AAAA… comment` → type and key only.
-    public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    public.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 /// A port that was free a moment ago (bind to 0, learn it, let go).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-            .is_ok()
-        {
+        if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
             return;
         }
         if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "sshd exited ({st}) before listening: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("sshd exited ({st}) before listening: {}", std::fs::read_to_string(log).unwrap_or_default());
         }
-        assert!(
-            Instant::now() < end,
-            "sshd did not listen on {port} within 10s"
-        );
+        assert!(Instant::now() < end, "sshd did not listen on {port} within 10s");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -119,11 +87,7 @@ fn descendants(pid: u32) -> Vec<u32> {
             let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
                 continue;
             };
-            if let Some(ppid) = rest
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse::<u32>().ok())
-            {
+            if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
                 parent_of.push((p, ppid));
             }
         }
@@ -143,10 +107,7 @@ fn descendants(pid: u32) -> Vec<u32> {
 
 fn sigkill(pid: u32) {
     if let Ok(p) = i32::try_from(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -160,10 +121,7 @@ impl Sshd {
         );
         // sshd refuses to start without its privilege separation directory.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let dir = tempfile::Builder::new()
-            .prefix("agentplane-sshd-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("agentplane-sshd-").tempdir().expect("tempdir");
         let d = dir.path();
         let host_key = d.join("host_ed25519");
         let host_public_key = keygen(&host_key);
@@ -187,12 +145,7 @@ impl Sshd {
                 .arg("-o")
                 .arg(format!("PidFile={}", pidfile.display()))
                 .args(["-o", "StrictModes=no", "-o", "Subsystem=sftp internal-sftp"])
-                .args([
-                    "-o",
-                    "PermitRootLogin=prohibit-password",
-                    "-o",
-                    "PasswordAuthentication=no",
-                ])
+                .args(["-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no"])
                 // Parallel probe tests open many connections at once.
                 .args(["-o", "MaxStartups=200", "-o", "MaxSessions=50"])
                 .stdin(Stdio::null())
@@ -220,8 +173,7 @@ impl Sshd {
                 child: Some(child),
                 dir,
             };
-            std::fs::write(&sshd.known_hosts, sshd.known_hosts_line(port))
-                .expect("write known_hosts");
+            std::fs::write(&sshd.known_hosts, sshd.known_hosts_line(port)).expect("write known_hosts");
             return sshd;
         }
         panic!("could not find a free port for sshd");
@@ -256,10 +208,37 @@ impl Sshd {
     /// known_hosts naming this host and port with a different key: a mismatch.
     pub fn wrong_known_hosts(&self) -> PathBuf {
         let other = keygen(&self.dir.path().join(format!("other_host_{}", unique())));
-        self.write_file(
-            &format!("known_hosts_wrong_{}", unique()),
-            &format!("[{}]:{} {other}\n", self.host, self.port),
-        )
+        self.write_file(&format!("known_hosts_wrong_{}", unique()), &format!("[{}]:{} {other}\n", self.host, self.port))
+    }
+
+    /// known_hosts with the right line buried among what real files hold: a
+    /// comment, an `@cert-authority` line (which libssh2 cannot parse), an
+    /// ECDSA key for the same host (another key type is not a mismatch) and a
+    /// hashed entry for some other host.
+    pub fn noisy_known_hosts(&self) -> PathBuf {
+        let n = unique();
+        let ca = keygen(&self.dir.path().join(format!("ca_{n}")));
+        let ecdsa_path = self.dir.path().join(format!("ecdsa_{n}"));
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ecdsa", "-N", "", "-f"]).arg(&ecdsa_path));
+        let ecdsa = std::fs::read_to_string(ecdsa_path.with_extension("pub")).expect("ecdsa public key");
+        let ecdsa = ecdsa.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let contents = format!(
+            "# managed by hand\n\
+             @cert-authority *.example.internal {ca}\n\
+             [{h}]:{p} {ecdsa}\n\
+             |1|JfKTdBh7rNbXkVAQCRp4OQoPfmI=|USECr3SWf1JUPsms5AqfD5QfxkM= {ca}\n\
+             {real}",
+            h = self.host,
+            p = self.port,
+            real = self.known_hosts_line(self.port),
+        );
+        self.write_file(&format!("known_hosts_noisy_{n}"), &contents)
+    }
+
+    /// known_hosts with the right key, also marked `@revoked`.
+    pub fn revoked_known_hosts(&self) -> PathBuf {
+        let contents = format!("{}@revoked * {}\n", self.known_hosts_line(self.port), self.host_public_key);
+        self.write_file(&format!("known_hosts_revoked_{}", unique()), &contents)
     }
 
     /// An empty known_hosts: the host is unknown.
@@ -290,13 +269,7 @@ impl Sshd {
         self.executor_json_with(name, self.port, &self.client_key, &self.known_hosts)
     }
 
-    pub fn executor_json_with(
-        &self,
-        name: &str,
-        port: u16,
-        key: &Path,
-        known_hosts: &Path,
-    ) -> serde_json::Value {
+    pub fn executor_json_with(&self, name: &str, port: u16, key: &Path, known_hosts: &Path) -> serde_json::Value {
         serde_json::json!({
             "name": name,
             "sshRef": format!("{}@{}:{port}", self.user, self.host),
@@ -361,9 +334,7 @@ impl FreezeProxy {
         let frozen = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (f, s) = (frozen.clone(), stop.clone());
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
+        listener.set_nonblocking(true).expect("nonblocking listener");
         std::thread::spawn(move || {
             let mut held = Vec::new();
             while !s.load(Ordering::SeqCst) {
@@ -373,8 +344,7 @@ impl FreezeProxy {
                             continue;
                         };
                         for (a, b) in [(&client, &server), (&server, &client)] {
-                            let (mut r, mut w) =
-                                (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+                            let (mut r, mut w) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
                             let (f, s) = (f.clone(), s.clone());
                             std::thread::spawn(move || pump(&mut r, &mut w, &f, &s));
                         }
@@ -423,11 +393,7 @@ fn pump(r: &mut TcpStream, w: &mut TcpStream, frozen: &AtomicBool, stop: &Atomic
                     break;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(_) => break,
         }
     }

@@ -25,12 +25,7 @@ pub struct Root {
 
 impl Root {
     pub fn new() -> Root {
-        Root {
-            dir: tempfile::Builder::new()
-                .prefix("agentplane-test-")
-                .tempdir()
-                .expect("tempdir"),
-        }
+        Root { dir: tempfile::Builder::new().prefix("agentplane-test-").tempdir().expect("tempdir") }
     }
 
     /// A root holding a copy of the repo's `bundles/example-agent` and a key.
@@ -66,10 +61,7 @@ impl Root {
 
     /// Copy `bundles/<name>` from the repository.
     pub fn copy_bundle(&self, name: &str) {
-        copy_dir(
-            &repo().join("bundles").join(name),
-            &self.join(&format!("bundles/{name}")),
-        );
+        copy_dir(&repo().join("bundles").join(name), &self.join(&format!("bundles/{name}")));
     }
 
     /// Create the default signing key under the root.
@@ -78,18 +70,13 @@ impl Root {
     }
 
     pub fn pubkey(&self) -> String {
-        self.join(".agentplane/keys/signing.pub")
-            .display()
-            .to_string()
+        self.join(".agentplane/keys/signing.pub").display().to_string()
     }
 
     /// Run agentplane with `--root` set to this root.
     pub fn cmd(&self, args: &[&str]) -> Run {
         let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(self.path())
-            .args(args)
-            .current_dir(self.path());
+        c.arg("--root").arg(self.path()).args(args).current_dir(self.path());
         c.env_remove("AGENTPLANE_SIGNING_KEY").env("NO_COLOR", "1");
         Run::from(c.output().expect("run agentplane"))
     }
@@ -97,10 +84,7 @@ impl Root {
     /// Run with extra environment variables.
     pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut c = Command::new(BIN);
-        c.arg("--root")
-            .arg(self.path())
-            .args(args)
-            .current_dir(self.path());
+        c.arg("--root").arg(self.path()).args(args).current_dir(self.path());
         c.env_remove("AGENTPLANE_SIGNING_KEY").env("NO_COLOR", "1");
         for (k, v) in env {
             c.env(k, v);
@@ -140,11 +124,7 @@ impl From<Output> for Run {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         };
-        assert!(
-            !run.stderr.contains("panicked"),
-            "agentplane panicked:\n{}",
-            run.stderr
-        );
+        assert!(!run.stderr.contains("panicked"), "agentplane panicked:\n{}", run.stderr);
         run
     }
 }
@@ -168,23 +148,14 @@ impl Run {
         self.expect(2)
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
     }
     pub fn stderr_has(self, s: &str) -> Run {
-        assert!(
-            self.stderr.contains(s),
-            "stderr lacks {s:?}:\n{}",
-            self.stderr
-        );
+        assert!(self.stderr.contains(s), "stderr lacks {s:?}:\n{}", self.stderr);
         self
     }
     pub fn stdout_has(self, s: &str) -> Run {
-        assert!(
-            self.stdout.contains(s),
-            "stdout lacks {s:?}:\n{}",
-            self.stdout
-        );
+        assert!(self.stdout.contains(s), "stdout lacks {s:?}:\n{}", self.stdout);
         self
     }
 }
@@ -206,10 +177,7 @@ pub fn redact(s: &str, root: &Path) -> String {
 
 /// Minimal regex replacement via the `regex` crate that insta brings in.
 fn regex_lite_replace(s: &str, pat: &str, with: &str) -> String {
-    regex::Regex::new(pat)
-        .unwrap()
-        .replace_all(s, with)
-        .into_owned()
+    regex::Regex::new(pat).unwrap().replace_all(s, with).into_owned()
 }
 
 impl Root {
@@ -230,10 +198,7 @@ impl Root {
             }
         });
         edit(&mut v);
-        self.write(
-            &format!("bundles/{name}/bundle.json"),
-            serde_json::to_vec_pretty(&v).unwrap(),
-        );
+        self.write(&format!("bundles/{name}/bundle.json"), serde_json::to_vec_pretty(&v).unwrap());
         self.write(&format!("bundles/{name}/smoke.sh"), smoke);
     }
 }

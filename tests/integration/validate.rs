@@ -6,11 +6,7 @@ use crate::util::{Root, compat, redact, repo};
 fn example_agent_is_valid_and_starts_a_chain() {
     let r = Root::with_example();
     let out = r.cmd(&["validate", "bundles/example-agent"]).ok();
-    assert!(
-        out.stdout.contains("1 bundles: 1 valid, 0 invalid"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("1 bundles: 1 valid, 0 invalid"), "{}", out.stdout);
     let art = r.json("artifacts/example-agent/validation-artifact.json");
     assert_eq!(art["kind"], "ValidationArtifact");
     assert_eq!(art["valid"], true);
@@ -30,17 +26,13 @@ fn check_mode_writes_nothing_and_needs_no_key() {
 fn without_a_key_validate_explains_how_to_get_one() {
     let r = Root::new();
     r.copy_bundle("example-agent");
-    r.cmd(&["validate", "bundles/example-agent"])
-        .error()
-        .stderr_has("agentplane keygen");
+    r.cmd(&["validate", "bundles/example-agent"]).error().stderr_has("agentplane keygen");
 }
 
 #[test]
 fn a_missing_path_is_exit_2() {
     let r = Root::new();
-    r.cmd(&["validate", "--check", "nope/"])
-        .error()
-        .stderr_has("`nope/` does not exist");
+    r.cmd(&["validate", "--check", "nope/"]).error().stderr_has("`nope/` does not exist");
 }
 
 /// Lay out one bad fixture as `bundles/<case>/` in a fresh root.
@@ -50,8 +42,7 @@ fn bad_case(case: &str) -> Root {
     crate::util::copy_dir(&src, &r.join(&format!("bundles/{case}")));
     match case {
         "symlink-escape" => {
-            std::os::unix::fs::symlink("/etc/passwd", r.join("bundles/symlink-escape/smoke.sh"))
-                .unwrap();
+            std::os::unix::fs::symlink("/etc/passwd", r.join("bundles/symlink-escape/smoke.sh")).unwrap();
         }
         "huge-file" => {
             let mut big = b"{\"pad\": \"".to_vec();
@@ -72,41 +63,21 @@ fn every_bad_bundle_fails_its_gate_with_exit_1() {
         .collect();
     assert!(cases.len() >= 25, "only {} bad fixtures", cases.len());
     for case in cases {
-        let expect =
-            std::fs::read_to_string(repo().join("tests/fixtures/bad").join(&case).join("expect"))
-                .unwrap();
+        let expect = std::fs::read_to_string(repo().join("tests/fixtures/bad").join(&case).join("expect")).unwrap();
         let expect = expect.trim();
         let r = bad_case(&case);
-        let out = r.cmd(&[
-            "--format",
-            "json",
-            "validate",
-            "--check",
-            &format!("bundles/{case}"),
-        ]);
-        assert_eq!(
-            out.code, 1,
-            "{case}: expected exit 1\n{}\n{}",
-            out.stdout, out.stderr
-        );
+        let out = r.cmd(&["--format", "json", "validate", "--check", &format!("bundles/{case}")]);
+        assert_eq!(out.code, 1, "{case}: expected exit 1\n{}\n{}", out.stdout, out.stderr);
         let doc = out.json();
         assert_eq!(doc["valid"], false, "{case}");
         let checks = doc["bundles"][0]["checks"].as_array().unwrap();
         assert!(
-            checks
-                .iter()
-                .any(|c| c["name"] == expect && c["status"] == "fail"),
+            checks.iter().any(|c| c["name"] == expect && c["status"] == "fail"),
             "{case}: no failing `{expect}` check in {checks:#?}"
         );
         // Human output names the failing check and gives a hint.
-        let human = r
-            .cmd(&["validate", "--check", &format!("bundles/{case}")])
-            .failed();
-        assert!(
-            human.stdout.contains(expect) && human.stdout.contains("hint:"),
-            "{case}:\n{}",
-            human.stdout
-        );
+        let human = r.cmd(&["validate", "--check", &format!("bundles/{case}")]).failed();
+        assert!(human.stdout.contains(expect) && human.stdout.contains("hint:"), "{case}:\n{}", human.stdout);
     }
 }
 
@@ -114,15 +85,11 @@ fn every_bad_bundle_fails_its_gate_with_exit_1() {
 fn every_problem_is_reported_not_just_the_first() {
     let r = bad_case("lane-smoke");
     let b = r.join("bundles/lane-smoke/bundle.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
     v["spec"]["policy"]["maxRunSeconds"] = 99999.into();
     v["metadata"]["licensePolicy"]["allowAGPL"] = true.into();
     std::fs::write(&b, v.to_string()).unwrap();
-    let doc = r
-        .cmd(&["--format", "json", "validate", "--check", "bundles/"])
-        .failed()
-        .json();
+    let doc = r.cmd(&["--format", "json", "validate", "--check", "bundles/"]).failed().json();
     let failing: Vec<&str> = doc["bundles"][0]["checks"]
         .as_array()
         .unwrap()
@@ -133,24 +100,17 @@ fn every_problem_is_reported_not_just_the_first() {
     for gate in ["schema", "license-policy", "max-run-seconds"] {
         assert!(failing.contains(&gate), "{gate} missing from {failing:?}");
     }
-    let pointers: Vec<&str> = doc["bundles"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["pointer"].as_str())
-        .collect();
+    let pointers: Vec<&str> =
+        doc["bundles"][0]["checks"].as_array().unwrap().iter().filter_map(|c| c["pointer"].as_str()).collect();
     assert!(pointers.contains(&"/spec/policy/lane"), "{pointers:?}");
 }
 
 #[test]
 fn github_format_prints_annotations() {
     let r = bad_case("lane-smoke");
-    let out = r
-        .cmd(&["--format", "github", "validate", "--check", "bundles/"])
-        .failed();
+    let out = r.cmd(&["--format", "github", "validate", "--check", "bundles/"]).failed();
     assert!(
-        out.stdout
-            .contains("::error file=bundles/lane-smoke/bundle.json,title=agentplane schema::"),
+        out.stdout.contains("::error file=bundles/lane-smoke/bundle.json,title=agentplane schema::"),
         "{}",
         out.stdout
     );
@@ -160,22 +120,11 @@ fn github_format_prints_annotations() {
 fn human_and_json_output_snapshots() {
     let r = Root::new();
     r.copy_bundle("example-agent");
-    crate::util::copy_dir(
-        &repo().join("tests/fixtures/bad/lane-smoke"),
-        &r.join("bundles/lane-smoke"),
-    );
+    crate::util::copy_dir(&repo().join("tests/fixtures/bad/lane-smoke"), &r.join("bundles/lane-smoke"));
     let human = r.cmd(&["validate", "--check", "bundles/"]).failed();
-    insta::assert_snapshot!(
-        "validate_human",
-        format!("exit {}\n{}", human.code, redact(&human.stdout, r.path()))
-    );
-    let json = r
-        .cmd(&["--format", "json", "validate", "--check", "bundles/"])
-        .failed();
-    insta::assert_snapshot!(
-        "validate_json",
-        format!("exit {}\n{}", json.code, redact(&json.stdout, r.path()))
-    );
+    insta::assert_snapshot!("validate_human", format!("exit {}\n{}", human.code, redact(&human.stdout, r.path())));
+    let json = r.cmd(&["--format", "json", "validate", "--check", "bundles/"]).failed();
+    insta::assert_snapshot!("validate_json", format!("exit {}\n{}", json.code, redact(&json.stdout, r.path())));
 }
 
 /// The schema verdicts on upstream bundles, from ../shared/compat/README.md.
@@ -185,22 +134,13 @@ fn human_and_json_output_snapshots() {
 const UPSTREAM_VERDICTS: &[(&str, &[&str])] = &[
     ("capital-rollforward", &[]),
     ("epigov-countertest-smoke", &["/spec", "/spec/policy/lane"]),
-    (
-        "epigov-hygiene-detector-smoke",
-        &["/spec", "/spec/policy/lane"],
-    ),
+    ("epigov-hygiene-detector-smoke", &["/spec", "/spec/policy/lane"]),
     ("epigov-policy-backtest", &["/spec", "/spec/policy/lane"]),
     ("example-agent", &[]),
     ("example-assessment-vendor-acme", &[]),
     ("filing-assembler", &[]),
-    (
-        "lawful-learning-toy",
-        &["/apiVersion", "/metadata", "/spec"],
-    ),
-    (
-        "lawful-metadata-harvest-smoke",
-        &["/spec", "/spec/policy/lane"],
-    ),
+    ("lawful-learning-toy", &["/apiVersion", "/metadata", "/spec"]),
+    ("lawful-metadata-harvest-smoke", &["/spec", "/spec/policy/lane"]),
     ("policy-audit", &[]),
     ("professional-intelligence-client-opportunity-review", &[]),
     ("regis-acr-service-smoke", &[]),
@@ -217,24 +157,15 @@ fn upstream_bundles_get_the_upstream_schema_verdict() {
         );
     };
     let r = Root::new();
-    for (name, pointers) in UPSTREAM_VERDICTS {
+    for (name, _) in UPSTREAM_VERDICTS {
         let src = compat.join("upstream-bundles").join(format!("{name}.json"));
-        r.write(
-            &format!("bundles/{name}/bundle.json"),
-            std::fs::read(&src).unwrap(),
-        );
+        r.write(&format!("bundles/{name}/bundle.json"), std::fs::read(&src).unwrap());
     }
-    let doc = r
-        .cmd(&["--format", "json", "validate", "--check", "bundles/"])
-        .failed()
-        .json();
+    let doc = r.cmd(&["--format", "json", "validate", "--check", "bundles/"]).failed().json();
     let bundles = doc["bundles"].as_array().unwrap();
     assert_eq!(bundles.len(), UPSTREAM_VERDICTS.len());
     for (name, pointers) in UPSTREAM_VERDICTS {
-        let b = bundles
-            .iter()
-            .find(|b| b["path"] == format!("bundles/{name}/bundle.json"))
-            .unwrap();
+        let b = bundles.iter().find(|b| b["path"] == format!("bundles/{name}/bundle.json")).unwrap();
         let mut got: Vec<&str> = b["checks"]
             .as_array()
             .unwrap()
@@ -243,18 +174,9 @@ fn upstream_bundles_get_the_upstream_schema_verdict() {
             .map(|c| c["pointer"].as_str().unwrap())
             .collect();
         got.dedup();
-        assert_eq!(
-            &got, pointers,
-            "{name}: schema verdict differs from upstream's"
-        );
+        assert_eq!(&got, pointers, "{name}: schema verdict differs from upstream's");
         // Upstream bundles carry their extension blocks through: parse passes for all.
-        assert!(
-            b["checks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|c| c["name"] == "parse" && c["status"] == "pass")
-        );
+        assert!(b["checks"].as_array().unwrap().iter().any(|c| c["name"] == "parse" && c["status"] == "pass"));
     }
 }
 
@@ -265,8 +187,7 @@ fn committed_schemas_match_the_types() {
     for e in std::fs::read_dir(r.join("out")).unwrap() {
         let e = e.unwrap();
         let generated = std::fs::read_to_string(e.path()).unwrap();
-        let committed =
-            std::fs::read_to_string(repo().join("schemas").join(e.file_name())).unwrap_or_default();
+        let committed = std::fs::read_to_string(repo().join("schemas").join(e.file_name())).unwrap_or_default();
         assert_eq!(
             committed,
             generated,

@@ -32,9 +32,7 @@ impl Tail {
 
     pub fn read_new(&mut self) -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        self.file
-            .read_to_end(&mut buf)
-            .context("cannot read a serial port file")?;
+        self.file.read_to_end(&mut buf).context("cannot read a serial port file")?;
         Ok(buf)
     }
 }
@@ -91,10 +89,7 @@ pub fn parse_record(line: &[u8]) -> Result<Record> {
         "@warn" => Record::Warn(rest.to_string()),
         "@env" => {
             let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
-            Record::Env {
-                key: key.to_string(),
-                value: value.to_string(),
-            }
+            Record::Env { key: key.to_string(), value: value.to_string() }
         }
         "@exit" => Record::Exit(parse_exit(rest)?),
         "@file" => Record::File(parse_file(rest)?),
@@ -103,20 +98,12 @@ pub fn parse_record(line: &[u8]) -> Result<Record> {
 }
 
 fn parse_exit(rest: &str) -> Result<GuestExit> {
-    let mut exit = GuestExit {
-        code: None,
-        signal: None,
-        timed_out: false,
-    };
+    let mut exit = GuestExit { code: None, signal: None, timed_out: false };
     for kv in rest.split(' ').filter(|s| !s.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("bad `@exit` field `{kv}`"))?;
+        let (k, v) = kv.split_once('=').with_context(|| format!("bad `@exit` field `{kv}`"))?;
         match (k, v) {
             (_, "-") => {}
-            ("code", v) => {
-                exit.code = Some(v.parse().with_context(|| format!("bad exit code `{v}`"))?)
-            }
+            ("code", v) => exit.code = Some(v.parse().with_context(|| format!("bad exit code `{v}`"))?),
             ("signal", v) => exit.signal = Some(v.to_string()),
             ("timedout", v) => exit.timed_out = v == "1",
             _ => bail!("unknown `@exit` field `{k}`"),
@@ -127,39 +114,19 @@ fn parse_exit(rest: &str) -> Result<GuestExit> {
 
 fn parse_file(rest: &str) -> Result<FileHeader> {
     let f: Vec<&str> = rest.split(' ').collect();
-    let [size, mode, sha, name] = f[..] else {
-        bail!(
-            "a `@file` record needs 4 fields, got `{}`",
-            truncate(rest, 80)
-        )
-    };
-    let size = size
-        .parse()
-        .with_context(|| format!("bad product size `{size}`"))?;
-    let mode =
-        u32::from_str_radix(mode, 8).with_context(|| format!("bad product mode `{mode}`"))?;
+    let [size, mode, sha, name] = f[..] else { bail!("a `@file` record needs 4 fields, got `{}`", truncate(rest, 80)) };
+    let size = size.parse().with_context(|| format!("bad product size `{size}`"))?;
+    let mode = u32::from_str_radix(mode, 8).with_context(|| format!("bad product mode `{mode}`"))?;
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("bad product sha256 `{sha}`");
     }
-    let raw = B64
-        .decode(name)
-        .with_context(|| format!("bad product name `{name}`"))?;
-    let path =
-        PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(raw));
+    let raw = B64.decode(name).with_context(|| format!("bad product name `{name}`"))?;
+    let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(raw));
     // The guest is not trusted to name files outside the products directory.
-    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_)))
-    {
-        bail!(
-            "product path `{}` is not a plain relative path",
-            path.display()
-        );
+    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        bail!("product path `{}` is not a plain relative path", path.display());
     }
-    Ok(FileHeader {
-        size,
-        mode,
-        sha256: sha.to_ascii_lowercase(),
-        path,
-    })
+    Ok(FileHeader { size, mode, sha256: sha.to_ascii_lowercase(), path })
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -245,19 +212,14 @@ pub struct Extracted {
 /// stream is an error when `complete` (the guest said `@done`), otherwise it
 /// is removed and reported in [`Extracted::truncated`].
 pub fn extract_products(control: &Path, dest: &Path, complete: bool) -> Result<Extracted> {
-    let file =
-        File::open(control).with_context(|| format!("cannot open `{}`", control.display()))?;
+    let file = File::open(control).with_context(|| format!("cannot open `{}`", control.display()))?;
     let mut reader = BufReader::new(file);
     let mut out = Extracted::default();
     let mut current: Option<Sink> = None;
     let mut line = Vec::new();
     loop {
         line.clear();
-        if reader
-            .read_until(b'\n', &mut line)
-            .context("cannot read the control stream")?
-            == 0
-        {
+        if reader.read_until(b'\n', &mut line).context("cannot read the control stream")? == 0 {
             break;
         }
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
@@ -278,10 +240,7 @@ pub fn extract_products(control: &Path, dest: &Path, complete: bool) -> Result<E
     if let Some(sink) = current {
         let path = sink.header.path.clone();
         if complete {
-            bail!(
-                "product `{}` is cut off in the control stream",
-                path.display()
-            );
+            bail!("product `{}` is cut off in the control stream", path.display());
         }
         sink.discard();
         out.truncated = Some(path);
@@ -304,24 +263,14 @@ impl Sink {
     fn create(dest: &Path, header: FileHeader) -> Result<Sink> {
         let path = dest.join(&header.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create `{}`", parent.display()))?;
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
         }
-        let file = File::create(&path)
-            .with_context(|| format!("cannot create product `{}`", path.display()))?;
-        Ok(Sink {
-            header,
-            path,
-            file,
-            hash: Sha256::new(),
-            written: 0,
-            pending: Vec::new(),
-        })
+        let file = File::create(&path).with_context(|| format!("cannot create product `{}`", path.display()))?;
+        Ok(Sink { header, path, file, hash: Sha256::new(), written: 0, pending: Vec::new() })
     }
 
     fn write_b64(&mut self, line: &[u8]) -> Result<()> {
-        self.pending
-            .extend(line.iter().copied().filter(|b| !b.is_ascii_whitespace()));
+        self.pending.extend(line.iter().copied().filter(|b| !b.is_ascii_whitespace()));
         let whole = self.pending.len() / 4 * 4;
         if whole == 0 {
             return Ok(());
@@ -334,15 +283,9 @@ impl Sink {
         self.hash.update(&bytes);
         self.written += bytes.len() as u64;
         if self.written > self.header.size {
-            bail!(
-                "product `{}` is longer than its announced {} bytes",
-                self.header.path.display(),
-                self.header.size
-            );
+            bail!("product `{}` is longer than its announced {} bytes", self.header.path.display(), self.header.size);
         }
-        self.file
-            .write_all(&bytes)
-            .with_context(|| format!("cannot write `{}`", self.path.display()))
+        self.file.write_all(&bytes).with_context(|| format!("cannot write `{}`", self.path.display()))
     }
 
     fn finish(mut self) -> Result<Product> {
@@ -351,32 +294,18 @@ impl Sink {
             bail!("product `{name}` ends with a partial base64 group");
         }
         if self.written != self.header.size {
-            bail!(
-                "product `{name}`: received {} bytes, the guest sent {}",
-                self.written,
-                self.header.size
-            );
+            bail!("product `{name}`: received {} bytes, the guest sent {}", self.written, self.header.size);
         }
         let sum = hex::encode(self.hash.finalize_reset());
         if sum != self.header.sha256 {
-            bail!(
-                "product `{name}`: sha256 {sum} does not match the guest's {}",
-                self.header.sha256
-            );
+            bail!("product `{name}`: sha256 {sum} does not match the guest's {}", self.header.sha256);
         }
         self.file.flush()?;
         // Keep the executable bits the script gave it; nothing more (no setuid).
-        let perm = if self.header.mode & 0o111 != 0 {
-            0o755
-        } else {
-            0o644
-        };
+        let perm = if self.header.mode & 0o111 != 0 { 0o755 } else { 0o644 };
         std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(perm))
             .with_context(|| format!("cannot set the mode of `{}`", self.path.display()))?;
-        Ok(Product {
-            path: self.header.path,
-            size: self.written,
-        })
+        Ok(Product { path: self.header.path, size: self.written })
     }
 
     fn discard(self) {
@@ -390,13 +319,8 @@ mod tests {
     use super::*;
 
     fn frame(path: &[u8], data: &[u8], mode: &str) -> Vec<u8> {
-        let mut s = format!(
-            "@file {} {mode} {} {}\n",
-            data.len(),
-            hex::encode(Sha256::digest(data)),
-            B64.encode(path)
-        )
-        .into_bytes();
+        let mut s = format!("@file {} {mode} {} {}\n", data.len(), hex::encode(Sha256::digest(data)), B64.encode(path))
+            .into_bytes();
         // Wrapped at 76 columns like busybox `base64`.
         for chunk in B64.encode(data).as_bytes().chunks(76) {
             s.extend_from_slice(chunk);
@@ -412,47 +336,21 @@ mod tests {
         assert_eq!(parse_record(b"@done\r").unwrap(), Record::Done);
         assert_eq!(
             parse_record(b"@env kernel 6.1.0-56-amd64").unwrap(),
-            Record::Env {
-                key: "kernel".into(),
-                value: "6.1.0-56-amd64".into()
-            }
+            Record::Env { key: "kernel".into(), value: "6.1.0-56-amd64".into() }
         );
         assert_eq!(
             parse_record(b"@exit code=3 signal=- timedout=0").unwrap(),
-            Record::Exit(GuestExit {
-                code: Some(3),
-                signal: None,
-                timed_out: false
-            })
+            Record::Exit(GuestExit { code: Some(3), signal: None, timed_out: false })
         );
         assert_eq!(
             parse_record(b"@exit code=- signal=SIGTERM timedout=1").unwrap(),
-            Record::Exit(GuestExit {
-                code: None,
-                signal: Some("SIGTERM".into()),
-                timed_out: true
-            })
+            Record::Exit(GuestExit { code: None, signal: Some("SIGTERM".into()), timed_out: true })
         );
-        assert_eq!(
-            parse_record(b"@warn x y").unwrap(),
-            Record::Warn("x y".into())
-        );
-        assert_eq!(
-            parse_record(b"QUJD").unwrap(),
-            Record::Data(b"QUJD".to_vec())
-        );
+        assert_eq!(parse_record(b"@warn x y").unwrap(), Record::Warn("x y".into()));
+        assert_eq!(parse_record(b"QUJD").unwrap(), Record::Data(b"QUJD".to_vec()));
         let sha = "a".repeat(64);
-        let rec = parse_record(format!("@file 5 755 {sha} {}", B64.encode("sub/a b")).as_bytes())
-            .unwrap();
-        assert_eq!(
-            rec,
-            Record::File(FileHeader {
-                size: 5,
-                mode: 0o755,
-                sha256: sha,
-                path: "sub/a b".into()
-            })
-        );
+        let rec = parse_record(format!("@file 5 755 {sha} {}", B64.encode("sub/a b")).as_bytes()).unwrap();
+        assert_eq!(rec, Record::File(FileHeader { size: 5, mode: 0o755, sha256: sha, path: "sub/a b".into() }));
     }
 
     #[test]
@@ -479,10 +377,7 @@ mod tests {
     fn splits_lines_across_chunks() {
         let mut s = LineSplitter::default();
         assert!(s.push(b"@sta").is_empty());
-        assert_eq!(
-            s.push(b"rted\n@env a b\n@do"),
-            vec![b"@started".to_vec(), b"@env a b".to_vec()]
-        );
+        assert_eq!(s.push(b"rted\n@env a b\n@do"), vec![b"@started".to_vec(), b"@env a b".to_vec()]);
         assert_eq!(s.push(b"ne\n"), vec![b"@done".to_vec()]);
     }
 
@@ -519,10 +414,7 @@ mod tests {
         assert!(got.truncated.is_none());
         assert_eq!(std::fs::read(dest.join("bin.dat")).unwrap(), binary);
         assert_eq!(std::fs::read(dest.join("empty")).unwrap(), b"");
-        let mode = std::fs::metadata(dest.join("sub/dir/run me"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dest.join("sub/dir/run me")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
     }
 
@@ -552,9 +444,7 @@ mod tests {
 
         // More bytes than announced.
         let mut long = frame(b"long", b"abc", "644");
-        let s = String::from_utf8(long.clone())
-            .unwrap()
-            .replacen("@file 3 ", "@file 2 ", 1);
+        let s = String::from_utf8(long.clone()).unwrap().replacen("@file 3 ", "@file 2 ", 1);
         long = s.into_bytes();
         std::fs::write(&control, &long).unwrap();
         assert!(extract_products(&control, &dest, true).is_err());

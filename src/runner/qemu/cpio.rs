@@ -24,11 +24,7 @@ pub struct NewcWriter<W: Write> {
 
 impl<W: Write> NewcWriter<W> {
     pub fn new(out: W) -> Self {
-        NewcWriter {
-            out,
-            next_ino: 1,
-            written: 0,
-        }
+        NewcWriter { out, next_ino: 1, written: 0 }
     }
 
     pub fn dir(&mut self, name: &[u8], perm: u32) -> io::Result<()> {
@@ -41,43 +37,26 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// A regular file of exactly `size` bytes read from `data`.
-    pub fn file_from(
-        &mut self,
-        name: &[u8],
-        perm: u32,
-        size: u64,
-        data: &mut dyn Read,
-    ) -> io::Result<()> {
-        let size32 = u32::try_from(size).map_err(|_| {
-            io::Error::other("file larger than 4 GiB (the newc size field is 32 bits)")
-        })?;
+    pub fn file_from(&mut self, name: &[u8], perm: u32, size: u64, data: &mut dyn Read) -> io::Result<()> {
+        let size32 = u32::try_from(size)
+            .map_err(|_| io::Error::other("file larger than 4 GiB (the newc size field is 32 bits)"))?;
         self.header(name, S_IFREG | (perm & 0o7777), 1, size32, (0, 0))?;
         let copied = io::copy(&mut data.take(size), &mut self.out)?;
         if copied != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while it was being archived",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was being archived"));
         }
         self.written += copied;
         self.pad()
     }
 
     pub fn symlink(&mut self, name: &[u8], target: &[u8]) -> io::Result<()> {
-        let len =
-            u32::try_from(target.len()).map_err(|_| io::Error::other("symlink target too long"))?;
+        let len = u32::try_from(target.len()).map_err(|_| io::Error::other("symlink target too long"))?;
         self.header(name, S_IFLNK | 0o777, 1, len, (0, 0))?;
         self.put(target)?;
         self.pad()
     }
 
-    pub fn char_device(
-        &mut self,
-        name: &[u8],
-        perm: u32,
-        major: u32,
-        minor: u32,
-    ) -> io::Result<()> {
+    pub fn char_device(&mut self, name: &[u8], perm: u32, major: u32, minor: u32) -> io::Result<()> {
         self.header(name, S_IFCHR | (perm & 0o7777), 1, 0, (major, minor))
     }
 
@@ -88,28 +67,18 @@ impl<W: Write> NewcWriter<W> {
         Ok(self.out)
     }
 
-    fn header(
-        &mut self,
-        name: &[u8],
-        mode: u32,
-        nlink: u32,
-        size: u32,
-        rdev: (u32, u32),
-    ) -> io::Result<()> {
+    fn header(&mut self, name: &[u8], mode: u32, nlink: u32, size: u32, rdev: (u32, u32)) -> io::Result<()> {
         if name.is_empty() || name.contains(&0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "cpio entry names must be non-empty and free of NUL bytes",
             ));
         }
-        let namesize = u32::try_from(name.len() + 1)
-            .map_err(|_| io::Error::other("cpio entry name too long"))?;
+        let namesize = u32::try_from(name.len() + 1).map_err(|_| io::Error::other("cpio entry name too long"))?;
         let ino = self.next_ino;
         self.next_ino += 1;
         // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
-        let fields = [
-            ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0,
-        ];
+        let fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0];
         let mut h = String::with_capacity(110);
         h.push_str(MAGIC);
         for f in fields {
@@ -138,17 +107,18 @@ impl<W: Write> NewcWriter<W> {
 mod tests {
     use super::*;
 
-    /// Parse an archive back into (name, mode, data) triples: an independent
-    /// reading of the format, to check the writer against.
-    fn parse(mut b: &[u8]) -> Vec<(String, u32, Vec<u8>, (u32, u32))> {
+    /// One parsed entry: name, mode, data, (rdev major, minor).
+    type Entry = (String, u32, Vec<u8>, (u32, u32));
+
+    /// Parse an archive back into entries: an independent reading of the
+    /// format, to check the writer against.
+    fn parse(mut b: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut off = 0usize;
         loop {
             assert_eq!(&b[..6], b"070701", "magic at offset {off}");
-            let field = |i: usize| {
-                u32::from_str_radix(std::str::from_utf8(&b[6 + i * 8..14 + i * 8]).unwrap(), 16)
-                    .unwrap()
-            };
+            let field =
+                |i: usize| u32::from_str_radix(std::str::from_utf8(&b[6 + i * 8..14 + i * 8]).unwrap(), 16).unwrap();
             let (mode, size, namesize) = (field(1), field(6) as usize, field(11) as usize);
             let rdev = (field(9), field(10));
             let name = String::from_utf8(b[110..110 + namesize - 1].to_vec()).unwrap();
@@ -179,21 +149,12 @@ mod tests {
         assert_eq!(bytes.len() % 4, 0);
         let entries = parse(&bytes);
         let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
-        assert_eq!(
-            names,
-            ["bin", "bin/a", "bin/four", "empty", "bin/sh", "console"]
-        );
+        assert_eq!(names, ["bin", "bin/a", "bin/four", "empty", "bin/sh", "console"]);
         assert_eq!(entries[0].1, 0o040_755);
-        assert_eq!(
-            (entries[1].1, entries[1].2.as_slice()),
-            (0o100_644, &b"x"[..])
-        );
+        assert_eq!((entries[1].1, entries[1].2.as_slice()), (0o100_644, &b"x"[..]));
         assert_eq!(entries[2].2, b"abcd");
         assert_eq!(entries[3].2, b"");
-        assert_eq!(
-            (entries[4].1, entries[4].2.as_slice()),
-            (0o120_777, &b"busybox"[..])
-        );
+        assert_eq!((entries[4].1, entries[4].2.as_slice()), (0o120_777, &b"busybox"[..]));
         assert_eq!((entries[5].1, entries[5].3), (0o020_600, (5, 1)));
     }
 

@@ -48,23 +48,8 @@ pub struct JobImage<'a> {
 /// environment variables left out because the shell cannot name them.
 pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<Vec<String>> {
     let file = File::create(dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
-    let mut b = Builder {
-        w: NewcWriter::new(BufWriter::new(file)),
-        dirs: BTreeSet::new(),
-    };
-    for d in [
-        "bin",
-        "sbin",
-        "usr/bin",
-        "usr/sbin",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "etc",
-        "root",
-        "agentplane/products",
-    ] {
+    let mut b = Builder { w: NewcWriter::new(BufWriter::new(file)), dirs: BTreeSet::new() };
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "agentplane/products"] {
         b.dir(d.as_bytes(), 0o755)?;
     }
     // The kernel opens /dev/console for init's stdin/stdout/stderr before
@@ -79,11 +64,7 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
     if let Some(JobImage { job, modules }) = job {
         // Never copy the run's own evidence: leave out the run directory (the
         // products' parent) when it lies inside the bundle, as the local runner does.
-        let exclude = job
-            .products_dir
-            .parent()
-            .filter(|p| *p != job.bundle_dir)
-            .unwrap_or(&job.products_dir);
+        let exclude = job.products_dir.parent().filter(|p| *p != job.bundle_dir).unwrap_or(&job.products_dir);
         b.add_tree(&job.bundle_dir, GUEST_BUNDLE, Some(exclude))?;
         let script = match &job.script_in_bundle {
             Some(rel) => Path::new(GUEST_BUNDLE).join(rel),
@@ -93,9 +74,7 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
             }
         };
         for m in modules {
-            let name = m
-                .file_name()
-                .context("a kernel module path has no file name")?;
+            let name = m.file_name().context("a kernel module path has no file name")?;
             let mut guest = b"agentplane/modules/".to_vec();
             guest.extend_from_slice(name.as_bytes());
             b.add_host_file(&guest, 0o644, m)?;
@@ -134,11 +113,7 @@ fn job_settings(script: &Path, timeout: Duration, grace: Duration, network: bool
 pub fn env_file(env: &[(String, String)]) -> (String, Vec<String>) {
     let mut s = String::new();
     let mut skipped = Vec::new();
-    let guest = [
-        ("PATH", GUEST_PATH),
-        ("HOME", "/root"),
-        ("AGENTPLANE_PRODUCTS_DIR", GUEST_PRODUCTS),
-    ];
+    let guest = [("PATH", GUEST_PATH), ("HOME", "/root"), ("AGENTPLANE_PRODUCTS_DIR", GUEST_PRODUCTS)];
     for (k, v) in env {
         if guest.iter().any(|(g, _)| g == k) {
             continue;
@@ -157,9 +132,7 @@ pub fn env_file(env: &[(String, String)]) -> (String, Vec<String>) {
 
 fn is_shell_name(k: &str) -> bool {
     let mut b = k.bytes();
-    b.next()
-        .is_some_and(|c| c == b'_' || c.is_ascii_alphabetic())
-        && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
+    b.next().is_some_and(|c| c == b'_' || c.is_ascii_alphabetic()) && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
 }
 
 /// Single-quote for sh: everything is literal except `'`, written as `'\''`.
@@ -196,12 +169,8 @@ impl<W: Write> Builder<W> {
 
     fn add_host_file(&mut self, guest: &[u8], perm: u32, host: &Path) -> Result<()> {
         self.parent(guest)?;
-        let mut f =
-            File::open(host).with_context(|| format!("cannot read `{}`", host.display()))?;
-        let size = f
-            .metadata()
-            .with_context(|| format!("cannot read `{}`", host.display()))?
-            .len();
+        let mut f = File::open(host).with_context(|| format!("cannot read `{}`", host.display()))?;
+        let size = f.metadata().with_context(|| format!("cannot read `{}`", host.display()))?.len();
         self.w
             .file_from(guest, perm, size, &mut f)
             .with_context(|| format!("cannot add `{}` to the initramfs", host.display()))
@@ -212,34 +181,26 @@ impl<W: Write> Builder<W> {
     /// `exclude` is the run's own directory when it lies inside the bundle.
     fn add_tree(&mut self, from: &Path, to: &str, exclude: Option<&Path>) -> Result<()> {
         let base = &to.as_bytes()[1..];
-        for entry in walkdir::WalkDir::new(from)
-            .follow_links(false)
-            .sort_by_file_name()
-        {
-            let entry =
-                entry.with_context(|| format!("cannot read the bundle `{}`", from.display()))?;
+        for entry in walkdir::WalkDir::new(from).follow_links(false).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("cannot read the bundle `{}`", from.display()))?;
             let p = entry.path();
             if exclude.is_some_and(|x| p.starts_with(x)) {
                 continue;
             }
-            let rel = p
-                .strip_prefix(from)
-                .context("walkdir left the bundle directory")?;
+            let rel = p.strip_prefix(from).context("walkdir left the bundle directory")?;
             let mut guest = base.to_vec();
             if !rel.as_os_str().is_empty() {
                 guest.push(b'/');
                 guest.extend_from_slice(rel.as_os_str().as_bytes());
             }
-            let meta = entry
-                .metadata()
-                .with_context(|| format!("cannot read `{}`", p.display()))?;
+            let meta = entry.metadata().with_context(|| format!("cannot read `{}`", p.display()))?;
             let perm = meta.permissions().mode() & 0o777;
             let ft = entry.file_type();
             if ft.is_dir() {
                 self.dir(&guest, perm | 0o700)?;
             } else if ft.is_symlink() {
-                let target = std::fs::read_link(p)
-                    .with_context(|| format!("cannot read the link `{}`", p.display()))?;
+                let target =
+                    std::fs::read_link(p).with_context(|| format!("cannot read the link `{}`", p.display()))?;
                 self.parent(&guest)?;
                 self.w.symlink(&guest, target.as_os_str().as_bytes())?;
             } else if ft.is_file() {
@@ -247,10 +208,7 @@ impl<W: Write> Builder<W> {
             }
         }
         if !self.dirs.contains(base) {
-            bail!(
-                "the bundle directory `{}` is not a directory",
-                from.display()
-            );
+            bail!("the bundle directory `{}` is not a directory", from.display());
         }
         Ok(())
     }
@@ -289,17 +247,8 @@ mod tests {
 
     /// The names in an archive, via the host's `cpio` when it is installed.
     fn listing(archive: &Path) -> Option<Vec<String>> {
-        let out = std::process::Command::new("cpio")
-            .args(["-t", "--quiet", "-F"])
-            .arg(archive)
-            .output()
-            .ok()?;
-        out.status.success().then(|| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect()
-        })
+        let out = std::process::Command::new("cpio").args(["-t", "--quiet", "-F"]).arg(archive).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
     }
 
     #[test]
@@ -329,15 +278,7 @@ mod tests {
             vm: VmSettings::default(),
         };
         let img = t.path().join("initramfs.cpio");
-        write(
-            &img,
-            &busybox,
-            Some(JobImage {
-                job: &job,
-                modules: &[],
-            }),
-        )
-        .unwrap();
+        write(&img, &busybox, Some(JobImage { job: &job, modules: &[] })).unwrap();
         let Some(names) = listing(&img) else { return };
         for want in [
             "init",
@@ -348,21 +289,10 @@ mod tests {
             "agentplane/bundle/smoke.sh",
             "agentplane/bundle/lib/link",
         ] {
-            assert!(
-                names.iter().any(|n| n == want),
-                "{want} missing from {names:?}"
-            );
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("runs/r1")), "{names:?}");
-        let settings = job_settings(
-            Path::new("/agentplane/bundle/smoke.sh"),
-            job.timeout,
-            job.grace,
-            false,
-        );
-        assert!(
-            settings.contains("AP_TIMEOUT='2.500'\n") && settings.contains("AP_NET='0'\n"),
-            "{settings}"
-        );
+        let settings = job_settings(Path::new("/agentplane/bundle/smoke.sh"), job.timeout, job.grace, false);
+        assert!(settings.contains("AP_TIMEOUT='2.500'\n") && settings.contains("AP_NET='0'\n"), "{settings}");
     }
 }

@@ -19,9 +19,7 @@ use super::INSTALL_HINT;
 /// The kernel to boot: the job's, else the newest `/boot/vmlinuz-*`.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(k) = explicit {
-        std::fs::File::open(k).with_context(|| {
-            format!("cannot read the kernel `{}` the bundle names", k.display())
-        })?;
+        std::fs::File::open(k).with_context(|| format!("cannot read the kernel `{}` the bundle names", k.display()))?;
         return Ok(k.to_path_buf());
     }
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir("/boot")
@@ -40,12 +38,8 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         bail!("no kernel to boot: `/boot/vmlinuz-*` does not exist ({INSTALL_HINT})");
     };
     // Some distributions make kernels root-only; say so rather than fail later in QEMU.
-    std::fs::File::open(&newest).with_context(|| {
-        format!(
-            "cannot read the kernel `{}` (QEMU needs to read it)",
-            newest.display()
-        )
-    })?;
+    std::fs::File::open(&newest)
+        .with_context(|| format!("cannot read the kernel `{}` (QEMU needs to read it)", newest.display()))?;
     Ok(newest)
 }
 
@@ -92,10 +86,7 @@ pub struct BzImage<'a> {
 
 pub fn parse_bzimage(d: &[u8]) -> Option<BzImage<'_>> {
     let u16_at = |o: usize| d.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
-    let u32_at = |o: usize| {
-        d.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let u32_at = |o: usize| d.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     if d.get(0x202..0x206)? != b"HdrS" || u16_at(0x206)? < 0x208 {
         return None;
     }
@@ -113,34 +104,21 @@ pub fn parse_bzimage(d: &[u8]) -> Option<BzImage<'_>> {
     let len = usize::try_from(u32_at(0x24c)?).ok()?;
     let whole = d.get(start..start.checked_add(len)?)?;
     let (payload, size) = whole.split_at(whole.len().checked_sub(4)?);
-    Some(BzImage {
-        release,
-        payload,
-        uncompressed_size: u32::from_le_bytes(size.try_into().ok()?),
-    })
+    Some(BzImage { release, payload, uncompressed_size: u32::from_le_bytes(size.try_into().ok()?) })
 }
 
 /// Whether `elf` is a 64-bit little-endian ELF with a PVH entry note
 /// (`Xen` note type 18, XEN_ELFNOTE_PHYS32_ENTRY), which QEMU needs to boot
 /// an uncompressed kernel.
 pub fn has_pvh_note(elf: &[u8]) -> bool {
-    let u16_at = |o: usize| {
-        elf.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u32_at = |o: usize| {
-        elf.get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    };
-    let u64_at = |o: usize| {
-        elf.get(o..o + 8)
-            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
-    };
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u32_at = |o: usize| elf.get(o..o + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let u64_at =
+        |o: usize| elf.get(o..o + 8).and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok());
     if elf.get(..6) != Some(b"\x7fELF\x02\x01") {
         return false;
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
-    else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
         return false;
     };
     for i in 0..phnum {
@@ -154,9 +132,7 @@ pub fn has_pvh_note(elf: &[u8]) -> bool {
         let mut p = off;
         let end = off.saturating_add(size);
         while p + 12 <= end {
-            let (Some(namesz), Some(descsz), Some(kind)) =
-                (u32_at(p), u32_at(p + 4), u32_at(p + 8))
-            else {
+            let (Some(namesz), Some(descsz), Some(kind)) = (u32_at(p), u32_at(p + 4), u32_at(p + 8)) else {
                 break;
             };
             let name_at = p + 12;
@@ -185,11 +161,9 @@ pub struct BootImage {
 /// when possible (`cache` is the cache directory, `scratch` the run's temp
 /// dir used when there is no cache), else the kernel itself.
 pub fn boot_image(kernel: &Path, cache: Option<&Path>, scratch: &Path) -> BootImage {
-    let as_is = |release| BootImage {
-        path: kernel.to_path_buf(),
-        uncompressed: false,
-        release,
-    };
+    let source = kernel.to_path_buf();
+    let as_is =
+        |release| BootImage { path: kernel.to_path_buf(), source: kernel.to_path_buf(), uncompressed: false, release };
     let Ok(data) = std::fs::read(kernel) else {
         return as_is(None);
     };
@@ -204,11 +178,7 @@ pub fn boot_image(kernel: &Path, cache: Option<&Path>, scratch: &Path) -> BootIm
     let name = format!("vmlinux-{}.elf", &digest[..32]);
     let dir = cache.map(|c| c.join("kernels"));
     if let Some(hit) = dir.as_ref().map(|d| d.join(&name)).filter(|p| p.is_file()) {
-        return BootImage {
-            path: hit,
-            uncompressed: true,
-            release,
-        };
+        return BootImage { path: hit, source, uncompressed: true, release };
     }
     let Some(elf) = decompress(&bz) else {
         return as_is(release);
@@ -216,19 +186,12 @@ pub fn boot_image(kernel: &Path, cache: Option<&Path>, scratch: &Path) -> BootIm
     if !has_pvh_note(&elf) {
         return as_is(release);
     }
-    let stored = dir
-        .as_deref()
-        .and_then(|d| store(d, &name, &elf).ok())
-        .or_else(|| {
-            let p = scratch.join("vmlinux.elf");
-            std::fs::write(&p, &elf).ok().map(|()| p)
-        });
+    let stored = dir.as_deref().and_then(|d| store(d, &name, &elf).ok()).or_else(|| {
+        let p = scratch.join("vmlinux.elf");
+        std::fs::write(&p, &elf).ok().map(|()| p)
+    });
     match stored {
-        Some(path) => BootImage {
-            path,
-            uncompressed: true,
-            release,
-        },
+        Some(path) => BootImage { path, source, uncompressed: true, release },
         None => as_is(release),
     }
 }
@@ -283,22 +246,9 @@ mod tests {
 
     #[test]
     fn sorts_kernel_versions_naturally() {
-        let mut v = vec![
-            "6.10.0-1-amd64",
-            "6.1.0-56-amd64",
-            "6.9.2-amd64",
-            "6.1.0-9-amd64",
-        ];
+        let mut v = vec!["6.10.0-1-amd64", "6.1.0-56-amd64", "6.9.2-amd64", "6.1.0-9-amd64"];
         v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(
-            v,
-            [
-                "6.1.0-9-amd64",
-                "6.1.0-56-amd64",
-                "6.9.2-amd64",
-                "6.10.0-1-amd64"
-            ]
-        );
+        assert_eq!(v, ["6.1.0-9-amd64", "6.1.0-56-amd64", "6.9.2-amd64", "6.10.0-1-amd64"]);
     }
 
     fn fake_bzimage(payload: &[u8], size: u32) -> Vec<u8> {
@@ -341,10 +291,7 @@ mod tests {
         e[0x40..0x44].copy_from_slice(&4u32.to_le_bytes());
         e[0x48..0x50].copy_from_slice(&0x100u64.to_le_bytes());
         let mut notes = Vec::new();
-        for (name, kind, desc) in [
-            (&b"GNU\0"[..], 3u32, &[1u8, 2, 3, 4, 5][..]),
-            (b"Xen\0", 18, &[0; 4]),
-        ] {
+        for (name, kind, desc) in [(&b"GNU\0"[..], 3u32, &[1u8, 2, 3, 4, 5][..]), (b"Xen\0", 18, &[0; 4])] {
             notes.extend((name.len() as u32).to_le_bytes());
             notes.extend((desc.len() as u32).to_le_bytes());
             notes.extend(kind.to_le_bytes());

@@ -36,10 +36,7 @@ pub struct KvmVerdict {
 
 impl KvmVerdict {
     fn no(reason: impl Into<String>) -> Self {
-        KvmVerdict {
-            usable: false,
-            reason: reason.into(),
-        }
+        KvmVerdict { usable: false, reason: reason.into() }
     }
 }
 
@@ -58,10 +55,7 @@ pub fn verdict(qemu: &Path, boot: &BootImage, busybox: &Path, cache: Option<&Pat
         Some("tcg") => return KvmVerdict::no("AGENTPLANE_QEMU_ACCEL=tcg"),
         Some("kvm") => {
             return match device_check() {
-                Ok(()) => KvmVerdict {
-                    usable: true,
-                    reason: "AGENTPLANE_QEMU_ACCEL=kvm (not probed)".into(),
-                },
+                Ok(()) => KvmVerdict { usable: true, reason: "AGENTPLANE_QEMU_ACCEL=kvm (not probed)".into() },
                 Err(why) => KvmVerdict::no(why),
             };
         }
@@ -71,17 +65,12 @@ pub fn verdict(qemu: &Path, boot: &BootImage, busybox: &Path, cache: Option<&Pat
         return KvmVerdict::no(why);
     }
     let key = cache_key(qemu, &boot.source);
-    if let Some(v) = VERDICTS
-        .lock()
-        .ok()
-        .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
-    {
+    if let Some(v) = VERDICTS.lock().ok().and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned())) {
         return v;
     }
     let from_disk = cache.and_then(|c| read_cache(c, &key));
     let v = from_disk.clone().unwrap_or_else(|| {
-        probe(qemu, boot, busybox)
-            .unwrap_or_else(|e| KvmVerdict::no(format!("the KVM probe could not run: {e:#}")))
+        probe(qemu, boot, busybox).unwrap_or_else(|e| KvmVerdict::no(format!("the KVM probe could not run: {e:#}")))
     });
     if from_disk.is_none()
         && let Some(c) = cache
@@ -111,27 +100,12 @@ fn device_check() -> Result<(), String> {
 
 /// Boot the probe image under KVM and see whether userspace reports in time.
 fn probe(qemu: &Path, boot: &BootImage, busybox: &Path) -> Result<KvmVerdict> {
-    let dir = tempfile::Builder::new()
-        .prefix("agentplane-kvm-probe-")
-        .tempdir()
-        .context("cannot create a temp dir")?;
+    let dir = tempfile::Builder::new().prefix("agentplane-kvm-probe-").tempdir().context("cannot create a temp dir")?;
     let initrd = dir.path().join("probe.cpio");
     initramfs::write(&initrd, busybox, None)?;
     let ports = Ports::create(dir.path())?;
-    let mut cmd = qemu_command(
-        qemu,
-        Accel::Kvm,
-        128,
-        1,
-        boot,
-        &initrd,
-        "agentplane.probe=1",
-        &ports,
-        false,
-    );
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", qemu.display()))?;
+    let mut cmd = qemu_command(qemu, Accel::Kvm, 128, 1, boot, &initrd, "agentplane.probe=1", &ports, false);
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{}`", qemu.display()))?;
     let end = Instant::now() + PROBE_TIMEOUT;
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -147,23 +121,15 @@ fn probe(qemu: &Path, boot: &BootImage, busybox: &Path) -> Result<KvmVerdict> {
     let control = std::fs::read(&ports.control).unwrap_or_default();
     let ok = control.split(|&b| b == b'\n').any(|l| l == b"@probe-ok");
     Ok(match (status, ok) {
-        (Some(_), true) => KvmVerdict {
-            usable: true,
-            reason: "a test boot under KVM reached userspace".into(),
-        },
+        (Some(_), true) => KvmVerdict { usable: true, reason: "a test boot under KVM reached userspace".into() },
         (None, _) => KvmVerdict::no(format!(
             "a test boot under KVM did not reach userspace within {} s",
             PROBE_TIMEOUT.as_secs()
         )),
         (Some(st), false) => {
             let log = std::fs::read_to_string(&ports.qemu_log).unwrap_or_default();
-            let last = log
-                .lines()
-                .rfind(|l| !l.trim().is_empty())
-                .unwrap_or("no message");
-            KvmVerdict::no(format!(
-                "QEMU under KVM exited ({st}) without reaching userspace: {last}"
-            ))
+            let last = log.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no message");
+            KvmVerdict::no(format!("QEMU under KVM exited ({st}) without reaching userspace: {last}"))
         }
     })
 }
@@ -180,12 +146,7 @@ fn cache_key(qemu: &Path, kernel: &Path) -> String {
             .and_then(|m| m.modified().ok())
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        format!(
-            "{}:{}:{}",
-            full.display(),
-            meta.map_or(0, |m| m.len()),
-            mtime
-        )
+        format!("{}:{}:{}", full.display(), meta.map_or(0, |m| m.len()), mtime)
     };
     format!("{}|{}|{}", boot_id.trim(), stamp(qemu), stamp(kernel))
 }
@@ -195,9 +156,7 @@ fn which(p: &Path) -> Option<PathBuf> {
     if p.components().count() > 1 {
         return Some(p.to_path_buf());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(p))
-        .find(|c| c.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|c| c.is_file())
 }
 
 fn read_cache(dir: &Path, key: &str) -> Option<KvmVerdict> {
@@ -208,11 +167,7 @@ fn read_cache(dir: &Path, key: &str) -> Option<KvmVerdict> {
 
 fn write_cache(dir: &Path, key: &str, v: &KvmVerdict) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let entry = CacheEntry {
-        version: CACHE_VERSION,
-        key: key.to_string(),
-        verdict: v.clone(),
-    };
+    let entry = CacheEntry { version: CACHE_VERSION, key: key.to_string(), verdict: v.clone() };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, &entry)?;
     tmp.persist(dir.join(CACHE_FILE))?;
@@ -240,13 +195,7 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         std::fs::write(&a, "1").unwrap();
         std::fs::write(&b, "22").unwrap();
-        assert_ne!(
-            cache_key(Path::new("sh"), &a),
-            cache_key(Path::new("sh"), &b)
-        );
-        assert_eq!(
-            cache_key(Path::new("sh"), &a),
-            cache_key(Path::new("sh"), &a)
-        );
+        assert_ne!(cache_key(Path::new("sh"), &a), cache_key(Path::new("sh"), &b));
+        assert_eq!(cache_key(Path::new("sh"), &a), cache_key(Path::new("sh"), &a));
     }
 }

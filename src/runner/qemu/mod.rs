@@ -43,8 +43,7 @@ use channel::{ControlState, LineSplitter, Record, Tail};
 use kernel::BootImage;
 
 /// What to install when a piece is missing (Debian/Ubuntu package names).
-pub(crate) const INSTALL_HINT: &str =
-    "install with `apt-get install qemu-system-x86 busybox-static linux-image-amd64`";
+pub(crate) const INSTALL_HINT: &str = "install with `apt-get install qemu-system-x86 busybox-static linux-image-amd64`";
 
 /// How long the VM may take from power-on to starting the script.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -121,24 +120,11 @@ fn qemu_command(
     let mut cmd = Command::new(qemu);
     let mut args: Vec<OsString> = Vec::new();
     let mut arg = |a: &str| args.push(a.into());
-    for a in [
-        "-accel",
-        accel.as_str(),
-        "-m",
-        &mem_mib.to_string(),
-        "-smp",
-        &vcpu.to_string(),
-    ] {
+    for a in ["-accel", accel.as_str(), "-m", &mem_mib.to_string(), "-smp", &vcpu.to_string()] {
         arg(a);
     }
     // No default devices, no display, no monitor: only what is listed here.
-    for a in [
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-no-reboot",
-    ] {
+    for a in ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"] {
         arg(a);
     }
     arg("-nic");
@@ -146,15 +132,8 @@ fn qemu_command(
     // quiet + loglevel: keep kernel chatter off even the console; panic=-1
     // turns a guest panic into a reboot, which -no-reboot turns into an exit.
     arg("-append");
-    arg(
-        &format!("console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4 {extra_append}")
-            .trim_end()
-            .to_string(),
-    );
-    for (i, p) in [&ports.console, &ports.stdout, &ports.stderr, &ports.control]
-        .into_iter()
-        .enumerate()
-    {
+    arg(format!("console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4 {extra_append}").trim_end());
+    for (i, p) in [&ports.console, &ports.stdout, &ports.stderr, &ports.control].into_iter().enumerate() {
         let mut spec = OsString::from(format!("file,id=ser{i},append=on,path="));
         spec.push(p.as_os_str());
         args.push("-chardev".into());
@@ -162,11 +141,7 @@ fn qemu_command(
         args.push("-serial".into());
         args.push(format!("chardev:ser{i}").into());
     }
-    cmd.arg("-kernel")
-        .arg(&boot.path)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(args);
+    cmd.arg("-kernel").arg(&boot.path).arg("-initrd").arg(initrd).args(args);
     let log = File::options().append(true).open(&ports.qemu_log);
     let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
         Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),
@@ -174,18 +149,13 @@ fn qemu_command(
     };
     // Its own process group: a Ctrl-C at the terminal reaches agentplane,
     // which then stops the VM in order, rather than QEMU directly.
-    cmd.stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0);
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
     cmd
 }
 
 /// Find a command on `PATH`.
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
@@ -199,65 +169,40 @@ fn find_qemu() -> Result<PathBuf> {
 /// A statically linked busybox: `$AGENTPLANE_BUSYBOX`, else `/bin/busybox`
 /// or `/usr/bin/busybox`. A dynamic one cannot run in the initramfs.
 fn find_busybox() -> Result<PathBuf> {
-    let candidates: Vec<PathBuf> =
-        match std::env::var_os("AGENTPLANE_BUSYBOX").filter(|b| !b.is_empty()) {
-            Some(b) => vec![b.into()],
-            None => vec!["/bin/busybox".into(), "/usr/bin/busybox".into()],
-        };
-    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
-        bail!(
-            "no busybox at `{}`; {INSTALL_HINT}",
-            candidates[0].display()
-        );
+    let candidates: Vec<PathBuf> = match std::env::var_os("AGENTPLANE_BUSYBOX").filter(|b| !b.is_empty()) {
+        Some(b) => vec![b.into()],
+        None => vec!["/bin/busybox".into(), "/usr/bin/busybox".into()],
     };
-    let data =
-        std::fs::read(found).with_context(|| format!("cannot read `{}`", found.display()))?;
+    let Some(found) = candidates.iter().find(|p| p.is_file()) else {
+        bail!("no busybox at `{}`; {INSTALL_HINT}", candidates[0].display());
+    };
+    let data = std::fs::read(found).with_context(|| format!("cannot read `{}`", found.display()))?;
     if !is_static_elf(&data) {
-        bail!(
-            "`{}` is not a statically linked x86-64 busybox; {INSTALL_HINT}",
-            found.display()
-        );
+        bail!("`{}` is not a statically linked x86-64 busybox; {INSTALL_HINT}", found.display());
     }
     Ok(found.clone())
 }
 
 /// An x86-64 ELF executable without a PT_INTERP program header.
 fn is_static_elf(d: &[u8]) -> bool {
-    let u16_at = |o: usize| {
-        d.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u64_at = |o: usize| {
-        d.get(o..o + 8)
-            .and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok())
-    };
+    let u16_at = |o: usize| d.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u64_at = |o: usize| d.get(o..o + 8).and_then(|b| usize::try_from(u64::from_le_bytes(b.try_into().ok()?)).ok());
     if d.get(..6) != Some(b"\x7fELF\x02\x01") || u16_at(0x12) != Some(62) {
         return false;
     }
     let (Some(phoff), Some(size), Some(num)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
         return false;
     };
-    (0..num).all(|i| {
-        d.get(phoff + i * size..phoff + i * size + 4)
-            .is_some_and(|t| t != 3u32.to_le_bytes())
-    })
+    (0..num).all(|i| d.get(phoff + i * size..phoff + i * size + 4).is_some_and(|t| t != 3u32.to_le_bytes()))
 }
 
 /// Where agentplane keeps what it can rebuild (decompressed kernels, the KVM
 /// verdict): `$AGENTPLANE_CACHE_DIR`, else `$XDG_CACHE_HOME/agentplane`, else
 /// `~/.cache/agentplane`.
 fn cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("AGENTPLANE_CACHE_DIR")
-        .or_else(|| {
-            var("XDG_CACHE_HOME")
-                .filter(|p| p.is_absolute())
-                .map(|p| p.join("agentplane"))
-        })
+        .or_else(|| var("XDG_CACHE_HOME").filter(|p| p.is_absolute()).map(|p| p.join("agentplane")))
         .or_else(|| var("HOME").map(|h| h.join(".cache/agentplane")))
 }
 
@@ -267,9 +212,7 @@ pub fn kvm_verdict(kernel: Option<&Path>) -> Result<KvmVerdict> {
     let qemu = find_qemu()?;
     let busybox = find_busybox()?;
     let kernel = kernel::locate(kernel)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("agentplane-kvm-")
-        .tempdir()?;
+    let scratch = tempfile::Builder::new().prefix("agentplane-kvm-").tempdir()?;
     let cache = cache_dir();
     let boot = kernel::boot_image(&kernel, cache.as_deref(), scratch.path());
     Ok(kvm::verdict(&qemu, &boot, &busybox, cache.as_deref()))
@@ -279,13 +222,9 @@ pub fn kvm_verdict(kernel: Option<&Path>) -> Result<KvmVerdict> {
 /// Debian builds every NIC driver as a module.
 fn nic_module(release: Option<&str>) -> Result<PathBuf> {
     let Some(release) = release else {
-        bail!(
-            "the bundle asks for a network, but the kernel's release (and so its modules) is unknown"
-        );
+        bail!("the bundle asks for a network, but the kernel's release (and so its modules) is unknown");
     };
-    let path = Path::new("/lib/modules")
-        .join(release)
-        .join("kernel/drivers/net/ethernet/intel/e1000/e1000.ko");
+    let path = Path::new("/lib/modules").join(release).join("kernel/drivers/net/ethernet/intel/e1000/e1000.ko");
     if !path.is_file() {
         bail!(
             "the bundle asks for a network, which needs the e1000 driver of kernel {release}: `{}` does not exist (compressed modules are not supported)",
@@ -335,8 +274,7 @@ impl QemuRunner {
         if child.try_wait()?.is_some() {
             return Ok(());
         }
-        let pid =
-            Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
+        let pid = Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
         let _ = kill(pid, Signal::SIGTERM);
         let end = Instant::now() + QEMU_STOP_GRACE;
         while Instant::now() < end {
@@ -356,9 +294,7 @@ impl QemuRunner {
             return String::new();
         };
         let tail = |path: &Path| {
-            let text = std::fs::read(path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
             lines[lines.len().saturating_sub(8)..].join("\n    ")
         };
@@ -390,10 +326,7 @@ impl Runner for QemuRunner {
 
     fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()> {
         if std::env::consts::ARCH != "x86_64" {
-            bail!(
-                "the QEMU runner supports x86_64 hosts only (this one is {})",
-                std::env::consts::ARCH
-            );
+            bail!("the QEMU runner supports x86_64 hosts only (this one is {})", std::env::consts::ARCH);
         }
         let qemu = find_qemu()?;
         let busybox = find_busybox()?;
@@ -406,18 +339,11 @@ impl Runner for QemuRunner {
 
         let boot = kernel::boot_image(&kernel, cache.as_deref(), work.path());
         self.release = boot.release.clone();
-        let modules = if job.vm.network {
-            vec![nic_module(boot.release.as_deref())?]
-        } else {
-            Vec::new()
-        };
+        let modules = if job.vm.network { vec![nic_module(boot.release.as_deref())?] } else { Vec::new() };
 
         events(Event::Status("building the initramfs".into()));
         let initrd = work.path().join("initramfs.cpio");
-        let image = initramfs::JobImage {
-            job,
-            modules: &modules,
-        };
+        let image = initramfs::JobImage { job, modules: &modules };
         let skipped = initramfs::write(&initrd, &busybox, Some(image))?;
         if !skipped.is_empty() {
             events(Event::Status(format!(
@@ -427,42 +353,20 @@ impl Runner for QemuRunner {
         }
 
         let verdict = kvm::verdict(&qemu, &boot, &busybox, cache.as_deref());
-        let accel = if verdict.usable {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
-        };
+        let accel = if verdict.usable { Accel::Kvm } else { Accel::Tcg };
         if job.vm.require_kvm && accel != Accel::Kvm {
             bail!("KVM required but not usable: {}", verdict.reason);
         }
         let ports = Ports::create(work.path())?;
         let mem = job.vm.mem_mib.filter(|&m| m > 0).unwrap_or(DEFAULT_MEM_MIB);
         let vcpu = job.vm.vcpu.filter(|&v| v > 0).unwrap_or(DEFAULT_VCPU);
-        self.command = Some(qemu_command(
-            &qemu,
-            accel,
-            mem,
-            vcpu,
-            &boot,
-            &initrd,
-            "",
-            &ports,
-            job.vm.network,
-        ));
+        self.command = Some(qemu_command(&qemu, accel, mem, vcpu, &boot, &initrd, "", &ports, job.vm.network));
         events(Event::Status(format!(
             "booting {} ({}{}; {mem} MiB, {vcpu} vCPU){}",
             kernel.display(),
             accel.as_str(),
-            if accel == Accel::Tcg {
-                format!(": {}", verdict.reason)
-            } else {
-                String::new()
-            },
-            if boot.uncompressed {
-                ", pre-decompressed"
-            } else {
-                ""
-            },
+            if accel == Accel::Tcg { format!(": {}", verdict.reason) } else { String::new() },
+            if boot.uncompressed { ", pre-decompressed" } else { "" },
         )));
         self.accel = Some(accel);
         self.ports = Some(ports);
@@ -472,39 +376,24 @@ impl Runner for QemuRunner {
 
     fn start(&mut self, _job: &Job) -> Result<()> {
         let mut cmd = self.command.take().context("the VM was not prepared")?;
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+        let child = cmd.spawn().with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
         self.child = Some(child);
         self.spawned_at = Some(Instant::now());
         Ok(())
     }
 
-    fn wait(
-        &mut self,
-        job: &Job,
-        deadline: Instant,
-        events: &mut dyn FnMut(Event),
-    ) -> Result<Exit> {
+    fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
         let ports = self.ports.as_ref().context("the VM was not prepared")?;
         let spawned_at = self.spawned_at.context("the VM was not started")?;
-        let (mut out, mut err, mut ctl) = (
-            Tail::open(&ports.stdout)?,
-            Tail::open(&ports.stderr)?,
-            Tail::open(&ports.control)?,
-        );
+        let (mut out, mut err, mut ctl) =
+            (Tail::open(&ports.stdout)?, Tail::open(&ports.stderr)?, Tail::open(&ports.control)?);
         let mut lines = LineSplitter::default();
         // The script's deadline, once it has started: the boot does not count.
         let mut script_deadline: Option<Instant> = None;
         let mut last_report = Instant::now();
         let mut exit = Exit::default();
         loop {
-            let exited = self
-                .child
-                .as_mut()
-                .context("the VM was not started")?
-                .try_wait()?
-                .is_some();
+            let exited = self.child.as_mut().context("the VM was not started")?.try_wait()?.is_some();
             // Read after checking for exit, so nothing written before it is missed.
             let (o, e, c) = (out.read_new()?, err.read_new()?, ctl.read_new()?);
             if !o.is_empty() {
@@ -517,18 +406,12 @@ impl Runner for QemuRunner {
                 last_report = Instant::now();
             }
             for line in lines.push(&c) {
-                match self
-                    .state
-                    .feed(&line)
-                    .context("the guest's control stream is garbled")?
-                {
+                match self.state.feed(&line).context("the guest's control stream is garbled")? {
                     Some(Record::Started) => {
                         let now = Instant::now();
                         script_deadline = Some(deadline + now.duration_since(spawned_at));
                         let secs = now.duration_since(spawned_at).as_secs_f64();
-                        events(Event::Status(format!(
-                            "VM up after {secs:.1} s; running the smoke script"
-                        )));
+                        events(Event::Status(format!("VM up after {secs:.1} s; running the smoke script")));
                     }
                     Some(Record::Warn(w)) => events(Event::Status(format!("guest: {w}"))),
                     _ => {}
@@ -547,16 +430,11 @@ impl Runner for QemuRunner {
                     BOOT_TIMEOUT.as_secs(),
                     self.diagnostics()
                 );
-            } else if self.state.exit.is_none()
-                && script_deadline.is_some_and(|d| now >= d + job.grace + HOST_SLACK)
-            {
+            } else if self.state.exit.is_none() && script_deadline.is_some_and(|d| now >= d + job.grace + HOST_SLACK) {
                 exit.timed_out = true;
             } else if self.state.exit.is_some() && now >= last_report + REPORT_STALL {
                 self.stop_vm()?;
-                bail!(
-                    "the VM stopped reporting while sending products{}",
-                    self.diagnostics()
-                );
+                bail!("the VM stopped reporting while sending products{}", self.diagnostics());
             }
             if exit.canceled || exit.timed_out {
                 // The guest gets no say: the VM goes, and the script with it.
@@ -572,16 +450,10 @@ impl Runner for QemuRunner {
         }
         if !lines.push(b"\n").iter().all(|l| l.is_empty()) {
             // A final record without its newline: the VM died mid-write.
-            bail!(
-                "the VM stopped in the middle of a report{}",
-                self.diagnostics()
-            );
+            bail!("the VM stopped in the middle of a report{}", self.diagnostics());
         }
         let Some(g) = self.state.exit.clone() else {
-            bail!(
-                "the VM powered off before the smoke script finished{}",
-                self.diagnostics()
-            );
+            bail!("the VM powered off before the smoke script finished{}", self.diagnostics());
         };
         exit.code = g.code;
         exit.signal = g.signal;
@@ -630,9 +502,7 @@ impl Runner for QemuRunner {
         Environment {
             os: "linux".into(),
             arch: get("arch").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
-            kernel: get("kernel")
-                .or_else(|| self.release.clone())
-                .unwrap_or_default(),
+            kernel: get("kernel").or_else(|| self.release.clone()).unwrap_or_default(),
             hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
         }
     }
@@ -649,10 +519,7 @@ mod tests {
             let _ = is_static_elf(&b);
         }
         let sh = std::fs::read("/bin/sh").unwrap();
-        assert!(
-            !is_static_elf(&sh),
-            "/bin/sh is dynamically linked on every supported host"
-        );
+        assert!(!is_static_elf(&sh), "/bin/sh is dynamically linked on every supported host");
         assert!(!is_static_elf(b"#!/bin/sh\n"));
         assert!(!is_static_elf(&[]));
     }
@@ -663,53 +530,21 @@ mod tests {
         let ports = Ports::create(d.path()).unwrap();
         let boot = BootImage {
             path: "/boot/vmlinuz".into(),
+            source: "/boot/vmlinuz".into(),
             uncompressed: false,
             release: None,
         };
-        let cmd = qemu_command(
-            Path::new("qemu"),
-            Accel::Tcg,
-            256,
-            1,
-            &boot,
-            Path::new("i.cpio"),
-            "",
-            &ports,
-            false,
-        );
-        let args: Vec<String> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let cmd = qemu_command(Path::new("qemu"), Accel::Tcg, 256, 1, &boot, Path::new("i.cpio"), "", &ports, false);
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let joined = args.join(" ");
-        for want in [
-            "-accel tcg",
-            "-m 256",
-            "-smp 1",
-            "-nodefaults",
-            "-nic none",
-            "-no-reboot",
-            "panic=-1",
-            "console=ttyS0",
-        ] {
+        for want in
+            ["-accel tcg", "-m 256", "-smp 1", "-nodefaults", "-nic none", "-no-reboot", "panic=-1", "console=ttyS0"]
+        {
             assert!(joined.contains(want), "{want} missing: {joined}");
         }
         assert_eq!(args.iter().filter(|a| *a == "-serial").count(), 4);
-        let net = qemu_command(
-            Path::new("qemu"),
-            Accel::Kvm,
-            512,
-            2,
-            &boot,
-            Path::new("i.cpio"),
-            "x=1",
-            &ports,
-            true,
-        );
-        let joined: Vec<String> = net
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let net = qemu_command(Path::new("qemu"), Accel::Kvm, 512, 2, &boot, Path::new("i.cpio"), "x=1", &ports, true);
+        let joined: Vec<String> = net.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(joined.join(" ").contains("-accel kvm -m 512 -smp 2"));
         assert!(joined.iter().any(|a| a == "user,model=e1000"));
     }
