@@ -5,25 +5,34 @@
 #   REPO        the repository root (two levels above this file)
 #   SCHEMA      default bundle schema: ../shared/compat/upstream-schemas/bundle.schema.v0.1.json
 #               relative to the repo (override with $AGENTPLANE_BUNDLE_SCHEMA or a script flag)
-#   AGENTPLANE  the binary under test (default: $REPO/target/release/agentplane)
-#   RESULTS     where hyperfine exports go (default: $REPO/target/bench)
+#   AGENTPLANE  the binary under test (default: ${CARGO_TARGET_DIR:-$REPO/target}/release/agentplane)
+#   RESULTS     where hyperfine exports go (default: ${CARGO_TARGET_DIR:-$REPO/target}/bench;
+#               $AGENTPLANE_BENCH_RESULTS to change)
 # and puts the peer tools' venv and npm prefix first on PATH.
 
 BENCH_DIR="${AGENTPLANE_BENCH_DIR:-$HOME/.cache/agentplane-bench}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SCHEMA="${AGENTPLANE_BUNDLE_SCHEMA:-$REPO/../shared/compat/upstream-schemas/bundle.schema.v0.1.json}"
-AGENTPLANE="${AGENTPLANE:-$REPO/target/release/agentplane}"
-RESULTS="${AGENTPLANE_BENCH_RESULTS:-$REPO/target/bench}"
+AGENTPLANE="${AGENTPLANE:-${CARGO_TARGET_DIR:-$REPO/target}/release/agentplane}"
+RESULTS="${AGENTPLANE_BENCH_RESULTS:-${CARGO_TARGET_DIR:-$REPO/target}/bench}"
 BENCH_PY="$BENCH_DIR/venv/bin/python"
 export PATH="$BENCH_DIR/venv/bin:$BENCH_DIR/npm/bin:$PATH"
 
 die() { echo "bench: $*" >&2; exit 2; }
 
+# loadavg: the 1, 5 and 15-minute load averages now (the machine has 2 cores;
+# a 1-minute load near or above 1 means something else is competing).
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# write_summary NAME JSON: store a bench's verdict as $RESULTS/NAME-summary.json
+# (read by all.sh's summary table).
+write_summary() { mkdir -p "$RESULTS"; printf '%s\n' "$2" >"$RESULTS/$1-summary.json"; }
+
 # require_agentplane: fail clearly when the binary under test is not built.
 require_agentplane() {
   if [ ! -x "$AGENTPLANE" ]; then
     die "agentplane binary not found at $AGENTPLANE
-  build it with:  cargo build --release   (or set AGENTPLANE=/path/to/agentplane)"
+  build it with:  cargo build --release   (or set AGENTPLANE=/path/to/agentplane or CARGO_TARGET_DIR)"
   fi
   AGENTPLANE="$(cd "$(dirname "$AGENTPLANE")" && pwd)/$(basename "$AGENTPLANE")"
 }

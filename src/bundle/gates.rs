@@ -165,7 +165,7 @@ pub fn validate_cached(
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
-    report.checks.extend(paths_inside_root(&resolver, &value));
+    report.checks.extend(paths_inside_root(&resolver, &value, manifest.parent().unwrap_or(root)));
     report.checks.push(smoke_script_present(&resolver, &value));
     report.checks.push(backend_supported(&value));
 
@@ -432,7 +432,7 @@ impl<'r> Resolver<'r> {
     }
 }
 
-fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
+fn paths_inside_root(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Vec<Check> {
     let root = resolver.root;
     const NAME: &str = "paths-inside-root";
     let mut paths: Vec<(String, &str)> = Vec::new();
@@ -467,6 +467,14 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
             ));
         } else if ptr == "/spec/artifacts/outDir" && resolved == root {
             out.push(Check::fail(NAME, "outDir is the project root itself; use a folder under it".into(), Some(&ptr)));
+        } else if ptr == "/spec/artifacts/outDir" && bundle_dir.starts_with(&resolved) {
+            // Evidence is excluded from the bundle digest: an outDir holding the
+            // bundle would leave the digest covering nothing.
+            out.push(Check::fail(
+                NAME,
+                "outDir is the bundle directory or contains it; use a folder beside it".into(),
+                Some(&ptr),
+            ));
         }
     }
     if out.is_empty() {

@@ -112,7 +112,7 @@ pub fn from_parts_resolved(
         )
     });
     let (out_dir, out_ok) = out_res;
-    if !out_ok || out_dir == root {
+    if !out_ok || out_dir == root || dir.starts_with(&out_dir) {
         return Err(Problem::failed(format!(
             "`{}`: outDir `{}` is not a directory inside the root `{}`",
             manifest.display(),

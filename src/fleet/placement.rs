@@ -98,6 +98,14 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .collect()
 }
 
+/// Normalise OS spellings (`macos` is what `uname -s` calls `darwin`).
+pub fn norm_os(o: &str) -> String {
+    match o.to_ascii_lowercase().as_str() {
+        "macos" | "osx" | "mac" => "darwin".into(),
+        other => other.into(),
+    }
+}
+
 /// Normalise architecture spellings (`amd64` is `x86_64`, `arm64` is `aarch64`).
 pub fn norm_arch(a: &str) -> String {
     match a.to_ascii_lowercase().as_str() {
@@ -141,7 +149,7 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
     });
     for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
         if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
-            && (!os.eq_ignore_ascii_case(&obs.os) || norm_arch(arch) != norm_arch(&obs.arch))
+            && (norm_os(os) != norm_os(&obs.os) || norm_arch(arch) != norm_arch(&obs.arch))
         {
             c.rejected = Some(Reason::new(
                 "platform-mismatch",

@@ -260,3 +260,14 @@ fn two_writers_at_once_never_corrupt_the_chain() {
         r.cmd(&["verify", EV, "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
     }
 }
+
+#[test]
+fn the_committed_example_evidence_verifies() {
+    let repo = crate::util::repo();
+    let out = std::process::Command::new(crate::util::BIN)
+        .args(["verify", "examples/evidence/example-agent", "--trusted-key", "examples/keys/demo.pub"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}

@@ -178,3 +178,23 @@ fn requiring_kvm_fails_clearly_where_kvm_does_not_work() {
         assert!(error.contains("KVM required but not usable"), "{artifact:#}");
     }
 }
+
+#[test]
+fn a_missing_qemu_or_a_dynamic_busybox_is_a_failed_run_that_says_what_to_install() {
+    let r = Root::new();
+    r.keygen();
+    r.bundle("vm-missing", "true\n", |v| v["spec"]["vm"]["backendIntent"] = "qemu".into());
+    let b = "bundles/vm-missing";
+    for (var, value, says) in [
+        ("AGENTPLANE_QEMU", "/nonexistent/qemu-system-x86_64", "does not exist"),
+        ("AGENTPLANE_BUSYBOX", "/bin/sh", "not a statically linked"),
+    ] {
+        r.cmd(&["validate", b]).ok();
+        r.cmd(&["place", b]).ok();
+        r.cmd_env(&["run", b], &[(var, value)]).failed();
+        let artifact = r.json("artifacts/vm-missing/run-artifact.json");
+        let error = artifact["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{var}: {error}");
+        assert!(error.contains("apt-get install qemu-system-x86 busybox-static linux-image-amd64"), "{error}");
+    }
+}

@@ -9,7 +9,9 @@
 //! A probe costs up to [`PROBE_TIMEOUT`] when KVM is broken, so verdicts are
 //! cached: in this process, and in `kvm-probe.json` in the cache directory
 //! keyed by the host's boot id and the QEMU binary and kernel used, so a
-//! reboot or an upgrade probes again. `AGENTPLANE_QEMU_ACCEL=tcg` skips KVM
+//! reboot or an upgrade probes again. A "not usable" verdict expires after
+//! [`NEGATIVE_TTL`]: a probe that lost to a busy host should not pin TCG
+//! until the next reboot. `AGENTPLANE_QEMU_ACCEL=tcg` skips KVM
 //! altogether; `=kvm` trusts it without a probe.
 
 use anyhow::{Context, Result};
@@ -25,7 +27,9 @@ use super::{Accel, Ports, initramfs, qemu_command};
 /// How long a KVM test boot may take before KVM counts as not working.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const CACHE_FILE: &str = "kvm-probe.json";
-const CACHE_VERSION: u32 = 1;
+const CACHE_VERSION: u32 = 2;
+/// How long a cached "KVM does not work" holds.
+pub const NEGATIVE_TTL: Duration = Duration::from_secs(3600);
 
 /// Whether KVM works here, and why (or why not).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +48,13 @@ impl KvmVerdict {
 struct CacheEntry {
     version: u32,
     key: String,
+    /// Seconds since the Unix epoch.
+    checked_at: u64,
     verdict: KvmVerdict,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 static VERDICTS: Mutex<Option<HashMap<String, KvmVerdict>>> = Mutex::new(None);
@@ -162,12 +172,13 @@ fn which(p: &Path) -> Option<PathBuf> {
 fn read_cache(dir: &Path, key: &str) -> Option<KvmVerdict> {
     let text = std::fs::read_to_string(dir.join(CACHE_FILE)).ok()?;
     let entry: CacheEntry = serde_json::from_str(&text).ok()?;
-    (entry.version == CACHE_VERSION && entry.key == key).then_some(entry.verdict)
+    let fresh = entry.verdict.usable || unix_now().saturating_sub(entry.checked_at) < NEGATIVE_TTL.as_secs();
+    (entry.version == CACHE_VERSION && entry.key == key && fresh).then_some(entry.verdict)
 }
 
 fn write_cache(dir: &Path, key: &str, v: &KvmVerdict) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let entry = CacheEntry { version: CACHE_VERSION, key: key.to_string(), verdict: v.clone() };
+    let entry = CacheEntry { version: CACHE_VERSION, key: key.to_string(), checked_at: unix_now(), verdict: v.clone() };
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, &entry)?;
     tmp.persist(dir.join(CACHE_FILE))?;
@@ -187,6 +198,22 @@ mod tests {
         assert_eq!(read_cache(d.path(), "k2"), None);
         std::fs::write(d.path().join(CACHE_FILE), "garbage").unwrap();
         assert_eq!(read_cache(d.path(), "k1"), None);
+    }
+
+    #[test]
+    fn a_negative_verdict_expires_and_a_positive_one_lasts_the_boot() {
+        let d = tempfile::tempdir().unwrap();
+        let old = unix_now() - NEGATIVE_TTL.as_secs() - 1;
+        for usable in [false, true] {
+            let entry = CacheEntry {
+                version: CACHE_VERSION,
+                key: "k".into(),
+                checked_at: old,
+                verdict: KvmVerdict { usable, reason: "r".into() },
+            };
+            std::fs::write(d.path().join(CACHE_FILE), serde_json::to_string(&entry).unwrap()).unwrap();
+            assert_eq!(read_cache(d.path(), "k").is_some(), usable);
+        }
     }
 
     #[test]

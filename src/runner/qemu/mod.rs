@@ -161,7 +161,11 @@ fn which(name: &str) -> Option<PathBuf> {
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
 fn find_qemu() -> Result<PathBuf> {
     if let Some(q) = std::env::var_os("AGENTPLANE_QEMU").filter(|q| !q.is_empty()) {
-        return Ok(PathBuf::from(q));
+        let q = PathBuf::from(q);
+        if !q.is_file() {
+            bail!("`{}` (from AGENTPLANE_QEMU) does not exist; {INSTALL_HINT}", q.display());
+        }
+        return Ok(q);
     }
     which(QEMU).with_context(|| format!("`{QEMU}` is not on PATH; {INSTALL_HINT}"))
 }
