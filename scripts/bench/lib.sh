@@ -108,20 +108,16 @@ PY
   echo "$k"
 }
 
-# agentplane_keygen DIR: `agentplane keygen --out DIR/keys/signing` once; prints
-# the private key path. Assumes --out PATH writes the PKCS#8 PEM private key at
-# PATH (or PATH.pem / PATH.key / PATH.key.pem) and the public key beside it.
+# agentplane_keygen ROOT: `agentplane --root ROOT keygen` once, at the default
+# place agentplane looks for the signing key (ROOT/.agentplane/keys/signing.key,
+# so no --key is needed); prints the private key path.
 agentplane_keygen() {
-  local out="$1/keys/signing" f
-  mkdir -p "$1/keys"
-  for f in "$out" "$out.pem" "$out.key" "$out.key.pem"; do
-    if [ -f "$f" ] && grep -q 'BEGIN PRIVATE KEY' "$f"; then echo "$f"; return 0; fi
-  done
-  "$AGENTPLANE" keygen --out "$out" >&2 || die "agentplane keygen --out $out failed"
-  for f in "$out" "$out.pem" "$out.key" "$out.key.pem"; do
-    if [ -f "$f" ] && grep -q 'BEGIN PRIVATE KEY' "$f"; then echo "$f"; return 0; fi
-  done
-  die "agentplane keygen --out $out wrote no PKCS#8 PEM private key at $out{,.pem,.key,.key.pem}"
+  local key="$1/.agentplane/keys/signing.key"
+  if [ ! -f "$key" ]; then
+    "$AGENTPLANE" --root "$1" keygen >&2 || die "agentplane --root $1 keygen failed"
+  fi
+  [ -f "$key" ] || die "agentplane keygen wrote no $key"
+  echo "$key"
 }
 
 # try_untimed NAME CMD: run CMD once (untimed) and stop with its output if it fails.

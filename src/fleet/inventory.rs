@@ -304,11 +304,16 @@ fn reach_of(n: &Node) -> Result<Reach, String> {
         return Err(format!("sshRef `{}` names no host", n.ssh_ref));
     }
     let h = home();
+    // `~/` means the invoking user's home, as in ssh_config.
+    let expand = |p: &str| match p.strip_prefix("~/") {
+        Some(rest) => format!("{h}/{rest}"),
+        None => p.to_string(),
+    };
     Ok(Reach::Ssh(SshTarget {
         host,
         port,
         user,
-        identity_file: b.and_then(|b| b.identity_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/id_ed25519")),
-        known_hosts_file: b.and_then(|b| b.known_hosts_file.clone()).unwrap_or_else(|| format!("{h}/.ssh/known_hosts")),
+        identity_file: expand(b.and_then(|b| b.identity_file.as_deref()).unwrap_or("~/.ssh/id_ed25519")),
+        known_hosts_file: expand(b.and_then(|b| b.known_hosts_file.as_deref()).unwrap_or("~/.ssh/known_hosts")),
     }))
 }

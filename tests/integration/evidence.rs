@@ -271,3 +271,21 @@ fn the_committed_example_evidence_verifies() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn verify_human_output_snapshots() {
+    let r = done();
+    let ok = verify(&r).ok();
+    insta::assert_snapshot!(
+        "verify_ok_human",
+        format!("exit {}\n{}", ok.code, crate::util::redact(&ok.stdout, r.path()))
+    );
+    let p = format!("{EV}/placement-decision.json");
+    let s = r.read(&p).replacen("local", "l0cal", 1);
+    r.write(&p, s);
+    let bad = verify(&r).failed();
+    insta::assert_snapshot!(
+        "verify_bad_human",
+        format!("exit {}\n{}", bad.code, crate::util::redact(&bad.stdout, r.path()))
+    );
+}

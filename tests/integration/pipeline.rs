@@ -266,3 +266,10 @@ fn demo_tells_its_story_on_a_fresh_root() {
     let again = r.cmd(&["demo"]).ok();
     assert!(!again.stdout.contains("created a demo signing key"));
 }
+
+#[test]
+fn up_human_output_snapshot() {
+    let r = Root::with_example();
+    let out = r.up("bundles/example-agent");
+    insta::assert_snapshot!("up_human", format!("exit {}\n{}", out.code, crate::util::redact(&out.stdout, r.path())));
+}

@@ -164,3 +164,22 @@ fn the_projects_default_inventory_places_on_local() {
     assert_eq!(d["chosenExecutor"], "local");
     assert_eq!(d["rejected"][0]["code"], "disabled");
 }
+
+#[test]
+fn place_human_output_snapshot() {
+    let r = validated();
+    let inv = inventory(
+        &r,
+        serde_json::json!([
+            node("off", |n| n["enabled"] = false.into()),
+            node("vm-only", |n| n["supportedBackends"] = serde_json::json!(["qemu"])),
+            node("good", |_| {}),
+        ]),
+        "good",
+    );
+    let out = r.cmd(&["place", "bundles/example-agent", "--inventory", &inv]).ok();
+    insta::assert_snapshot!(
+        "place_human",
+        format!("exit {}\n{}", out.code, crate::util::redact(&out.stdout, r.path()))
+    );
+}

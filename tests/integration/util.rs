@@ -166,6 +166,8 @@ pub fn redact(s: &str, root: &Path) -> String {
     for (pat, with) in [
         (r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]"),
         (r"[0-9a-f]{64}", "[HEX]"),
+        (r"sha256:[0-9a-f]{12}…", "sha256:[SHORT]…"),
+        (r"\b[0-9a-f]{16}\b", "[KEYID]"),
         (r"\d+ ms", "[N] ms"),
         (r"\d{4}-\d\d-\d\dT[0-9:.]+Z", "[TIME]"),
         (r"\d{8}t\d{6}z-[0-9a-f]{12}", "[RUNID]"),

@@ -300,7 +300,15 @@ impl QemuRunner {
         let tail = |path: &Path| {
             let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            lines[lines.len().saturating_sub(8)..].join("\n    ")
+            let mut shown: Vec<&str> = lines[lines.len().saturating_sub(8)..].to_vec();
+            // A panic's register dump buries its reason: put the reason first.
+            if let Some(panic) = lines.iter().find(|l| l.contains("Kernel panic"))
+                && !shown.contains(panic)
+            {
+                shown.insert(0, panic);
+                shown.insert(1, "...");
+            }
+            shown.join("\n    ")
         };
         let mut s = String::new();
         for (what, path) in [("console", &p.console), ("qemu", &p.qemu_log)] {
