@@ -114,11 +114,7 @@ pub fn replay(
         cancel,
     );
     let mut r = run_stage::runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
-    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| match ev {
-        Event::Stdout(d) => events(Event::Stdout(run_stage::redact(&d, &secrets).0)),
-        Event::Stderr(d) => events(Event::Stderr(run_stage::redact(&d, &secrets).0)),
-        s => events(s),
-    });
+    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| events(run_stage::redact_event(ev, &secrets)));
 
     // 4. Compare: the exit status always; every product when determinism is declared.
     let exit_code = outcome.exit.code.map_or(-1, i64::from);

@@ -1,23 +1,55 @@
 #!/usr/bin/env bash
-# all.sh: run every benchmark in scripts/bench/ in turn (setup-peers first).
+# all.sh: run the benchmarks of docs/performance.md in turn, then print one
+# summary table (from $RESULTS/<bench>-summary.json).
 #
-# Usage: scripts/bench/all.sh [--peers-only]
-#   --peers-only   time only the peer tools (agentplane not built yet)
-#   AGENTPLANE=path/to/binary (default target/release/agentplane)
-# Each script writes target/bench/<name>.{json,md}; a bench that fails does not
-# stop the others; the exit code is the number of benches that failed.
-# Takes ~3-5 minutes on the 2-core machine (place.sh alone ~1 minute).
+# Usage: scripts/bench/all.sh [--peers-only] [BENCH...]
+#   BENCH          any of: validate verify run up place (default: all five, in that order)
+#   --peers-only   time only the peer tools (validate, run, up, place; verify needs agentplane)
+#   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
+#   e.g.  CARGO_TARGET_DIR=/work/bench-target scripts/bench/all.sh
+# A bench that fails (or misses its target) does not stop the others; the exit
+# code is the number of benches that failed or missed a target.
+# Takes ~5-8 minutes on the 2-core machine (verify builds its chain, place ~1 min).
+# vm.sh (QEMU) is not part of this set: run it by itself.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PEERS=()
-[ "${1:-}" = "--peers-only" ] && PEERS=(--peers-only)
+. "$HERE/lib.sh"
 
-"$HERE/setup-peers.sh" || exit 2
-failed=0
-for b in validate verify run up place; do
-  echo; echo "================ $b ================"
-  args=("${PEERS[@]}")
-  [ "$b" = verify ] && args=()   # verify.sh times agentplane only when it is built and accepts the chain
-  "$HERE/$b.sh" "${args[@]}" || { echo "all.sh: $b failed" >&2; failed=$((failed + 1)); }
+PEERS=() BENCHES=()
+for a in "$@"; do
+  case "$a" in
+    --peers-only) PEERS=(--peers-only) ;;
+    validate|verify|run|up|place) BENCHES+=("$a") ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $a (see --help)" ;;
+  esac
 done
+[ "${#BENCHES[@]}" -gt 0 ] || BENCHES=(validate verify run up place)
+
+"$HERE/setup-peers.sh" --check || exit 2
+failed=0
+for b in "${BENCHES[@]}"; do
+  echo; echo "================ $b (load $(loadavg)) ================"
+  if [ "$b" = verify ] && [ "${#PEERS[@]}" -gt 0 ]; then echo "all.sh: verify skipped with --peers-only"; continue; fi
+  rm -f "$RESULTS/$b-summary.json"
+  "$HERE/$b.sh" "${PEERS[@]}" || { echo "all.sh: $b failed or missed a target" >&2; failed=$((failed + 1)); }
+done
+
+echo; echo "================ summary ================"
+python3 - "$RESULTS" "${BENCHES[@]}" <<'EOF'
+import json, os, sys
+res = sys.argv[1]
+for b in sys.argv[2:]:
+    p = os.path.join(res, f"{b}-summary.json")
+    if not os.path.exists(p):
+        print(f"{b:<9} no summary (the script stopped before timing; see its output)")
+        continue
+    s = json.load(open(p))
+    med = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in s["mediansSeconds"].items())
+    print(f"{b:<9} load {s['load']['before']} -> {s['load']['after']}; medians: {med}")
+    for t in s["targets"]:
+        val = (f"{t['ratio']:.2f}x (target {t['target']}x)" if "ratio" in t
+               else f"{t.get('median', t.get('overheadSeconds', 0)) * 1e3:.1f} ms (limit {t['limit'] * 1e3:.0f} ms)")
+        print(f"          {'PASS' if t['pass'] else 'FAIL'}  {t['what'] if 'what' in t else t['agentplane'] + ' vs ' + t['peer']}: {val}")
+EOF
 exit "$failed"

@@ -3,6 +3,9 @@
 #
 # Measures (hyperfine, warmup 1, 5 runs), whole process:
 #   agentplane --root DIR place bundles/trivial --inventory INV --probe-timeout 3
+# (with `rm -rf DIR/artifacts/trivial && agentplane validate bundles/trivial` as
+# untimed --prepare: place runs once per evidence chain; the key is keygen's at
+# DIR/.agentplane/keys/signing.key)
 # where INV is a typed v0.1 FleetInventory with 1,000 SSH executors
 # (root@127.0.0.1:PORT) pointing at listeners.py: 1,000 loopback listeners that
 # accept and never send the SSH banner, so every probe runs into the timeout;
@@ -119,7 +122,11 @@ fi
 REF="python3 '$HERE/probe-ref.py' '$INV' --timeout $PT"
 cmds=(--command-name probe-ref "$REF")
 if [ "$PEERS_ONLY" = 0 ]; then
+  agentplane_keygen "$DIR" >/dev/null
   PLACE="'$AGENTPLANE' --root '$DIR' place bundles/trivial --inventory '$INV' --probe-timeout $PT"
+  # place runs once per evidence chain: a fresh chain (validate) before each, untimed.
+  PREP="rm -rf '$DIR/artifacts/trivial' && '$AGENTPLANE' --root '$DIR' validate bundles/trivial >/dev/null"
+  try_untimed "agentplane validate" "$PREP"
   # Untimed try, cut off at 10 x probe timeout: placement must choose `local` (exit 0).
   set +e
   timeout $(( 10 * PT )) bash -c "$PLACE" >"$DIR/place-try.out" 2>&1; rc=$?
@@ -130,8 +137,17 @@ if [ "$PEERS_ONLY" = 0 ]; then
     sed 's/^/  | /' "$DIR/place-try.out" | tail -n 20 >&2
     die "agentplane place exited $rc; expected 0 with executor 'local' chosen"
   fi
+  mkdir -p "$RESULTS"; cp "$DIR/place-try.out" "$RESULTS/place-try.out"
   grep -q local "$DIR/place-try.out" || { sed 's/^/  | /' "$DIR/place-try.out" | tail -n 5 >&2; die "agentplane place did not name 'local'"; }
-  cmds=(--command-name agentplane "$PLACE" "${cmds[@]}")
+  python3 - "$DIR/artifacts/trivial/placement-decision.json" "$HOSTS" <<'EOF' || die "the placement decision does not show every SSH host probed and unreachable"
+import json, sys
+d = json.load(open(sys.argv[1]))
+codes = [r.get("code") for r in d.get("rejected", [])]
+n = int(sys.argv[2])
+print(f"place.sh: decision: chose {d.get('chosenExecutor')}; {codes.count('ssh-unreachable')} of {n} hosts ssh-unreachable", file=sys.stderr)
+sys.exit(0 if d.get("chosenExecutor") == "local" and codes.count("ssh-unreachable") == n else 1)
+EOF
+  cmds=(--command-name agentplane --prepare "$PREP" "$PLACE" --command-name probe-ref --prepare true "$REF")
 fi
 
 mkdir -p "$RESULTS"

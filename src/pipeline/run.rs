@@ -124,6 +124,17 @@ pub fn redact(data: &[u8], secrets: &[Secret]) -> (Vec<u8>, bool) {
     (out, hit)
 }
 
+/// Redact a live output event before anyone sees it. (Per chunk: a secret
+/// split across two reads can reach the terminal; the logs, redacted whole,
+/// never hold it.)
+pub fn redact_event(ev: Event, secrets: &[Secret]) -> Event {
+    match ev {
+        Event::Stdout(d) => Event::Stdout(redact(&d, secrets).0),
+        Event::Stderr(d) => Event::Stderr(redact(&d, secrets).0),
+        s => s,
+    }
+}
+
 /// What `run` produced.
 #[derive(Debug)]
 pub struct RunResult {
@@ -259,12 +270,7 @@ pub fn run(
             Event::Stderr(d) => err.extend_from_slice(d),
             Event::Status(_) => {}
         }
-        // Live output is redacted line by line before anyone sees it.
-        match ev {
-            Event::Stdout(d) => events(Event::Stdout(redact(&d, &secrets).0)),
-            Event::Stderr(d) => events(Event::Stderr(redact(&d, &secrets).0)),
-            s => events(s),
-        }
+        events(redact_event(ev, &secrets));
     });
     let (out, out_hit) = redact(&out, &secrets);
     let (err, err_hit) = redact(&err, &secrets);

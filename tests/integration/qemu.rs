@@ -198,3 +198,28 @@ fn a_missing_qemu_or_a_dynamic_busybox_is_a_failed_run_that_says_what_to_install
         assert!(error.contains("apt-get install qemu-system-x86 busybox-static linux-image-amd64"), "{error}");
     }
 }
+
+#[test]
+fn a_guest_that_stops_answering_is_killed_by_the_host_deadline() {
+    let r = Root::new();
+    r.keygen();
+    // Kill the guest's own watchdog (a child of /init, also named `init`), so
+    // only the host's deadline is left to end the run.
+    let smoke = "for p in $(pidof init); do [ \"$p\" != 1 ] && kill -9 \"$p\"; done\necho unguarded\nsleep 600\n";
+    r.bundle("vm-rogue", smoke, |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["policy"]["maxRunSeconds"] = 5.into();
+    });
+    let b = "bundles/vm-rogue";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    let t0 = std::time::Instant::now();
+    r.cmd(&["run", b]).failed();
+    let took = t0.elapsed();
+    let artifact = r.json("artifacts/vm-rogue/run-artifact.json");
+    assert_eq!(artifact["timedOut"], true);
+    assert_eq!(artifact["signal"], "SIGKILL", "the host stopped the VM");
+    assert_eq!(r.read("artifacts/vm-rogue/run.stdout.log"), "unguarded\n");
+    assert!(took.as_secs() < 60, "took {took:?}");
+    assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
+}

@@ -460,10 +460,7 @@ impl Runner for QemuRunner {
             }
             std::thread::sleep(POLL);
         }
-        if !lines.push(b"\n").iter().all(|l| l.is_empty()) {
-            // A final record without its newline: the VM died mid-write.
-            bail!("the VM stopped in the middle of a report{}", self.diagnostics());
-        }
+        // The VM is off. Products cut short by that are `collect`'s to report.
         let Some(g) = self.state.exit.clone() else {
             bail!("the VM powered off before the smoke script finished{}", self.diagnostics());
         };
@@ -526,10 +523,25 @@ mod tests {
 
     #[test]
     fn recognises_static_executables() {
-        if let Ok(b) = std::fs::read("/bin/busybox") {
-            // Debian's busybox-static; the dynamic `busybox` package would fail.
-            let _ = is_static_elf(&b);
-        }
+        // A minimal x86-64 ELF header with two program headers: LOAD, then
+        // either another LOAD (static) or INTERP (dynamic).
+        let elf = |second: u32| {
+            let mut e = vec![0u8; 0x40 + 2 * 56];
+            e[..6].copy_from_slice(b"\x7fELF\x02\x01");
+            e[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+            e[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+            e[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+            e[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+            e[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+            e[0x40 + 56..0x40 + 60].copy_from_slice(&second.to_le_bytes());
+            e
+        };
+        assert!(is_static_elf(&elf(1)));
+        assert!(!is_static_elf(&elf(3)));
+        let mut arm = elf(1);
+        arm[0x12] = 183; // EM_AARCH64: would not run in an x86-64 guest
+        assert!(!is_static_elf(&arm));
+        assert!(!is_static_elf(&elf(1)[..0x50]), "truncated program headers");
         let sh = std::fs::read("/bin/sh").unwrap();
         assert!(!is_static_elf(&sh), "/bin/sh is dynamically linked on every supported host");
         assert!(!is_static_elf(b"#!/bin/sh\n"));
