@@ -4,17 +4,21 @@
 //! Signs 10,000 distinct messages of ~600 bytes (the size of an agentplane
 //! chain entry's PAE) with one key (ed25519-dalek, the crate agentplane uses),
 //! then, single-threaded:
-//!   - `VerifyingKey::verify_strict` one message at a time (what agentplane's
-//!     per-entry fallback does; the "raw single-core rate" of the targets);
-//!   - `ed25519_dalek::verify_batch` over batches of 64 (what agentplane's
-//!     fast path does, per thread).
-//! Each is repeated `REPS` times over all messages; the median pass is reported.
+//! - `VerifyingKey::verify_strict` one message at a time (what agentplane's
+//!   per-entry fallback does; the "raw single-core rate" of the targets);
+//! - `ed25519_dalek::verify_batch` over batches of 64 (what agentplane's
+//!   fast path does, per thread).
+//!
+//! Each is repeated `--reps` times over all messages; the median pass is reported.
 //! Also, for context, sha256 over the same messages (agentplane hashes every
 //! chain line and every artifact file).
 //!
 //! Run (not part of `cargo test`; harness = false):
 //!   cargo bench --bench ed25519_rate            [-- --reps 7 --n 10000 --size 600]
 //! The last line of output is one JSON object (for scripts/bench/verify.sh).
+
+// A benchmark program reports on stdout/stderr: that is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};

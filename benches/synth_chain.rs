@@ -19,6 +19,9 @@
 //! Every artifact write is fsync'd (as agentplane does): 10,000 entries take a
 //! while on a slow disk.
 
+// A benchmark program reports on stdout/stderr: that is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use agentplane::evidence::artifacts::SessionArtifact;
 use agentplane::evidence::chain::ChainWriter;
 use agentplane::evidence::keys::{self, Signer};

@@ -10,6 +10,8 @@
 # A bench that fails (or misses its target) does not stop the others; the exit
 # code is the number of benches that failed or missed a target.
 # Takes ~5-8 minutes on the 2-core machine (verify builds its chain, place ~1 min).
+# Before each bench it waits (up to $AGENTPLANE_BENCH_WAIT seconds, default 300)
+# for other processes to use under 15% of the CPUs, and says what it saw.
 # vm.sh (QEMU) is not part of this set: run it by itself.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +34,7 @@ for b in "${BENCHES[@]}"; do
   echo; echo "================ $b (load $(loadavg)) ================"
   if [ "$b" = verify ] && [ "${#PEERS[@]}" -gt 0 ]; then echo "all.sh: verify skipped with --peers-only"; continue; fi
   rm -f "$RESULTS/$b-summary.json"
+  wait_quiet "${AGENTPLANE_BENCH_WAIT:-300}"
   "$HERE/$b.sh" "${PEERS[@]}" || { echo "all.sh: $b failed or missed a target" >&2; failed=$((failed + 1)); }
 done
 

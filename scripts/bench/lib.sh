@@ -24,6 +24,35 @@ die() { echo "bench: $*" >&2; exit 2; }
 # a 1-minute load near or above 1 means something else is competing).
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# cpu_busy [SECONDS]: percent of all CPUs busy over the next SECONDS (default 2),
+# from /proc/stat: what other processes are using right now (unlike loadavg,
+# which lags by a minute).
+cpu_busy() {
+  local a b
+  a=($(sed -n 's/^cpu  //p' /proc/stat)); sleep "${1:-2}"; b=($(sed -n 's/^cpu  //p' /proc/stat))
+  python3 -c '
+import sys
+a, b = [list(map(int, x.split())) for x in sys.argv[1:3]]
+d = [y - x for x, y in zip(a, b)]
+idle = d[3] + d[4]
+print(round(100 * (1 - idle / max(sum(d), 1))))' "${a[*]}" "${b[*]}"
+}
+
+# wait_quiet [MAX_SECONDS] [MAX_BUSY_PERCENT]: wait (default up to 300 s) until
+# other processes use under MAX_BUSY_PERCENT (default 15) of the CPUs; says
+# what it saw. Never fails: a bench on a busy machine still runs, and reports its load.
+wait_quiet() {
+  local max="${1:-300}" lim="${2:-15}" t0=$SECONDS busy
+  while :; do
+    busy="$(cpu_busy 2)"
+    if [ "$busy" -lt "$lim" ]; then echo "bench: machine quiet (${busy}% busy, load $(loadavg))" >&2; return 0; fi
+    if [ $((SECONDS - t0)) -ge "$max" ]; then
+      echo "bench: WARNING: machine still ${busy}% busy after ${max}s (load $(loadavg)); timing anyway" >&2; return 0
+    fi
+    sleep 5
+  done
+}
+
 # write_summary NAME JSON: store a bench's verdict as $RESULTS/NAME-summary.json
 # (read by all.sh's summary table).
 write_summary() { mkdir -p "$RESULTS"; printf '%s\n' "$2" >"$RESULTS/$1-summary.json"; }

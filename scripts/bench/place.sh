@@ -26,6 +26,9 @@
 #                               [--inventory-only DIR] [--lifetime SECONDS]
 #   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
 #   --peers-only          time only the probe-ref.py yardstick (before agentplane is built)
+#   --fd-limit N          run agentplane under `ulimit -n N` (default: the raised
+#                         limit below); e.g. 256 shows what agentplane does when it
+#                         runs out of file descriptors (the untimed check then fails)
 #   --inventory-only DIR  start the listeners, write DIR/inventory.json and the
 #                         trivial bundle, check one port is silent, stop (no agentplane)
 # Raises `ulimit -n` to fit 1,000 listeners + 1,000 probe connections.
@@ -34,7 +37,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 
-HOSTS=1000 PT=3 RUNS=5 ONLY="" LIFETIME="" PEERS_ONLY=0
+HOSTS=1000 PT=3 RUNS=5 ONLY="" LIFETIME="" PEERS_ONLY=0 FDLIM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) HOSTS="$2"; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --inventory-only) ONLY="$2"; shift 2 ;;
     --lifetime) LIFETIME="$2"; shift 2 ;;
     --peers-only) PEERS_ONLY=1; shift ;;
+    --fd-limit) FDLIM="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -124,6 +128,7 @@ cmds=(--command-name probe-ref "$REF")
 if [ "$PEERS_ONLY" = 0 ]; then
   agentplane_keygen "$DIR" >/dev/null
   PLACE="'$AGENTPLANE' --root '$DIR' place bundles/trivial --inventory '$INV' --probe-timeout $PT"
+  [ -z "$FDLIM" ] || PLACE="ulimit -n $FDLIM && $PLACE"
   # place runs once per evidence chain: a fresh chain (validate) before each, untimed.
   PREP="rm -rf '$DIR/artifacts/trivial' && '$AGENTPLANE' --root '$DIR' validate bundles/trivial >/dev/null"
   try_untimed "agentplane validate" "$PREP"
@@ -142,10 +147,16 @@ if [ "$PEERS_ONLY" = 0 ]; then
   python3 - "$DIR/artifacts/trivial/placement-decision.json" "$HOSTS" <<'EOF' || die "the placement decision does not show every SSH host probed and unreachable"
 import json, sys
 d = json.load(open(sys.argv[1]))
-codes = [r.get("code") for r in d.get("rejected", [])]
+rej = d.get("rejected", [])
 n = int(sys.argv[2])
-print(f"place.sh: decision: chose {d.get('chosenExecutor')}; {codes.count('ssh-unreachable')} of {n} hosts ssh-unreachable", file=sys.stderr)
-sys.exit(0 if d.get("chosenExecutor") == "local" and codes.count("ssh-unreachable") == n else 1)
+# Every silent host must be rejected for the probe timeout, not for a local error.
+timed_out = [r for r in rej if r.get("code") == "ssh-unreachable" and "within the timeout" in r.get("reason", "")]
+other = [r for r in rej if r not in timed_out]
+print(f"place.sh: decision: chose {d.get('chosenExecutor')}; {len(timed_out)} of {n} hosts rejected "
+      f"for the probe timeout, {len(other)} for something else", file=sys.stderr)
+for r in other[:3]:
+    print(f"  e.g. {r.get('name')}: {r.get('code')}: {r.get('reason')}", file=sys.stderr)
+sys.exit(0 if d.get("chosenExecutor") == "local" and len(timed_out) == n else 1)
 EOF
   cmds=(--command-name agentplane --prepare "$PREP" "$PLACE" --command-name probe-ref --prepare true "$REF")
 fi

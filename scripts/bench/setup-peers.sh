@@ -6,7 +6,7 @@
 #     check-jsonschema            JSON Schema CLI (validate.sh)
 #     securesystemslib[crypto]    DSSE envelope verification, ed25519 (verify.py)
 #     in-toto                     provides in-toto-run (run.sh, up.sh)
-#     cryptography                key and chain generation (gen-chain.py, keys)
+#     cryptography                keys (verify.py, the in-toto-run key)
 #   npm, into a prefix at $BENCH_DIR/npm:
 #     ajv-cli, ajv-formats        `ajv validate --spec=draft2020` (validate.sh)
 #   apt (system, only if missing):  hyperfine

@@ -17,8 +17,8 @@ newline), "sha256:" + 64 zeros at the first line, and predicate.seq == line numb
 Prints envelopes/s (in-process, file already read; interpreter start-up and
 imports excluded) and exits 1 on the first envelope that does not verify.
 NOTES.md measured securesystemslib at ~3,400 envelopes/s on this machine kind.
-Proposed target (not from DESIGN.md): `agentplane verify` at least ~5x that (ed25519-dalek verifies
-~20,000/s single, ~40,000/s batched, before hashing and schema checks).
+Target (issue): `agentplane verify` >= 5x securesystemslib's entries/s, whole
+process (scripts/bench/verify.sh times both on the same chain).
 
 Run with the bench venv's python (scripts/bench/setup-peers.sh):
     ~/.cache/agentplane-bench/venv/bin/python scripts/bench/verify.py DIR/evidence.jsonl PUB.pem
