@@ -200,7 +200,9 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // Step 6: every subject's digest matches the file on disk, each file is
     // named once, and names stay inside the directory.
     let mut named: BTreeSet<String> = BTreeSet::new();
-    for line in lines.iter_mut() {
+    // Each entry's artifact bytes, read once here and schema-checked in step 7.
+    let mut artifact_bytes: Vec<Option<Vec<u8>>> = vec![None; lines.len()];
+    for (idx, line) in lines.iter_mut().enumerate() {
         let Some(s) = line.statement.clone() else {
             continue;
         };
@@ -220,10 +222,17 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
                 line.fail(format!("subject `{}` has no sha256 digest", subj.name));
                 continue;
             };
-            match fsx::sha256_file(&dir.join(&subj.name)) {
+            let is_artifact = std::ptr::eq(subj, &s.subject[0]);
+            match std::fs::read(dir.join(&subj.name)) {
                 Err(_) => line.fail(format!("`{}` is missing", subj.name)),
-                Ok(got) if got != want => line.fail(format!("`{}` changed: sha256 {got}, signed {want}", subj.name)),
-                Ok(_) => {}
+                Ok(bytes) => {
+                    let got = fsx::sha256_hex(&bytes);
+                    if got != want {
+                        line.fail(format!("`{}` changed: sha256 {got}, signed {want}", subj.name));
+                    } else if is_artifact {
+                        artifact_bytes[idx] = Some(bytes);
+                    }
+                }
             }
         }
     }
@@ -231,7 +240,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // Step 7: every artifact matches its schema, says the kind its entry
     // says, and belongs to the chain's bundle.
     let mut validators: BTreeMap<&'static str, jsonschema::Validator> = BTreeMap::new();
-    for line in lines.iter_mut().filter(|l| l.problem.is_none()) {
+    for (idx, line) in lines.iter_mut().enumerate().filter(|(_, l)| l.problem.is_none()) {
         let Some(s) = line.statement.clone() else {
             continue;
         };
@@ -242,7 +251,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
             continue;
         };
         let name = &s.subject[0].name;
-        let value: Value = match std::fs::read(dir.join(name)).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        let value: Value = match artifact_bytes[idx].take().and_then(|b| serde_json::from_slice(&b).ok()) {
             Some(v) => v,
             None => {
                 line.fail(format!("`{name}` is not JSON"));

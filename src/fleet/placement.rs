@@ -118,6 +118,7 @@ pub fn norm_arch(a: &str) -> String {
 /// Probe every candidate still standing: this host for `local`, SSH for the
 /// rest (in parallel), then compare the declared platform with what was seen.
 pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
+    raise_fd_limit();
     std::thread::scope(|s| {
         let handles: Vec<_> = cands
             .iter()
@@ -143,6 +144,11 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             };
             match result {
                 Ok(obs) => cands[i].observed = Some(obs),
+                // Running out of file descriptors is agentplane's failure, not
+                // the host's: never record it as the host being unreachable.
+                Err(r) if r.detail.contains("(os error 24)") => {
+                    cands[i].rejected = Some(Reason::new("probe-failed", format!("not probed: {}", r.detail)))
+                }
                 Err(r) => cands[i].rejected = Some(r),
             }
         }
@@ -156,6 +162,17 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
                 format!("declared {os}/{arch}, observed {}/{}", obs.os, obs.arch),
             ));
         }
+    }
+}
+
+/// Each SSH probe holds a socket: raise the soft open-file limit to the hard
+/// limit so a large fleet is not cut short by the default 1,024.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
 }
 

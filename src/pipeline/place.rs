@@ -66,6 +66,16 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
     };
     let mut cands = placement::filter_static(&inv, &req);
     placement::probe_all(&mut cands, opts.probe_timeout);
+    let unprobed = cands.iter().filter(|c| c.rejected.as_ref().is_some_and(|r| r.code == "probe-failed")).count();
+    if unprobed > 0 {
+        // A decision that blamed hosts agentplane never reached would be false evidence.
+        return Err(Problem::error(format!(
+            "{unprobed} of {} executors could not be probed: agentplane ran out of resources (open files or threads)",
+            cands.len()
+        ))
+        .hint("raise the open-file limit (`ulimit -n`) and place again")
+        .into());
+    }
     let chosen = placement::choose(&mut cands, inv.default_executor.as_deref(), pinned.as_deref());
 
     let mut placed = Placed {

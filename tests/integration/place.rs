@@ -183,3 +183,34 @@ fn place_human_output_snapshot() {
         format!("exit {}\n{}", out.code, crate::util::redact(&out.stdout, r.path()))
     );
 }
+
+#[test]
+fn running_out_of_file_descriptors_is_agentplanes_error_not_the_hosts() {
+    let r = validated();
+    // Silent SSH hosts: the kernel completes the handshake, nobody ever speaks.
+    let listeners: Vec<std::net::TcpListener> =
+        (0..100).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let mut execs: Vec<serde_json::Value> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            node(&format!("silent{i}"), |n| {
+                n["sshRef"] = format!("root@127.0.0.1:{}", l.local_addr().unwrap().port()).into();
+            })
+        })
+        .collect();
+    execs.push(node("here", |_| {}));
+    let inv = inventory(&r, serde_json::Value::Array(execs), "silent0");
+    // A hard limit the process cannot raise: most probes cannot get a socket.
+    let cmd = format!(
+        "ulimit -n 48 && exec {} --root {} place bundles/example-agent --inventory {inv} --probe-timeout 2",
+        crate::util::BIN,
+        r.path().display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &cmd]).current_dir(r.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("could not be probed") && stderr.contains("ulimit -n"), "{stderr}");
+    assert!(!r.join("artifacts/example-agent/placement-decision.json").exists());
+    drop(listeners);
+}
