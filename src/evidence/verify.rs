@@ -153,17 +153,20 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // against the trusted keys only, before the payload is parsed.
     verify_signatures(&mut lines, &opts.trusted);
 
+    // Steps 4, 6 and 7 need no other entry, so their work (parsing, reading
+    // and hashing files, schema checks) runs on all cores first; each step
+    // below then applies its findings in order, so the first failure reported
+    // for an entry is the same as doing the steps one after another.
+    let validators = artifact_validators()?;
+    let work = per_entry_work(dir, &lines, &validators);
+
     // Step 4: parse the verified payload as an in-toto Statement v1 whose
     // predicate type matches its kind.
-    for line in lines.iter_mut().filter(|l| l.problem.is_none()) {
-        match serde_json::from_slice::<Statement>(line.body.as_deref().unwrap_or_default()) {
-            Err(e) => line.fail(format!("payload is not an agentplane statement: {e}")),
-            Ok(s) if s.statement_type != STATEMENT_TYPE => line.fail(format!("_type is `{}`", s.statement_type)),
-            Ok(s) if s.predicate_type != predicate_type(&s.predicate.kind) => {
-                line.fail(format!("predicateType `{}` does not match kind `{}`", s.predicate_type, s.predicate.kind))
-            }
-            Ok(s) if s.subject.is_empty() => line.fail("the statement names no subject"),
-            Ok(s) => line.statement = Some(s),
+    for (line, w) in lines.iter_mut().zip(&work) {
+        match &w.statement {
+            Some(Ok(s)) => line.statement = Some(s.clone()),
+            Some(Err(e)) => line.fail(e.clone()),
+            None => {}
         }
     }
 
@@ -200,81 +203,27 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // Step 6: every subject's digest matches the file on disk, each file is
     // named once, and names stay inside the directory.
     let mut named: BTreeSet<String> = BTreeSet::new();
-    // Each entry's artifact bytes, read once here and schema-checked in step 7.
-    let mut artifact_bytes: Vec<Option<Vec<u8>>> = vec![None; lines.len()];
-    for (idx, line) in lines.iter_mut().enumerate() {
-        let Some(s) = line.statement.clone() else {
-            continue;
-        };
-        if s.predicate.kind == SEAL_KIND {
+    for (line, w) in lines.iter_mut().zip(&work) {
+        if line.statement.as_ref().is_none_or(|s| s.predicate.kind == SEAL_KIND) {
             continue;
         }
-        for subj in &s.subject {
-            if !safe_name(&subj.name) {
-                line.fail(format!("subject `{}` is not a plain path inside the directory", subj.name));
-                continue;
-            }
-            if !named.insert(subj.name.clone()) {
-                line.fail(format!("`{}` is named by an earlier entry too (duplicated entry)", subj.name));
-                continue;
-            }
-            let Some(want) = subj.sha256_hex() else {
-                line.fail(format!("subject `{}` has no sha256 digest", subj.name));
-                continue;
-            };
-            let is_artifact = std::ptr::eq(subj, &s.subject[0]);
-            match std::fs::read(dir.join(&subj.name)) {
-                Err(_) => line.fail(format!("`{}` is missing", subj.name)),
-                Ok(bytes) => {
-                    let got = fsx::sha256_hex(&bytes);
-                    if got != want {
-                        line.fail(format!("`{}` changed: sha256 {got}, signed {want}", subj.name));
-                    } else if is_artifact {
-                        artifact_bytes[idx] = Some(bytes);
-                    }
-                }
+        for (name, problem) in &w.subjects {
+            if problem.is_none() && !named.insert(name.clone()) {
+                line.fail(format!("`{name}` is named by an earlier entry too (duplicated entry)"));
+            } else if let Some(p) = problem {
+                named.insert(name.clone());
+                line.fail(p.clone());
             }
         }
     }
 
     // Step 7: every artifact matches its schema, says the kind its entry
     // says, and belongs to the chain's bundle.
-    let mut validators: BTreeMap<&'static str, jsonschema::Validator> = BTreeMap::new();
-    for (idx, line) in lines.iter_mut().enumerate().filter(|(_, l)| l.problem.is_none()) {
-        let Some(s) = line.statement.clone() else {
-            continue;
-        };
-        let Some(schema_kind) = crate::schemas::kind_for_artifact(&s.predicate.kind) else {
-            if s.predicate.kind != SEAL_KIND {
-                line.fail(format!("unknown entry kind `{}`", s.predicate.kind));
-            }
-            continue;
-        };
-        let name = &s.subject[0].name;
-        let value: Value = match artifact_bytes[idx].take().and_then(|b| serde_json::from_slice(&b).ok()) {
-            Some(v) => v,
-            None => {
-                line.fail(format!("`{name}` is not JSON"));
-                continue;
-            }
-        };
-        if !validators.contains_key(schema_kind) {
-            validators.insert(schema_kind, crate::schemas::validator(schema_kind)?);
-        }
-        if let Some(err) = validators[schema_kind].iter_errors(&value).next() {
-            line.fail(format!(
-                "`{name}` does not match the {} schema at `{}`: {err}",
-                s.predicate.kind,
-                err.instance_path()
-            ));
-        } else if value.get("kind").and_then(Value::as_str) != Some(s.predicate.kind.as_str()) {
-            line.fail(format!("`{name}` is not a {}", s.predicate.kind));
-        } else if value.get("bundle").and_then(Value::as_str) != Some(s.predicate.bundle.as_str()) {
-            line.fail(format!("`{name}` is for another bundle (spliced)"));
-        } else if let Some(d) = value.get("bundleDigest").and_then(Value::as_str)
-            && d != s.predicate.bundle_digest
+    for (line, w) in lines.iter_mut().zip(&work) {
+        if line.problem.is_none()
+            && let Some(p) = &w.artifact
         {
-            line.fail(format!("`{name}` records another bundle digest (spliced)"));
+            line.fail(p.clone());
         }
     }
 
@@ -349,6 +298,133 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     ];
     report.verified = report.first_failure.is_none();
     Ok(report)
+}
+
+/// What one entry's own content says, before it is compared with its neighbours.
+#[derive(Default, Clone)]
+struct Work {
+    /// Step 4's parse: `None` when the entry already failed.
+    statement: Option<Result<Statement, String>>,
+    /// Step 6 per subject, in order: its name and what is wrong with its file.
+    subjects: Vec<(String, Option<String>)>,
+    /// Step 7: what is wrong with the artifact, if anything.
+    artifact: Option<String>,
+}
+
+type Validators = BTreeMap<&'static str, jsonschema::Validator>;
+
+fn artifact_validators() -> Result<Validators> {
+    let mut v = BTreeMap::new();
+    for kind in [
+        "ValidationArtifact",
+        "PlacementDecision",
+        "RunArtifact",
+        "ReplayArtifact",
+        "SessionArtifact",
+        "PromotionArtifact",
+        "ReversalArtifact",
+    ] {
+        let schema_kind = crate::schemas::kind_for_artifact(kind).expect("every artifact kind has a schema");
+        v.insert(schema_kind, crate::schemas::validator(schema_kind)?);
+    }
+    Ok(v)
+}
+
+/// Steps 4, 6 and 7's independent work for every entry, on all cores.
+fn per_entry_work(dir: &Path, lines: &[Line], validators: &Validators) -> Vec<Work> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = lines.len().div_ceil(threads).max(256);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(|l| entry_work(dir, l, validators)).collect::<Vec<_>>()))
+            .collect();
+        let mut out = Vec::with_capacity(lines.len());
+        for h in handles {
+            // A worker that died leaves its entries unchecked: fail them, never pass them.
+            out.extend(h.join().unwrap_or_else(|_| {
+                vec![Work { statement: Some(Err("this entry could not be checked".into())), ..Work::default() }; per]
+            }));
+        }
+        out.truncate(lines.len());
+        out
+    })
+}
+
+fn entry_work(dir: &Path, line: &Line, validators: &Validators) -> Work {
+    let mut w = Work::default();
+    if line.problem.is_some() {
+        return w;
+    }
+    let st = match serde_json::from_slice::<Statement>(line.body.as_deref().unwrap_or_default()) {
+        Err(e) => Err(format!("payload is not an agentplane statement: {e}")),
+        Ok(s) if s.statement_type != STATEMENT_TYPE => Err(format!("_type is `{}`", s.statement_type)),
+        Ok(s) if s.predicate_type != predicate_type(&s.predicate.kind) => {
+            Err(format!("predicateType `{}` does not match kind `{}`", s.predicate_type, s.predicate.kind))
+        }
+        Ok(s) if s.subject.is_empty() => Err("the statement names no subject".into()),
+        Ok(s) => Ok(s),
+    };
+    let Ok(s) = &st else {
+        w.statement = Some(st);
+        return w;
+    };
+    if s.predicate.kind != SEAL_KIND {
+        let mut artifact_bytes = None;
+        for (i, subj) in s.subject.iter().enumerate() {
+            let problem = if !safe_name(&subj.name) {
+                Some(format!("subject `{}` is not a plain path inside the directory", subj.name))
+            } else if let Some(want) = subj.sha256_hex() {
+                match std::fs::read(dir.join(&subj.name)) {
+                    Err(_) => Some(format!("`{}` is missing", subj.name)),
+                    Ok(bytes) => {
+                        let got = fsx::sha256_hex(&bytes);
+                        if got != want {
+                            Some(format!("`{}` changed: sha256 {got}, signed {want}", subj.name))
+                        } else {
+                            if i == 0 {
+                                artifact_bytes = Some(bytes);
+                            }
+                            None
+                        }
+                    }
+                }
+            } else {
+                Some(format!("subject `{}` has no sha256 digest", subj.name))
+            };
+            w.subjects.push((subj.name.clone(), problem));
+        }
+        if w.subjects.iter().all(|(_, p)| p.is_none()) {
+            w.artifact = artifact_problem(s, artifact_bytes, validators);
+        }
+    }
+    w.statement = Some(st);
+    w
+}
+
+/// Step 7 for one entry: schema, kind, bundle and bundle digest of its artifact.
+fn artifact_problem(s: &Statement, bytes: Option<Vec<u8>>, validators: &Validators) -> Option<String> {
+    let kind = &s.predicate.kind;
+    let Some(schema_kind) = crate::schemas::kind_for_artifact(kind) else {
+        return Some(format!("unknown entry kind `{kind}`"));
+    };
+    let name = &s.subject[0].name;
+    let Some(value) = bytes.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
+        return Some(format!("`{name}` is not JSON"));
+    };
+    if let Some(err) = validators[schema_kind].iter_errors(&value).next() {
+        return Some(format!("`{name}` does not match the {kind} schema at `{}`: {err}", err.instance_path()));
+    }
+    if value.get("kind").and_then(Value::as_str) != Some(kind.as_str()) {
+        return Some(format!("`{name}` is not a {kind}"));
+    }
+    if value.get("bundle").and_then(Value::as_str) != Some(s.predicate.bundle.as_str()) {
+        return Some(format!("`{name}` is for another bundle (spliced)"));
+    }
+    match value.get("bundleDigest").and_then(Value::as_str) {
+        Some(d) if d != s.predicate.bundle_digest => Some(format!("`{name}` records another bundle digest (spliced)")),
+        _ => None,
+    }
 }
 
 fn check(name: &'static str, failure: Option<String>) -> CheckResult {
