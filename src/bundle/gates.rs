@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-use super::load::{self, LoadedBundle};
+use super::load;
 use super::model::Bundle;
 use super::schema::SchemaChecker;
 use crate::fsx;
@@ -84,8 +84,6 @@ pub struct Report {
     pub valid: bool,
     pub digest: Option<String>,
     pub checks: Vec<Check>,
-    /// The typed bundle when it is fully valid.
-    pub loaded: Option<LoadedBundle>,
     /// The governance context block, carried into the artifact.
     pub governance_context: Option<Value>,
     pub lane: Option<String>,
@@ -120,7 +118,6 @@ pub fn validate_cached(
         valid: false,
         digest: None,
         checks: Vec::new(),
-        loaded: None,
         governance_context: None,
         lane: None,
         metadata: None,
@@ -199,21 +196,17 @@ pub fn validate_cached(
         }
     }
     if report.valid {
-        match serde_json::from_value::<Bundle>(value.clone())
-            .map_err(anyhow::Error::from)
-            .and_then(|b| load::from_parts(root, manifest.clone(), b, value))
-        {
-            Ok(loaded) => report.loaded = Some(loaded),
-            Err(e) => {
-                // Schema-valid JSON that the types reject would be a bug in
-                // the generated schema; report it rather than pass silently.
-                report.checks.push(Check::fail(
-                    "schema",
-                    format!("the bundle does not match agentplane's bundle types: {e:#}"),
-                    Some(""),
-                ));
-                report.valid = false;
-            }
+        // Schema-valid JSON that the types reject would be a bug in the
+        // generated schema; report it rather than pass silently. (Deserialized
+        // from a borrow: no copy of the document.)
+        use serde::Deserialize as _;
+        if let Err(e) = Bundle::deserialize(&value) {
+            report.checks.push(Check::fail(
+                "schema",
+                format!("the bundle does not match agentplane's bundle types: {e}"),
+                Some(""),
+            ));
+            report.valid = false;
         }
     }
     report

@@ -90,28 +90,8 @@ pub fn load_for_stage(root: &Path, arg: &Path) -> Result<LoadedBundle> {
 
 /// Resolve a typed bundle's paths against the root.
 pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) -> Result<LoadedBundle> {
-    from_parts_resolved(root, manifest, bundle, value, None)
-}
-
-/// A path as [`fsx::resolve_in_root`] returns it: resolved, and inside the root.
-pub type Resolved = (PathBuf, bool);
-
-/// [`from_parts`] with the outDir and smoke script already resolved.
-pub fn from_parts_resolved(
-    root: &Path,
-    manifest: PathBuf,
-    bundle: Bundle,
-    value: Value,
-    resolved: Option<(Resolved, Resolved)>,
-) -> Result<LoadedBundle> {
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
-    let (out_res, script_res) = resolved.unwrap_or_else(|| {
-        (
-            fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir),
-            fsx::resolve_in_root(root, &bundle.spec.smoke.script),
-        )
-    });
-    let (out_dir, out_ok) = out_res;
+    let (out_dir, out_ok) = fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir);
     if !out_ok || out_dir == root || dir.starts_with(&out_dir) {
         return Err(Problem::failed(format!(
             "`{}`: outDir `{}` is not a directory inside the root `{}`",
@@ -122,7 +102,7 @@ pub fn from_parts_resolved(
         .hint("set spec.artifacts.outDir to a folder under the project root, e.g. `artifacts/<name>`")
         .into());
     }
-    let (script, script_ok) = script_res;
+    let (script, script_ok) = fsx::resolve_in_root(root, &bundle.spec.smoke.script);
     if !script_ok {
         return Err(Problem::failed(format!(
             "`{}`: smoke script `{}` resolves outside the root",
