@@ -33,7 +33,7 @@ pub fn run() -> exit::Exit {
         }
     };
     let printer = output::Printer::new(cli.format, cli.quiet);
-    match commands::dispatch(cli) {
+    match commands::dispatch(cli, printer.clone()) {
         Ok(code) => code,
         Err(err) => {
             printer.error(&err);

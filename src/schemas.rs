@@ -113,8 +113,18 @@ fn strip_null(v: &mut Value) {
 /// A compiled validator for one kind's schema.
 pub fn validator(kind: &str) -> anyhow::Result<jsonschema::Validator> {
     let schema = schema_for(kind).ok_or_else(|| anyhow::anyhow!("no schema for kind `{kind}`"))?;
+    compile(kind, &schema)
+}
+
+/// A compiled validator for a type that is not a published kind (e.g. the
+/// older untyped inventory shape).
+pub fn type_validator<T: JsonSchema>(name: &str) -> anyhow::Result<jsonschema::Validator> {
+    compile(name, &generate::<T>())
+}
+
+fn compile(name: &str, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
-        .build(&schema)
-        .map_err(|e| anyhow::anyhow!("the built-in `{kind}` schema does not compile: {e}"))
+        .build(schema)
+        .map_err(|e| anyhow::anyhow!("the built-in `{name}` schema does not compile: {e}"))
 }

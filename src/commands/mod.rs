@@ -57,8 +57,8 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
     flag
 }
 
-pub fn dispatch(cli: Cli) -> Result<Exit> {
-    let printer = Printer::new(cli.format, cli.quiet);
+/// Run the parsed command; `printer` is the one `lib::run` also reports errors with.
+pub fn dispatch(cli: Cli, printer: Printer) -> Result<Exit> {
     let root = cli.root.canonicalize().map_err(|e| {
         Problem::error(format!("root `{}` cannot be used: {e}", cli.root.display()))
             .hint("pass an existing directory with --root")

@@ -197,11 +197,7 @@ impl Inventory {
         let validator = if typed {
             crate::schemas::validator("fleet-inventory")?
         } else {
-            let schema = schemars::generate::SchemaSettings::draft2020_12()
-                .into_generator()
-                .into_root_schema_for::<LegacyInventory>()
-                .to_value();
-            jsonschema::validator_for(&schema).map_err(|e| anyhow::anyhow!("legacy inventory schema: {e}"))?
+            crate::schemas::type_validator::<LegacyInventory>("legacy inventory")?
         };
         if let Some(e) = validator.iter_errors(&value).next() {
             let ptr = e.instance_path().as_str().to_string();

@@ -2,20 +2,6 @@
 
 use crate::util::{Root, compat};
 
-fn inventory(r: &Root, executors: serde_json::Value, default: &str) -> String {
-    let inv = serde_json::json!({
-        "apiVersion": "agentplane.socioprophet.org/v0.1",
-        "kind": "FleetInventory",
-        "metadata": {"name": "t", "version": "0.1.0", "createdAt": "2026-11-22T00:00:00Z"},
-        "builders": [],
-        "executors": executors,
-        "defaultExecutor": default,
-        "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
-    });
-    r.write("inv.json", serde_json::to_vec_pretty(&inv).unwrap());
-    "inv.json".into()
-}
-
 fn node(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
     let mut n = serde_json::json!({
         "name": name, "sshRef": "local", "enabled": true,
@@ -35,16 +21,15 @@ fn validated() -> Root {
 #[test]
 fn every_rejection_is_explained() {
     let r = validated();
-    let inv = inventory(
-        &r,
-        serde_json::json!([
+    let inv = r.inventory(
+        &[
             node("off", |n| n["enabled"] = false.into()),
             node("drained", |n| n["health"]["state"] = "drained".into()),
             node("vm-only", |n| n["supportedBackends"] = serde_json::json!(["qemu"])),
             node("riscv", |n| n["platform"] = serde_json::json!({"os": "linux", "arch": "riscv64"})),
             node("good", |_| {}),
             node("also-good", |_| {}),
-        ]),
+        ],
         "off",
     );
     let d = r.cmd(&["--format", "json", "place", "bundles/example-agent", "--inventory", &inv]).ok().json();
@@ -66,7 +51,7 @@ fn every_rejection_is_explained() {
 #[test]
 fn nothing_qualifies_is_exit_1_listing_why() {
     let r = validated();
-    let inv = inventory(&r, serde_json::json!([node("off", |n| n["enabled"] = false.into())]), "off");
+    let inv = r.inventory(&[node("off", |n| n["enabled"] = false.into())], "off");
     let out = r.cmd(&["place", "bundles/example-agent", "--inventory", &inv]).failed();
     assert!(
         out.stdout.contains("off") && out.stdout.contains("disabled") && out.stdout.contains("no executor qualifies"),
@@ -84,7 +69,7 @@ fn isolation_and_kvm_policies_filter() {
         v["spec"]["policy"]["acceptableIsolation"] = serde_json::json!(["vm-kvm", "vm-tcg"]);
     });
     r.cmd(&["validate", "bundles/strict"]).ok();
-    let inv = inventory(&r, serde_json::json!([node("proc", |_| {})]), "proc");
+    let inv = r.inventory(&[node("proc", |_| {})], "proc");
     let d = r.cmd(&["--format", "json", "place", "bundles/strict", "--inventory", &inv]).failed().json();
     assert_eq!(d["rejected"][0]["code"], "isolation-too-weak");
 }
@@ -92,7 +77,7 @@ fn isolation_and_kvm_policies_filter() {
 #[test]
 fn pinning_by_flag_and_unknown_pins() {
     let r = validated();
-    let inv = inventory(&r, serde_json::json!([node("a", |_| {}), node("b", |_| {})]), "a");
+    let inv = r.inventory(&[node("a", |_| {}), node("b", |_| {})], "a");
     r.cmd(&["place", "bundles/example-agent", "--inventory", &inv, "--executor", "zzz"])
         .failed()
         .stderr_has("known executors: a, b");
@@ -168,13 +153,12 @@ fn the_projects_default_inventory_places_on_local() {
 #[test]
 fn place_human_output_snapshot() {
     let r = validated();
-    let inv = inventory(
-        &r,
-        serde_json::json!([
+    let inv = r.inventory(
+        &[
             node("off", |n| n["enabled"] = false.into()),
             node("vm-only", |n| n["supportedBackends"] = serde_json::json!(["qemu"])),
             node("good", |_| {}),
-        ]),
+        ],
         "good",
     );
     let out = r.cmd(&["place", "bundles/example-agent", "--inventory", &inv]).ok();
@@ -200,7 +184,7 @@ fn running_out_of_file_descriptors_is_agentplanes_error_not_the_hosts() {
         })
         .collect();
     execs.push(node("here", |_| {}));
-    let inv = inventory(&r, serde_json::Value::Array(execs), "silent0");
+    let inv = r.inventory(&execs, "silent0");
     // A hard limit the process cannot raise: most probes cannot get a socket.
     let cmd = format!(
         "ulimit -n 48 && exec {} --root {} place bundles/example-agent --inventory {inv} --probe-timeout 2",

@@ -10,21 +10,6 @@ use std::time::{Duration, Instant};
 use crate::sshd::{FreezeProxy, Sshd};
 use crate::util::{BIN, Root, Run};
 
-/// Write a typed v0.1 inventory with `executors` and return its path relative to the root.
-fn inventory(r: &Root, executors: Vec<serde_json::Value>, default: &str) -> String {
-    let inv = serde_json::json!({
-        "apiVersion": "agentplane.socioprophet.org/v0.1",
-        "kind": "FleetInventory",
-        "metadata": {"name": "ssh-tests", "version": "0.1.0", "createdAt": "2026-11-22T00:00:00Z"},
-        "builders": [],
-        "executors": executors,
-        "defaultExecutor": default,
-        "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
-    });
-    r.write("fleet/ssh-inventory.json", serde_json::to_vec_pretty(&inv).unwrap());
-    "fleet/ssh-inventory.json".into()
-}
-
 /// A root with a key and a validated bundle `name` running `smoke`.
 fn validated(name: &str, smoke: &str, max_run_seconds: u64) -> Root {
     let r = Root::new();
@@ -74,7 +59,7 @@ fn placement_probes_a_real_sshd_and_chooses_it() {
     // must still match.
     let noisy = sshd.noisy_known_hosts();
     let exec = sshd.executor_json_with("ssh1", sshd.port, &sshd.client_key, &noisy);
-    let inv = inventory(&r, vec![exec], "ssh1");
+    let inv = r.inventory(&[exec], "ssh1");
     let d = place_json(&r, "bundles/over-ssh", &inv, "5").ok().json();
     assert_eq!(d["chosenExecutor"], "ssh1", "{d:#}\n{}", sshd.log());
     assert_eq!(d["transport"], "ssh");
@@ -110,7 +95,7 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
 
     // Nothing qualifies: exit 1, each executor named with its reason. Four
     // silent hosts at 2 s each would take 8 s one after another.
-    let inv = inventory(&r, bad.clone(), "changed");
+    let inv = r.inventory(&bad, "changed");
     let t0 = Instant::now();
     let d = place_json(&r, "bundles/bad-ssh", &inv, "2").failed().json();
     let took = t0.elapsed();
@@ -135,7 +120,7 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     // With a good executor among them it is chosen and the rest keep their reasons.
     let mut all = bad;
     all.push(sshd.executor_json("good"));
-    let inv = inventory(&r, all, "changed");
+    let inv = r.inventory(&all, "changed");
     let d = place_json(&r, "bundles/bad-ssh", &inv, "2").ok().json();
     assert_eq!(d["chosenExecutor"], "good", "{d:#}");
     for (name, code) in expect {
@@ -162,7 +147,7 @@ fn a_run_over_ssh_brings_products_back_and_leaves_nothing_remote() {
                  mkdir -p \"$1/nested\"\nprintf 'ok\\n' > \"$1/result.txt\"\n\
                  printf 'deep\\n' > \"$AGENTPLANE_PRODUCTS_DIR/nested/deep.txt\"\n";
     let r = validated("ssh-run", smoke, 20);
-    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-run", &inv, "5").ok();
     let run = r.cmd(&["--format", "json", "run", "bundles/ssh-run"]).ok().json();
     assert_eq!(run["status"], "success", "{run:#}");
@@ -201,7 +186,7 @@ fn an_ssh_run_past_its_deadline_is_killed_remotely() {
     r.keygen();
     r.bundle("ssh-slow", &smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = 5.into());
     r.cmd(&["validate", "bundles/ssh-slow"]).ok();
-    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-slow", &inv, "5").ok();
     let t0 = Instant::now();
     let run = r.cmd(&["--format", "json", "run", "bundles/ssh-slow"]).failed().json();
@@ -303,7 +288,7 @@ fn finish(child: std::process::Child, within: Duration) -> (Run, Duration) {
 fn a_host_killed_mid_run_fails_the_run_promptly() {
     let mut sshd = Sshd::start();
     let (r, marker) = long_running("ssh-vanish");
-    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-vanish", &inv, "5").ok();
     let child = spawn_run(&r, "bundles/ssh-vanish");
     wait_for_file(&marker, Duration::from_secs(20));
@@ -326,7 +311,7 @@ fn a_host_gone_silent_mid_run_fails_the_run_promptly() {
     let (r, marker) = long_running("ssh-silent");
     let via_proxy =
         sshd.executor_json_with("ssh1", proxy.port, &sshd.client_key, &sshd.known_hosts_for_port(proxy.port));
-    let inv = inventory(&r, vec![via_proxy], "ssh1");
+    let inv = r.inventory(&[via_proxy], "ssh1");
     place_json(&r, "bundles/ssh-silent", &inv, "5").ok();
     let child = spawn_run(&r, "bundles/ssh-silent");
     wait_for_file(&marker, Duration::from_secs(20));
@@ -345,7 +330,7 @@ fn a_host_gone_silent_mid_run_fails_the_run_promptly() {
 fn ctrl_c_during_an_ssh_run_stops_the_remote_script() {
     let sshd = Sshd::start();
     let (r, marker) = long_running("ssh-cancel");
-    let inv = inventory(&r, vec![sshd.executor_json("ssh1")], "ssh1");
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
     place_json(&r, "bundles/ssh-cancel", &inv, "5").ok();
     let child = spawn_run(&r, "bundles/ssh-cancel");
     wait_for_file(&marker, Duration::from_secs(20));

@@ -204,3 +204,20 @@ impl Root {
         self.write(&format!("bundles/{name}/smoke.sh"), smoke);
     }
 }
+
+impl Root {
+    /// Write a typed v0.1 inventory with `executors` to `inv.json`; returns its root-relative path.
+    pub fn inventory(&self, executors: &[serde_json::Value], default: &str) -> String {
+        let inv = serde_json::json!({
+            "apiVersion": "agentplane.socioprophet.org/v0.1",
+            "kind": "FleetInventory",
+            "metadata": {"name": "test", "version": "0.1.0", "createdAt": "2026-11-22T00:00:00Z"},
+            "builders": [],
+            "executors": executors,
+            "defaultExecutor": default,
+            "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
+        });
+        self.write("inv.json", serde_json::to_vec_pretty(&inv).unwrap());
+        "inv.json".into()
+    }
+}
