@@ -71,11 +71,11 @@ fn main() -> anyhow::Result<()> {
     let mut w = ChainWriter::start(&dir, &signer, "bench@0.1.0", &digest)?;
     for i in 0..n - 1 {
         let artifact = SessionArtifact {
-            kind: "SessionArtifact".into(),
+            kind: agentplane::types::ArtifactKind::SessionArtifact,
             bundle: "bench@0.1.0".into(),
             captured_at: "2026-11-22T00:00:00.000Z".into(),
             session_ref: format!("urn:srcos:session:bench-{i:06}"),
-            status: "success".into(),
+            status: agentplane::types::SessionStatus::Success,
             run_artifact_ref: None,
             replay_artifact_ref: None,
             governance_context: None,

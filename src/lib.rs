@@ -13,13 +13,13 @@ pub mod evidence;
 pub mod exit;
 pub mod fleet;
 pub mod fsx;
-pub mod lifecycle;
 pub mod output;
-pub mod pipeline;
-pub mod replay;
 pub mod runner;
+pub mod schema_tools;
 pub mod schemas;
 pub mod sshx;
+pub mod stages;
+pub mod types;
 
 use clap::Parser;
 

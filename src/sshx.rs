@@ -21,18 +21,18 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::evidence::artifacts::SshTarget;
+use crate::types::{RejectCode, SshTarget};
 
 /// The executor cannot be reached: DNS, refused, no route, connect timed out,
 /// no SSH banner, handshake failed or timed out.
-pub const UNREACHABLE: &str = "ssh-unreachable";
+pub const UNREACHABLE: RejectCode = RejectCode::SshUnreachable;
 /// known_hosts has no key for this host (or cannot be read).
-pub const HOST_KEY_UNKNOWN: &str = "ssh-host-key-unknown";
+pub const HOST_KEY_UNKNOWN: RejectCode = RejectCode::SshHostKeyUnknown;
 /// known_hosts has a different key for this host (possible man in the middle),
 /// or the presented key is marked `@revoked`.
-pub const HOST_KEY_CHANGED: &str = "ssh-host-key-changed";
+pub const HOST_KEY_CHANGED: RejectCode = RejectCode::SshHostKeyChanged;
 /// The identity file is missing or unreadable, or the server rejected it.
-pub const AUTH_FAILED: &str = "ssh-auth-failed";
+pub const AUTH_FAILED: RejectCode = RejectCode::SshAuthFailed;
 
 // libssh2 error codes we tell apart (see libssh2.h).
 const LIBSSH2_ERROR_SOCKET_SEND: i32 = -7;
@@ -45,13 +45,13 @@ const LIBSSH2_ERROR_SOCKET_RECV: i32 = -43;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshFailure {
     /// One of [`UNREACHABLE`], [`HOST_KEY_UNKNOWN`], [`HOST_KEY_CHANGED`], [`AUTH_FAILED`].
-    pub code: &'static str,
+    pub code: RejectCode,
     /// What happened, for a person.
     pub detail: String,
 }
 
 impl SshFailure {
-    fn new(code: &'static str, detail: impl Into<String>) -> Self {
+    fn new(code: RejectCode, detail: impl Into<String>) -> Self {
         SshFailure { code, detail: detail.into() }
     }
 }

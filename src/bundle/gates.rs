@@ -3,73 +3,30 @@
 //! the raw JSON, so they still report when the schema check fails: a user sees
 //! every problem in one run.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize as _;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use super::load;
-use super::model::Bundle;
+use super::model::{Backend, Bundle};
 use super::schema::SchemaChecker;
 use crate::fsx;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Warn,
-}
-
-/// One gate's verdict. The JSON shape is part of the documented output.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Check {
-    pub name: String,
-    pub status: Status,
-    pub message: Option<String>,
-    pub pointer: Option<String>,
-}
-
-impl Check {
-    fn new(name: &str, status: Status, message: Option<String>, pointer: Option<&str>) -> Self {
-        Check { name: name.to_string(), status, message, pointer: pointer.map(str::to_string) }
-    }
-    fn pass(name: &str) -> Self {
-        Self::new(name, Status::Pass, None, None)
-    }
-    fn fail(name: &str, message: String, pointer: Option<&str>) -> Self {
-        Self::new(name, Status::Fail, Some(message), pointer)
-    }
-    fn warn(name: &str, message: String, pointer: Option<&str>) -> Self {
-        Self::new(name, Status::Warn, Some(message), pointer)
-    }
-}
-
-/// The gates, in the order they are reported.
-pub const GATES: &[&str] = &[
-    "parse",
-    "schema",
-    "license-policy",
-    "max-run-seconds",
-    "secrets-are-refs",
-    "paths-inside-root",
-    "smoke-script-present",
-    "backend-supported",
-];
+pub use crate::types::{Check, CheckStatus as Status, Gate};
 
 /// What to do about a failing gate, shown after it in human output.
-pub fn hint_for(gate: &str) -> &'static str {
+pub fn hint_for(gate: Gate) -> &'static str {
     match gate {
-        "parse" => "bundle.json must be a UTF-8 JSON object (at most 8 MiB)",
-        "schema" => "see `agentplane schema bundle` for the bundle schema",
-        "license-policy" => "set metadata.licensePolicy.allowAGPL to false",
-        "max-run-seconds" => "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600",
-        "secrets-are-refs" => {
+        Gate::Parse => "bundle.json must be a UTF-8 JSON object (at most 8 MiB)",
+        Gate::Schema => "see `agentplane schema bundle` for the bundle schema",
+        Gate::LicensePolicy => "set metadata.licensePolicy.allowAGPL to false",
+        Gate::MaxRunSeconds => "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600",
+        Gate::SecretsAreRefs => {
             "list secret names in spec.secrets.required and supply values at run time from the environment; never put secret values in a bundle"
         }
-        "paths-inside-root" => "paths in a bundle are relative to the project root (--root) and must not leave it",
-        "smoke-script-present" => "spec.smoke.script must name an existing file, relative to the project root",
-        "backend-supported" => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
-        _ => "",
+        Gate::PathsInsideRoot => "paths in a bundle are relative to the project root (--root) and must not leave it",
+        Gate::SmokeScriptPresent => "spec.smoke.script must name an existing file, relative to the project root",
+        Gate::BackendSupported => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
     }
 }
 
@@ -86,7 +43,7 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// The governance context block, carried into the artifact.
     pub governance_context: Option<Value>,
-    pub lane: Option<String>,
+    pub lane: Option<super::model::Lane>,
     pub metadata: Option<Value>,
     /// The resolved outDir, when the manifest is typed well enough to have one.
     pub out_dir: Option<PathBuf>,
@@ -95,7 +52,7 @@ pub struct Report {
 }
 
 /// Run every gate on one manifest. `manifest` must be canonical (as
-/// [`crate::pipeline::validate::find`] returns them).
+/// [`crate::stages::validate::find`] returns them).
 /// `with_digest`: compute the bundle digest (skipped when nothing will show or
 /// record it, e.g. `validate --check` in human format: it is most of the I/O).
 pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker, with_digest: bool) -> Report {
@@ -130,31 +87,35 @@ pub fn validate_cached(
         Ok(bv) => bv,
         Err(e) => {
             let msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
-            report.checks.push(Check::fail("parse", msg, None));
+            report.checks.push(Check::fail(Gate::Parse, msg, None));
             return report;
         }
     };
     if !value.is_object() {
-        report.checks.push(Check::fail("parse", format!("top level is {}, not an object", kind_of(&value)), Some("")));
+        report.checks.push(Check::fail(
+            Gate::Parse,
+            format!("top level is {}, not an object", kind_of(&value)),
+            Some(""),
+        ));
         return report;
     }
-    report.checks.push(Check::pass("parse"));
+    report.checks.push(Check::pass(Gate::Parse));
     let name = value.pointer("/metadata/name").and_then(Value::as_str);
     let version = value.pointer("/metadata/version").and_then(Value::as_str);
     if let (Some(n), Some(v)) = (name, version) {
         report.bundle = Some(format!("{n}@{v}"));
     }
     report.governance_context = value.pointer("/spec/governanceContext").cloned();
-    report.lane = value.pointer("/spec/policy/lane").and_then(Value::as_str).map(str::to_string);
+    report.lane = value.pointer("/spec/policy/lane").and_then(|l| super::model::Lane::deserialize(l).ok());
     report.metadata = value.get("metadata").cloned();
 
     // schema
     let violations = checker.check(&value);
     if violations.is_empty() {
-        report.checks.push(Check::pass("schema"));
+        report.checks.push(Check::pass(Gate::Schema));
     } else {
         for v in violations {
-            report.checks.push(Check::fail("schema", v.message, Some(&v.pointer)));
+            report.checks.push(Check::fail(Gate::Schema, v.message, Some(&v.pointer)));
         }
     }
 
@@ -190,7 +151,11 @@ pub fn validate_cached(
                 report.out_dir = out_dir.clone();
             }
             Err(e) => {
-                report.checks.push(Check::fail("parse", format!("cannot digest the bundle directory: {e:#}"), None));
+                report.checks.push(Check::fail(
+                    Gate::Parse,
+                    format!("cannot digest the bundle directory: {e:#}"),
+                    None,
+                ));
                 report.valid = false;
             }
         }
@@ -202,7 +167,7 @@ pub fn validate_cached(
         use serde::Deserialize as _;
         if let Err(e) = Bundle::deserialize(&value) {
             report.checks.push(Check::fail(
-                "schema",
+                Gate::Schema,
                 format!("the bundle does not match agentplane's bundle types: {e}"),
                 Some(""),
             ));
@@ -224,7 +189,7 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 fn license_policy(v: &Value) -> Check {
-    const NAME: &str = "license-policy";
+    const NAME: Gate = Gate::LicensePolicy;
     const PTR: &str = "/metadata/licensePolicy/allowAGPL";
     match v.pointer(PTR) {
         Some(Value::Bool(false)) => Check::pass(NAME),
@@ -237,7 +202,7 @@ fn license_policy(v: &Value) -> Check {
 }
 
 fn max_run_seconds(v: &Value) -> Check {
-    const NAME: &str = "max-run-seconds";
+    const NAME: Gate = Gate::MaxRunSeconds;
     const PTR: &str = "/spec/policy/maxRunSeconds";
     match v.pointer(PTR) {
         None => Check::warn(NAME, "maxRunSeconds is not set; runs are limited to 600 s".into(), Some("/spec/policy")),
@@ -338,7 +303,7 @@ fn token_shape(s: &str) -> Option<&'static str> {
 }
 
 fn secrets_are_refs(v: &Value) -> Vec<Check> {
-    const NAME: &str = "secrets-are-refs";
+    const NAME: Gate = Gate::SecretsAreRefs;
     let mut out = Vec::new();
     if let Some(Value::Array(items)) = v.pointer("/spec/secrets/required") {
         for (i, item) in items.iter().enumerate() {
@@ -427,7 +392,7 @@ impl<'r> Resolver<'r> {
 
 fn paths_inside_root(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Vec<Check> {
     let root = resolver.root;
-    const NAME: &str = "paths-inside-root";
+    const NAME: Gate = Gate::PathsInsideRoot;
     let mut paths: Vec<(String, &str)> = Vec::new();
     for ptr in ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/artifacts/outDir", "/spec/vm/kernel"] {
         if let Some(Value::String(s)) = v.pointer(ptr) {
@@ -477,7 +442,7 @@ fn paths_inside_root(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Vec<C
 }
 
 fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
-    const NAME: &str = "smoke-script-present";
+    const NAME: Gate = Gate::SmokeScriptPresent;
     const PTR: &str = "/spec/smoke/script";
     let Some(Value::String(p)) = v.pointer(PTR) else {
         return Check::fail(NAME, "no smoke script is named".into(), Some("/spec/smoke"));
@@ -494,12 +459,11 @@ fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
 }
 
 fn backend_supported(v: &Value) -> Check {
-    const NAME: &str = "backend-supported";
+    const NAME: Gate = Gate::BackendSupported;
     const PTR: &str = "/spec/vm/backendIntent";
     match v.pointer(PTR) {
-        Some(Value::String(b)) if ["lima-process", "qemu", "microvm", "fleet"].contains(&b.as_str()) => {
-            Check::pass(NAME)
-        }
+        // agent-machine is upstream vocabulary that no agentplane runner runs.
+        Some(Value::String(b)) if Backend::parse(b).is_some_and(|b| b != Backend::AgentMachine) => Check::pass(NAME),
         Some(Value::String(b)) => Check::fail(NAME, format!("backend `{b}` is not one agentplane can run"), Some(PTR)),
         Some(other) => Check::fail(NAME, format!("backendIntent is {}, not a string", kind_of(other)), Some(PTR)),
         None => Check::fail(NAME, "no backendIntent is declared".into(), Some("/spec/vm")),

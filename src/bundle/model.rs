@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::types::{Backend, Isolation, Lane};
+
 pub const API_VERSION: &str = "agentplane.socioprophet.org/v0.1";
 
 /// Extension blocks and unknown fields, kept in their original order.
@@ -140,7 +142,7 @@ pub struct ChronosCarrier {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Vm {
-    pub backend_intent: BackendIntent,
+    pub backend_intent: Backend,
     /// Path to NixOS module entry (e.g., vm.nix). Kept for compatibility: NixOS
     /// modules cannot be built on agentplane's hosts; the QEMU runner boots a
     /// kernel plus an initramfs it assembles instead.
@@ -159,37 +161,6 @@ pub struct Vm {
     pub kernel: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum BackendIntent {
-    #[serde(rename = "qemu")]
-    Qemu,
-    #[serde(rename = "microvm")]
-    Microvm,
-    #[serde(rename = "lima-process")]
-    LimaProcess,
-    #[serde(rename = "fleet")]
-    Fleet,
-    #[serde(rename = "agent-machine")]
-    AgentMachine,
-}
-
-impl BackendIntent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendIntent::Qemu => "qemu",
-            BackendIntent::Microvm => "microvm",
-            BackendIntent::LimaProcess => "lima-process",
-            BackendIntent::Fleet => "fleet",
-            BackendIntent::AgentMachine => "agent-machine",
-        }
-    }
-
-    /// Whether this backend runs the smoke script inside a virtual machine.
-    pub fn is_vm(self) -> bool {
-        matches!(self, BackendIntent::Qemu | BackendIntent::Microvm)
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -286,43 +257,6 @@ pub struct Policy {
     pub acceptable_isolation: Option<Vec<Isolation>>,
     #[serde(flatten)]
     pub extra: Extra,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Lane {
-    Staging,
-    Prod,
-}
-
-impl Lane {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Staging => "staging",
-            Lane::Prod => "prod",
-        }
-    }
-}
-
-/// The isolation a run actually had, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-pub enum Isolation {
-    #[serde(rename = "process")]
-    Process,
-    #[serde(rename = "vm-tcg")]
-    VmTcg,
-    #[serde(rename = "vm-kvm")]
-    VmKvm,
-}
-
-impl Isolation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Isolation::Process => "process",
-            Isolation::VmTcg => "vm-tcg",
-            Isolation::VmKvm => "vm-kvm",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -16,7 +16,9 @@ pub struct SchemaChecker {
 
 impl SchemaChecker {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(SchemaChecker { validator: crate::schemas::validator("bundle")? })
+        Ok(SchemaChecker {
+            validator: crate::schema_tools::compile("bundle", &crate::schema_tools::input::<super::model::Bundle>())?,
+        })
     }
 
     /// Every violation, not just the first, in a stable order.

@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<Exit> {
 
     // 2. up: validate → place → run → emit, on the local executor.
     p.line(format!("1. agentplane up {DEMO_BUNDLE}"));
-    let opts = crate::pipeline::place::Options {
+    let opts = crate::stages::place::Options {
         inventory: None,
         executor: Some("local".into()),
         probe_timeout: std::time::Duration::from_secs(3),
@@ -67,7 +67,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<Exit> {
             .and_then(|f| fsx::sha256_file(&evidence.join(f)).ok())
             .map(|d| format!("sha256:{}…", &d[..12]))
             .unwrap_or_default();
-        p.line(format!("   {:>2} {:18} {:26} {digest}", e.seq, e.kind.as_deref().unwrap_or("?"), file));
+        p.line(format!("   {:>2} {:18} {:26} {digest}", e.seq, e.kind.map_or("?", |k| k.as_str()), file));
     }
     if !v.verified {
         p.line(format!("{} evidence did not verify: {}", p.bad(), v.first_failure.unwrap_or_default()));
@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<Exit> {
 
     // 4. replay: re-run from the ReplayArtifact and compare.
     p.line(format!("\n3. agentplane replay {ev_rel} --trusted-key {}", fsx::rel_to(&ctx.root, &public)));
-    let opts = crate::replay::Options { trusted, executor: None, inventory: None };
+    let opts = crate::stages::replay::Options { trusted, executor: None, inventory: None };
     let verdict = super::replay::replay_quiet(ctx, &evidence, &opts)?;
     p.line(format!(
         "   {} {}{}",

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::Ctx;
 use crate::cli::{KeyArgs, PromoteArgs};
 use crate::exit::Exit;
-use crate::lifecycle;
+use crate::stages::lifecycle;
 
 pub fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
@@ -59,7 +59,7 @@ pub fn status(ctx: &Ctx) -> Result<Exit> {
             "{:w$}  {:18}  {:8}  {:6}  {}",
             b.bundle,
             b.stage,
-            b.run_status.as_deref().unwrap_or("-"),
+            b.run_status.map_or("-", |s| s.as_str()),
             if b.sealed { "yes" } else { "no" },
             b.evidence
         ));

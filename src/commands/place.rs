@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::cli::{PlaceArgs, PlaceOpts};
 use crate::error::Problem;
 use crate::exit::Exit;
-use crate::pipeline::place::{self, Placed};
+use crate::stages::place::{self, Placed};
 
 pub fn options(ctx: &Ctx, o: &PlaceOpts) -> Result<place::Options> {
     if !(o.probe_timeout.is_finite() && o.probe_timeout > 0.0 && o.probe_timeout <= 300.0) {

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::ReplayArgs;
 use crate::exit::Exit;
-use crate::replay::{self, Verdict};
+use crate::stages::replay::{self, Verdict};
 
 pub fn run(ctx: &Ctx, args: ReplayArgs) -> Result<Exit> {
     let opts = replay::Options {

@@ -5,8 +5,8 @@ use anyhow::Result;
 use super::Ctx;
 use crate::cli::RunArgs;
 use crate::exit::Exit;
-use crate::pipeline::run::{self, RunResult};
 use crate::runner::Event;
+use crate::stages::run::{self, RunResult};
 
 /// Run with progress: a spinner on a terminal, or live output with `--watch`.
 pub fn run_stage(

@@ -7,13 +7,14 @@ use super::Ctx;
 use crate::cli::{EmitArgs, UpArgs};
 use crate::evidence::keys::Signer;
 use crate::exit::Exit;
-use crate::pipeline::{emit, place, validate};
+use crate::stages::{emit, place, validate};
+use crate::types::SessionStatus;
 
 pub fn emit(ctx: &Ctx, args: EmitArgs) -> Result<Exit> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let e = emit::emit(&ctx.root, &args.bundle, &signer)?;
     print_emit(ctx, &e);
-    Ok(if e.session.status == "success" { Exit::Success } else { Exit::Failed })
+    Ok(if e.session.status == SessionStatus::Success { Exit::Success } else { Exit::Failed })
 }
 
 fn print_emit(ctx: &Ctx, e: &emit::Emitted) {
@@ -146,7 +147,7 @@ pub fn up(ctx: &Ctx, bundle: &Path, opts: &place::Options, watch: bool, signer: 
     let st = StageReport { stage: "emit", ok: true, detail: format!("{}, {}, sealed", e.replay_file, e.session_file) };
     say(&st);
     report.stages.push(st);
-    report.status = e.session.status.clone();
+    report.status = e.session.status.as_str().into();
     Ok((if r.success { Exit::Success } else { Exit::Failed }, report))
 }
 

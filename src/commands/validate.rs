@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::bundle::gates::{self, Check, Status};
 use crate::cli::{Format, ValidateArgs};
 use crate::exit::Exit;
-use crate::pipeline::validate::{self, Outcome};
+use crate::stages::validate::{self, Outcome};
 
 /// The documented `--format json` shape.
 #[derive(Serialize)]
@@ -104,7 +104,7 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
                     };
                     line(format!("    {status} {}{at}: {}", c.name, c.message.as_deref().unwrap_or("")));
                     if c.status == Status::Fail {
-                        line(format!("         hint: {}", gates::hint_for(&c.name)));
+                        line(format!("         hint: {}", gates::hint_for(c.name)));
                     }
                 }
                 if let Some(w) = &o.written {

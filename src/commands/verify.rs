@@ -21,7 +21,7 @@ pub fn print(ctx: &Ctx, r: &Report) {
         p.json(r);
         return;
     }
-    let kw = r.entries.iter().map(|e| e.kind.as_deref().unwrap_or("?").len()).max().unwrap_or(4).max(4);
+    let kw = r.entries.iter().map(|e| e.kind.map_or(1, |k| k.as_str().len())).max().unwrap_or(4).max(4);
     let fw = r.entries.iter().map(|e| e.file.as_deref().unwrap_or("-").len()).max().unwrap_or(4).max(4);
     p.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
     for e in &r.entries {
@@ -30,7 +30,7 @@ pub fn print(ctx: &Ctx, r: &Report) {
         p.line(format!(
             "{:>4}  {:kw$}  {:fw$}  {:16}  {result}",
             e.seq,
-            e.kind.as_deref().unwrap_or("?"),
+            e.kind.map_or("?", |k| k.as_str()),
             e.file.as_deref().unwrap_or("-"),
             signer
         ));

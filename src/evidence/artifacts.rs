@@ -6,19 +6,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bundle::gates::Check;
+use crate::types::{ArtifactKind, Backend, Isolation, Lane, RejectCode, ReversalStatus, RunStatus, SessionStatus};
+pub use crate::types::{Check, Environment, SshTarget, Transport};
 
 /// An artifact file: its kind name and upstream file name.
-pub trait Artifact: Serialize {
-    const KIND: &'static str;
-    const FILE: &'static str;
+pub trait Artifact: Serialize + serde::de::DeserializeOwned {
+    const KIND: ArtifactKind;
 }
 
 macro_rules! artifact {
-    ($t:ty, $kind:literal, $file:literal) => {
+    ($t:ident) => {
         impl Artifact for $t {
-            const KIND: &'static str = $kind;
-            const FILE: &'static str = $file;
+            const KIND: ArtifactKind = ArtifactKind::$t;
         }
     };
 }
@@ -55,15 +54,15 @@ pub struct BundleMetadata {
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Validation Artifact v0.1")]
 pub struct ValidationArtifact {
-    #[schemars(extend("const" = "ValidationArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "ValidationArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_path: Option<String>,
     pub captured_at: String,
     pub valid: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lane: Option<String>,
+    pub lane: Option<Lane>,
     /// Governance context copied from Bundle.spec.governanceContext when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance_context: Option<Value>,
@@ -75,7 +74,7 @@ pub struct ValidationArtifact {
     /// The files the digest covers, so later stages can name what changed.
     pub bundle_files: Vec<BundleFile>,
 }
-artifact!(ValidationArtifact, "ValidationArtifact", "validation-artifact.json");
+artifact!(ValidationArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -85,35 +84,17 @@ pub struct Rejection {
     /// Human-readable reason, prefixed by its stable code.
     pub reason: String,
     /// Stable kebab-case code: `disabled`, `health-not-ready`, `ssh-unreachable`, …
-    pub code: String,
-}
-
-/// How the run stage reaches the chosen executor (paths only, never key contents).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct SshTarget {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub identity_file: String,
-    pub known_hosts_file: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Local,
-    Ssh,
+    pub code: RejectCode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Placement Decision v0.1")]
 pub struct PlacementDecision {
-    #[schemars(extend("const" = "PlacementDecision"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "PlacementDecision"))]
+    pub kind: ArtifactKind,
     pub captured_at: String,
-    pub backend_intent: String,
+    pub backend_intent: Backend,
     pub requires_kvm: bool,
     pub chosen_executor: String,
     pub ssh_ref: String,
@@ -125,40 +106,29 @@ pub struct PlacementDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshTarget>,
     /// The isolation class the chosen executor is expected to provide.
-    pub isolation: String,
+    pub isolation: Isolation,
     /// Inventory file the decision was made from (`implicit` when there was none).
     pub inventory: String,
     /// The platform the probe observed on the chosen executor (`os/arch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_platform: Option<String>,
 }
-artifact!(PlacementDecision, "PlacementDecision", "placement-decision.json");
-
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Environment {
-    pub os: String,
-    pub arch: String,
-    pub kernel: String,
-    pub hostname: String,
-}
+artifact!(PlacementDecision);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Run Artifact v0.1")]
 pub struct RunArtifact {
-    #[schemars(extend("const" = "RunArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "RunArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_path: Option<String>,
     pub captured_at: String,
-    pub lane: String,
+    pub lane: Lane,
     pub executor: String,
-    pub backend_intent: String,
-    /// `success` | `failure`
-    #[schemars(extend("enum" = ["success", "failure"]))]
-    pub status: String,
+    pub backend_intent: Backend,
+    pub status: RunStatus,
     /// The smoke script's exit code; -1 when it was killed or never ran.
     pub exit_code: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,9 +147,8 @@ pub struct RunArtifact {
     pub started_at: String,
     pub ended_at: String,
     pub duration_ms: u64,
-    /// The isolation actually provided: `process`, `vm-tcg` or `vm-kvm`.
-    #[schemars(extend("enum" = ["process", "vm-tcg", "vm-kvm"]))]
-    pub isolation: String,
+    /// The isolation actually provided.
+    pub isolation: Isolation,
     pub environment: Environment,
     pub logs: Vec<FileDigest>,
     pub products: Vec<FileDigest>,
@@ -192,7 +161,7 @@ pub struct RunArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-artifact!(RunArtifact, "RunArtifact", "run-artifact.json");
+artifact!(RunArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -214,12 +183,12 @@ pub struct ReplayInputs {
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Replay Artifact v0.1")]
 pub struct ReplayArtifact {
-    #[schemars(extend("const" = "ReplayArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "ReplayArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     pub captured_at: String,
     pub executor: String,
-    pub backend_intent: String,
+    pub backend_intent: Backend,
     pub inputs: ReplayInputs,
     pub bundle_digest: String,
     /// The files the bundle digest covers.
@@ -230,20 +199,19 @@ pub struct ReplayArtifact {
     pub expected_products: Vec<FileDigest>,
     pub determinism_required: bool,
 }
-artifact!(ReplayArtifact, "ReplayArtifact", "replay-artifact.json");
+artifact!(ReplayArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Session Artifact v0.1")]
 pub struct SessionArtifact {
-    #[schemars(extend("const" = "SessionArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "SessionArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     pub captured_at: String,
     #[schemars(regex(pattern = r"^urn:srcos:session:"))]
     pub session_ref: String,
-    #[schemars(extend("enum" = ["success", "failure", "paused", "deferred", "canceled"]))]
-    pub status: String,
+    pub status: SessionStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_artifact_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,7 +222,7 @@ pub struct SessionArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
-artifact!(SessionArtifact, "SessionArtifact", "session-artifact.json");
+artifact!(SessionArtifact);
 
 /// A second key's signature approving a promotion (human gate).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -272,8 +240,8 @@ pub struct Approval {
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Promotion Artifact v0.1")]
 pub struct PromotionArtifact {
-    #[schemars(extend("const" = "PromotionArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "PromotionArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     pub captured_at: String,
     #[schemars(regex(pattern = r"^urn:srcos:receipt:promotion:"))]
@@ -290,33 +258,32 @@ pub struct PromotionArtifact {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
 }
-artifact!(PromotionArtifact, "PromotionArtifact", "promotion-artifact.json");
+artifact!(PromotionArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Reversal Artifact v0.1")]
 pub struct ReversalArtifact {
-    #[schemars(extend("const" = "ReversalArtifact"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "ReversalArtifact"))]
+    pub kind: ArtifactKind,
     pub bundle: String,
     pub captured_at: String,
     #[schemars(regex(pattern = r"^urn:srcos:receipt:promotion:"))]
     pub source_promotion_receipt_ref: String,
     pub reversal_handle: String,
-    #[schemars(extend("enum" = ["started", "succeeded", "failed"]))]
-    pub status: String,
+    pub status: ReversalStatus,
     /// The bundle path prod points at after the rollback.
     pub restored: String,
 }
-artifact!(ReversalArtifact, "ReversalArtifact", "reversal-artifact.json");
+artifact!(ReversalArtifact);
 
 /// The predicate of a seal entry (documented for auditors; checked by `verify`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Agentplane Seal predicate v0.1")]
 pub struct SealPredicate {
-    #[schemars(extend("const" = "Seal"))]
-    pub kind: String,
+    #[schemars(with = "String", extend("const" = "Seal"))]
+    pub kind: ArtifactKind,
     pub seq: u64,
     pub run_id: String,
     pub bundle: String,
@@ -326,4 +293,19 @@ pub struct SealPredicate {
     pub length: u64,
     /// Digest of the last entry sealed (equal to `previous`).
     pub head: String,
+}
+
+/// The JSON Schema of an artifact kind (the seal's predicate for `Seal`).
+pub fn schema_of(kind: ArtifactKind) -> serde_json::Value {
+    use crate::schema_tools::generate;
+    match kind {
+        ArtifactKind::ValidationArtifact => generate::<ValidationArtifact>(),
+        ArtifactKind::PlacementDecision => generate::<PlacementDecision>(),
+        ArtifactKind::RunArtifact => generate::<RunArtifact>(),
+        ArtifactKind::ReplayArtifact => generate::<ReplayArtifact>(),
+        ArtifactKind::SessionArtifact => generate::<SessionArtifact>(),
+        ArtifactKind::PromotionArtifact => generate::<PromotionArtifact>(),
+        ArtifactKind::ReversalArtifact => generate::<ReversalArtifact>(),
+        ArtifactKind::Seal => generate::<SealPredicate>(),
+    }
 }

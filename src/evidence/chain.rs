@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use super::artifacts::Artifact;
 use super::dsse::Envelope;
 use super::keys::Signer;
-use super::statement::{Predicate, SEAL_KIND, STATEMENT_TYPE, Statement, Subject, predicate_type};
+use super::statement::{Predicate, STATEMENT_TYPE, Statement, Subject, predicate_type};
 use super::{CHAIN_FILE, GENESIS, LOCK_FILE, RUNS_DIR};
 use crate::error::Problem;
 use crate::fsx;
+use crate::types::ArtifactKind;
 
 /// An exclusive lock on an evidence directory, released on drop.
 #[derive(Debug)]
@@ -57,13 +58,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn kind(&self) -> &str {
-        &self.statement.predicate.kind
+    pub fn kind(&self) -> ArtifactKind {
+        self.statement.predicate.kind
     }
 
     /// The artifact file an entry names first (none for a seal).
     pub fn artifact_file(&self) -> Option<&str> {
-        if self.kind() == SEAL_KIND { None } else { self.statement.subject.first().map(|s| s.name.as_str()) }
+        if self.kind().is_seal() { None } else { self.statement.subject.first().map(|s| s.name.as_str()) }
     }
 }
 
@@ -110,16 +111,17 @@ impl Chain {
     }
 
     /// The last entry of a kind.
-    pub fn last_of(&self, kind: &str) -> Option<&Entry> {
+    pub fn last_of(&self, kind: ArtifactKind) -> Option<&Entry> {
         self.entries.iter().rev().find(|e| e.kind() == kind)
     }
 
     pub fn is_sealed(&self) -> bool {
-        self.entries.last().is_some_and(|e| e.kind() == SEAL_KIND)
+        self.entries.last().is_some_and(|e| e.kind().is_seal())
     }
 
-    /// Read the JSON artifact the last entry of `kind` names.
-    pub fn load_artifact<T: serde::de::DeserializeOwned>(&self, dir: &Path, kind: &str) -> Result<Option<T>> {
+    /// Read the artifact the chain's last entry of kind `A` names.
+    pub fn load<A: Artifact>(&self, dir: &Path) -> Result<Option<A>> {
+        let kind = A::KIND;
         let Some(file) = self.last_of(kind).and_then(Entry::artifact_file) else {
             return Ok(None);
         };
@@ -212,7 +214,7 @@ impl<'k> ChainWriter<'k> {
     /// names further subjects (logs, products) already written in the directory.
     /// Returns the artifact's file name.
     pub fn write_artifact<A: Artifact>(&mut self, artifact: &A, extra: &[String]) -> Result<String> {
-        let name = self.fresh_name(A::FILE);
+        let name = self.fresh_name(A::KIND.file().expect("an artifact kind has a file"));
         let mut bytes = serde_json::to_vec_pretty(artifact)?;
         bytes.push(b'\n');
         fsx::write_atomic(&self.dir.join(&name), &bytes)?;
@@ -228,10 +230,10 @@ impl<'k> ChainWriter<'k> {
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
         let hex = head.trim_start_matches("sha256:").to_string();
-        self.append(SEAL_KIND, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)))
+        self.append(ArtifactKind::Seal, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)))
     }
 
-    fn append(&mut self, kind: &str, subject: Vec<Subject>, seal: Option<(u64, String)>) -> Result<()> {
+    fn append(&mut self, kind: ArtifactKind, subject: Vec<Subject>, seal: Option<(u64, String)>) -> Result<()> {
         let (length, head) = match seal {
             Some((l, h)) => (Some(l), Some(h)),
             None => (None, None),
@@ -240,7 +242,7 @@ impl<'k> ChainWriter<'k> {
             statement_type: STATEMENT_TYPE.to_string(),
             predicate_type: predicate_type(kind),
             predicate: Predicate {
-                kind: kind.to_string(),
+                kind,
                 seq: self.seq,
                 run_id: self.run_id.clone(),
                 bundle: self.bundle.clone(),

@@ -3,10 +3,12 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::types::ArtifactKind;
+
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 
 /// `https://agentplane.socioprophet.org/evidence/<Kind>/v0.1`
-pub fn predicate_type(kind: &str) -> String {
+pub fn predicate_type(kind: ArtifactKind) -> String {
     format!("https://agentplane.socioprophet.org/evidence/{kind}/v0.1")
 }
 
@@ -43,7 +45,7 @@ impl Subject {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Predicate {
-    pub kind: String,
+    pub kind: ArtifactKind,
     pub seq: u64,
     pub run_id: String,
     /// `name@version`
@@ -59,5 +61,3 @@ pub struct Predicate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
 }
-
-pub const SEAL_KIND: &str = "Seal";

@@ -14,10 +14,11 @@ use std::path::{Component, Path};
 
 use super::dsse::{self, Envelope, PAYLOAD_TYPE};
 use super::keys::TrustedKey;
-use super::statement::{SEAL_KIND, STATEMENT_TYPE, Statement, predicate_type};
+use super::statement::{STATEMENT_TYPE, Statement, predicate_type};
 use super::{CHAIN_FILE, GENESIS, LOCK_FILE, RUNS_DIR};
 use crate::error::Problem;
 use crate::fsx;
+use crate::types::ArtifactKind;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -29,7 +30,7 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryResult {
     pub seq: usize,
-    pub kind: Option<String>,
+    pub kind: Option<ArtifactKind>,
     pub file: Option<String>,
     /// Key id of the trusted key whose signature verified.
     pub signer: Option<String>,
@@ -204,7 +205,7 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     // named once, and names stay inside the directory.
     let mut named: BTreeSet<String> = BTreeSet::new();
     for (line, w) in lines.iter_mut().zip(&work) {
-        if line.statement.as_ref().is_none_or(|s| s.predicate.kind == SEAL_KIND) {
+        if line.statement.as_ref().is_none_or(|s| s.predicate.kind.is_seal()) {
             continue;
         }
         for (name, problem) in &w.subjects {
@@ -238,14 +239,14 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
         let Some(s) = line.statement.clone() else {
             continue;
         };
-        if s.predicate.kind == SEAL_KIND
+        if s.predicate.kind.is_seal()
             && (s.predicate.length != Some(s.predicate.seq)
                 || s.predicate.head.as_deref() != Some(s.predicate.previous.as_str()))
         {
             line.fail("the seal's length or head does not match the chain it closes");
         }
     }
-    report.sealed = lines.last().and_then(|l| l.statement.as_ref()).is_some_and(|s| s.predicate.kind == SEAL_KIND);
+    report.sealed = lines.last().and_then(|l| l.statement.as_ref()).is_some_and(|s| s.predicate.kind.is_seal());
     if !report.sealed && !lines.is_empty() {
         let msg = "the chain does not end in a seal (truncated, or the run never finished)".to_string();
         if opts.allow_unsealed {
@@ -257,15 +258,16 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
 
     // The verdict: the first bad entry, else the first directory-level failure.
     for (i, line) in lines.iter().enumerate() {
-        let kind = line.statement.as_ref().map(|s| s.predicate.kind.clone());
+        let kind = line.statement.as_ref().map(|s| s.predicate.kind);
         let file = line
             .statement
             .as_ref()
-            .and_then(|s| if s.predicate.kind == SEAL_KIND { None } else { s.subject.first().map(|x| x.name.clone()) });
+            .and_then(|s| if s.predicate.kind.is_seal() { None } else { s.subject.first().map(|x| x.name.clone()) });
         if report.first_failure.is_none()
             && let Some(p) = &line.problem
         {
-            report.first_failure = Some(format!("entry {i} ({}): {p}", kind.as_deref().unwrap_or("unreadable")));
+            report.first_failure =
+                Some(format!("entry {i} ({}): {p}", kind.map_or("unreadable", ArtifactKind::as_str)));
         }
         report.entries.push(EntryResult {
             seq: i,
@@ -311,21 +313,13 @@ struct Work {
     artifact: Option<String>,
 }
 
-type Validators = BTreeMap<&'static str, jsonschema::Validator>;
+type Validators = BTreeMap<ArtifactKind, jsonschema::Validator>;
 
 fn artifact_validators() -> Result<Validators> {
     let mut v = BTreeMap::new();
-    for kind in [
-        "ValidationArtifact",
-        "PlacementDecision",
-        "RunArtifact",
-        "ReplayArtifact",
-        "SessionArtifact",
-        "PromotionArtifact",
-        "ReversalArtifact",
-    ] {
-        let schema_kind = crate::schemas::kind_for_artifact(kind).expect("every artifact kind has a schema");
-        v.insert(schema_kind, crate::schemas::validator(schema_kind)?);
+    for kind in ArtifactKind::FILES {
+        let schema = super::artifacts::schema_of(kind);
+        v.insert(kind, crate::schema_tools::compile(kind.schema_name(), &schema)?);
     }
     Ok(v)
 }
@@ -359,7 +353,7 @@ fn entry_work(dir: &Path, line: &Line, validators: &Validators) -> Work {
     let st = match serde_json::from_slice::<Statement>(line.body.as_deref().unwrap_or_default()) {
         Err(e) => Err(format!("payload is not an agentplane statement: {e}")),
         Ok(s) if s.statement_type != STATEMENT_TYPE => Err(format!("_type is `{}`", s.statement_type)),
-        Ok(s) if s.predicate_type != predicate_type(&s.predicate.kind) => {
+        Ok(s) if s.predicate_type != predicate_type(s.predicate.kind) => {
             Err(format!("predicateType `{}` does not match kind `{}`", s.predicate_type, s.predicate.kind))
         }
         Ok(s) if s.subject.is_empty() => Err("the statement names no subject".into()),
@@ -369,7 +363,7 @@ fn entry_work(dir: &Path, line: &Line, validators: &Validators) -> Work {
         w.statement = Some(st);
         return w;
     };
-    if s.predicate.kind != SEAL_KIND {
+    if !s.predicate.kind.is_seal() {
         let mut artifact_bytes = None;
         for (i, subj) in s.subject.iter().enumerate() {
             let problem = if !safe_name(&subj.name) {
@@ -404,15 +398,15 @@ fn entry_work(dir: &Path, line: &Line, validators: &Validators) -> Work {
 
 /// Step 7 for one entry: schema, kind, bundle and bundle digest of its artifact.
 fn artifact_problem(s: &Statement, bytes: Option<Vec<u8>>, validators: &Validators) -> Option<String> {
-    let kind = &s.predicate.kind;
-    let Some(schema_kind) = crate::schemas::kind_for_artifact(kind) else {
+    let kind = s.predicate.kind;
+    let Some(validator) = validators.get(&kind) else {
         return Some(format!("unknown entry kind `{kind}`"));
     };
     let name = &s.subject[0].name;
     let Some(value) = bytes.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) else {
         return Some(format!("`{name}` is not JSON"));
     };
-    if let Some(err) = validators[schema_kind].iter_errors(&value).next() {
+    if let Some(err) = validator.iter_errors(&value).next() {
         return Some(format!("`{name}` does not match the {kind} schema at `{}`: {err}", err.instance_path()));
     }
     if value.get("kind").and_then(Value::as_str) != Some(kind.as_str()) {

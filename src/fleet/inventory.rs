@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 use crate::error::Problem;
-use crate::evidence::artifacts::SshTarget;
+use crate::types::SshTarget;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -195,9 +195,9 @@ impl Inventory {
         let typed = value.get("apiVersion").is_some() || value.get("kind").is_some();
         let kind = if typed { "fleet-inventory" } else { "legacy" };
         let validator = if typed {
-            crate::schemas::validator("fleet-inventory")?
+            crate::schema_tools::compile("fleet-inventory", &crate::schema_tools::input::<TypedInventory>())?
         } else {
-            crate::schemas::type_validator::<LegacyInventory>("legacy inventory")?
+            crate::schema_tools::compile("legacy inventory", &crate::schema_tools::generate::<LegacyInventory>())?
         };
         if let Some(e) = validator.iter_errors(&value).next() {
             let ptr = e.instance_path().as_str().to_string();

@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use super::inventory::{Executor, Inventory, Reach};
-use crate::bundle::model::{BackendIntent, Isolation};
+use crate::bundle::model::{Backend, Isolation};
+use crate::types::RejectCode;
 
 /// What the bundle asks of an executor.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub backend: BackendIntent,
+    pub backend: Backend,
     pub requires_kvm: bool,
     /// `None`: any isolation is acceptable.
     pub acceptable: Option<Vec<Isolation>>,
@@ -23,12 +24,12 @@ pub struct Request {
 /// Why an executor was not chosen: a stable code and a sentence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reason {
-    pub code: &'static str,
+    pub code: RejectCode,
     pub detail: String,
 }
 
 impl Reason {
-    fn new(code: &'static str, detail: impl Into<String>) -> Reason {
+    fn new(code: RejectCode, detail: impl Into<String>) -> Reason {
         Reason { code, detail: detail.into() }
     }
 }
@@ -51,16 +52,16 @@ pub struct Candidate {
 }
 
 /// The isolation an executor gives a backend.
-pub fn isolation_for(e: &Executor, backend: BackendIntent) -> Isolation {
+pub fn isolation_for(e: &Executor, backend: Backend) -> Isolation {
     if backend.is_vm() { if e.kvm { Isolation::VmKvm } else { Isolation::VmTcg } } else { Isolation::Process }
 }
 
-fn backend_ok(e: &Executor, backend: BackendIntent) -> bool {
+fn backend_ok(e: &Executor, backend: Backend) -> bool {
     match &e.supported_backends {
         None => true,
         Some(list) => match backend {
             // `fleet` defers to whatever the executor runs.
-            BackendIntent::Fleet => !list.is_empty(),
+            Backend::Fleet => !list.is_empty(),
             b => list.iter().any(|x| x == b.as_str()),
         },
     }
@@ -73,21 +74,21 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .map(|e| {
             let isolation = isolation_for(e, req.backend);
             let rejected = if !e.enabled {
-                Some(Reason::new("disabled", "the inventory marks it disabled"))
+                Some(Reason::new(RejectCode::Disabled, "the inventory marks it disabled"))
             } else if let Some(h) = e.health.as_deref().filter(|h| *h != "ready") {
-                Some(Reason::new("health-not-ready", format!("health is `{h}`, not `ready`")))
+                Some(Reason::new(RejectCode::HealthNotReady, format!("health is `{h}`, not `ready`")))
             } else if !backend_ok(e, req.backend) {
                 let list = e.supported_backends.clone().unwrap_or_default().join(", ");
                 Some(Reason::new(
-                    "backend-unsupported",
+                    RejectCode::BackendUnsupported,
                     format!("backend `{}` not among [{list}]", req.backend.as_str()),
                 ))
             } else if req.backend.is_vm() && req.requires_kvm && !e.kvm {
-                Some(Reason::new("kvm-required", "the bundle requires KVM and the executor has none"))
+                Some(Reason::new(RejectCode::KvmRequired, "the bundle requires KVM and the executor has none"))
             } else if let Some(acc) = req.acceptable.as_ref().filter(|a| !a.contains(&isolation)) {
                 let acc: Vec<&str> = acc.iter().map(|i| i.as_str()).collect();
                 Some(Reason::new(
-                    "isolation-too-weak",
+                    RejectCode::IsolationTooWeak,
                     format!("it would provide `{}`; the bundle accepts [{}]", isolation.as_str(), acc.join(", ")),
                 ))
             } else {
@@ -139,15 +140,15 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             .collect();
         for (i, h) in handles {
             let result = match h {
-                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new("probe-failed", "the probe crashed"))),
-                Err(e) => Err(Reason::new("probe-failed", format!("cannot start a probe thread: {e}"))),
+                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new(RejectCode::ProbeFailed, "the probe crashed"))),
+                Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
             };
             match result {
                 Ok(obs) => cands[i].observed = Some(obs),
                 // Running out of file descriptors is agentplane's failure, not
                 // the host's: never record it as the host being unreachable.
                 Err(r) if r.detail.contains("(os error 24)") => {
-                    cands[i].rejected = Some(Reason::new("probe-failed", format!("not probed: {}", r.detail)))
+                    cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
                 }
                 Err(r) => cands[i].rejected = Some(r),
             }
@@ -158,7 +159,7 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             && (norm_os(os) != norm_os(&obs.os) || norm_arch(arch) != norm_arch(&obs.arch))
         {
             c.rejected = Some(Reason::new(
-                "platform-mismatch",
+                RejectCode::PlatformMismatch,
                 format!("declared {os}/{arch}, observed {}/{}", obs.os, obs.arch),
             ));
         }
@@ -197,7 +198,7 @@ pub fn choose(cands: &mut [Candidate], default: Option<&str>, pinned: Option<&st
     };
     for (i, c) in cands.iter_mut().enumerate() {
         if i != chosen && c.rejected.is_none() {
-            c.rejected = Some(Reason::new("not-preferred", format!("qualified, but {why}")));
+            c.rejected = Some(Reason::new(RejectCode::NotPreferred, format!("qualified, but {why}")));
         }
     }
     Some(chosen)
@@ -223,7 +224,7 @@ mod tests {
         }
     }
 
-    fn req(backend: BackendIntent) -> Request {
+    fn req(backend: Backend) -> Request {
         Request { backend, requires_kvm: false, acceptable: None, pinned: None }
     }
 
@@ -235,41 +236,41 @@ mod tests {
         let mut drained = exec("drained");
         drained.health = Some("drained".into());
         let inv = Inventory { path: None, executors: vec![off, drained, exec("ok")], default_executor: None };
-        let c = filter_static(&inv, &req(BackendIntent::LimaProcess));
-        assert_eq!(c[0].rejected.as_ref().unwrap().code, "disabled");
-        assert_eq!(c[1].rejected.as_ref().unwrap().code, "health-not-ready");
+        let c = filter_static(&inv, &req(Backend::LimaProcess));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::Disabled);
+        assert_eq!(c[1].rejected.as_ref().unwrap().code, RejectCode::HealthNotReady);
         assert!(c[2].rejected.is_none());
     }
 
     #[test]
     fn backend_kvm_and_isolation_filters() {
         let inv = Inventory { path: None, executors: vec![exec("a")], default_executor: None };
-        let c = filter_static(&inv, &req(BackendIntent::Qemu));
-        assert_eq!(c[0].rejected.as_ref().unwrap().code, "backend-unsupported");
+        let c = filter_static(&inv, &req(Backend::Qemu));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::BackendUnsupported);
 
         let mut vm = exec("vm");
         vm.supported_backends = Some(vec!["qemu".into()]);
         let inv = Inventory { path: None, executors: vec![vm], default_executor: None };
-        let mut r = req(BackendIntent::Qemu);
+        let mut r = req(Backend::Qemu);
         r.requires_kvm = true;
-        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "kvm-required");
-        let mut r = req(BackendIntent::Qemu);
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, RejectCode::KvmRequired);
+        let mut r = req(Backend::Qemu);
         r.acceptable = Some(vec![Isolation::VmKvm]);
-        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, "isolation-too-weak");
-        assert!(filter_static(&inv, &req(BackendIntent::Qemu))[0].rejected.is_none());
+        assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, RejectCode::IsolationTooWeak);
+        assert!(filter_static(&inv, &req(Backend::Qemu))[0].rejected.is_none());
     }
 
     #[test]
     fn choice_prefers_pin_then_default_then_order() {
         let inv = Inventory { path: None, executors: vec![exec("a"), exec("b"), exec("c")], default_executor: None };
-        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        let mut c = filter_static(&inv, &req(Backend::LimaProcess));
         assert_eq!(choose(&mut c, Some("b"), None), Some(1));
-        assert_eq!(c[0].rejected.as_ref().unwrap().code, "not-preferred");
-        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::NotPreferred);
+        let mut c = filter_static(&inv, &req(Backend::LimaProcess));
         assert_eq!(choose(&mut c, Some("b"), Some("c")), Some(2));
-        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        let mut c = filter_static(&inv, &req(Backend::LimaProcess));
         assert_eq!(choose(&mut c, None, None), Some(0));
-        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        let mut c = filter_static(&inv, &req(Backend::LimaProcess));
         assert_eq!(choose(&mut c, None, Some("zzz")), None);
     }
 
@@ -278,8 +279,8 @@ mod tests {
         let mut e = exec("a");
         e.platform = Some(("linux".into(), "riscv64".into()));
         let inv = Inventory { path: None, executors: vec![e], default_executor: None };
-        let mut c = filter_static(&inv, &req(BackendIntent::LimaProcess));
+        let mut c = filter_static(&inv, &req(Backend::LimaProcess));
         probe_all(&mut c, Duration::from_secs(1));
-        assert_eq!(c[0].rejected.as_ref().unwrap().code, "platform-mismatch");
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::PlatformMismatch);
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::{Event, Exit, Job, Runner};
 use crate::bundle::model::Isolation;
-use crate::evidence::artifacts::Environment;
+use crate::types::Environment;
 
 pub struct LocalRunner {
     executor: String,

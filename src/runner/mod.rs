@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::bundle::model::Isolation;
-use crate::evidence::artifacts::Environment;
+use crate::types::Environment;
 
 /// Everything a runner needs to run one smoke script.
 #[derive(Debug, Clone)]

@@ -167,20 +167,20 @@ fn a_directory_spliced_from_two_runs_is_caught() {
 #[test]
 fn an_artifact_that_breaks_its_schema_is_caught_even_when_signed() {
     use agentplane::evidence::{artifacts::Artifact, chain::ChainWriter, keys::Signer};
-    #[derive(serde::Serialize)]
+    use agentplane::types::ArtifactKind;
+    #[derive(serde::Serialize, serde::Deserialize)]
     struct Bogus {
-        kind: &'static str,
-        bundle: &'static str,
+        kind: String,
+        bundle: String,
     }
     impl Artifact for Bogus {
-        const KIND: &'static str = "RunArtifact";
-        const FILE: &'static str = "run-artifact.json";
+        const KIND: ArtifactKind = ArtifactKind::RunArtifact;
     }
     let r = Root::with_example();
     r.cmd(&["validate", "bundles/example-agent"]).ok();
     let signer = Signer::load(&r.join(".agentplane/keys/signing.key")).unwrap();
     let (mut w, _) = ChainWriter::open(&r.join(EV), &signer).unwrap();
-    w.write_artifact(&Bogus { kind: "RunArtifact", bundle: "example-agent@0.1.0" }, &[]).unwrap();
+    w.write_artifact(&Bogus { kind: "RunArtifact".into(), bundle: "example-agent@0.1.0".into() }, &[]).unwrap();
     w.seal().unwrap();
     drop(w);
     expect_bad(&r, "does not match the RunArtifact schema");

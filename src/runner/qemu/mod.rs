@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use super::{Event, Exit, Job, Runner};
 use crate::bundle::model::Isolation;
-use crate::evidence::artifacts::Environment;
+use crate::types::Environment;
 use channel::{ControlState, LineSplitter, Record, Tail};
 use kernel::BootImage;
 

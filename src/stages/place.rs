@@ -1,5 +1,6 @@
 //! `place`: choose the executor for a validated bundle and record why.
 
+use crate::types::ArtifactKind;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     super::ensure_validated(&b, &chain)?;
     let digest = super::ensure_unchanged(&b, &chain)?;
-    super::ensure_not_done(&chain, "PlacementDecision", "place", &b)?;
+    super::ensure_not_done(&chain, ArtifactKind::PlacementDecision, "place", &b)?;
 
     let pinned = opts.executor.clone().or_else(|| b.bundle.spec.executor.as_ref().and_then(|e| e.reference.clone()));
     if let Some(p) = &pinned
@@ -66,7 +67,10 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
     };
     let mut cands = placement::filter_static(&inv, &req);
     placement::probe_all(&mut cands, opts.probe_timeout);
-    let unprobed = cands.iter().filter(|c| c.rejected.as_ref().is_some_and(|r| r.code == "probe-failed")).count();
+    let unprobed = cands
+        .iter()
+        .filter(|c| c.rejected.as_ref().is_some_and(|r| r.code == crate::types::RejectCode::ProbeFailed))
+        .count();
     if unprobed > 0 {
         // A decision that blamed hosts agentplane never reached would be false evidence.
         return Err(Problem::error(format!(
@@ -93,9 +97,9 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
     };
     let decision = PlacementDecision {
-        kind: "PlacementDecision".into(),
+        kind: ArtifactKind::PlacementDecision,
         captured_at: fsx::now_rfc3339(),
-        backend_intent: req.backend.as_str().into(),
+        backend_intent: req.backend,
         requires_kvm: req.requires_kvm,
         chosen_executor: c.executor.name.clone(),
         ssh_ref: c.executor.ssh_ref.clone(),
@@ -108,7 +112,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
                     name: c.executor.name.clone(),
                     ssh_ref: c.executor.ssh_ref.clone(),
                     reason: format!("{}: {}", r.code, r.detail),
-                    code: r.code.to_string(),
+                    code: r.code,
                 })
             })
             .collect(),
@@ -116,7 +120,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         bundle_digest: digest.digest,
         transport,
         ssh,
-        isolation: c.isolation.as_str().into(),
+        isolation: c.isolation,
         inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
         observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
     };

@@ -1,6 +1,7 @@
 //! `validate`: every gate on every bundle found, and (unless `--check`) a
 //! ValidationArtifact that starts each valid-enough bundle's evidence chain.
 
+use crate::types::ArtifactKind;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -82,12 +83,12 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
         let meta = report.metadata.as_ref();
         let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str()).map(str::to_string);
         let artifact = ValidationArtifact {
-            kind: "ValidationArtifact".into(),
+            kind: ArtifactKind::ValidationArtifact,
             bundle: bundle.clone(),
             bundle_path: Some(fsx::rel_to(root, report.manifest.parent().unwrap_or(root))),
             captured_at: fsx::now_rfc3339(),
             valid: report.valid,
-            lane: report.lane.clone().filter(|l| l == "staging" || l == "prod"),
+            lane: report.lane,
             governance_context: report.governance_context.clone(),
             checks: report.checks.clone(),
             bundle_metadata: Some(BundleMetadata {

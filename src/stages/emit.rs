@@ -1,5 +1,6 @@
 //! `emit`: the ReplayArtifact and SessionArtifact, then the seal.
 
+use crate::types::{ArtifactKind, RunStatus, SessionStatus};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
@@ -37,26 +38,29 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
     let b = load_for_stage(root, arg)?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     super::ensure_unchanged(&b, &chain)?;
-    super::ensure_not_done(&chain, "ReplayArtifact", "emit", &b)?;
-    if chain.last_of("SessionArtifact").is_some() {
+    super::ensure_not_done(&chain, ArtifactKind::ReplayArtifact, "emit", &b)?;
+    if chain.last_of(ArtifactKind::SessionArtifact).is_some() {
         return Err(Problem::error("this chain's session has already ended (canceled run)")
             .hint(format!("run `agentplane up {}` to start again", b.rel_dir))
             .into());
     }
-    let run: RunArtifact = chain.load_artifact(&b.out_dir, "RunArtifact")?.ok_or_else(|| {
+    let run: RunArtifact = chain.load::<RunArtifact>(&b.out_dir)?.ok_or_else(|| {
         Problem::error(format!("bundle `{}` has no completed run in `{}`", b.rel_dir, b.out_dir.display()))
             .hint(format!("run `agentplane run {}` first", b.rel_dir))
     })?;
-    let validation: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact")?;
-    let run_file =
-        chain.last_of("RunArtifact").and_then(|e| e.artifact_file()).unwrap_or("run-artifact.json").to_string();
+    let validation: Option<ValidationArtifact> = chain.load::<ValidationArtifact>(&b.out_dir)?;
+    let run_file = chain
+        .last_of(ArtifactKind::RunArtifact)
+        .and_then(|e| e.artifact_file())
+        .unwrap_or("run-artifact.json")
+        .to_string();
     let policy = &b.bundle.spec.policy;
     let replay = ReplayArtifact {
-        kind: "ReplayArtifact".into(),
+        kind: ArtifactKind::ReplayArtifact,
         bundle: b.identity(),
         captured_at: fsx::now_rfc3339(),
         executor: run.executor.clone(),
-        backend_intent: run.backend_intent.clone(),
+        backend_intent: run.backend_intent,
         inputs: ReplayInputs {
             bundle_path: b.rel_dir.clone(),
             bundle_rev: git_rev(root),
@@ -75,11 +79,11 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
     };
     let replay_file = writer.write_artifact(&replay, &[])?;
     let session = SessionArtifact {
-        kind: "SessionArtifact".into(),
+        kind: ArtifactKind::SessionArtifact,
         bundle: b.identity(),
         captured_at: fsx::now_rfc3339(),
         session_ref: format!("urn:srcos:session:{}", writer.run_id()),
-        status: if run.status == "success" { "success" } else { "failure" }.into(),
+        status: if run.status == RunStatus::Success { SessionStatus::Success } else { SessionStatus::Failure },
         run_artifact_ref: Some(run_file),
         replay_artifact_ref: Some(replay_file.clone()),
         governance_context: b.bundle.governance_context().cloned(),

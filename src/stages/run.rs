@@ -1,6 +1,7 @@
 //! `run`: the smoke script on the placed executor, under the bundle's policy,
 //! with logs, products and a RunArtifact in the chain.
 
+use crate::types::{ArtifactKind, RunStatus, SessionStatus};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -248,8 +249,8 @@ pub fn run(
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     super::ensure_validated(&b, &chain)?;
     let digest = super::ensure_unchanged(&b, &chain)?;
-    super::ensure_not_done(&chain, "RunArtifact", "run", &b)?;
-    let decision: PlacementDecision = chain.load_artifact(&b.out_dir, "PlacementDecision")?.ok_or_else(|| {
+    super::ensure_not_done(&chain, ArtifactKind::RunArtifact, "run", &b)?;
+    let decision: PlacementDecision = chain.load::<PlacementDecision>(&b.out_dir)?.ok_or_else(|| {
         Problem::error(format!("bundle `{}` has not been placed", b.rel_dir))
             .hint(format!("run `agentplane place {}` first", b.rel_dir))
     })?;
@@ -288,16 +289,16 @@ pub fn run(
     let mut subjects = vec![STDOUT_LOG.to_string(), STDERR_LOG.to_string()];
     subjects.extend(product_digests.iter().map(|p| p.path.clone()));
     let file = writer.write_artifact(&artifact, &subjects)?;
-    let success = artifact.status == "success";
+    let success = artifact.status == RunStatus::Success;
 
     if outcome.exit.canceled {
         // Ctrl-C: record what happened and seal, so the evidence stays verifiable.
         let session = SessionArtifact {
-            kind: "SessionArtifact".into(),
+            kind: ArtifactKind::SessionArtifact,
             bundle: b.identity(),
             captured_at: fsx::now_rfc3339(),
             session_ref: format!("urn:srcos:session:{}", writer.run_id()),
-            status: "canceled".into(),
+            status: SessionStatus::Canceled,
             run_artifact_ref: Some(file.clone()),
             replay_artifact_ref: None,
             governance_context: b.bundle.governance_context().cloned(),
@@ -306,7 +307,7 @@ pub fn run(
         writer.write_artifact(&session, &[])?;
         writer.seal()?;
     } else if success && b.bundle.lane() == crate::bundle::model::Lane::Staging {
-        crate::lifecycle::set_pointer(root, crate::lifecycle::CURRENT_STAGING, &b.rel_dir)?;
+        crate::stages::lifecycle::set_pointer(root, crate::stages::lifecycle::CURRENT_STAGING, &b.rel_dir)?;
     }
     Ok(RunResult { artifact, file, out_dir: b.out_dir.clone(), success })
 }
@@ -330,14 +331,14 @@ fn build_artifact(
         Ok(FileDigest { path: name.into(), sha256: fsx::sha256_file(&p)?, bytes: std::fs::metadata(&p)?.len() })
     };
     Ok(RunArtifact {
-        kind: "RunArtifact".into(),
+        kind: ArtifactKind::RunArtifact,
         bundle: b.identity(),
         bundle_path: Some(b.rel_dir.clone()),
         captured_at: fsx::now_rfc3339(),
-        lane: b.bundle.lane().as_str().into(),
+        lane: b.bundle.lane(),
         executor: decision.chosen_executor.clone(),
-        backend_intent: b.bundle.spec.vm.backend_intent.as_str().into(),
-        status: if ok { "success" } else { "failure" }.into(),
+        backend_intent: b.bundle.spec.vm.backend_intent,
+        status: if ok { RunStatus::Success } else { RunStatus::Failure },
         exit_code: o.exit.code.map_or(-1, i64::from),
         stdout_ref: Some(STDOUT_LOG.into()),
         stderr_ref: Some(STDERR_LOG.into()),
@@ -350,7 +351,7 @@ fn build_artifact(
         started_at: humantime::format_rfc3339_millis(o.started).to_string(),
         ended_at: humantime::format_rfc3339_millis(ended).to_string(),
         duration_ms: o.duration.as_millis() as u64,
-        isolation: o.isolation.as_str().into(),
+        isolation: o.isolation,
         environment: o.environment.clone(),
         logs: vec![log(STDOUT_LOG)?, log(STDERR_LOG)?],
         products: products.to_vec(),

@@ -5,6 +5,7 @@
 //! current-prod back to previous-good and clears previous-good: the bundle
 //! rolled back from is not "good", so it is not kept as a fallback.
 
+use crate::types::{ArtifactKind, ReversalStatus, RunStatus};
 use anyhow::{Context, Result};
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -84,8 +85,8 @@ pub fn promote(
     }
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     let run: RunArtifact =
-        chain.load_artifact(&b.out_dir, "RunArtifact")?.ok_or_else(|| missing("no run is recorded".into()))?;
-    if run.status != "success" {
+        chain.load::<RunArtifact>(&b.out_dir)?.ok_or_else(|| missing("no run is recorded".into()))?;
+    if run.status != RunStatus::Success {
         return Err(missing(format!("its run ended in {}", run.status)));
     }
     let digest = b.digest()?.digest;
@@ -125,7 +126,7 @@ pub fn promote(
     let _lock = DirLock::acquire(&ptr_dir)?;
     let old_prod = get_pointer(root, CURRENT_PROD);
     let artifact = PromotionArtifact {
-        kind: "PromotionArtifact".into(),
+        kind: ArtifactKind::PromotionArtifact,
         bundle: object.clone(),
         captured_at: fsx::now_rfc3339(),
         promotion_receipt_ref: format!("urn:srcos:receipt:promotion:{}", fsx::new_id()),
@@ -166,16 +167,16 @@ pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
     })?;
     let b = load_for_stage(root, Path::new(&from))?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
-    let promo: PromotionArtifact = chain.load_artifact(&b.out_dir, "PromotionArtifact")?.ok_or_else(|| {
+    let promo: PromotionArtifact = chain.load::<PromotionArtifact>(&b.out_dir)?.ok_or_else(|| {
         Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence")).hint("was prod moved by hand?")
     })?;
     let artifact = ReversalArtifact {
-        kind: "ReversalArtifact".into(),
+        kind: ArtifactKind::ReversalArtifact,
         bundle: b.identity(),
         captured_at: fsx::now_rfc3339(),
         source_promotion_receipt_ref: promo.promotion_receipt_ref,
         reversal_handle: format!("urn:srcos:reversal:{}", fsx::new_id()),
-        status: "succeeded".into(),
+        status: ReversalStatus::Succeeded,
         restored: to.clone(),
     };
     writer.write_artifact(&artifact, &[])?;
@@ -193,7 +194,7 @@ pub struct BundleStatus {
     pub path: String,
     pub evidence: String,
     pub stage: String,
-    pub run_status: Option<String>,
+    pub run_status: Option<RunStatus>,
     pub sealed: bool,
     pub captured_at: Option<String>,
 }
@@ -225,11 +226,11 @@ pub fn status(root: &Path) -> Result<Status> {
                     .entries
                     .iter()
                     .rev()
-                    .find(|e| e.kind() != "Seal")
+                    .find(|e| !e.kind().is_seal())
                     .map(|e| e.kind().to_string())
                     .unwrap_or_default();
-                let run: Option<RunArtifact> = c.load_artifact(&b.out_dir, "RunArtifact").ok().flatten();
-                (stage, run.as_ref().map(|r| r.status.clone()), c.is_sealed(), run.map(|r| r.captured_at))
+                let run: Option<RunArtifact> = c.load::<RunArtifact>(&b.out_dir).ok().flatten();
+                (stage, run.as_ref().map(|r| r.status), c.is_sealed(), run.map(|r| r.captured_at))
             }
         };
         bundles.push(BundleStatus {

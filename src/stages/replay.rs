@@ -2,6 +2,7 @@
 //! directory and compare with the recorded run (DESIGN §8). Replay never
 //! writes into the evidence directory it checks.
 
+use crate::types::ArtifactKind;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -16,8 +17,8 @@ use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
 use crate::fleet::inventory::Reach;
-use crate::pipeline::run::{self as run_stage, digest_tree};
 use crate::runner::{self, Event};
+use crate::stages::run::{self as run_stage, digest_tree};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -62,17 +63,17 @@ pub fn replay(
         .into());
     }
     let chain = Chain::read(dir)?.unwrap_or_default();
-    let recorded: ReplayArtifact = chain.load_artifact(dir, "ReplayArtifact")?.ok_or_else(|| {
+    let recorded: ReplayArtifact = chain.load::<ReplayArtifact>(dir)?.ok_or_else(|| {
         Problem::failed(format!("`{}` has no ReplayArtifact: the run was never emitted", dir.display()))
             .hint("replay needs a chain completed by `agentplane emit` or `agentplane up`")
     })?;
-    let decision: Option<PlacementDecision> = chain.load_artifact(dir, "PlacementDecision")?;
+    let decision: Option<PlacementDecision> = chain.load::<PlacementDecision>(dir)?;
 
     // 2. The bundle must be the exact one recorded.
     let b = load_for_stage(root, Path::new(&recorded.inputs.bundle_path))?;
     let now = b.digest()?;
     if now.digest != recorded.bundle_digest {
-        let changed = digest::changed_files(&crate::pipeline::from_bundle_files(&recorded.bundle_files), &now.files);
+        let changed = digest::changed_files(&crate::stages::from_bundle_files(&recorded.bundle_files), &now.files);
         return Err(Problem::failed(format!(
             "bundle `{}` differs from the recorded one: {}",
             recorded.inputs.bundle_path,
@@ -89,7 +90,7 @@ pub fn replay(
         Some("local") => decision = local_decision(&recorded),
         Some(name) if name == decision.chosen_executor => {}
         Some(name) => {
-            let inv = crate::pipeline::place::load_inventory(root, opts.inventory.as_deref())?;
+            let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
             let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
                 Problem::error(format!("executor `{name}` is not in the inventory"))
                     .hint("pass --executor local or a name from fleet/inventory.json")
@@ -160,9 +161,9 @@ pub fn replay(
 
 fn local_decision(recorded: &ReplayArtifact) -> PlacementDecision {
     PlacementDecision {
-        kind: "PlacementDecision".into(),
+        kind: ArtifactKind::PlacementDecision,
         captured_at: String::new(),
-        backend_intent: recorded.backend_intent.clone(),
+        backend_intent: recorded.backend_intent,
         requires_kvm: false,
         chosen_executor: "local".into(),
         ssh_ref: "local".into(),
@@ -172,7 +173,7 @@ fn local_decision(recorded: &ReplayArtifact) -> PlacementDecision {
         bundle_digest: recorded.bundle_digest.clone(),
         transport: Transport::Local,
         ssh: None,
-        isolation: "process".into(),
+        isolation: crate::types::Isolation::Process,
         inventory: "implicit".into(),
         observed_platform: None,
     }

@@ -2,7 +2,9 @@
 //! returns data for the CLI to print; none of them prints.
 
 pub mod emit;
+pub mod lifecycle;
 pub mod place;
+pub mod replay;
 pub mod run;
 pub mod validate;
 
@@ -14,6 +16,7 @@ use crate::bundle::digest::{self, BundleDigest, DigestEntry};
 use crate::error::Problem;
 use crate::evidence::artifacts::{BundleFile, ValidationArtifact};
 use crate::evidence::chain::Chain;
+use crate::types::ArtifactKind;
 
 pub fn to_bundle_files(files: &[DigestEntry]) -> Vec<BundleFile> {
     files
@@ -45,7 +48,7 @@ pub fn ensure_unchanged(b: &LoadedBundle, chain: &Chain) -> Result<BundleDigest>
     if now.digest == recorded {
         return Ok(now);
     }
-    let validation: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact").ok().flatten();
+    let validation: Option<ValidationArtifact> = chain.load::<ValidationArtifact>(&b.out_dir).ok().flatten();
     let changed =
         validation.map(|v| digest::changed_files(&from_bundle_files(&v.bundle_files), &now.files)).unwrap_or_default();
     let list = if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) };
@@ -56,7 +59,7 @@ pub fn ensure_unchanged(b: &LoadedBundle, chain: &Chain) -> Result<BundleDigest>
 
 /// The chain's validation must have passed.
 pub fn ensure_validated(b: &LoadedBundle, chain: &Chain) -> Result<()> {
-    let v: Option<ValidationArtifact> = chain.load_artifact(&b.out_dir, "ValidationArtifact")?;
+    let v: Option<ValidationArtifact> = chain.load::<ValidationArtifact>(&b.out_dir)?;
     match v {
         Some(v) if v.valid => Ok(()),
         Some(_) => Err(Problem::failed(format!("bundle `{}` did not pass validation", b.rel_dir))
@@ -69,7 +72,7 @@ pub fn ensure_validated(b: &LoadedBundle, chain: &Chain) -> Result<()> {
 }
 
 /// Refuse a stage that this chain already has (each runs once per chain).
-pub fn ensure_not_done(chain: &Chain, kind: &str, stage: &str, b: &LoadedBundle) -> Result<()> {
+pub fn ensure_not_done(chain: &Chain, kind: ArtifactKind, stage: &str, b: &LoadedBundle) -> Result<()> {
     if chain.last_of(kind).is_some() {
         return Err(Problem::error(format!(
             "this evidence chain already has a {kind}: each stage runs once per chain"
