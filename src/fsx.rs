@@ -42,6 +42,144 @@ pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
     f.write_all(&buf).and_then(|_| f.sync_all()).with_context(|| format!("cannot append to `{}`", path.display()))
 }
 
+/// Caps on what agentplane reads into memory from files it did not write
+/// (DESIGN §4, §7). Larger files are refused; logs and products are hashed
+/// as streams and never held whole.
+pub mod caps {
+    /// A bundle manifest, an inventory, an artifact, an envelope line's file.
+    pub const DOCUMENT: u64 = 16 * 1024 * 1024;
+    /// A key file (PEM).
+    pub const KEY: u64 = 64 * 1024;
+    /// The evidence chain, read whole by `verify` (≈ 1,000,000 entries).
+    pub const CHAIN: u64 = 2 * 1024 * 1024 * 1024;
+}
+
+/// What a path turned out to be when a regular file was expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRegular {
+    Missing,
+    Symlink,
+    Directory,
+    Fifo,
+    Socket,
+    Device,
+    TooLarge { cap: u64, len: u64 },
+}
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotRegular::Missing => f.write_str("does not exist"),
+            NotRegular::Symlink => f.write_str("is a symbolic link (only regular files are read)"),
+            NotRegular::Directory => f.write_str("is a directory, not a file"),
+            NotRegular::Fifo => f.write_str("is a FIFO (only regular files are read)"),
+            NotRegular::Socket => f.write_str("is a socket (only regular files are read)"),
+            NotRegular::Device => f.write_str("is a device (only regular files are read)"),
+            NotRegular::TooLarge { cap, len } => write!(f, "is {len} bytes, over the {cap}-byte limit"),
+        }
+    }
+}
+
+/// Open `path` for reading only if it is a regular file: the last component
+/// is not followed when it is a symlink (`O_NOFOLLOW`), and the open never
+/// blocks on a FIFO (`O_NONBLOCK`); the type is then checked on the open file
+/// (`fstat`), so nothing can swap it between check and read. `cap` bounds its
+/// size (`None`: any size, for streaming).
+pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
+    let file = match OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            let kind = match e.raw_os_error() {
+                Some(nix::libc::ELOOP) => Some(NotRegular::Symlink),
+                Some(nix::libc::ENOENT) => Some(NotRegular::Missing),
+                Some(nix::libc::ENXIO) => Some(NotRegular::Socket),
+                _ => None,
+            };
+            return Err(RegularError { path: path.to_path_buf(), kind, io: Some(e) });
+        }
+    };
+    let meta = file.metadata().map_err(|e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) })?;
+    let ft = meta.file_type();
+    let not = if ft.is_file() {
+        match cap {
+            Some(cap) if meta.len() > cap => Some(NotRegular::TooLarge { cap, len: meta.len() }),
+            _ => None,
+        }
+    } else if ft.is_dir() {
+        Some(NotRegular::Directory)
+    } else if ft.is_fifo() {
+        Some(NotRegular::Fifo)
+    } else if ft.is_socket() {
+        Some(NotRegular::Socket)
+    } else {
+        Some(NotRegular::Device)
+    };
+    match not {
+        Some(kind) => Err(RegularError { path: path.to_path_buf(), kind: Some(kind), io: None }),
+        None => Ok(file),
+    }
+}
+
+/// Why [`open_regular`] refused or failed: names the file.
+#[derive(Debug)]
+pub struct RegularError {
+    pub path: PathBuf,
+    /// What the path is, when it is something other than a readable regular file.
+    pub kind: Option<NotRegular>,
+    pub io: Option<std::io::Error>,
+}
+
+impl std::fmt::Display for RegularError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.kind, &self.io) {
+            (Some(k), _) => write!(f, "`{}` {k}", self.path.display()),
+            (None, Some(e)) => write!(f, "cannot read `{}`: {e}", self.path.display()),
+            (None, None) => write!(f, "cannot read `{}`", self.path.display()),
+        }
+    }
+}
+
+impl std::error::Error for RegularError {}
+
+/// Read a regular file of at most `cap` bytes (see [`open_regular`]).
+pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
+    let mut f = open_regular(path, Some(cap))?;
+    let mut buf = Vec::new();
+    // `take` guards against a file that grows after the fstat.
+    (&mut f).take(cap + 1).read_to_end(&mut buf).map_err(|e| RegularError {
+        path: path.to_path_buf(),
+        kind: None,
+        io: Some(e),
+    })?;
+    if buf.len() as u64 > cap {
+        return Err(RegularError {
+            path: path.to_path_buf(),
+            kind: Some(NotRegular::TooLarge { cap, len: buf.len() as u64 }),
+            io: None,
+        });
+    }
+    Ok(buf)
+}
+
+/// sha256 (hex) and length of a regular file, streamed (any size).
+pub fn sha256_regular(path: &Path) -> Result<(String, u64), RegularError> {
+    let mut f = open_regular(path, None)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) })?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +201,26 @@ mod tests {
         assert!(!resolve_in_root(&root, "/etc/passwd").1);
         assert!(!resolve_in_root(&root, "loop/x").1);
         assert_eq!(resolve_in_root(&root, "a/b/f").0, root.join("a/b/f").canonicalize().unwrap());
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n);
+        std::fs::write(p("f"), "hello").unwrap();
+        std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
+        nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(read_regular(&p("f"), 5).unwrap(), b"hello");
+        assert_eq!(sha256_regular(&p("f")).unwrap().1, 5);
+        let kind = |r: Result<Vec<u8>, RegularError>| r.unwrap_err().kind;
+        assert_eq!(kind(read_regular(&p("f"), 4)), Some(NotRegular::TooLarge { cap: 4, len: 5 }));
+        assert_eq!(kind(read_regular(&p("link"), 99)), Some(NotRegular::Symlink));
+        assert_eq!(kind(read_regular(&p("fifo"), 99)), Some(NotRegular::Fifo));
+        assert_eq!(kind(read_regular(d.path(), 99)), Some(NotRegular::Directory));
+        assert_eq!(kind(read_regular(Path::new("/dev/zero"), 99)), Some(NotRegular::Device));
+        assert_eq!(kind(read_regular(&p("missing"), 99)), Some(NotRegular::Missing));
+        let msg = read_regular(&p("fifo"), 99).unwrap_err().to_string();
+        assert!(msg.contains("fifo") && msg.contains("FIFO"), "{msg}");
     }
 }
 
