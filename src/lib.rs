@@ -34,7 +34,7 @@ pub fn run() -> exit::Exit {
     };
     let printer = output::Printer::new(cli.format, cli.quiet);
     match commands::dispatch(cli, printer.clone()) {
-        Ok(code) => code,
+        Ok(outcome) => printer.emit(outcome.as_ref()),
         Err(err) => {
             printer.error(&err);
             error::exit_of(&err)

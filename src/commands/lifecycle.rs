@@ -1,68 +1,68 @@
-//! `agentplane promote`, `rollback` and `status`.
+//! `agentplane promote BUNDLE` and `agentplane rollback`.
 
 use anyhow::Result;
+use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::{KeyArgs, PromoteArgs};
 use crate::exit::Exit;
-use crate::stages::lifecycle;
+use crate::output::escape::untrusted;
+use crate::output::render::{Lines, Render, Style};
+use crate::stages::lifecycle::{self, Promoted, RolledBack};
 
-pub fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<Exit> {
+pub fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let trusted = ctx.trusted(&args.trust)?;
     let approval = args.approval_key.as_ref().map(|p| ctx.abs(p));
     let r = lifecycle::promote(&ctx.root, &args.bundle, &signer, &trusted, approval.as_deref())?;
-    let p = &ctx.printer;
-    if p.human() {
-        p.line(format!(
-            "{} promoted {} to prod ({})",
-            p.ok(),
-            r.artifact.promoted_object_ref,
-            r.artifact.promotion_receipt_ref
-        ));
-        if let Some(prev) = &r.previous_good {
-            p.line(format!("    previous-good: {prev}"));
-        }
-    } else {
-        p.json(&r.artifact);
-    }
-    Ok(Exit::Success)
+    Ok(Box::new(r))
 }
 
-pub fn rollback(ctx: &Ctx, args: KeyArgs) -> Result<Exit> {
+pub fn rollback(ctx: &Ctx, args: KeyArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.as_deref())?;
-    let r = lifecycle::rollback(&ctx.root, &signer)?;
-    let p = &ctx.printer;
-    if p.human() {
-        p.line(format!("{} rolled prod back from {} to {} ({})", p.ok(), r.from, r.to, r.artifact.reversal_handle));
-    } else {
-        p.json(&r.artifact);
-    }
-    Ok(Exit::Success)
+    Ok(Box::new(lifecycle::rollback(&ctx.root, &signer)?))
 }
 
-pub fn status(ctx: &Ctx) -> Result<Exit> {
-    let s = lifecycle::status(&ctx.root)?;
-    let p = &ctx.printer;
-    if !p.human() {
-        p.json(&s);
-        return Ok(Exit::Success);
+impl Render for Promoted {
+    fn exit(&self) -> Exit {
+        Exit::Success
     }
-    for (k, v) in &s.pointers {
-        p.line(format!("{k:16} {}", v.as_deref().unwrap_or("-")));
-    }
-    p.line("");
-    let w = s.bundles.iter().map(|b| b.bundle.len()).max().unwrap_or(6).max(6);
-    p.line(format!("{:w$}  {:18}  {:8}  {:6}  evidence", "bundle", "last stage", "run", "sealed"));
-    for b in &s.bundles {
-        p.line(format!(
-            "{:w$}  {:18}  {:8}  {:6}  {}",
-            b.bundle,
-            b.stage,
-            b.run_status.map_or("-", |s| s.as_str()),
-            if b.sealed { "yes" } else { "no" },
-            b.evidence
+
+    fn human(&self, style: Style) -> String {
+        let mut out = Lines::default();
+        out.line(format!(
+            "{} promoted {} to prod ({})",
+            style.ok(),
+            untrusted(&self.artifact.promoted_object_ref),
+            self.artifact.promotion_receipt_ref
         ));
+        if let Some(prev) = &self.previous_good {
+            out.line(format!("    previous-good: {}", untrusted(prev)));
+        }
+        out.into_string()
     }
-    Ok(Exit::Success)
+
+    fn json(&self) -> Value {
+        serde_json::to_value(&self.artifact).unwrap_or(Value::Null)
+    }
+}
+
+impl Render for RolledBack {
+    fn exit(&self) -> Exit {
+        Exit::Success
+    }
+
+    fn human(&self, style: Style) -> String {
+        format!(
+            "{} rolled prod back from {} to {} ({})\n",
+            style.ok(),
+            untrusted(&self.from),
+            untrusted(&self.to),
+            self.artifact.reversal_handle
+        )
+    }
+
+    fn json(&self) -> Value {
+        serde_json::to_value(&self.artifact).unwrap_or(Value::Null)
+    }
 }

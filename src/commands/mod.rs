@@ -1,12 +1,16 @@
-//! One file per subcommand: resolve arguments, call the library, print.
+//! One file per subcommand: resolve arguments, call a stage, return its
+//! outcome for the printer to render. Nothing here does a stage's work.
 
 pub mod demo;
+pub mod emit;
 pub mod keygen;
 pub mod lifecycle;
 pub mod place;
+pub mod refused;
 pub mod replay;
 pub mod run;
 pub mod schema;
+pub mod status;
 pub mod up;
 pub mod validate;
 pub mod verify;
@@ -16,11 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cli::{Cli, Command, TrustArgs};
+use crate::cli::{Cli, Command, Format, TrustArgs};
 use crate::error::Problem;
 use crate::evidence::keys::{self, Signer, TrustedKey};
-use crate::exit::Exit;
-use crate::output::Printer;
+use crate::output::{Printer, Render};
 
 /// What every command gets: the canonical root and the printer.
 pub struct Ctx {
@@ -57,26 +60,55 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Run the parsed command; `printer` is the one `lib::run` also reports errors with.
-pub fn dispatch(cli: Cli, printer: Printer) -> Result<Exit> {
+/// The command's name, as `refused` documents name it.
+fn name_of(c: &Command) -> &'static str {
+    match c {
+        Command::Validate(_) => "validate",
+        Command::Place(_) => "place",
+        Command::Run(_) => "run",
+        Command::Emit(_) => "emit",
+        Command::Up(_) => "up",
+        Command::Verify(_) => "verify",
+        Command::Replay(_) => "replay",
+        Command::Promote(_) => "promote",
+        Command::Rollback(_) => "rollback",
+        Command::Status => "status",
+        Command::Keygen(_) => "keygen",
+        Command::Schema(_) => "schema",
+        Command::Demo(_) => "demo",
+    }
+}
+
+/// Run the parsed command and return its outcome. A stage that refused its
+/// subject (a [`crate::error::Refusal`]) becomes a `refused` outcome here, so
+/// it is rendered as data like any other exit-1 result; anything else that
+/// failed is an error (exit 2).
+pub fn dispatch(cli: Cli, printer: Printer) -> Result<Box<dyn Render>> {
+    let command = name_of(&cli.command);
+    if cli.format == Format::Github && command != "validate" {
+        return Err(Problem::error(format!("--format github is for `validate` only, not `{command}`"))
+            .hint("use --format human or --format json")
+            .into());
+    }
     let root = cli.root.canonicalize().map_err(|e| {
         Problem::error(format!("root `{}` cannot be used: {e}", cli.root.display()))
             .hint("pass an existing directory with --root")
     })?;
     let ctx = Ctx { root, printer };
-    match cli.command {
+    let outcome = match cli.command {
         Command::Validate(a) => validate::run(&ctx, a),
         Command::Place(a) => place::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
-        Command::Emit(a) => up::emit(&ctx, a),
+        Command::Emit(a) => emit::run(&ctx, a),
         Command::Up(a) => up::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Replay(a) => replay::run(&ctx, a),
         Command::Promote(a) => lifecycle::promote(&ctx, a),
         Command::Rollback(a) => lifecycle::rollback(&ctx, a),
-        Command::Status => lifecycle::status(&ctx),
+        Command::Status => status::run(&ctx),
         Command::Keygen(a) => keygen::run(&ctx, a),
         Command::Schema(a) => schema::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
-    }
+    };
+    outcome.or_else(|err| refused::from_error(command, err))
 }

@@ -1,12 +1,16 @@
 //! `agentplane place BUNDLE`
 
 use anyhow::Result;
+use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Ctx;
 use crate::cli::{PlaceArgs, PlaceOpts};
 use crate::error::Problem;
 use crate::exit::Exit;
+use crate::output::escape::untrusted;
+use crate::output::render::{Lines, Render, Style};
 use crate::stages::place::{self, Placed};
 
 pub fn options(ctx: &Ctx, o: &PlaceOpts) -> Result<place::Options> {
@@ -22,53 +26,77 @@ pub fn options(ctx: &Ctx, o: &PlaceOpts) -> Result<place::Options> {
     })
 }
 
-pub fn run(ctx: &Ctx, args: PlaceArgs) -> Result<Exit> {
+pub fn run(ctx: &Ctx, args: PlaceArgs) -> Result<Box<dyn Render>> {
+    let opts = options(ctx, &args.opts)?;
     let signer = ctx.signer(args.key.key.as_deref())?;
-    let placed = place::place(&ctx.root, &args.bundle, &signer, &options(ctx, &args.opts)?)?;
-    print(ctx, &placed);
-    Ok(if placed.chosen.is_some() { Exit::Success } else { Exit::Failed })
+    let placed = place::place(&ctx.root, &args.bundle, &signer, &opts)?;
+    Ok(Box::new(PlaceOutcome { root: ctx.root.clone(), placed }))
 }
 
-pub fn print(ctx: &Ctx, placed: &Placed) {
-    let p = &ctx.printer;
-    if !p.human() {
-        match &placed.decision {
-            Some(d) => p.json(d),
-            None => p.json(&serde_json::json!({
-                "kind": "PlacementDecision",
-                "bundle": placed.bundle,
-                "chosenExecutor": null,
-                "rejected": placed.candidates.iter().map(|c| serde_json::json!({
-                    "name": c.executor.name,
-                    "sshRef": c.executor.ssh_ref,
-                    "code": c.rejected.as_ref().map(|r| r.code),
-                    "reason": c.rejected.as_ref().map(|r| format!("{}: {}", r.code, r.detail)),
-                })).collect::<Vec<_>>(),
-            })),
-        }
-        return;
+/// What `place` decided.
+pub struct PlaceOutcome {
+    pub root: PathBuf,
+    pub placed: Placed,
+}
+
+/// The json of a placement: the PlacementDecision, or (nothing qualified) the
+/// same shape with `chosenExecutor: null` and every rejection.
+pub fn placed_json(placed: &Placed) -> Value {
+    match &placed.decision {
+        Some(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+        None => json!({
+            "kind": "PlacementDecision",
+            "bundle": placed.bundle,
+            "chosenExecutor": null,
+            "rejected": placed.candidates.iter().map(|c| json!({
+                "name": c.executor.name,
+                "sshRef": c.executor.ssh_ref,
+                "code": c.rejected.as_ref().map(|r| r.code),
+                "reason": c.rejected.as_ref().map(|r| format!("{}: {}", r.code, r.detail)),
+            })).collect::<Vec<_>>(),
+        }),
     }
-    let width = placed.candidates.iter().map(|c| c.executor.name.len()).max().unwrap_or(8).max(8);
+}
+
+/// The human table of a placement: the chosen executor and why each other was not.
+pub fn placed_human(placed: &Placed, root: &std::path::Path, style: Style) -> String {
+    let mut out = Lines::default();
+    let width = placed.candidates.iter().map(|c| c.executor.name.chars().count()).max().unwrap_or(8).clamp(8, 40);
     for (i, c) in placed.candidates.iter().enumerate() {
+        let name = untrusted(&c.executor.name);
         if Some(i) == placed.chosen {
-            p.line(format!(
-                "{} {:width$}  chosen ({} isolation, {})",
-                p.ok(),
-                c.executor.name,
-                c.isolation.as_str(),
-                c.executor.ssh_ref
+            out.line(format!(
+                "{} {name:width$}  chosen ({} isolation, {})",
+                style.ok(),
+                c.isolation,
+                untrusted(&c.executor.ssh_ref)
             ));
         } else if let Some(r) = &c.rejected {
-            p.line(format!("{} {:width$}  {}: {}", p.bad(), c.executor.name, r.code, r.detail));
+            out.line(format!("{} {name:width$}  {}: {}", style.bad(), r.code, untrusted(&r.detail)));
         }
     }
     match (&placed.decision, &placed.file) {
-        (Some(d), Some(f)) => p.line(format!(
+        (Some(d), Some(f)) => out.line(format!(
             "placed {} on `{}`; decision in {}",
-            placed.bundle,
-            d.chosen_executor,
-            crate::fsx::rel_to(&ctx.root, &placed.out_dir.join(f))
+            untrusted(&placed.bundle),
+            untrusted(&d.chosen_executor),
+            untrusted(&crate::fsx::rel_to(root, &placed.out_dir.join(f)))
         )),
-        _ => p.line(format!("no executor qualifies for {}", placed.bundle)),
+        _ => out.line(format!("no executor qualifies for {}", untrusted(&placed.bundle))),
+    }
+    out.into_string()
+}
+
+impl Render for PlaceOutcome {
+    fn exit(&self) -> Exit {
+        if self.placed.chosen.is_some() { Exit::Success } else { Exit::Failed }
+    }
+
+    fn human(&self, style: Style) -> String {
+        placed_human(&self.placed, &self.root, style)
+    }
+
+    fn json(&self) -> Value {
+        placed_json(&self.placed)
     }
 }

@@ -1,19 +1,26 @@
 //! `agentplane replay DIR`
 
 use anyhow::{Context, Result};
+use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::ReplayArgs;
 use crate::exit::Exit;
+use crate::output::escape::untrusted;
+use crate::output::render::{Lines, Render, Style};
+use crate::output::reporter;
 use crate::stages::replay::{self, Verdict};
+use crate::types::ReplayVerdict;
 
-pub fn run(ctx: &Ctx, args: ReplayArgs) -> Result<Exit> {
+pub fn run(ctx: &Ctx, args: ReplayArgs) -> Result<Box<dyn Render>> {
     let opts = replay::Options {
         trusted: ctx.trusted(&args.trust)?,
         executor: args.executor.clone(),
         inventory: args.inventory.as_ref().map(|p| ctx.abs(p)),
     };
-    let v = replay_quiet(ctx, &args.dir, &opts)?;
+    let mut rep = reporter::for_printer(&ctx.printer, false);
+    let v = replay::replay(&ctx.root, &ctx.abs(&args.dir), &opts, super::cancel_flag(), rep.as_mut())?;
+    rep.end();
     if let Some(path) = &args.report {
         let path = ctx.abs(path);
         let mut bytes = serde_json::to_vec_pretty(&v)?;
@@ -21,38 +28,44 @@ pub fn run(ctx: &Ctx, args: ReplayArgs) -> Result<Exit> {
         crate::fsx::write_atomic(&path, &bytes)
             .with_context(|| format!("cannot write the report `{}`", path.display()))?;
     }
-    print(ctx, &v);
-    Ok(if v.verdict == "match" { Exit::Success } else { Exit::Failed })
+    Ok(Box::new(Replayed { verdict: v }))
 }
 
-pub fn replay_quiet(ctx: &Ctx, dir: &std::path::Path, opts: &replay::Options) -> Result<Verdict> {
-    let spinner = ctx.printer.spinner(format!("replaying {}", dir.display()));
-    let v = replay::replay(&ctx.root, &ctx.abs(dir), opts, super::cancel_flag(), &mut |_| {});
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
-    v
+/// What `replay` found.
+pub struct Replayed {
+    pub verdict: Verdict,
 }
 
-pub fn print(ctx: &Ctx, v: &Verdict) {
-    let p = &ctx.printer;
-    if !p.human() {
-        p.json(v);
-        return;
-    }
-    if v.verdict == "match" {
-        p.line(format!(
+pub fn verdict_human(v: &Verdict, style: Style) -> String {
+    let mut out = Lines::default();
+    if v.verdict == ReplayVerdict::Match {
+        out.line(format!(
             "{} match: {} re-ran on `{}` with exit {}{}",
-            p.ok(),
-            v.bundle,
-            v.executor,
+            style.ok(),
+            untrusted(&v.bundle),
+            untrusted(&v.executor),
             v.exit_code,
             if v.determinism_required { ", every product identical" } else { "" }
         ));
     } else {
-        p.line(format!("{} diverged: {} re-ran on `{}`", p.bad(), v.bundle, v.executor));
+        out.line(format!("{} diverged: {} re-ran on `{}`", style.bad(), untrusted(&v.bundle), untrusted(&v.executor)));
         for d in &v.differences {
-            p.line(format!("    {d}"));
+            out.line(format!("    {}", untrusted(d)));
         }
+    }
+    out.into_string()
+}
+
+impl Render for Replayed {
+    fn exit(&self) -> Exit {
+        if self.verdict.verdict == ReplayVerdict::Match { Exit::Success } else { Exit::Failed }
+    }
+
+    fn human(&self, style: Style) -> String {
+        verdict_human(&self.verdict, style)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::to_value(&self.verdict).unwrap_or(Value::Null)
     }
 }

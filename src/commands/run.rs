@@ -1,76 +1,83 @@
 //! `agentplane run BUNDLE`
 
 use anyhow::Result;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 use super::Ctx;
 use crate::cli::RunArgs;
 use crate::exit::Exit;
-use crate::runner::Event;
+use crate::output::escape::untrusted;
+use crate::output::render::{Lines, Render, Style, plural};
+use crate::output::reporter;
 use crate::stages::run::{self, RunResult};
 
-/// Run with progress: a spinner on a terminal, or live output with `--watch`.
-pub fn run_stage(
-    ctx: &Ctx,
-    bundle: &std::path::Path,
-    watch: bool,
-    signer: &crate::evidence::keys::Signer,
-) -> Result<RunResult> {
-    let p = &ctx.printer;
-    let cancel = super::cancel_flag();
-    let spinner = if watch { None } else { p.spinner(format!("running {}", bundle.display())) };
-    let mut on_event = |ev: Event| match ev {
-        Event::Stdout(d) if watch => p.raw_out(&d),
-        Event::Stderr(d) if watch => p.raw_err(&d),
-        Event::Status(s) => {
-            if let Some(sp) = &spinner {
-                sp.set_message(s);
-            } else if watch {
-                p.note(format!("· {s}"));
-            }
-        }
-        _ => {}
-    };
-    let result = run::run(&ctx.root, bundle, signer, cancel, &mut on_event);
-    if let Some(sp) = spinner {
-        sp.finish_and_clear();
-    }
-    result
-}
-
-pub fn run(ctx: &Ctx, args: RunArgs) -> Result<Exit> {
+pub fn run(ctx: &Ctx, args: RunArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.key.as_deref())?;
-    let r = run_stage(ctx, &args.bundle, args.watch, &signer)?;
-    print(ctx, &r);
-    Ok(exit_of(&r))
+    let mut rep = reporter::for_printer(&ctx.printer, args.watch);
+    let result = run::run(&ctx.root, &args.bundle, &signer, super::cancel_flag(), rep.as_mut())?;
+    rep.end();
+    Ok(Box::new(RunOutcome { root: ctx.root.clone(), result }))
 }
 
-pub fn exit_of(r: &RunResult) -> Exit {
-    if r.success { Exit::Success } else { Exit::Failed }
+/// What `run` did.
+pub struct RunOutcome {
+    pub root: PathBuf,
+    pub result: RunResult,
 }
 
-pub fn print(ctx: &Ctx, r: &RunResult) {
-    let p = &ctx.printer;
-    if !p.human() {
-        p.json(&r.artifact);
-        return;
-    }
+/// How the script ended, for people: `exit 3`, `timed out after 20 s (…)`, `canceled`.
+pub fn how_it_ended(r: &RunResult) -> String {
     let a = &r.artifact;
-    let mark = if r.success { p.ok() } else { p.bad() };
-    let mut how = format!("exit {}", a.exit_code);
     if a.timed_out {
-        how = format!("timed out, killed ({})", a.signal.as_deref().unwrap_or("SIGKILL"));
+        format!("timed out, killed ({})", a.signal.as_deref().unwrap_or("SIGKILL"))
     } else if a.canceled {
-        how = "canceled".into();
+        "canceled".into()
+    } else if a.exit_code < 0 {
+        match &a.signal {
+            Some(s) => format!("killed by {s}"),
+            None => "did not run".into(),
+        }
+    } else {
+        format!("exit {}", a.exit_code)
     }
-    p.line(format!(
-        "{mark} run {} on `{}`: {} ({how}, {} ms, {} isolation)",
-        a.bundle, a.executor, a.status, a.duration_ms, a.isolation
+}
+
+/// The human lines of a run.
+pub fn run_human(r: &RunResult, root: &Path, style: Style) -> String {
+    let a = &r.artifact;
+    let mut out = Lines::default();
+    out.line(format!(
+        "{} run {} on `{}`: {} ({}, {} ms, {} isolation, {})",
+        style.mark(r.success),
+        untrusted(&a.bundle),
+        untrusted(&a.executor),
+        a.status.as_str(),
+        how_it_ended(r),
+        a.duration_ms,
+        a.isolation,
+        plural(a.products.len(), "product", "products")
     ));
     if let Some(e) = &a.error {
-        p.line(format!("    error: {e}"));
+        out.line(format!("    error: {}", untrusted(e)));
     }
     for prod in &a.products {
-        p.line(format!("    product {} sha256:{}", prod.path, &prod.sha256[..16]));
+        out.line(format!("    product {} sha256:{}", untrusted(&prod.path), &prod.sha256[..16.min(prod.sha256.len())]));
     }
-    p.line(format!("    evidence: {}", crate::fsx::rel_to(&ctx.root, &r.out_dir.join(&r.file))));
+    out.line(format!("    evidence: {}", untrusted(&crate::fsx::rel_to(root, &r.out_dir.join(&r.file)))));
+    out.into_string()
+}
+
+impl Render for RunOutcome {
+    fn exit(&self) -> Exit {
+        if self.result.success { Exit::Success } else { Exit::Failed }
+    }
+
+    fn human(&self, style: Style) -> String {
+        run_human(&self.result, &self.root, style)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::to_value(&self.result.artifact).unwrap_or(Value::Null)
+    }
 }

@@ -2,12 +2,23 @@
 
 use anyhow::Result;
 use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
 
 use super::Ctx;
 use crate::bundle::gates::{self, Check, Status};
 use crate::cli::{Format, ValidateArgs};
+use crate::error::{Refusal, RefusalCode};
 use crate::exit::Exit;
+use crate::output::escape::{gh_message, gh_property, untrusted};
+use crate::output::render::{Lines, Render, Style, plural};
 use crate::stages::validate::{self, Outcome};
+
+/// What `validate` found, for every bundle.
+pub struct Validated {
+    pub root: PathBuf,
+    pub outcomes: Vec<Outcome>,
+}
 
 /// The documented `--format json` shape.
 #[derive(Serialize)]
@@ -25,8 +36,15 @@ struct JsonBundle<'a> {
     checks: &'a [Check],
 }
 
-pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Exit> {
+pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
     let manifests = validate::find(&ctx.root, &args.paths)?;
+    if manifests.is_empty() {
+        // A typo in a CI path must not pass green.
+        let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+        return Err(Refusal::new(RefusalCode::NoBundles, format!("no bundle.json under {}", shown.join(", ")))
+            .hint("pass a bundle directory, a bundle.json, or a folder of bundles")
+            .into());
+    }
     // The digest is shown only in json output and recorded only in artifacts.
     let with_digest = !args.check || ctx.printer.format == Format::Json;
     let reports = validate::check_all(&ctx.root, &manifests, with_digest)?;
@@ -36,17 +54,70 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Exit> {
         let signer = ctx.signer(args.key.key.as_deref())?;
         validate::write_all(&ctx.root, reports, &signer)?
     };
-    let all_valid = outcomes.iter().all(|o| o.report.valid);
-    print(ctx, &outcomes, all_valid);
-    Ok(if all_valid { Exit::Success } else { Exit::Failed })
+    Ok(Box::new(Validated { root: ctx.root.clone(), outcomes }))
 }
 
-pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
-    let p = &ctx.printer;
-    match p.format {
-        Format::Json => p.json(&JsonReport {
-            valid: all_valid,
-            bundles: outcomes
+impl Validated {
+    fn all_valid(&self) -> bool {
+        self.outcomes.iter().all(|o| o.report.valid)
+    }
+
+    fn summary(&self) -> String {
+        let invalid = self.outcomes.iter().filter(|o| !o.report.valid).count();
+        format!(
+            "{}: {} valid, {invalid} invalid",
+            plural(self.outcomes.len(), "bundle", "bundles"),
+            self.outcomes.len() - invalid
+        )
+    }
+}
+
+fn at(c: &Check) -> String {
+    match c.pointer.as_deref() {
+        Some("") => " at /".to_string(),
+        Some(ptr) => format!(" at {}", untrusted(ptr)),
+        None => String::new(),
+    }
+}
+
+impl Render for Validated {
+    fn exit(&self) -> Exit {
+        if self.all_valid() { Exit::Success } else { Exit::Failed }
+    }
+
+    fn human(&self, style: Style) -> String {
+        let mut out = Lines::default();
+        for o in &self.outcomes {
+            let r = &o.report;
+            let name = r.bundle.as_deref().map(untrusted).unwrap_or_else(|| "(unnamed)".into());
+            out.line(format!("{} {name}  {}", style.mark(r.valid), untrusted(&r.path)));
+            for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
+                let status = match c.status {
+                    Status::Fail => style.paint("fail", "31"),
+                    _ => style.paint("warn", "33"),
+                };
+                let msg = untrusted(c.message.as_deref().unwrap_or(""));
+                out.line(format!("    {status} {}{}: {msg}", c.name, at(c)));
+                if c.status == Status::Fail {
+                    out.line(format!("         hint: {}", gates::hint_for(c.name)));
+                }
+            }
+            if let Some(w) = &o.written {
+                out.line(format!("    evidence: {}", untrusted(&crate::fsx::rel_to(&self.root, w))));
+            }
+            if let Some(why) = &o.not_written {
+                out.line(format!("    no artifact written: {why}"));
+            }
+        }
+        out.line(self.summary());
+        out.into_string()
+    }
+
+    fn json(&self) -> Value {
+        let doc = JsonReport {
+            valid: self.all_valid(),
+            bundles: self
+                .outcomes
                 .iter()
                 .map(|o| JsonBundle {
                     path: &o.report.path,
@@ -56,67 +127,26 @@ pub fn print(ctx: &Ctx, outcomes: &[Outcome], all_valid: bool) {
                     checks: &o.report.checks,
                 })
                 .collect(),
-        }),
-        Format::Github => {
-            for o in outcomes {
-                for c in o.report.checks.iter().filter(|c| c.status != Status::Pass) {
-                    let level = if c.status == Status::Fail { "error" } else { "warning" };
-                    let at = c
-                        .pointer
-                        .as_deref()
-                        .map(|p| format!(" at {}", if p.is_empty() { "/" } else { p }))
-                        .unwrap_or_default();
-                    let msg = format!("{}{at}: {}", c.name, c.message.as_deref().unwrap_or(""));
-                    // GitHub annotation values escape %, CR and LF.
-                    let esc = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
-                    p.raw_out(
-                        format!("::{level} file={},title=agentplane {}::{}\n", o.report.path, c.name, esc(&msg))
-                            .as_bytes(),
-                    );
-                }
+        };
+        serde_json::to_value(doc).unwrap_or(Value::Null)
+    }
+
+    fn github(&self) -> Option<String> {
+        let mut out = Lines::default();
+        for o in &self.outcomes {
+            for c in o.report.checks.iter().filter(|c| c.status != Status::Pass) {
+                let level = if c.status == Status::Fail { "error" } else { "warning" };
+                let ptr = c.pointer.as_deref().map(|p| format!(" at {}", if p.is_empty() { "/" } else { p }));
+                let msg = format!("{}{}: {}", c.name, ptr.unwrap_or_default(), c.message.as_deref().unwrap_or(""));
+                out.line(format!(
+                    "::{level} file={},title={}::{}",
+                    gh_property(&o.report.path),
+                    gh_property(&format!("agentplane {}", c.name)),
+                    gh_message(&msg)
+                ));
             }
-            let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
-            p.raw_out(
-                format!("{} bundles: {} valid, {invalid} invalid\n", outcomes.len(), outcomes.len() - invalid)
-                    .as_bytes(),
-            );
         }
-        Format::Human => {
-            use std::fmt::Write as _;
-            let mut buf = String::new();
-            let mut line = |s: String| {
-                let _ = writeln!(buf, "{s}");
-            };
-            for o in outcomes {
-                let r = &o.report;
-                let mark = if r.valid { p.ok() } else { p.bad() };
-                let name = r.bundle.as_deref().unwrap_or("(unnamed)");
-                line(format!("{mark} {name}  {}", r.path));
-                for c in r.checks.iter().filter(|c| c.status != Status::Pass) {
-                    let status = match c.status {
-                        Status::Fail => p.paint("fail", "31"),
-                        _ => p.paint("warn", "33"),
-                    };
-                    let at = match c.pointer.as_deref() {
-                        Some("") => " at /".to_string(),
-                        Some(ptr) => format!(" at {ptr}"),
-                        None => String::new(),
-                    };
-                    line(format!("    {status} {}{at}: {}", c.name, c.message.as_deref().unwrap_or("")));
-                    if c.status == Status::Fail {
-                        line(format!("         hint: {}", gates::hint_for(c.name)));
-                    }
-                }
-                if let Some(w) = &o.written {
-                    line(format!("    evidence: {}", super::super::fsx::rel_to(&ctx.root, w)));
-                }
-                if let Some(why) = &o.not_written {
-                    line(format!("    no artifact written: {why}"));
-                }
-            }
-            let invalid = outcomes.iter().filter(|o| !o.report.valid).count();
-            line(format!("{} bundles: {} valid, {invalid} invalid", outcomes.len(), outcomes.len() - invalid));
-            p.block(&buf);
-        }
+        out.line(self.summary());
+        Some(out.into_string())
     }
 }

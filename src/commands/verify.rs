@@ -1,51 +1,67 @@
 //! `agentplane verify DIR --trusted-key PUB...`
 
 use anyhow::Result;
+use serde_json::Value;
 
 use super::Ctx;
 use crate::cli::VerifyArgs;
 use crate::evidence::verify::{self, Report};
 use crate::exit::Exit;
+use crate::output::escape::untrusted;
+use crate::output::render::{Lines, Render, Style, plural};
 
-pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Exit> {
+pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Box<dyn Render>> {
     let trusted = ctx.trusted(&args.trust)?;
     let dir = ctx.abs(&args.dir);
     let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed })?;
-    print(ctx, &report);
-    Ok(if report.verified { Exit::Success } else { Exit::Failed })
+    Ok(Box::new(Verified { report }))
 }
 
-pub fn print(ctx: &Ctx, r: &Report) {
-    let p = &ctx.printer;
-    if !p.human() {
-        p.json(r);
-        return;
-    }
-    let kw = r.entries.iter().map(|e| e.kind.map_or(1, |k| k.as_str().len())).max().unwrap_or(4).max(4);
-    let fw = r.entries.iter().map(|e| e.file.as_deref().unwrap_or("-").len()).max().unwrap_or(4).max(4);
-    p.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
+/// What `verify` found.
+pub struct Verified {
+    pub report: Report,
+}
+
+/// The human table: one row per entry, then the verdict. Everything that came
+/// from the evidence (file names, reasons) is escaped: it is untrusted.
+pub fn report_human(r: &Report, style: Style) -> String {
+    let mut out = Lines::default();
+    let kind = |e: &verify::EntryResult| e.kind.map_or("?", |k| k.as_str());
+    let file = |e: &verify::EntryResult| untrusted(e.file.as_deref().unwrap_or("-"));
+    let kw = r.entries.iter().map(|e| kind(e).len()).max().unwrap_or(4).max(4);
+    let fw = r.entries.iter().map(|e| file(e).chars().count()).max().unwrap_or(4).clamp(4, 60);
+    out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
     for e in &r.entries {
         let signer = e.signer.as_deref().map(|s| &s[..16.min(s.len())]).unwrap_or("-");
-        let result = if e.result == "ok" { p.paint("ok", "32") } else { p.paint(&e.result, "31") };
-        p.line(format!(
-            "{:>4}  {:kw$}  {:fw$}  {:16}  {result}",
-            e.seq,
-            e.kind.map_or("?", |k| k.as_str()),
-            e.file.as_deref().unwrap_or("-"),
-            signer
-        ));
+        let result = if e.result == "ok" { style.paint("ok", "32") } else { style.paint(&untrusted(&e.result), "31") };
+        out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  {result}", e.seq, kind(e), file(e), signer));
     }
     for w in &r.warnings {
-        p.line(format!("{} {w}", p.paint("warning:", "33")));
+        out.line(format!("{} {}", style.paint("warning:", "33"), untrusted(w)));
     }
     match &r.first_failure {
-        None => p.line(format!(
-            "{} verified: {} entries, {}, run {}",
-            p.ok(),
-            r.entries.len(),
+        None => out.line(format!(
+            "{} verified: {}, {}, run {}",
+            style.ok(),
+            plural(r.entries.len(), "entry", "entries"),
             if r.sealed { "sealed" } else { "NOT sealed" },
-            r.run_id.as_deref().unwrap_or("?")
+            untrusted(r.run_id.as_deref().unwrap_or("?"))
         )),
-        Some(f) => p.line(format!("{} NOT verified: {f}", p.bad())),
+        Some(f) => out.line(format!("{} NOT verified: {}", style.bad(), untrusted(f))),
+    }
+    out.into_string()
+}
+
+impl Render for Verified {
+    fn exit(&self) -> Exit {
+        if self.report.verified { Exit::Success } else { Exit::Failed }
+    }
+
+    fn human(&self, style: Style) -> String {
+        report_human(&self.report, style)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::to_value(&self.report).unwrap_or(Value::Null)
     }
 }

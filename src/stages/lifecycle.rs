@@ -11,7 +11,7 @@ use base64::Engine;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::load_for_stage;
-use crate::error::Problem;
+use crate::error::{Refusal, RefusalCode};
 use crate::evidence::artifacts::{Approval, PromotionArtifact, ReversalArtifact, RunArtifact};
 use crate::evidence::chain::{Chain, ChainWriter, DirLock};
 use crate::evidence::keys::{Signer, TrustedKey};
@@ -72,7 +72,7 @@ pub fn promote(
     let mut keys = trusted.to_vec();
     keys.push(TrustedKey { id: signer.key_id().to_string(), key: signer.verifying_key(), path: signer.path.clone() });
     let missing = |what: String| -> anyhow::Error {
-        Problem::failed(format!("cannot promote `{}`: {what}", b.rel_dir))
+        Refusal::new(RefusalCode::PromotionRefused, format!("cannot promote `{}`: {what}", b.rel_dir))
             .hint(format!("run `agentplane up {}` and promote once it succeeds", b.rel_dir))
             .into()
     };
@@ -96,13 +96,14 @@ pub fn promote(
     let object = b.identity();
     let approval = if b.bundle.spec.policy.human_gate_required.unwrap_or(false) {
         let path = approval_key.ok_or_else(|| {
-            Problem::failed(format!("`{}` requires a human approval to promote", b.rel_dir))
+            Refusal::new(RefusalCode::ApprovalRequired, format!("`{}` requires a human approval to promote", b.rel_dir))
                 .hint("pass --approval-key KEY: the private key of an approver other than the run's signer")
         })?;
         let approver = Signer::load(path)?;
         let run_signers: Vec<String> = report.entries.iter().filter_map(|e| e.signer.clone()).collect();
         if run_signers.iter().any(|s| s == approver.key_id()) || approver.key_id() == signer.key_id() {
-            return Err(Problem::failed(
+            return Err(Refusal::new(
+                RefusalCode::ApprovalRequired,
                 "the approval key signed the run itself; approval needs a second person's key",
             )
             .hint("use a key created with `agentplane keygen --out …` by the approver")
@@ -159,16 +160,18 @@ pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
     let ptr_dir = pointers_dir(root);
     let _lock = DirLock::acquire(&ptr_dir)?;
     let from = get_pointer(root, CURRENT_PROD).ok_or_else(|| {
-        Problem::failed("nothing is in prod: there is nothing to roll back").hint("promote a bundle first")
+        Refusal::new(RefusalCode::RollbackRefused, "nothing is in prod: there is nothing to roll back")
+            .hint("promote a bundle first")
     })?;
     let to = get_pointer(root, PREVIOUS_GOOD).ok_or_else(|| {
-        Problem::failed(format!("no previous-good bundle to roll `{from}` back to"))
+        Refusal::new(RefusalCode::RollbackRefused, format!("no previous-good bundle to roll `{from}` back to"))
             .hint("a rollback needs two promotions: the second one records the first as previous-good")
     })?;
     let b = load_for_stage(root, Path::new(&from))?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     let promo: PromotionArtifact = chain.load::<PromotionArtifact>(&b.out_dir)?.ok_or_else(|| {
-        Problem::failed(format!("`{from}` has no PromotionArtifact in its evidence")).hint("was prod moved by hand?")
+        Refusal::new(RefusalCode::RollbackRefused, format!("`{from}` has no PromotionArtifact in its evidence"))
+            .hint("was prod moved by hand?")
     })?;
     let artifact = ReversalArtifact {
         kind: ArtifactKind::ReversalArtifact,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bundle::load_for_stage;
-use crate::error::Problem;
+use crate::error::{Problem, Refusal, RefusalCode};
 use crate::evidence::artifacts::{PlacementDecision, Rejection, Transport};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
@@ -55,7 +55,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         && !inv.executors.iter().any(|e| &e.name == p)
     {
         let names: Vec<&str> = inv.executors.iter().map(|e| e.name.as_str()).collect();
-        return Err(Problem::failed(format!("executor `{p}` is not in the inventory"))
+        return Err(Refusal::new(RefusalCode::UnknownExecutor, format!("executor `{p}` is not in the inventory"))
             .hint(format!("known executors: {}", names.join(", ")))
             .into());
     }

@@ -2,7 +2,7 @@
 //! directory and compare with the recorded run (DESIGN §8). Replay never
 //! writes into the evidence directory it checks.
 
-use crate::types::ArtifactKind;
+use crate::types::{ArtifactKind, ReplayVerdict};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -11,13 +11,13 @@ use std::sync::atomic::AtomicBool;
 
 use crate::bundle::digest;
 use crate::bundle::load_for_stage;
-use crate::error::Problem;
+use crate::error::{Problem, Refusal, RefusalCode};
 use crate::evidence::artifacts::{PlacementDecision, ReplayArtifact, Transport};
 use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
 use crate::fleet::inventory::Reach;
-use crate::runner::{self, Event};
+use crate::runner;
 use crate::stages::run::{self as run_stage, digest_tree};
 
 #[derive(Debug, Clone)]
@@ -31,8 +31,7 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
-    /// `match` or `diverged`.
-    pub verdict: String,
+    pub verdict: ReplayVerdict,
     pub bundle: String,
     pub bundle_digest: String,
     pub executor: String,
@@ -49,23 +48,30 @@ pub fn replay(
     dir: &Path,
     opts: &Options,
     cancel: Arc<AtomicBool>,
-    events: &mut dyn FnMut(Event),
+    reporter: &mut dyn super::Reporter,
 ) -> Result<Verdict> {
+    reporter.begin(super::Stage::Verify, &dir.display().to_string());
     // 1. The evidence must verify against the trusted keys.
     let report = verify::verify_dir(dir, &verify::Options { trusted: opts.trusted.clone(), allow_unsealed: false })?;
     if !report.verified {
-        return Err(Problem::failed(format!(
-            "the evidence in `{}` does not verify: {}",
-            dir.display(),
-            report.first_failure.unwrap_or_default()
-        ))
-        .hint(format!("run `agentplane verify {}` for the full report", dir.display()))
+        return Err(Refusal::new(
+            RefusalCode::EvidenceUnverified,
+            format!(
+                "the evidence in `{}` does not verify: {}",
+                dir.display(),
+                report.first_failure.unwrap_or_default()
+            ),
+        )
+        .hint(format!("run `agentplane verify {} --trusted-key PUB` for the full report", dir.display()))
         .into());
     }
     let chain = Chain::read(dir)?.unwrap_or_default();
     let recorded: ReplayArtifact = chain.load::<ReplayArtifact>(dir)?.ok_or_else(|| {
-        Problem::failed(format!("`{}` has no ReplayArtifact: the run was never emitted", dir.display()))
-            .hint("replay needs a chain completed by `agentplane emit` or `agentplane up`")
+        Refusal::new(
+            RefusalCode::NotEmitted,
+            format!("`{}` has no ReplayArtifact: the run was never emitted", dir.display()),
+        )
+        .hint("replay needs a chain completed by `agentplane emit` or `agentplane up`")
     })?;
     let decision: Option<PlacementDecision> = chain.load::<PlacementDecision>(dir)?;
 
@@ -74,12 +80,16 @@ pub fn replay(
     let now = b.digest()?;
     if now.digest != recorded.bundle_digest {
         let changed = digest::changed_files(&crate::stages::from_bundle_files(&recorded.bundle_files), &now.files);
-        return Err(Problem::failed(format!(
-            "bundle `{}` differs from the recorded one: {}",
-            recorded.inputs.bundle_path,
-            if changed.is_empty() { "digest differs".to_string() } else { changed.join(", ") }
-        ))
+        return Err(Refusal::new(
+            RefusalCode::BundleChanged,
+            format!(
+                "bundle `{}` differs from the recorded one: {}",
+                recorded.inputs.bundle_path,
+                if changed.is_empty() { "digest differs".to_string() } else { changed.join(", ") }
+            ),
+        )
         .hint("replay the bundle exactly as recorded (check out the recorded revision)")
+        .changed(changed)
         .into());
     }
 
@@ -115,7 +125,10 @@ pub fn replay(
         cancel,
     );
     let mut r = run_stage::runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
-    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| events(run_stage::redact_event(ev, &secrets)));
+    reporter.begin(super::Stage::Replay, &recorded.inputs.bundle_path);
+    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| {
+        super::report_event(reporter, run_stage::redact_event(ev, &secrets))
+    });
 
     // 4. Compare: the exit status always; every product when determinism is declared.
     let exit_code = outcome.exit.code.map_or(-1, i64::from);
@@ -146,7 +159,7 @@ pub fn replay(
         }
     }
     Ok(Verdict {
-        verdict: if differences.is_empty() { "match" } else { "diverged" }.into(),
+        verdict: if differences.is_empty() { ReplayVerdict::Match } else { ReplayVerdict::Diverged },
         bundle: recorded.bundle.clone(),
         bundle_digest: recorded.bundle_digest.clone(),
         executor: decision.chosen_executor.clone(),

@@ -243,9 +243,10 @@ pub fn run(
     arg: &Path,
     signer: &Signer,
     cancel: Arc<AtomicBool>,
-    events: &mut dyn FnMut(Event),
+    reporter: &mut dyn super::Reporter,
 ) -> Result<RunResult> {
     let b = load_for_stage(root, arg)?;
+    reporter.begin(super::Stage::Run, &b.rel_dir);
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     super::ensure_validated(&b, &chain)?;
     let digest = super::ensure_unchanged(&b, &chain)?;
@@ -271,7 +272,7 @@ pub fn run(
             Event::Stderr(d) => err.extend_from_slice(d),
             Event::Status(_) => {}
         }
-        events(redact_event(ev, &secrets));
+        super::report_event(reporter, redact_event(ev, &secrets));
     });
     let (out, out_hit) = redact(&out, &secrets);
     let (err, err_hit) = redact(&err, &secrets);

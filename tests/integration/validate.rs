@@ -6,7 +6,7 @@ use crate::util::{Root, compat, redact, repo};
 fn example_agent_is_valid_and_starts_a_chain() {
     let r = Root::with_example();
     let out = r.cmd(&["validate", "bundles/example-agent"]).ok();
-    assert!(out.stdout.contains("1 bundles: 1 valid, 0 invalid"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 bundle: 1 valid, 0 invalid"), "{}", out.stdout);
     let art = r.json("artifacts/example-agent/validation-artifact.json");
     assert_eq!(art["kind"], "ValidationArtifact");
     assert_eq!(art["valid"], true);

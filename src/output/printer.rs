@@ -1,0 +1,116 @@
+//! The printer: stdout for data, stderr for diagnostics and progress; colour
+//! and progress only on a terminal; `NO_COLOR` and `--quiet` respected.
+#![allow(clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+
+use super::render::{Render, Style};
+use crate::cli::Format;
+use crate::exit::Exit;
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    pub format: Format,
+    pub quiet: bool,
+    color: bool,
+    pub stderr_tty: bool,
+}
+
+impl Printer {
+    pub fn new(format: Format, quiet: bool) -> Printer {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Printer {
+            format,
+            quiet,
+            color: std::io::stdout().is_terminal() && !no_color,
+            stderr_tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn human(&self) -> bool {
+        self.format == Format::Human
+    }
+
+    pub fn style(&self) -> Style {
+        Style { color: self.color }
+    }
+
+    /// Print an outcome in the chosen format and return its exit code. The
+    /// json document is printed whatever `--quiet` says (it is the data).
+    pub fn emit(&self, outcome: &dyn Render) -> Exit {
+        match self.format {
+            Format::Json => {
+                // Written in one go (stdout is line-buffered: piecemeal costs a syscall a line).
+                let mut buf = serde_json::to_vec_pretty(&outcome.json()).unwrap_or_default();
+                buf.push(b'\n');
+                self.raw_out(&buf);
+            }
+            Format::Github => {
+                if let Some(text) = outcome.github() {
+                    self.raw_out(text.as_bytes());
+                }
+            }
+            Format::Human if outcome.human_is_diagnostic() => {
+                let style = Style { color: self.color && self.stderr_tty };
+                self.raw_err(outcome.human(style).as_bytes());
+            }
+            Format::Human => {
+                if !self.quiet {
+                    self.raw_out(outcome.human(self.style()).as_bytes());
+                }
+            }
+        }
+        outcome.exit()
+    }
+
+    /// Raw bytes on stdout (live smoke output).
+    pub fn raw_out(&self, b: &[u8]) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b);
+        let _ = out.flush();
+    }
+
+    pub fn raw_err(&self, b: &[u8]) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(b);
+        let _ = e.flush();
+    }
+
+    /// A diagnostic on stderr (suppressed by --quiet).
+    pub fn note(&self, s: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", s.as_ref());
+        }
+    }
+
+    /// Always printed: an error with its cause chain and hint.
+    pub fn error(&self, err: &anyhow::Error) {
+        let style = Style { color: self.color && self.stderr_tty };
+        let mut msg = format!("{} {}", style.paint("error:", "1;31"), super::escape::untrusted(&err.to_string()));
+        for cause in err.chain().skip(1) {
+            let c = super::escape::untrusted(&cause.to_string());
+            if !msg.contains(&c) {
+                msg.push_str(&format!("\n  caused by: {c}"));
+            }
+        }
+        if let Some(h) = crate::error::hint_of(err) {
+            msg.push_str(&format!("\n{} {h}", style.paint("hint:", "1;36")));
+        }
+        eprintln!("{msg}");
+    }
+
+    /// A spinner for long work, on a terminal only.
+    pub fn spinner(&self, msg: String) -> Option<indicatif::ProgressBar> {
+        if self.quiet || !self.stderr_tty || self.format != Format::Human {
+            return None;
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        pb.set_message(msg);
+        pb.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(pb)
+    }
+}

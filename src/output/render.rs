@@ -1,0 +1,83 @@
+//! One renderer for every command's outcome: each outcome knows its exit code,
+//! its human text and its one JSON document. Only `validate` also speaks
+//! GitHub annotations (`--format github`).
+
+use serde_json::Value;
+
+use crate::exit::Exit;
+
+/// How human text is decorated (colour only on a terminal, never with `NO_COLOR`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    /// Wrap `s` in an ANSI style when colour is on.
+    pub fn paint(&self, s: &str, code: &str) -> String {
+        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    pub fn ok(&self) -> String {
+        self.paint("✓", "32")
+    }
+
+    pub fn bad(&self) -> String {
+        self.paint("✗", "31")
+    }
+
+    pub fn mark(&self, ok: bool) -> String {
+        if ok { self.ok() } else { self.bad() }
+    }
+}
+
+/// A command's outcome, ready to print.
+pub trait Render {
+    /// The exit code this outcome maps to (0 or 1; exit 2 is an error, not an outcome).
+    fn exit(&self) -> Exit;
+    /// Text for people: lines ending in `\n` (may be empty).
+    fn human(&self, style: Style) -> String;
+    /// The one JSON document `--format json` prints on stdout.
+    fn json(&self) -> Value;
+    /// GitHub Actions annotations, for the commands that support them.
+    fn github(&self) -> Option<String> {
+        None
+    }
+    /// Human text goes to stderr (a refusal reads like an error), and is
+    /// printed even with `--quiet`.
+    fn human_is_diagnostic(&self) -> bool {
+        false
+    }
+}
+
+/// `n thing` / `n things`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Lines joined into the text [`Render::human`] returns.
+#[derive(Debug, Default)]
+pub struct Lines(String);
+
+impl Lines {
+    pub fn line(&mut self, s: impl AsRef<str>) {
+        self.0.push_str(s.as_ref());
+        self.0.push('\n');
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plurals() {
+        assert_eq!(plural(1, "product", "products"), "1 product");
+        assert_eq!(plural(0, "product", "products"), "0 products");
+        assert_eq!(plural(2, "bundle", "bundles"), "2 bundles");
+    }
+}
