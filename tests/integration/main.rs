@@ -4,6 +4,7 @@
 mod util;
 
 mod evidence;
+mod output;
 mod pipeline;
 mod place;
 mod qemu;

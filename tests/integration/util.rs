@@ -221,3 +221,62 @@ impl Root {
         "inv.json".into()
     }
 }
+
+/// A JSON document with run-specific values (times, durations, ids, digests,
+/// host facts, absolute paths) replaced, so snapshots are stable.
+pub fn redact_json(v: &serde_json::Value, root: &Path) -> serde_json::Value {
+    use serde_json::Value;
+    const VARYING: &[&str] = &[
+        "capturedAt",
+        "startedAt",
+        "endedAt",
+        "durationMs",
+        "environment",
+        "runId",
+        "sessionRef",
+        "reviewSessionRef",
+        "promotionReceiptRef",
+        "sourcePromotionReceiptRef",
+        "reversalHandle",
+        "keyId",
+        "keyid",
+        "signer",
+        "bundleRev",
+        "hostname",
+        "observedPlatform",
+    ];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| {
+                    let x = if VARYING.contains(&k.as_str()) && !x.is_null() {
+                        Value::String(format!("[{k}]"))
+                    } else {
+                        redact_json(x, root)
+                    };
+                    (k.clone(), x)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| redact_json(x, root)).collect()),
+        Value::String(s) => Value::String(redact(s, root)),
+        other => other.clone(),
+    }
+}
+
+impl Run {
+    /// `exit N`, stdout, then stderr when there is any, redacted: what a snapshot records.
+    pub fn snap(&self, root: &Path) -> String {
+        let mut s = format!("exit {}\n{}", self.code, redact(&self.stdout, root));
+        if !self.stderr.is_empty() {
+            s.push_str(&format!("--- stderr\n{}", redact(&self.stderr, root)));
+        }
+        s
+    }
+
+    /// `exit N` then the one JSON document on stdout, redacted.
+    pub fn snap_json(&self, root: &Path) -> String {
+        let v = redact_json(&self.json(), root);
+        format!("exit {}\n{}", self.code, serde_json::to_string_pretty(&v).unwrap())
+    }
+}
