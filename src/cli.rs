@@ -11,9 +11,11 @@ use std::path::PathBuf;
     after_help = "Exit codes: 0 success; 1 the subject failed (invalid bundle, no executor, failed run, evidence that does not verify, diverged replay); 2 agentplane could not do its job."
 )]
 pub struct Cli {
-    /// Project root that bundle paths, fleet/ and state/ resolve against.
-    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
-    pub root: PathBuf,
+    /// Project root that bundle paths, fleet/ and state/ resolve against. Default: the
+    /// nearest ancestor of the bundle path (or of the current directory) holding
+    /// `bundles/`, `fleet/` or `.agentplane/`, as git and cargo find theirs.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Output format: human (default), json (one document on stdout), github (validate only).
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -201,4 +203,21 @@ pub struct SchemaArgs {
     /// Write every schema into DIR.
     #[arg(long, value_name = "DIR", conflicts_with = "kind")]
     pub write: Option<PathBuf>,
+}
+
+impl Command {
+    /// The path argument a project root is discovered from, when the command has one.
+    pub fn anchor(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Validate(a) => a.paths.first().map(PathBuf::as_path),
+            Command::Place(a) => Some(&a.bundle),
+            Command::Run(a) => Some(&a.bundle),
+            Command::Emit(a) => Some(&a.bundle),
+            Command::Up(a) => Some(&a.bundle),
+            Command::Promote(a) => Some(&a.bundle),
+            Command::Verify(a) => Some(&a.dir),
+            Command::Replay(a) => Some(&a.dir),
+            Command::Rollback(_) | Command::Status | Command::Keygen(_) | Command::Schema(_) | Command::Demo(_) => None,
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::types::SessionStatus;
 
 pub fn run(ctx: &Ctx, args: EmitArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.key.as_deref())?;
-    let emitted = emit::emit(&ctx.root, &args.bundle, &signer)?;
+    let emitted = emit::emit(&ctx.root, &ctx.bundle_arg(&args.bundle), &signer)?;
     Ok(Box::new(EmitOutcome { root: ctx.root.clone(), emitted }))
 }
 

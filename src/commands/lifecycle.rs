@@ -14,7 +14,7 @@ pub fn promote(ctx: &Ctx, args: PromoteArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let trusted = ctx.trusted(&args.trust)?;
     let approval = args.approval_key.as_ref().map(|p| ctx.abs(p));
-    let r = lifecycle::promote(&ctx.root, &args.bundle, &signer, &trusted, approval.as_deref())?;
+    let r = lifecycle::promote(&ctx.root, &ctx.bundle_arg(&args.bundle), &signer, &trusted, approval.as_deref())?;
     Ok(Box::new(r))
 }
 

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod place;
 pub mod refused;
 pub mod replay;
+pub mod root;
 pub mod run;
 pub mod schema;
 pub mod status;
@@ -29,6 +30,9 @@ use crate::output::{Printer, Render};
 pub struct Ctx {
     pub root: PathBuf,
     pub printer: Printer,
+    /// `--root` was given: relative bundle paths are relative to it (the
+    /// documented rule); otherwise to the current directory, as in any tool.
+    pub explicit_root: bool,
 }
 
 impl Ctx {
@@ -43,6 +47,13 @@ impl Ctx {
         } else {
             std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
         }
+    }
+
+    /// A bundle argument for a stage: stages resolve relative paths against
+    /// the root, so without `--root` a relative path is made absolute against
+    /// the current directory first.
+    pub fn bundle_arg(&self, p: &Path) -> PathBuf {
+        if self.explicit_root { p.to_path_buf() } else { self.abs(p) }
     }
 
     pub fn trusted(&self, t: &TrustArgs) -> Result<Vec<TrustedKey>> {
@@ -90,11 +101,18 @@ pub fn dispatch(cli: Cli, printer: Printer) -> Result<Box<dyn Render>> {
             .hint("use --format human or --format json")
             .into());
     }
-    let root = cli.root.canonicalize().map_err(|e| {
-        Problem::error(format!("root `{}` cannot be used: {e}", cli.root.display()))
+    let cwd = std::env::current_dir().map_err(|e| {
+        Problem::error(format!("the current directory cannot be used: {e}")).hint("cd into your project and run again")
+    })?;
+    let chosen = root::choose(cli.root.as_deref(), cli.command.anchor(), &cwd);
+    let root = chosen.canonicalize().map_err(|e| {
+        Problem::error(format!("root `{}` cannot be used: {e}", chosen.display()))
             .hint("pass an existing directory with --root")
     })?;
-    let ctx = Ctx { root, printer };
+    if cli.root.is_none() && cwd.canonicalize().ok().as_deref() != Some(root.as_path()) {
+        printer.note(format!("using project root {}", root.display()));
+    }
+    let ctx = Ctx { root, printer, explicit_root: cli.root.is_some() };
     let outcome = match cli.command {
         Command::Validate(a) => validate::run(&ctx, a),
         Command::Place(a) => place::run(&ctx, a),

@@ -29,7 +29,7 @@ pub fn options(ctx: &Ctx, o: &PlaceOpts) -> Result<place::Options> {
 pub fn run(ctx: &Ctx, args: PlaceArgs) -> Result<Box<dyn Render>> {
     let opts = options(ctx, &args.opts)?;
     let signer = ctx.signer(args.key.key.as_deref())?;
-    let placed = place::place(&ctx.root, &args.bundle, &signer, &opts)?;
+    let placed = place::place(&ctx.root, &ctx.bundle_arg(&args.bundle), &signer, &opts)?;
     Ok(Box::new(PlaceOutcome { root: ctx.root.clone(), placed }))
 }
 

@@ -15,7 +15,7 @@ use crate::stages::run::{self, RunResult};
 pub fn run(ctx: &Ctx, args: RunArgs) -> Result<Box<dyn Render>> {
     let signer = ctx.signer(args.key.key.as_deref())?;
     let mut rep = reporter::for_printer(&ctx.printer, args.watch);
-    let result = run::run(&ctx.root, &args.bundle, &signer, super::cancel_flag(), rep.as_mut())?;
+    let result = run::run(&ctx.root, &ctx.bundle_arg(&args.bundle), &signer, super::cancel_flag(), rep.as_mut())?;
     rep.end();
     Ok(Box::new(RunOutcome { root: ctx.root.clone(), result }))
 }

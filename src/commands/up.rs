@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, args: UpArgs) -> Result<Box<dyn Render>> {
     let opts = super::place::options(ctx, &args.place)?;
     let signer = ctx.signer(args.key.key.as_deref())?;
     let mut rep = reporter::for_printer(&ctx.printer, args.watch);
-    let outcome = up::up(&ctx.root, &args.bundle, &opts, &signer, super::cancel_flag(), rep.as_mut())?;
+    let outcome = up::up(&ctx.root, &ctx.bundle_arg(&args.bundle), &opts, &signer, super::cancel_flag(), rep.as_mut())?;
     rep.end();
     Ok(Box::new(Up { root: ctx.root.clone(), outcome }))
 }

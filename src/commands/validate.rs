@@ -37,7 +37,8 @@ struct JsonBundle<'a> {
 }
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
-    let manifests = validate::find(&ctx.root, &args.paths)?;
+    let paths: Vec<PathBuf> = args.paths.iter().map(|p| ctx.bundle_arg(p)).collect();
+    let manifests = validate::find(&ctx.root, &paths)?;
     if manifests.is_empty() {
         // A typo in a CI path must not pass green.
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();

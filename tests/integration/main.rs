@@ -4,6 +4,7 @@
 mod util;
 
 mod evidence;
+mod first_hour;
 mod output;
 mod pipeline;
 mod place;

@@ -1,0 +1,68 @@
+//! A new user's first hour: the project root is found from anywhere, and
+//! mistakes are refused early with a message that explains them.
+
+use std::process::Command;
+
+use crate::util::{BIN, Root, Run};
+
+/// Run agentplane without `--root`, from `cwd`.
+fn run_in(cwd: &std::path::Path, args: &[&str]) -> Run {
+    let mut c = Command::new(BIN);
+    c.args(args).current_dir(cwd).env_remove("AGENTPLANE_SIGNING_KEY").env("NO_COLOR", "1");
+    Run::from(c.output().expect("run agentplane"))
+}
+
+#[test]
+fn validate_from_a_subdirectory_finds_the_root() {
+    let r = Root::with_example();
+    let sub = r.join("bundles");
+    let out = run_in(&sub, &["validate", "--check", "example-agent"]).ok();
+    assert!(out.stdout.contains("1 bundle: 1 valid"), "{}", out.stdout);
+    assert!(out.stderr.contains("using project root"), "{}", out.stderr);
+}
+
+#[test]
+fn up_from_outside_the_project_writes_nothing_where_it_was_started() {
+    let r = Root::with_example();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let bundle = r.join("bundles/example-agent");
+    run_in(elsewhere.path(), &["up", bundle.to_str().unwrap()]).ok();
+    assert!(r.join("artifacts/example-agent/evidence.jsonl").is_file());
+    let left: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().collect();
+    assert!(left.is_empty(), "agentplane wrote into the current directory: {left:?}");
+}
+
+#[test]
+fn up_given_a_folder_of_bundles_refuses_before_writing_anything() {
+    let r = Root::with_example();
+    r.bundle("second", "exit 0\n", |_| {});
+    let out = r.cmd(&["up", "bundles"]).error();
+    assert!(out.stderr.contains("holds 2 bundles"), "{}", out.stderr);
+    assert!(out.stderr.contains("bundles/example-agent") && out.stderr.contains("bundles/second"), "{}", out.stderr);
+    assert!(!r.join("artifacts").exists(), "up wrote evidence before refusing");
+}
+
+#[test]
+fn up_with_an_unknown_executor_is_a_bad_flag_before_any_evidence() {
+    let r = Root::with_example();
+    let out = r.cmd(&["up", "bundles/example-agent", "--executor", "bogus"]).error();
+    assert!(out.stderr.contains("`bogus` is not in the inventory"), "{}", out.stderr);
+    assert!(!r.join("artifacts/example-agent/evidence.jsonl").exists(), "a chain was started");
+}
+
+#[test]
+fn validate_check_on_a_tree_without_bundles_fails() {
+    let r = Root::new();
+    std::fs::create_dir_all(r.join("bundels")).unwrap();
+    let out = r.cmd(&["validate", "--check", "bundels"]).failed();
+    assert!(out.stderr.contains("no bundle.json under bundels"), "{}", out.stderr);
+}
+
+#[test]
+fn status_survives_a_bundle_name_of_70000_characters() {
+    let r = Root::new();
+    let name = "n".repeat(70_000);
+    r.bundle("long", "exit 0\n", |v| v["metadata"]["name"] = name.clone().into());
+    let out = r.cmd(&["status"]).ok();
+    assert!(out.stdout.contains(&name[..100]), "{}", &out.stdout[..200.min(out.stdout.len())]);
+}
