@@ -98,6 +98,7 @@ pub struct PlaceOpts {
 
 #[derive(Debug, Args)]
 pub struct PlaceArgs {
+    /// The bundle directory (holding bundle.json), or its bundle.json.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     #[command(flatten)]
@@ -108,6 +109,7 @@ pub struct PlaceArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// The bundle directory (holding bundle.json), or its bundle.json.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// Stream the smoke script's output live.
@@ -119,6 +121,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct EmitArgs {
+    /// The bundle directory (holding bundle.json), or its bundle.json.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     #[command(flatten)]
@@ -127,6 +130,7 @@ pub struct EmitArgs {
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
+    /// The bundle directory (holding bundle.json), or its bundle.json.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     #[command(flatten)]
@@ -167,6 +171,7 @@ pub struct ReplayArgs {
     /// Re-run on this executor (`local`, or a name in the inventory) instead of the recorded one.
     #[arg(long, value_name = "NAME")]
     pub executor: Option<String>,
+    /// Fleet inventory to find `--executor` in; default fleet/inventory.json under the root.
     #[arg(long, value_name = "PATH")]
     pub inventory: Option<PathBuf>,
     /// Write the verdict as JSON to this file.
@@ -176,6 +181,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    /// The bundle directory (holding bundle.json), or its bundle.json.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// An approver's private key (not the run's signer), for bundles with humanGateRequired.

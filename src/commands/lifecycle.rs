@@ -37,7 +37,7 @@ impl Render for Promoted {
             self.artifact.promotion_receipt_ref
         ));
         if let Some(prev) = &self.previous_good {
-            out.line(format!("    previous-good: {}", untrusted(prev)));
+            out.line(format!("    previous-good: {}", untrusted(&prev.describe())));
         }
         out.into_string()
     }
@@ -56,8 +56,8 @@ impl Render for RolledBack {
         format!(
             "{} rolled prod back from {} to {} ({})\n",
             style.ok(),
-            untrusted(&self.from),
-            untrusted(&self.to),
+            untrusted(&self.from.describe()),
+            untrusted(&self.to.describe()),
             self.artifact.reversal_handle
         )
     }

@@ -21,7 +21,7 @@ impl Render for Status {
     fn human(&self, _style: Style) -> String {
         let mut out = Lines::default();
         for (k, v) in &self.pointers {
-            out.line(format!("{k:16} {}", v.as_deref().map(untrusted).unwrap_or_else(|| "-".into())));
+            out.line(format!("{k:16} {}", v.as_ref().map(|p| untrusted(&p.describe())).unwrap_or_else(|| "-".into())));
         }
         out.line("");
         // Column widths are capped: a name may be any length (it comes from a bundle).

@@ -18,6 +18,8 @@ use crate::stages::validate::{self, Outcome};
 pub struct Validated {
     pub root: PathBuf,
     pub outcomes: Vec<Outcome>,
+    /// No artifact could be signed (no key): the checks are still reported.
+    pub unsigned: Option<anyhow::Error>,
 }
 
 /// The documented `--format json` shape.
@@ -49,13 +51,28 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
     // The digest is shown only in json output and recorded only in artifacts.
     let with_digest = !args.check || ctx.printer.format == Format::Json;
     let reports = validate::check_all(&ctx.root, &manifests, with_digest)?;
-    let outcomes: Vec<Outcome> = if args.check {
-        reports.into_iter().map(|report| Outcome { report, written: None, not_written: None }).collect()
-    } else {
-        let signer = ctx.signer(args.key.key.as_deref())?;
-        validate::write_all(&ctx.root, reports, &signer)?
+    let unwritten =
+        |reports: Vec<_>| reports.into_iter().map(|report| Outcome { report, written: None, not_written: None });
+    if args.check {
+        return Ok(Box::new(Validated {
+            root: ctx.root.clone(),
+            outcomes: unwritten(reports).collect(),
+            unsigned: None,
+        }));
+    }
+    // Without a key the checks are still worth seeing; then exit 2.
+    let (outcomes, unsigned) = match ctx.signer(args.key.key.as_deref()) {
+        Ok(signer) => (validate::write_all(&ctx.root, reports, &signer)?, None),
+        Err(e) => {
+            let inner = crate::error::hint_of(&e).map(|h| format!("; or {h}")).unwrap_or_default();
+            let e = anyhow::Error::new(
+                crate::error::Problem::error(format!("no ValidationArtifact was written ({e})"))
+                    .hint(format!("pass --check to validate without writing evidence{inner}")),
+            );
+            (unwritten(reports).collect(), Some(e))
+        }
     };
-    Ok(Box::new(Validated { root: ctx.root.clone(), outcomes }))
+    Ok(Box::new(Validated { root: ctx.root.clone(), outcomes, unsigned }))
 }
 
 impl Validated {
@@ -130,6 +147,10 @@ impl Render for Validated {
                 .collect(),
         };
         serde_json::to_value(doc).unwrap_or(Value::Null)
+    }
+
+    fn stopped_by(&self) -> Option<&anyhow::Error> {
+        self.unsigned.as_ref()
     }
 
     fn github(&self) -> Option<String> {

@@ -13,8 +13,31 @@ use crate::output::render::{Lines, Render, Style, plural};
 pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Box<dyn Render>> {
     let trusted = ctx.trusted(&args.trust)?;
     let dir = ctx.abs(&args.dir);
+    refuse_a_bundle_dir(ctx, &dir)?;
     let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed })?;
     Ok(Box::new(Verified { report }))
+}
+
+/// `verify bundles/x` is an easy mistake: say where that bundle's evidence is.
+fn refuse_a_bundle_dir(ctx: &Ctx, dir: &std::path::Path) -> Result<()> {
+    let manifest = dir.join("bundle.json");
+    if !manifest.is_file() || dir.join(crate::evidence::CHAIN_FILE).exists() {
+        return Ok(());
+    }
+    let out_dir = crate::fsx::read_regular(&manifest, crate::fsx::caps::DOCUMENT)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| v.pointer("/spec/artifacts/outDir").and_then(Value::as_str).map(str::to_string));
+    let hint = match out_dir {
+        Some(o) => format!("run `agentplane verify {} --trusted-key PUB`", ctx.root.join(&o).display()),
+        None => "pass the bundle's evidence directory (its spec.artifacts.outDir)".to_string(),
+    };
+    Err(crate::error::Problem::error(format!(
+        "`{}` is a bundle, not an evidence directory: its evidence is in its outDir",
+        dir.display()
+    ))
+    .hint(hint)
+    .into())
 }
 
 /// What `verify` found.

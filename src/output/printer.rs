@@ -60,7 +60,13 @@ impl Printer {
                 }
             }
         }
-        outcome.exit()
+        match outcome.stopped_by() {
+            Some(err) => {
+                self.error(err);
+                outcome.exit().worst(crate::error::exit_of(err))
+            }
+            None => outcome.exit(),
+        }
     }
 
     /// Raw bytes on stdout (live smoke output).

@@ -43,6 +43,12 @@ pub trait Render {
     fn github(&self) -> Option<String> {
         None
     }
+    /// An error that stopped the command after its outcome was known (e.g.
+    /// `validate` reported every check but could not sign): printed on stderr
+    /// after the outcome, and its exit code (2) wins.
+    fn stopped_by(&self) -> Option<&anyhow::Error> {
+        None
+    }
     /// Human text goes to stderr (a refusal reads like an error), and is
     /// printed even with `--quiet`.
     fn human_is_diagnostic(&self) -> bool {

@@ -1,50 +1,27 @@
-//! Lifecycle: the `state/pointers` lanes, promote, rollback and status (DESIGN §9).
+//! Lifecycle: promote, rollback and status over the lane pointers (DESIGN §9;
+//! the pointer files are `pointers.rs`).
 //!
-//! Pointer files hold one bundle path (relative to the root) each and are
-//! written atomically under a lock on `state/pointers/`. `rollback` moves
-//! current-prod back to previous-good and clears previous-good: the bundle
-//! rolled back from is not "good", so it is not kept as a fallback.
+//! Pointers name bundles by content (path, identity, digest). Promoting a new
+//! version of the same bundle moves the old one to previous-good. `rollback`
+//! moves current-prod back to previous-good and clears previous-good (the
+//! bundle rolled back from is not "good"), and refuses when the bundle at
+//! previous-good no longer has the digest that was promoted: prod must never
+//! point at content that did not run.
 
 use crate::types::{ArtifactKind, ReversalStatus, RunStatus};
 use anyhow::{Context, Result};
 use base64::Engine;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::bundle::load_for_stage;
 use crate::error::{Refusal, RefusalCode};
 use crate::evidence::artifacts::{Approval, PromotionArtifact, ReversalArtifact, RunArtifact};
-use crate::evidence::chain::{Chain, ChainWriter, DirLock};
+use crate::evidence::chain::{Chain, ChainWriter};
 use crate::evidence::keys::{Signer, TrustedKey};
 use crate::evidence::verify;
 use crate::fsx;
 
-pub const POINTERS_DIR: &str = "state/pointers";
-pub const CURRENT_STAGING: &str = "current-staging";
-pub const CURRENT_PROD: &str = "current-prod";
-pub const PREVIOUS_GOOD: &str = "previous-good";
-
-fn pointers_dir(root: &Path) -> PathBuf {
-    root.join(POINTERS_DIR)
-}
-
-pub fn get_pointer(root: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(pointers_dir(root).join(name)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-}
-
-/// Set one pointer atomically under the pointers lock.
-pub fn set_pointer(root: &Path, name: &str, value: &str) -> Result<()> {
-    let dir = pointers_dir(root);
-    let _lock = DirLock::acquire(&dir)?;
-    fsx::write_atomic(&dir.join(name), format!("{value}\n").as_bytes())
-}
-
-fn clear_pointer(dir: &Path, name: &str) -> Result<()> {
-    match std::fs::remove_file(dir.join(name)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot clear pointer `{name}`"))),
-    }
-}
+use super::pointers::{self, CURRENT_PROD, PREVIOUS_GOOD, Pointer};
 
 /// The message an approver signs for a human-gated promotion.
 pub fn approval_message(object_ref: &str, digest: &str) -> Vec<u8> {
@@ -55,7 +32,7 @@ pub fn approval_message(object_ref: &str, digest: &str) -> Vec<u8> {
 pub struct Promoted {
     pub artifact: PromotionArtifact,
     pub file: String,
-    pub previous_good: Option<String>,
+    pub previous_good: Option<Pointer>,
 }
 
 /// Promote the bundle at `arg` to prod. Needs a verified, sealed, successful
@@ -123,9 +100,9 @@ pub fn promote(
         None
     };
 
-    let ptr_dir = pointers_dir(root);
-    let _lock = DirLock::acquire(&ptr_dir)?;
-    let old_prod = get_pointer(root, CURRENT_PROD);
+    let _lock = pointers::lock(root)?;
+    let old_prod = pointers::get(root, CURRENT_PROD);
+    let new_prod = Pointer::new(&b.rel_dir, &object, &digest);
     let artifact = PromotionArtifact {
         kind: ArtifactKind::PromotionArtifact,
         bundle: object.clone(),
@@ -135,42 +112,58 @@ pub fn promote(
         review_session_ref: Some(format!("urn:srcos:session:{}", writer.run_id())),
         bundle_digest: digest,
         bundle_path: b.rel_dir.clone(),
-        replaced: old_prod.clone(),
+        replaced: old_prod.as_ref().map(Pointer::describe),
         approval,
     };
     let file = writer.write_artifact(&artifact, &[])?;
     writer.seal()?;
-    if let Some(old) = old_prod.as_ref().filter(|o| **o != b.rel_dir) {
-        fsx::write_atomic(&ptr_dir.join(PREVIOUS_GOOD), format!("{old}\n").as_bytes())?;
+    // Re-promoting the very content in prod changes nothing; anything else
+    // (another bundle, or another version of this one) becomes previous-good.
+    if let Some(old) = old_prod.as_ref().filter(|o| !o.same_content(&new_prod)) {
+        pointers::put(root, PREVIOUS_GOOD, old)?;
     }
-    fsx::write_atomic(&ptr_dir.join(CURRENT_PROD), format!("{}\n", b.rel_dir).as_bytes())?;
-    Ok(Promoted { artifact, file, previous_good: get_pointer(root, PREVIOUS_GOOD) })
+    pointers::put(root, CURRENT_PROD, &new_prod)?;
+    Ok(Promoted { artifact, file, previous_good: pointers::get(root, PREVIOUS_GOOD) })
 }
 
 #[derive(Debug)]
 pub struct RolledBack {
     pub artifact: ReversalArtifact,
-    pub from: String,
-    pub to: String,
+    pub from: Pointer,
+    pub to: Pointer,
 }
 
 /// Move current-prod back to previous-good, recording a ReversalArtifact in
 /// the rolled-back bundle's chain.
 pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
-    let ptr_dir = pointers_dir(root);
-    let _lock = DirLock::acquire(&ptr_dir)?;
-    let from = get_pointer(root, CURRENT_PROD).ok_or_else(|| {
+    let _lock = pointers::lock(root)?;
+    let from = pointers::get(root, CURRENT_PROD).ok_or_else(|| {
         Refusal::new(RefusalCode::RollbackRefused, "nothing is in prod: there is nothing to roll back")
             .hint("promote a bundle first")
     })?;
-    let to = get_pointer(root, PREVIOUS_GOOD).ok_or_else(|| {
-        Refusal::new(RefusalCode::RollbackRefused, format!("no previous-good bundle to roll `{from}` back to"))
+    let to = pointers::get(root, PREVIOUS_GOOD).ok_or_else(|| {
+        Refusal::new(RefusalCode::RollbackRefused, format!("no previous-good bundle to roll `{}` back to", from.path))
             .hint("a rollback needs two promotions: the second one records the first as previous-good")
     })?;
-    let b = load_for_stage(root, Path::new(&from))?;
+    // The bundle at previous-good must still be the content that was promoted.
+    let good = load_for_stage(root, Path::new(&to.path))?;
+    let now = good.digest()?.digest;
+    if to.digest.as_deref() != Some(now.as_str()) {
+        let was = to.digest.as_deref().unwrap_or("not recorded (a pointer from an earlier agentplane)");
+        return Err(Refusal::new(
+            RefusalCode::RollbackRefused,
+            format!(
+                "previous-good `{}` no longer has the digest that was promoted: {}/bundle.json and its files now digest to {now}, promoted {was}",
+                to.path, to.path
+            ),
+        )
+        .hint("restore the bundle as it was promoted (check out that revision), or promote a good bundle again")
+        .into());
+    }
+    let b = load_for_stage(root, Path::new(&from.path))?;
     let (mut writer, chain) = ChainWriter::open(&b.out_dir, signer)?;
     let promo: PromotionArtifact = chain.load::<PromotionArtifact>(&b.out_dir)?.ok_or_else(|| {
-        Refusal::new(RefusalCode::RollbackRefused, format!("`{from}` has no PromotionArtifact in its evidence"))
+        Refusal::new(RefusalCode::RollbackRefused, format!("`{}` has no PromotionArtifact in its evidence", from.path))
             .hint("was prod moved by hand?")
     })?;
     let artifact = ReversalArtifact {
@@ -180,12 +173,12 @@ pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
         source_promotion_receipt_ref: promo.promotion_receipt_ref,
         reversal_handle: format!("urn:srcos:reversal:{}", fsx::new_id()),
         status: ReversalStatus::Succeeded,
-        restored: to.clone(),
+        restored: to.describe(),
     };
     writer.write_artifact(&artifact, &[])?;
     writer.seal()?;
-    fsx::write_atomic(&ptr_dir.join(CURRENT_PROD), format!("{to}\n").as_bytes())?;
-    clear_pointer(&ptr_dir, PREVIOUS_GOOD)?;
+    pointers::put(root, CURRENT_PROD, &to)?;
+    pointers::clear(root, PREVIOUS_GOOD)?;
     Ok(RolledBack { artifact, from, to })
 }
 
@@ -205,19 +198,23 @@ pub struct BundleStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    pub pointers: std::collections::BTreeMap<String, Option<String>>,
+    pub pointers: std::collections::BTreeMap<String, Option<Pointer>>,
     pub bundles: Vec<BundleStatus>,
 }
 
 /// Pointers plus each bundle's latest chain under `bundles/` (or the root).
 pub fn status(root: &Path) -> Result<Status> {
     let mut pointers = std::collections::BTreeMap::new();
-    for p in [CURRENT_STAGING, CURRENT_PROD, PREVIOUS_GOOD] {
-        pointers.insert(p.to_string(), get_pointer(root, p));
+    for p in pointers::ALL {
+        pointers.insert(p.to_string(), pointers::get(root, p));
     }
-    let search = if root.join("bundles").is_dir() { root.join("bundles") } else { root.to_path_buf() };
+    // Bundles live under `bundles/`; without that folder there is nothing to
+    // list (never a walk of the whole tree).
+    let search = root.join("bundles");
     let mut bundles = Vec::new();
-    for m in crate::bundle::discover::expand(&search)?.unwrap_or_default() {
+    let found =
+        if search.is_dir() { crate::bundle::discover::expand(&search)?.unwrap_or_default() } else { Vec::new() };
+    for m in found {
         let Ok(b) = load_for_stage(root, &m) else {
             continue;
         };

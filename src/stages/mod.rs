@@ -6,6 +6,7 @@
 pub mod emit;
 pub mod lifecycle;
 pub mod place;
+pub mod pointers;
 pub mod replay;
 pub mod run;
 pub mod up;

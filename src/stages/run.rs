@@ -308,7 +308,8 @@ pub fn run(
         writer.write_artifact(&session, &[])?;
         writer.seal()?;
     } else if success && b.bundle.lane() == crate::bundle::model::Lane::Staging {
-        crate::stages::lifecycle::set_pointer(root, crate::stages::lifecycle::CURRENT_STAGING, &b.rel_dir)?;
+        let here = super::pointers::Pointer::new(&b.rel_dir, &b.identity(), &digest.digest);
+        super::pointers::set(root, super::pointers::CURRENT_STAGING, &here)?;
     }
     Ok(RunResult { artifact, file, out_dir: b.out_dir.clone(), success })
 }

@@ -66,3 +66,40 @@ fn status_survives_a_bundle_name_of_70000_characters() {
     let out = r.cmd(&["status"]).ok();
     assert!(out.stdout.contains(&name[..100]), "{}", &out.stdout[..200.min(out.stdout.len())]);
 }
+
+#[test]
+fn verify_pointed_at_a_bundle_says_where_its_evidence_is() {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    let out = r.cmd(&["verify", "bundles/example-agent", "--trusted-key", &r.pubkey()]).error();
+    assert!(out.stderr.contains("is a bundle, not an evidence directory"), "{}", out.stderr);
+    assert!(out.stderr.contains("artifacts/example-agent"), "{}", out.stderr);
+}
+
+#[test]
+fn validate_without_a_key_reports_the_checks_then_exits_2() {
+    let r = Root::new();
+    r.copy_bundle("example-agent");
+    let out = r.cmd(&["validate", "bundles/example-agent"]).error();
+    assert!(out.stdout.contains("1 bundle: 1 valid"), "{}", out.stdout);
+    assert!(out.stderr.contains("no ValidationArtifact was written"), "{}", out.stderr);
+    assert!(out.stderr.contains("--check"), "{}", out.stderr);
+}
+
+#[test]
+fn evidence_and_public_keys_are_readable_private_keys_are_not() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    let mode = |p: &str| std::fs::metadata(r.join(p)).unwrap().permissions().mode() & 0o777;
+    for f in [
+        "artifacts/example-agent/validation-artifact.json",
+        "artifacts/example-agent/run-artifact.json",
+        "artifacts/example-agent/run.stdout.log",
+        "artifacts/example-agent/evidence.jsonl",
+        ".agentplane/keys/signing.pub",
+    ] {
+        assert_eq!(mode(f), 0o644, "{f}");
+    }
+    assert_eq!(mode(".agentplane/keys/signing.key"), 0o600);
+}

@@ -188,16 +188,17 @@ fn promote_promote_rollback_moves_the_pointers() {
     r.bundle("second", "#!/bin/sh\necho two > \"$1/two.txt\"\n", |_| {});
     r.up("bundles/example-agent");
     r.up("bundles/second");
+    let ptr = |name: &str| r.json(&format!("state/pointers/{name}"))["path"].as_str().unwrap().to_string();
     r.cmd(&["promote", "bundles/example-agent"]).ok();
-    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/example-agent");
+    assert_eq!(ptr("current-prod"), "bundles/example-agent");
     assert!(!r.join("state/pointers/previous-good").exists());
     r.cmd(&["promote", "bundles/second"]).ok();
-    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/second");
-    assert_eq!(r.read("state/pointers/previous-good").trim(), "bundles/example-agent");
+    assert_eq!(ptr("current-prod"), "bundles/second");
+    assert_eq!(ptr("previous-good"), "bundles/example-agent");
     let promo = r.json("artifacts/second/promotion-artifact.json");
     assert!(promo["promotionReceiptRef"].as_str().unwrap().starts_with("urn:srcos:receipt:promotion:"));
     r.cmd(&["rollback"]).ok();
-    assert_eq!(r.read("state/pointers/current-prod").trim(), "bundles/example-agent");
+    assert_eq!(ptr("current-prod"), "bundles/example-agent");
     let rev = r.json("artifacts/second/reversal-artifact.json");
     assert_eq!(rev["sourcePromotionReceiptRef"], promo["promotionReceiptRef"]);
     r.cmd(&["rollback"]).failed().stderr_has("no previous-good");
@@ -205,7 +206,33 @@ fn promote_promote_rollback_moves_the_pointers() {
     r.cmd(&["verify", "artifacts/second", "--trusted-key", &r.pubkey()]).ok();
     r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
     let status = r.cmd(&["--format", "json", "status"]).ok().json();
-    assert_eq!(status["pointers"]["current-prod"], "bundles/example-agent");
+    assert_eq!(status["pointers"]["current-prod"]["path"], "bundles/example-agent");
+    assert_eq!(status["pointers"]["current-prod"]["bundle"], "example-agent@0.1.0");
+}
+
+#[test]
+fn promoting_a_second_version_keeps_the_first_as_previous_good_and_rollback_checks_content() {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    r.cmd(&["promote", "bundles/example-agent"]).ok();
+    let first = r.json("state/pointers/current-prod");
+    assert_eq!(first["bundle"], "example-agent@0.1.0");
+    // Promoting the same content again changes nothing.
+    r.cmd(&["promote", "bundles/example-agent"]).ok();
+    assert!(!r.join("state/pointers/previous-good").exists());
+    // v0.2.0 of the same bundle: v0.1.0 becomes previous-good.
+    let manifest = r.read("bundles/example-agent/bundle.json").replace("\"0.1.0\"", "\"0.2.0\"");
+    r.write("bundles/example-agent/bundle.json", manifest);
+    r.up("bundles/example-agent");
+    r.cmd(&["promote", "bundles/example-agent"]).ok();
+    assert_eq!(r.json("state/pointers/previous-good"), first);
+    assert_eq!(r.json("state/pointers/current-prod")["bundle"], "example-agent@0.2.0");
+    // previous-good is the same path, whose content is now v0.2.0: rolling
+    // back would point prod at content that never ran as v0.1.0.
+    let out = r.cmd(&["rollback"]).failed();
+    assert!(out.stderr.contains("no longer has the digest that was promoted"), "{}", out.stderr);
+    assert!(out.stderr.contains("bundles/example-agent/bundle.json"), "{}", out.stderr);
+    assert_eq!(r.json("state/pointers/current-prod")["bundle"], "example-agent@0.2.0", "prod moved anyway");
 }
 
 #[test]
