@@ -203,7 +203,8 @@ fn key_errors_are_exit_2_with_a_hint() {
     r.cmd(&["keygen", "--out", "k"]).ok();
     std::fs::set_permissions(r.join("k.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     r.cmd(&["validate", "bundles/example-agent", "--key", "k.key"]).error().stderr_has("chmod 600");
-    // wrong type: a public key where the private one belongs
+    // wrong type: a public key where the private one belongs (made private-looking)
+    std::fs::set_permissions(r.join("k.pub"), std::fs::Permissions::from_mode(0o600)).unwrap();
     r.cmd(&["validate", "bundles/example-agent", "--key", "k.pub"]).error().stderr_has("PKCS#8");
     // corrupt PEM
     r.write("bad.key", "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n");

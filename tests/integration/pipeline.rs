@@ -19,7 +19,7 @@ fn up_runs_every_stage_and_the_evidence_verifies() {
     assert_eq!(r.json("artifacts/example-agent/session-artifact.json")["status"], "success");
     let replay = r.json("artifacts/example-agent/replay-artifact.json");
     assert_eq!(replay["inputs"]["bundlePath"], "bundles/example-agent");
-    assert_eq!(r.read("state/pointers/current-staging").trim(), "bundles/example-agent");
+    assert_eq!(r.json("state/pointers/current-staging")["path"], "bundles/example-agent");
     r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()]).ok();
 }
 
