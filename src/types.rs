@@ -420,6 +420,51 @@ pub struct Environment {
     pub hostname: String,
 }
 
+/// How a run's processes were held together and torn down (DESIGN §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// A PID namespace whose init is the script: when it ends, the kernel kills everything in it.
+    PidNamespace,
+    /// A cgroup v2 leaf killed as a whole (`cgroup.kill`).
+    Cgroup,
+    /// The fallback: the script's process group, then a sweep of every descendant.
+    #[serde(rename = "process-group+sweep")]
+    ProcessGroupSweep,
+    /// A virtual machine, powered off or killed as a whole.
+    Vm,
+}
+
+impl Mechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::PidNamespace => "pid-namespace",
+            Mechanism::Cgroup => "cgroup",
+            Mechanism::ProcessGroupSweep => "process-group+sweep",
+            Mechanism::Vm => "vm",
+        }
+    }
+}
+
+/// The containment receipt a RunArtifact carries: what held the run, what had
+/// to be killed when it ended, and what was found afterwards (checked, not assumed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Containment {
+    pub mechanism: Mechanism,
+    /// Processes still running when the script ended (or at the deadline) that were killed.
+    pub killed_at_end: u32,
+    /// Processes of the run found alive after teardown (0 is the promise).
+    pub survivors: u32,
+    /// Whether `survivors` was checked (a scan) rather than assumed.
+    pub checked: bool,
+    /// Why a weaker mechanism was used, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+wire_display!(Mechanism);
+
 wire_display!(
     ArtifactKind,
     RunStatus,
@@ -481,6 +526,9 @@ mod tests {
             SessionStatus::Canceled,
         ] {
             assert_eq!(wire(s), s.as_str());
+        }
+        for m in [Mechanism::PidNamespace, Mechanism::Cgroup, Mechanism::ProcessGroupSweep, Mechanism::Vm] {
+            assert_eq!(wire(m), m.as_str());
         }
         assert_eq!(wire(RunStatus::Failure), "failure");
         assert_eq!(wire(ReplayVerdict::Diverged), "diverged");

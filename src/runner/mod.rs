@@ -5,6 +5,7 @@
 //! [`execute`] drives a runner through its steps and always cleans up; it is
 //! the only caller of the trait's methods.
 
+pub mod contain;
 pub mod local;
 pub mod qemu;
 pub mod ssh;
