@@ -303,6 +303,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::print_stderr)] // the skip notice
     fn a_pid_namespace_leaves_no_escaper_alive() {
         let plan = local_plan();
         if plan.mechanism != Mechanism::PidNamespace {
