@@ -8,6 +8,7 @@
 pub mod contain;
 pub mod local;
 pub mod qemu;
+pub mod redactor;
 pub mod ssh;
 
 use anyhow::Result;
