@@ -8,9 +8,71 @@ use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-/// The draft 2020-12 schema of `T`, as generated.
+/// The draft 2020-12 schema of `T`, using only the standard `format`s, so
+/// every validator (ajv in its default strict mode too) compiles it.
 pub fn generate<T: JsonSchema>() -> Value {
-    SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value()
+    let mut v = SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<T>().to_value();
+    standard_formats(&mut v);
+    v
+}
+
+/// The `format` values JSON Schema draft 2020-12 defines (§7.3).
+pub const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+/// schemars describes Rust integer widths as formats (`uint16`, `int64`, …),
+/// which are not JSON Schema's: express them as bounds instead.
+fn standard_formats(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(f)) = map.get("format")
+                && !STANDARD_FORMATS.contains(&f.as_str())
+            {
+                let bounds: Option<(i128, i128)> = match f.as_str() {
+                    "uint8" => Some((0, u8::MAX.into())),
+                    "uint16" => Some((0, u16::MAX.into())),
+                    "uint32" => Some((0, u32::MAX.into())),
+                    "uint64" | "uint" => Some((0, u64::MAX.into())),
+                    "int8" => Some((i8::MIN.into(), i8::MAX.into())),
+                    "int16" => Some((i16::MIN.into(), i16::MAX.into())),
+                    "int32" => Some((i32::MIN.into(), i32::MAX.into())),
+                    _ => None, // int64, float, double: no bound JSON numbers need
+                };
+                map.remove("format");
+                if let Some((lo, hi)) = bounds {
+                    map.entry("minimum").or_insert_with(|| serde_json::json!(lo));
+                    // u64::MAX is not exactly representable as an f64: leave it unbounded.
+                    if hi < i128::from(u64::MAX) {
+                        map.entry("maximum").or_insert_with(|| serde_json::json!(hi));
+                    }
+                }
+            }
+            for (_, child) in map.iter_mut() {
+                standard_formats(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats),
+        _ => {}
+    }
 }
 
 /// The schema of a type users write (bundles, inventories): schemars lets
@@ -58,6 +120,28 @@ fn strip_null(v: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(strip_null),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(schemars::JsonSchema)]
+    #[allow(dead_code)]
+    struct Widths {
+        port: u16,
+        size: u64,
+        delta: i64,
+    }
+
+    #[test]
+    fn only_standard_formats_are_emitted() {
+        let v = generate::<Widths>();
+        let text = v.to_string();
+        assert!(!text.contains("\"format\""), "{text}");
+        assert_eq!(v["properties"]["port"]["maximum"], 65535);
+        assert_eq!(v["properties"]["size"]["minimum"], 0);
     }
 }
 

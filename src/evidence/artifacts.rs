@@ -167,7 +167,8 @@ artifact!(RunArtifact);
 #[serde(rename_all = "camelCase")]
 pub struct ReplayInputs {
     pub bundle_path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The git revision of the root, `null` when unknown (upstream requires the key).
+    #[serde(default)]
     pub bundle_rev: Option<String>,
     pub artifact_dir: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

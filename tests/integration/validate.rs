@@ -196,3 +196,46 @@ fn committed_schemas_match_the_types() {
         );
     }
 }
+
+/// ajv, the most used JSON Schema validator, rejects non-standard `format`s
+/// in its default strict mode: every committed schema uses only standard ones,
+/// and compiles in ajv when it is installed (`scripts/bench/setup-peers.sh`).
+#[test]
+fn committed_schemas_use_only_standard_formats_and_compile_in_strict_ajv() {
+    let standard = agentplane::schema_tools::STANDARD_FORMATS;
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(repo().join("schemas")).unwrap() {
+        let path = e.unwrap().path();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let mut stack = vec![&v];
+        while let Some(node) = stack.pop() {
+            match node {
+                serde_json::Value::Object(m) => {
+                    if let Some(serde_json::Value::String(f)) = m.get("format") {
+                        assert!(standard.contains(&f.as_str()), "{}: non-standard format `{f}`", path.display());
+                    }
+                    stack.extend(m.values());
+                }
+                serde_json::Value::Array(a) => stack.extend(a),
+                _ => {}
+            }
+        }
+        files.push(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let ajv = [format!("{home}/.cache/agentplane-bench/npm/bin/ajv"), "ajv".to_string()]
+        .into_iter()
+        .find(|a| std::process::Command::new(a).arg("help").output().is_ok_and(|o| o.status.success()));
+    let Some(ajv) = ajv else {
+        println!("note: ajv not installed (scripts/bench/setup-peers.sh installs it): strict compile skipped");
+        return;
+    };
+    for f in files {
+        let out = std::process::Command::new(&ajv)
+            .args(["compile", "--spec=draft2020", "-c", "ajv-formats", "-s"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ajv strict rejects {}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
