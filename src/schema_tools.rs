@@ -123,6 +123,15 @@ fn strip_null(v: &mut Value) {
     }
 }
 
+/// Compile `schema` (named `name` in errors) as draft 2020-12. No remote
+/// `$ref` is ever fetched: jsonschema is built without its HTTP resolver.
+pub fn compile(name: &str, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(schema)
+        .map_err(|e| anyhow::anyhow!("the built-in `{name}` schema does not compile: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,13 +152,4 @@ mod tests {
         assert_eq!(v["properties"]["port"]["maximum"], 65535);
         assert_eq!(v["properties"]["size"]["minimum"], 0);
     }
-}
-
-/// Compile `schema` (named `name` in errors) as draft 2020-12. No remote
-/// `$ref` is ever fetched: jsonschema is built without its HTTP resolver.
-pub fn compile(name: &str, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .build(schema)
-        .map_err(|e| anyhow::anyhow!("the built-in `{name}` schema does not compile: {e}"))
 }
