@@ -201,6 +201,7 @@ fn committed_schemas_match_the_types() {
 /// in its default strict mode: every committed schema uses only standard ones,
 /// and compiles in ajv when it is installed (`scripts/bench/setup-peers.sh`).
 #[test]
+#[allow(clippy::print_stdout)] // the skip notice
 fn committed_schemas_use_only_standard_formats_and_compile_in_strict_ajv() {
     let standard = agentplane::schema_tools::STANDARD_FORMATS;
     let mut files = Vec::new();
