@@ -9,6 +9,7 @@ mod output;
 mod pipeline;
 mod place;
 mod qemu;
+mod readme;
 mod ssh;
 mod sshd;
 mod validate;
