@@ -79,7 +79,6 @@ fn main() -> anyhow::Result<()> {
             run_artifact_ref: None,
             replay_artifact_ref: None,
             governance_context: None,
-            reason: None,
         };
         w.write_artifact(&artifact, &[])?;
     }

@@ -45,6 +45,8 @@ pub struct Report {
     pub governance_context: Option<Value>,
     pub lane: Option<super::model::Lane>,
     pub metadata: Option<Value>,
+    /// The bundle's extension blocks (every `spec` member beyond the core ones).
+    pub extensions: serde_json::Map<String, Value>,
     /// The resolved outDir, when the manifest is typed well enough to have one.
     pub out_dir: Option<PathBuf>,
     /// The files the digest covers.
@@ -78,6 +80,7 @@ pub fn validate_cached(
         governance_context: None,
         lane: None,
         metadata: None,
+        extensions: serde_json::Map::new(),
         out_dir: None,
         digest_files: Vec::new(),
     };
@@ -108,6 +111,7 @@ pub fn validate_cached(
     report.governance_context = value.pointer("/spec/governanceContext").cloned();
     report.lane = value.pointer("/spec/policy/lane").and_then(|l| super::model::Lane::deserialize(l).ok());
     report.metadata = value.get("metadata").cloned();
+    report.extensions = crate::evidence::artifacts::bundle_extensions(&value);
 
     // schema
     let violations = checker.check(&value);

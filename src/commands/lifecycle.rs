@@ -43,7 +43,7 @@ impl Render for Promoted {
     }
 
     fn json(&self) -> Value {
-        serde_json::to_value(&self.artifact).unwrap_or(Value::Null)
+        crate::evidence::artifacts::merged(&self.artifact, &self.details)
     }
 }
 
@@ -63,6 +63,6 @@ impl Render for RolledBack {
     }
 
     fn json(&self) -> Value {
-        serde_json::to_value(&self.artifact).unwrap_or(Value::Null)
+        crate::evidence::artifacts::merged(&self.artifact, &self.details)
     }
 }

@@ -39,12 +39,29 @@ pub struct PlaceOutcome {
     pub placed: Placed,
 }
 
-/// The json of a placement: the PlacementDecision, or (nothing qualified) the
+/// The json of a placement: the PlacementDecision with its signed details
+/// merged in (each rejection with its `code`), or (nothing qualified) the
 /// same shape with `chosenExecutor: null` and every rejection.
 pub fn placed_json(placed: &Placed) -> Value {
-    match &placed.decision {
-        Some(d) => serde_json::to_value(d).unwrap_or(Value::Null),
-        None => json!({
+    match (&placed.decision, &placed.details) {
+        (Some(d), Some(details)) => {
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            let details = serde_json::to_value(details).unwrap_or(Value::Null);
+            if let (Value::Object(m), Value::Object(extra)) = (&mut v, details) {
+                for (k, x) in extra {
+                    if k != "rejected" {
+                        m.insert(k, x);
+                    }
+                }
+                if let Some(Value::Array(rej)) = m.get_mut("rejected") {
+                    for (r, code) in rej.iter_mut().zip(placed.candidates.iter().filter_map(|c| c.rejected.as_ref())) {
+                        r["code"] = json!(code.code);
+                    }
+                }
+            }
+            v
+        }
+        _ => json!({
             "kind": "PlacementDecision",
             "bundle": placed.bundle,
             "chosenExecutor": null,

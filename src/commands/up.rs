@@ -64,11 +64,11 @@ pub fn up_human(o: &UpOutcome, root: &Path, style: Style) -> String {
     }
     if let Some(p) = &o.placed {
         match (&p.decision, p.chosen) {
-            (Some(d), Some(_)) => out.line(format!(
+            (Some(d), Some(i)) => out.line(format!(
                 "{} place    executor `{}` ({} isolation)",
                 style.ok(),
                 untrusted(&d.chosen_executor),
-                d.isolation
+                p.candidates[i].isolation
             )),
             _ => {
                 out.line(format!("{} place    no executor qualifies", style.bad()));

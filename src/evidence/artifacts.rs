@@ -9,18 +9,33 @@ use serde_json::Value;
 use crate::types::{ArtifactKind, Backend, Isolation, Lane, RejectCode, ReversalStatus, RunStatus, SessionStatus};
 pub use crate::types::{Check, Environment, SshTarget, Transport};
 
-/// An artifact file: its kind name and upstream file name.
+/// An artifact: the file (exactly upstream's shape, so upstream's schema
+/// accepts it) and the facts agentplane adds that upstream's schema has no
+/// room for, its `Details`, which live in the signed statement's predicate
+/// (`predicate.details`) of the entry naming the file. Nothing is lost and the
+/// file stays upstream-valid (DESIGN §7).
 pub trait Artifact: Serialize + serde::de::DeserializeOwned {
     const KIND: ArtifactKind;
+    /// What goes into `predicate.details` (`NoDetails` for the open kinds).
+    type Details: Serialize + serde::de::DeserializeOwned + JsonSchema + Default;
 }
 
 macro_rules! artifact {
     ($t:ident) => {
+        artifact!($t, NoDetails);
+    };
+    ($t:ident, $d:ty) => {
         impl Artifact for $t {
             const KIND: ArtifactKind = ArtifactKind::$t;
+            type Details = $d;
         }
     };
 }
+
+/// The details of a kind whose upstream schema is open (its file holds everything).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoDetails {}
 
 /// A file named by the evidence (log or product) with its digest and size.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -50,8 +65,25 @@ pub struct BundleMetadata {
     pub created_at: Option<String>,
 }
 
+/// A check as upstream's ValidationArtifact records it (name, status, message);
+/// the full check, with its JSON pointer, is in the details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCheck {
+    pub name: crate::types::Gate,
+    pub status: crate::types::CheckStatus,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+impl From<&Check> for UpstreamCheck {
+    fn from(c: &Check) -> UpstreamCheck {
+        UpstreamCheck { name: c.name, status: c.status, message: c.message.clone() }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Agentplane Validation Artifact v0.1")]
 pub struct ValidationArtifact {
     #[schemars(with = "String", extend("const" = "ValidationArtifact"))]
@@ -66,29 +98,39 @@ pub struct ValidationArtifact {
     /// Governance context copied from Bundle.spec.governanceContext when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance_context: Option<Value>,
-    pub checks: Vec<Check>,
+    pub checks: Vec<UpstreamCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_metadata: Option<BundleMetadata>,
+}
+artifact!(ValidationArtifact, ValidationDetails);
+
+/// What a ValidationArtifact's entry adds: the digest and what it covers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidationDetails {
     /// `sha256:<hex>`: the bundle digest (DESIGN §4).
     pub bundle_digest: String,
     /// The files the digest covers, so later stages can name what changed.
     pub bundle_files: Vec<BundleFile>,
+    /// Every check with its JSON pointer.
+    pub checks: Vec<Check>,
+    /// The bundle's extension blocks (`sourceos`, `outputs`, …), carried through.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub bundle_extensions: serde_json::Map<String, Value>,
 }
-artifact!(ValidationArtifact);
 
+/// An executor not chosen, as upstream records it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rejection {
     pub name: String,
     pub ssh_ref: String,
     /// Human-readable reason, prefixed by its stable code.
     pub reason: String,
-    /// Stable kebab-case code: `disabled`, `health-not-ready`, `ssh-unreachable`, …
-    pub code: RejectCode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Agentplane Placement Decision v0.1")]
 pub struct PlacementDecision {
     #[schemars(with = "String", extend("const" = "PlacementDecision"))]
@@ -100,11 +142,29 @@ pub struct PlacementDecision {
     pub ssh_ref: String,
     pub caps: Value,
     pub rejected: Vec<Rejection>,
+}
+artifact!(PlacementDecision, PlacementDetails);
+
+/// One rejection's stable code.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RejectionCode {
+    pub name: String,
+    pub code: RejectCode,
+}
+
+/// What a PlacementDecision's entry adds: how the executor is reached and why.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementDetails {
     pub bundle: String,
     pub bundle_digest: String,
     pub transport: Transport,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<SshTarget>,
+    /// The ssh_config file that resolved the executor's alias, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_config: Option<String>,
     /// The isolation class the chosen executor is expected to provide.
     pub isolation: Isolation,
     /// Inventory file the decision was made from (`implicit` when there was none).
@@ -112,8 +172,25 @@ pub struct PlacementDecision {
     /// The platform the probe observed on the chosen executor (`os/arch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_platform: Option<String>,
+    /// Each rejection's stable code, in the order of `rejected`.
+    pub rejected: Vec<RejectionCode>,
 }
-artifact!(PlacementDecision);
+
+impl Default for PlacementDetails {
+    fn default() -> Self {
+        PlacementDetails {
+            bundle: String::new(),
+            bundle_digest: String::new(),
+            transport: Transport::Local,
+            ssh: None,
+            ssh_config: None,
+            isolation: Isolation::Process,
+            inventory: String::new(),
+            observed_platform: None,
+            rejected: Vec::new(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -160,6 +237,11 @@ pub struct RunArtifact {
     /// Why the runner itself failed (lost SSH host, VM did not boot, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The bundle's extension blocks (`sourceos`, `sociosAutomation`,
+    /// `outputs`, …: every `spec` block beyond the core ones), carried through
+    /// verbatim (upstream's RunArtifact schema is open).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub bundle_extensions: serde_json::Map<String, Value>,
 }
 artifact!(RunArtifact);
 
@@ -203,7 +285,7 @@ pub struct ReplayArtifact {
 artifact!(ReplayArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Agentplane Session Artifact v0.1")]
 pub struct SessionArtifact {
     #[schemars(with = "String", extend("const" = "SessionArtifact"))]
@@ -219,11 +301,17 @@ pub struct SessionArtifact {
     pub replay_artifact_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governance_context: Option<Value>,
-    /// Why the session ended as it did (e.g. `interrupted by SIGINT`).
+}
+artifact!(SessionArtifact, SessionDetails);
+
+/// What a SessionArtifact's entry adds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionDetails {
+    /// Why the session ended as it did (e.g. `interrupted (SIGINT/SIGTERM)`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
-artifact!(SessionArtifact);
 
 /// A second key's signature approving a promotion (human gate).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -238,7 +326,7 @@ pub struct Approval {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Agentplane Promotion Artifact v0.1")]
 pub struct PromotionArtifact {
     #[schemars(with = "String", extend("const" = "PromotionArtifact"))]
@@ -251,18 +339,24 @@ pub struct PromotionArtifact {
     pub promoted_object_ref: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_session_ref: Option<String>,
+}
+artifact!(PromotionArtifact, PromotionDetails);
+
+/// What a PromotionArtifact's entry adds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromotionDetails {
     pub bundle_digest: String,
     pub bundle_path: String,
-    /// The bundle path that was in prod before (now previous-good), if any.
+    /// The bundle that was in prod before (now previous-good), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
 }
-artifact!(PromotionArtifact);
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Agentplane Reversal Artifact v0.1")]
 pub struct ReversalArtifact {
     #[schemars(with = "String", extend("const" = "ReversalArtifact"))]
@@ -273,10 +367,16 @@ pub struct ReversalArtifact {
     pub source_promotion_receipt_ref: String,
     pub reversal_handle: String,
     pub status: ReversalStatus,
-    /// The bundle path prod points at after the rollback.
+}
+artifact!(ReversalArtifact, ReversalDetails);
+
+/// What a ReversalArtifact's entry adds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReversalDetails {
+    /// The bundle prod points at after the rollback.
     pub restored: String,
 }
-artifact!(ReversalArtifact);
 
 /// The predicate of a seal entry (documented for auditors; checked by `verify`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -294,6 +394,54 @@ pub struct SealPredicate {
     pub length: u64,
     /// Digest of the last entry sealed (equal to `previous`).
     pub head: String,
+}
+
+/// One document with everything an entry says: the artifact's fields, then its
+/// details' (what `--format json` shows; the file alone is upstream's shape).
+pub fn merged<A: Artifact>(artifact: &A, details: &A::Details) -> Value {
+    let mut v = serde_json::to_value(artifact).unwrap_or(Value::Null);
+    if let (Value::Object(m), Ok(Value::Object(d))) = (&mut v, serde_json::to_value(details)) {
+        for (k, x) in d {
+            m.entry(k).or_insert(x);
+        }
+    }
+    v
+}
+
+/// The JSON Schema of an artifact kind's `predicate.details` (`None` for the
+/// kinds whose file holds everything, and for the seal).
+pub fn details_schema_of(kind: ArtifactKind) -> Option<serde_json::Value> {
+    use crate::schema_tools::generate;
+    Some(match kind {
+        ArtifactKind::ValidationArtifact => generate::<ValidationDetails>(),
+        ArtifactKind::PlacementDecision => generate::<PlacementDetails>(),
+        ArtifactKind::SessionArtifact => generate::<SessionDetails>(),
+        ArtifactKind::PromotionArtifact => generate::<PromotionDetails>(),
+        ArtifactKind::ReversalArtifact => generate::<ReversalDetails>(),
+        ArtifactKind::RunArtifact | ArtifactKind::ReplayArtifact | ArtifactKind::Seal => return None,
+    })
+}
+
+/// The bundle's extension blocks: every `spec` member beyond the core ones
+/// agentplane interprets and the two upstream artifacts carry as fields of
+/// their own (`governanceContext`, `chronosCarrier`), verbatim.
+pub fn bundle_extensions(manifest: &Value) -> serde_json::Map<String, Value> {
+    const CORE: &[&str] = &[
+        "vm",
+        "secrets",
+        "policy",
+        "artifacts",
+        "smoke",
+        "executor",
+        "determinism",
+        "governanceContext",
+        "chronosCarrier",
+    ];
+    manifest
+        .get("spec")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter(|(k, _)| !CORE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// The JSON Schema of an artifact kind (the seal's predicate for `Seal`).

@@ -119,6 +119,16 @@ impl Chain {
         self.entries.last().is_some_and(|e| e.kind().is_seal())
     }
 
+    /// The `predicate.details` of the chain's last entry of kind `A` (the
+    /// default when it has none or there is no such entry).
+    pub fn load_details<A: Artifact>(&self) -> Result<A::Details> {
+        match self.last_of(A::KIND).and_then(|e| e.statement.predicate.details.clone()) {
+            None => Ok(A::Details::default()),
+            Some(v) => serde_json::from_value(v)
+                .with_context(|| format!("the {} entry's details are not agentplane's", A::KIND)),
+        }
+    }
+
     /// Read the artifact the chain's last entry of kind `A` names.
     pub fn load<A: Artifact>(&self, dir: &Path) -> Result<Option<A>> {
         let kind = A::KIND;
@@ -214,6 +224,16 @@ impl<'k> ChainWriter<'k> {
     /// names further subjects (logs, products) already written in the directory.
     /// Returns the artifact's file name.
     pub fn write_artifact<A: Artifact>(&mut self, artifact: &A, extra: &[String]) -> Result<String> {
+        self.write_entry(artifact, &A::Details::default(), extra)
+    }
+
+    /// [`ChainWriter::write_artifact`] with the entry's `predicate.details`.
+    pub fn write_entry<A: Artifact>(&mut self, artifact: &A, details: &A::Details, extra: &[String]) -> Result<String> {
+        let details = serde_json::to_value(details)?;
+        let details = match &details {
+            serde_json::Value::Object(m) if m.is_empty() => None,
+            _ => Some(details),
+        };
         let name = self.fresh_name(A::KIND.file().expect("an artifact kind has a file"));
         let mut bytes = serde_json::to_vec_pretty(artifact)?;
         bytes.push(b'\n');
@@ -222,7 +242,7 @@ impl<'k> ChainWriter<'k> {
         for rel in extra {
             subjects.push(Subject::sha256(rel.clone(), fsx::sha256_file(&self.dir.join(rel))?));
         }
-        self.append(A::KIND, subjects, None)?;
+        self.append(A::KIND, subjects, None, details)?;
         Ok(name)
     }
 
@@ -230,10 +250,16 @@ impl<'k> ChainWriter<'k> {
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
         let hex = head.trim_start_matches("sha256:").to_string();
-        self.append(ArtifactKind::Seal, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)))
+        self.append(ArtifactKind::Seal, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)), None)
     }
 
-    fn append(&mut self, kind: ArtifactKind, subject: Vec<Subject>, seal: Option<(u64, String)>) -> Result<()> {
+    fn append(
+        &mut self,
+        kind: ArtifactKind,
+        subject: Vec<Subject>,
+        seal: Option<(u64, String)>,
+        details: Option<serde_json::Value>,
+    ) -> Result<()> {
         let (length, head) = match seal {
             Some((l, h)) => (Some(l), Some(h)),
             None => (None, None),
@@ -250,6 +276,7 @@ impl<'k> ChainWriter<'k> {
                 previous: self.head.clone(),
                 length,
                 head,
+                details,
             },
             subject,
         };

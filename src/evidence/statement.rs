@@ -60,4 +60,8 @@ pub struct Predicate {
     /// Seal entries only: the digest of the entry the seal closes (equal to `previous`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// What agentplane records about the artifact beyond the fields upstream's
+    /// schema allows in its file (see `evidence::artifacts::Artifact::Details`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }

@@ -313,13 +313,18 @@ struct Work {
     artifact: Option<String>,
 }
 
-type Validators = BTreeMap<ArtifactKind, jsonschema::Validator>;
+/// Per kind: the file's schema and, where the kind has details, theirs.
+type Validators = BTreeMap<ArtifactKind, (jsonschema::Validator, Option<jsonschema::Validator>)>;
 
 fn artifact_validators() -> Result<Validators> {
     let mut v = BTreeMap::new();
     for kind in ArtifactKind::FILES {
-        let schema = super::artifacts::schema_of(kind);
-        v.insert(kind, crate::schema_tools::compile(kind.schema_name(), &schema)?);
+        let file = crate::schema_tools::compile(kind.schema_name(), &super::artifacts::schema_of(kind))?;
+        let details = match super::artifacts::details_schema_of(kind) {
+            Some(d) => Some(crate::schema_tools::compile(&format!("{} details", kind.schema_name()), &d)?),
+            None => None,
+        };
+        v.insert(kind, (file, details));
     }
     Ok(v)
 }
@@ -399,7 +404,7 @@ fn entry_work(dir: &Path, line: &Line, validators: &Validators) -> Work {
 /// Step 7 for one entry: schema, kind, bundle and bundle digest of its artifact.
 fn artifact_problem(s: &Statement, bytes: Option<Vec<u8>>, validators: &Validators) -> Option<String> {
     let kind = s.predicate.kind;
-    let Some(validator) = validators.get(&kind) else {
+    let Some((validator, details_validator)) = validators.get(&kind) else {
         return Some(format!("unknown entry kind `{kind}`"));
     };
     let name = &s.subject[0].name;
@@ -412,10 +417,31 @@ fn artifact_problem(s: &Statement, bytes: Option<Vec<u8>>, validators: &Validato
     if value.get("kind").and_then(Value::as_str) != Some(kind.as_str()) {
         return Some(format!("`{name}` is not a {kind}"));
     }
-    if value.get("bundle").and_then(Value::as_str) != Some(s.predicate.bundle.as_str()) {
+    // The facts upstream's file has no room for are in the predicate's details.
+    let empty = Value::Object(Default::default());
+    let details = s.predicate.details.as_ref();
+    match details_validator {
+        // Absent details are empty ones (write_entry omits `{}`).
+        Some(dv) => {
+            if let Some(err) = dv.iter_errors(details.unwrap_or(&empty)).next() {
+                return Some(format!(
+                    "the {kind} entry's details do not match their schema at `{}`: {err}",
+                    err.instance_path()
+                ));
+            }
+        }
+        None if details.is_some_and(|d| d != &empty) => {
+            return Some(format!("a {kind} entry carries details it cannot have"));
+        }
+        None => {}
+    }
+    let field = |k: &str| value.get(k).or_else(|| details.and_then(|d| d.get(k))).and_then(Value::as_str);
+    if field("bundle").is_some_and(|b| b != s.predicate.bundle)
+        || (value.get("bundle").is_none() && field("bundle").is_none())
+    {
         return Some(format!("`{name}` is for another bundle (spliced)"));
     }
-    match value.get("bundleDigest").and_then(Value::as_str) {
+    match field("bundleDigest") {
         Some(d) if d != s.predicate.bundle_digest => Some(format!("`{name}` records another bundle digest (spliced)")),
         _ => None,
     }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::load_for_stage;
 use crate::error::Problem;
-use crate::evidence::artifacts::{ReplayArtifact, ReplayInputs, RunArtifact, SessionArtifact, ValidationArtifact};
+use crate::evidence::artifacts::{
+    ReplayArtifact, ReplayInputs, RunArtifact, SessionArtifact, SessionDetails, ValidationArtifact,
+};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
@@ -48,7 +50,7 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
         Problem::error(format!("bundle `{}` has no completed run in `{}`", b.rel_dir, b.out_dir.display()))
             .hint(format!("run `agentplane run {}` first", b.rel_dir))
     })?;
-    let validation: Option<ValidationArtifact> = chain.load::<ValidationArtifact>(&b.out_dir)?;
+    let validated = chain.load_details::<ValidationArtifact>()?;
     let run_file = chain
         .last_of(ArtifactKind::RunArtifact)
         .and_then(|e| e.artifact_file())
@@ -71,7 +73,7 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
             governance_context: b.bundle.governance_context().cloned(),
         },
         bundle_digest: writer.bundle_digest().to_string(),
-        bundle_files: validation.map(|v| v.bundle_files).unwrap_or_default(),
+        bundle_files: validated.bundle_files,
         invocation: vec!["/bin/sh".into(), fsx::rel_to(root, &b.script), "$AGENTPLANE_PRODUCTS_DIR".into()],
         expected_exit_code: run.exit_code,
         expected_products: run.products.clone(),
@@ -87,9 +89,8 @@ pub fn emit(root: &Path, arg: &Path, signer: &Signer) -> Result<Emitted> {
         run_artifact_ref: Some(run_file),
         replay_artifact_ref: Some(replay_file.clone()),
         governance_context: b.bundle.governance_context().cloned(),
-        reason: run.error.clone(),
     };
-    let session_file = writer.write_artifact(&session, &[])?;
+    let session_file = writer.write_entry(&session, &SessionDetails { reason: run.error.clone() }, &[])?;
     writer.seal()?;
     Ok(Emitted { out_dir: b.out_dir.clone(), replay_file, session_file, session })
 }

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use crate::bundle::load_for_stage;
 use crate::error::{Refusal, RefusalCode};
-use crate::evidence::artifacts::{Approval, PromotionArtifact, ReversalArtifact, RunArtifact};
+use crate::evidence::artifacts::{
+    Approval, PromotionArtifact, PromotionDetails, ReversalArtifact, ReversalDetails, RunArtifact,
+};
 use crate::evidence::chain::{Chain, ChainWriter};
 use crate::evidence::keys::{Signer, TrustedKey};
 use crate::evidence::verify;
@@ -31,6 +33,7 @@ pub fn approval_message(object_ref: &str, digest: &str) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Promoted {
     pub artifact: PromotionArtifact,
+    pub details: PromotionDetails,
     pub file: String,
     pub previous_good: Option<Pointer>,
 }
@@ -110,12 +113,14 @@ pub fn promote(
         promotion_receipt_ref: format!("urn:srcos:receipt:promotion:{}", fsx::new_id()),
         promoted_object_ref: object,
         review_session_ref: Some(format!("urn:srcos:session:{}", writer.run_id())),
+    };
+    let details = PromotionDetails {
         bundle_digest: digest,
         bundle_path: b.rel_dir.clone(),
         replaced: old_prod.as_ref().map(Pointer::describe),
         approval,
     };
-    let file = writer.write_artifact(&artifact, &[])?;
+    let file = writer.write_entry(&artifact, &details, &[])?;
     writer.seal()?;
     // Re-promoting the very content in prod changes nothing; anything else
     // (another bundle, or another version of this one) becomes previous-good.
@@ -123,12 +128,13 @@ pub fn promote(
         pointers::put(root, PREVIOUS_GOOD, old)?;
     }
     pointers::put(root, CURRENT_PROD, &new_prod)?;
-    Ok(Promoted { artifact, file, previous_good: pointers::get(root, PREVIOUS_GOOD) })
+    Ok(Promoted { artifact, details, file, previous_good: pointers::get(root, PREVIOUS_GOOD) })
 }
 
 #[derive(Debug)]
 pub struct RolledBack {
     pub artifact: ReversalArtifact,
+    pub details: ReversalDetails,
     pub from: Pointer,
     pub to: Pointer,
 }
@@ -173,13 +179,13 @@ pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
         source_promotion_receipt_ref: promo.promotion_receipt_ref,
         reversal_handle: format!("urn:srcos:reversal:{}", fsx::new_id()),
         status: ReversalStatus::Succeeded,
-        restored: to.describe(),
     };
-    writer.write_artifact(&artifact, &[])?;
+    let details = ReversalDetails { restored: to.describe() };
+    writer.write_entry(&artifact, &details, &[])?;
     writer.seal()?;
     pointers::put(root, CURRENT_PROD, &to)?;
     pointers::clear(root, PREVIOUS_GOOD)?;
-    Ok(RolledBack { artifact, from, to })
+    Ok(RolledBack { artifact, details, from, to })
 }
 
 /// One bundle's latest run, for `status`.

@@ -52,9 +52,8 @@ pub fn ensure_unchanged(b: &LoadedBundle, chain: &Chain) -> Result<BundleDigest>
     if now.digest == recorded {
         return Ok(now);
     }
-    let validation: Option<ValidationArtifact> = chain.load::<ValidationArtifact>(&b.out_dir).ok().flatten();
-    let changed =
-        validation.map(|v| digest::changed_files(&from_bundle_files(&v.bundle_files), &now.files)).unwrap_or_default();
+    let validated = chain.load_details::<ValidationArtifact>().map(|d| d.bundle_files).unwrap_or_default();
+    let changed = digest::changed_files(&from_bundle_files(&validated), &now.files);
     let list = if changed.is_empty() { String::new() } else { format!(": {}", changed.join(", ")) };
     Err(Refusal::new(
         RefusalCode::BundleChanged,

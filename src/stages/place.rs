@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::bundle::load_for_stage;
 use crate::error::{Problem, Refusal, RefusalCode};
-use crate::evidence::artifacts::{PlacementDecision, Rejection, Transport};
+use crate::evidence::artifacts::{PlacementDecision, PlacementDetails, Rejection, RejectionCode, Transport};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fleet::Inventory;
@@ -30,6 +30,7 @@ pub struct Placed {
     pub candidates: Vec<Candidate>,
     pub chosen: Option<usize>,
     pub decision: Option<PlacementDecision>,
+    pub details: Option<PlacementDetails>,
     pub file: Option<String>,
     pub out_dir: PathBuf,
 }
@@ -87,6 +88,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         candidates: cands,
         chosen,
         decision: None,
+        details: None,
         file: None,
         out_dir: b.out_dir.clone(),
     };
@@ -96,6 +98,19 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         Reach::Local => (Transport::Local, None),
         Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
     };
+    let rejected: Vec<(&Candidate, &placement::Reason)> =
+        placed.candidates.iter().filter_map(|c| c.rejected.as_ref().map(|r| (c, r))).collect();
+    let details = PlacementDetails {
+        bundle: b.identity(),
+        bundle_digest: digest.digest,
+        transport,
+        ssh,
+        ssh_config: None,
+        isolation: c.isolation,
+        inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
+        observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
+        rejected: rejected.iter().map(|(c, r)| RejectionCode { name: c.executor.name.clone(), code: r.code }).collect(),
+    };
     let decision = PlacementDecision {
         kind: ArtifactKind::PlacementDecision,
         captured_at: fsx::now_rfc3339(),
@@ -104,27 +119,17 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         chosen_executor: c.executor.name.clone(),
         ssh_ref: c.executor.ssh_ref.clone(),
         caps: c.executor.caps.clone(),
-        rejected: placed
-            .candidates
+        rejected: rejected
             .iter()
-            .filter_map(|c| {
-                c.rejected.as_ref().map(|r| Rejection {
-                    name: c.executor.name.clone(),
-                    ssh_ref: c.executor.ssh_ref.clone(),
-                    reason: format!("{}: {}", r.code, r.detail),
-                    code: r.code,
-                })
+            .map(|(c, r)| Rejection {
+                name: c.executor.name.clone(),
+                ssh_ref: c.executor.ssh_ref.clone(),
+                reason: format!("{}: {}", r.code, r.detail),
             })
             .collect(),
-        bundle: b.identity(),
-        bundle_digest: digest.digest,
-        transport,
-        ssh,
-        isolation: c.isolation,
-        inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
-        observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
     };
-    placed.file = Some(writer.write_artifact(&decision, &[])?);
+    placed.file = Some(writer.write_entry(&decision, &details, &[])?);
     placed.decision = Some(decision);
+    placed.details = Some(details);
     Ok(placed)
 }

@@ -2,7 +2,7 @@
 //! directory and compare with the recorded run (DESIGN §8). Replay never
 //! writes into the evidence directory it checks.
 
-use crate::types::{ArtifactKind, ReplayVerdict};
+use crate::types::ReplayVerdict;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicBool;
 use crate::bundle::digest;
 use crate::bundle::load_for_stage;
 use crate::error::{Problem, Refusal, RefusalCode};
-use crate::evidence::artifacts::{PlacementDecision, ReplayArtifact, Transport};
+use crate::evidence::artifacts::{PlacementDetails, ReplayArtifact, Transport};
 use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
@@ -73,7 +73,6 @@ pub fn replay(
         )
         .hint("replay needs a chain completed by `agentplane emit` or `agentplane up`")
     })?;
-    let decision: Option<PlacementDecision> = chain.load::<PlacementDecision>(dir)?;
 
     // 2. The bundle must be the exact one recorded.
     let b = load_for_stage(root, Path::new(&recorded.inputs.bundle_path))?;
@@ -93,38 +92,31 @@ pub fn replay(
         .into());
     }
 
-    // 3. Re-run into a scratch directory on the recorded (or chosen) executor.
-    let mut decision = decision.unwrap_or_else(|| local_decision(&recorded));
-    match opts.executor.as_deref() {
-        None => {}
-        Some("local") => decision = local_decision(&recorded),
-        Some(name) if name == decision.chosen_executor => {}
+    // 3. Re-run into a scratch directory on the auditor's machine, unless
+    //    `--executor` names one in an inventory: replay never logs in to a host
+    //    just because the evidence recorded it (DESIGN §8).
+    let (executor, placed) = match opts.executor.as_deref() {
+        None | Some("local") => ("local".to_string(), PlacementDetails::default()),
         Some(name) => {
             let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
             let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
                 Problem::error(format!("executor `{name}` is not in the inventory"))
                     .hint("pass --executor local or a name from fleet/inventory.json")
             })?;
-            decision.chosen_executor = e.name.clone();
-            (decision.transport, decision.ssh) = match &e.reach {
+            let (transport, ssh) = match &e.reach {
                 Reach::Local => (Transport::Local, None),
                 Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
             };
+            (e.name.clone(), PlacementDetails { transport, ssh, ..PlacementDetails::default() })
         }
-    }
+    };
     let secrets = run_stage::resolve_secrets(&recorded.inputs.secrets_required)?;
     let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
     std::fs::create_dir_all(&products)?;
-    let job = run_stage::job_for(
-        &b,
-        &format!("replay-{}", crate::fsx::new_id()),
-        &decision.chosen_executor,
-        &products,
-        &secrets,
-        cancel,
-    );
-    let mut r = run_stage::runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
+    let job =
+        run_stage::job_for(&b, &format!("replay-{}", crate::fsx::new_id()), &executor, &products, &secrets, cancel);
+    let mut r = run_stage::runner_for(&executor, &placed, b.bundle.spec.vm.backend_intent.is_vm());
     reporter.begin(super::Stage::Replay, &recorded.inputs.bundle_path);
     let outcome = runner::execute(r.as_mut(), &job, &mut |ev| {
         super::report_event(reporter, run_stage::redact_event(ev, &secrets))
@@ -162,7 +154,7 @@ pub fn replay(
         verdict: if differences.is_empty() { ReplayVerdict::Match } else { ReplayVerdict::Diverged },
         bundle: recorded.bundle.clone(),
         bundle_digest: recorded.bundle_digest.clone(),
-        executor: decision.chosen_executor.clone(),
+        executor,
         determinism_required: recorded.determinism_required,
         expected_exit_code: recorded.expected_exit_code,
         exit_code,
@@ -170,24 +162,4 @@ pub fn replay(
         differences,
         run_error: outcome.exit.error,
     })
-}
-
-fn local_decision(recorded: &ReplayArtifact) -> PlacementDecision {
-    PlacementDecision {
-        kind: ArtifactKind::PlacementDecision,
-        captured_at: String::new(),
-        backend_intent: recorded.backend_intent,
-        requires_kvm: false,
-        chosen_executor: "local".into(),
-        ssh_ref: "local".into(),
-        caps: serde_json::json!({}),
-        rejected: Vec::new(),
-        bundle: recorded.bundle.clone(),
-        bundle_digest: recorded.bundle_digest.clone(),
-        transport: Transport::Local,
-        ssh: None,
-        isolation: crate::types::Isolation::Process,
-        inventory: "implicit".into(),
-        observed_platform: None,
-    }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::bundle::{LoadedBundle, load_for_stage};
 use crate::error::Problem;
-use crate::evidence::artifacts::{FileDigest, PlacementDecision, RunArtifact, SessionArtifact, Transport};
+use crate::evidence::artifacts::{
+    FileDigest, PlacementDecision, PlacementDetails, RunArtifact, SessionArtifact, Transport,
+};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
@@ -146,12 +148,11 @@ pub struct RunResult {
 }
 
 /// Pick the runner for a decision: the backend decides VM or process, the transport where.
-pub fn runner_for(decision: &PlacementDecision, backend_is_vm: bool) -> Box<dyn Runner> {
-    let name = decision.chosen_executor.as_str();
+pub fn runner_for(name: &str, details: &PlacementDetails, backend_is_vm: bool) -> Box<dyn Runner> {
     if backend_is_vm {
         return Box::new(runner::qemu::QemuRunner::new(name));
     }
-    match (decision.transport, &decision.ssh) {
+    match (details.transport, &details.ssh) {
         (Transport::Ssh, Some(t)) => Box::new(runner::ssh::SshRunner::new(name, t.clone())),
         _ => Box::new(runner::local::LocalRunner::new(name)),
     }
@@ -263,7 +264,8 @@ pub fn run(
     }
     std::fs::create_dir_all(&products).with_context(|| format!("cannot create `{}`", products.display()))?;
     let job = job_for(&b, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
-    let mut runner = runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
+    let placed = chain.load_details::<PlacementDecision>()?;
+    let mut runner = runner_for(&decision.chosen_executor, &placed, b.bundle.spec.vm.backend_intent.is_vm());
 
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = runner::execute(runner.as_mut(), &job, &mut |ev| {
@@ -303,9 +305,11 @@ pub fn run(
             run_artifact_ref: Some(file.clone()),
             replay_artifact_ref: None,
             governance_context: b.bundle.governance_context().cloned(),
+        };
+        let why = crate::evidence::artifacts::SessionDetails {
             reason: Some("interrupted (SIGINT/SIGTERM) during the run".into()),
         };
-        writer.write_artifact(&session, &[])?;
+        writer.write_entry(&session, &why, &[])?;
         writer.seal()?;
     } else if success && b.bundle.lane() == crate::bundle::model::Lane::Staging {
         let here = super::pointers::Pointer::new(&b.rel_dir, &b.identity(), &digest.digest);
@@ -360,6 +364,7 @@ fn build_artifact(
         secrets_provided: secrets.iter().map(|s| s.name.clone()).collect(),
         redacted_in,
         error: o.exit.error.clone(),
+        bundle_extensions: crate::evidence::artifacts::bundle_extensions(&b.value),
     })
 }
 

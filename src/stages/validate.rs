@@ -9,7 +9,7 @@ use crate::bundle::discover;
 use crate::bundle::gates::{self, Report};
 use crate::bundle::schema::SchemaChecker;
 use crate::error::Problem;
-use crate::evidence::artifacts::{BundleMetadata, ValidationArtifact};
+use crate::evidence::artifacts::{BundleMetadata, UpstreamCheck, ValidationArtifact, ValidationDetails};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
@@ -90,17 +90,21 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
             valid: report.valid,
             lane: report.lane,
             governance_context: report.governance_context.clone(),
-            checks: report.checks.clone(),
+            checks: report.checks.iter().map(UpstreamCheck::from).collect(),
             bundle_metadata: Some(BundleMetadata {
                 name: field("name"),
                 version: field("version"),
                 created_at: field("createdAt"),
             }),
+        };
+        let details = ValidationDetails {
             bundle_digest: digest.clone(),
             bundle_files: super::to_bundle_files(&report.digest_files),
+            checks: report.checks.clone(),
+            bundle_extensions: report.extensions.clone(),
         };
         let mut w = ChainWriter::start(&dir, signer, &bundle, &digest)?;
-        w.write_artifact(&artifact, &[])?;
+        w.write_entry(&artifact, &details, &[])?;
         out.push(Outcome { report, written: Some(dir), not_written: None });
     }
     Ok(out)

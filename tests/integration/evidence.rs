@@ -175,6 +175,7 @@ fn an_artifact_that_breaks_its_schema_is_caught_even_when_signed() {
     }
     impl Artifact for Bogus {
         const KIND: ArtifactKind = ArtifactKind::RunArtifact;
+        type Details = agentplane::evidence::artifacts::NoDetails;
     }
     let r = Root::with_example();
     r.cmd(&["validate", "bundles/example-agent"]).ok();

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod compat;
 mod evidence;
 mod first_hour;
 mod output;

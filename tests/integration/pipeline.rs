@@ -247,8 +247,8 @@ fn the_human_gate_needs_a_second_key() {
         .stderr_has("second person");
     r.cmd(&["keygen", "--out", "approver"]).ok();
     r.cmd(&["promote", "bundles/gated", "--approval-key", "approver.key"]).ok();
-    let promo = r.json("artifacts/gated/promotion-artifact.json");
-    assert!(promo["approval"]["sig"].is_string());
+    let details = &crate::compat::predicate(&r, "artifacts/gated", "PromotionArtifact")["details"];
+    assert!(details["approval"]["sig"].is_string(), "{details}");
     r.cmd(&["verify", "artifacts/gated", "--trusted-key", &r.pubkey()]).ok();
 }
 

@@ -10,7 +10,8 @@ fn example_agent_is_valid_and_starts_a_chain() {
     let art = r.json("artifacts/example-agent/validation-artifact.json");
     assert_eq!(art["kind"], "ValidationArtifact");
     assert_eq!(art["valid"], true);
-    assert!(art["bundleDigest"].as_str().unwrap().starts_with("sha256:"));
+    let details = &crate::compat::predicate(&r, "artifacts/example-agent", "ValidationArtifact")["details"];
+    assert!(details["bundleDigest"].as_str().unwrap().starts_with("sha256:"));
     assert!(r.join("artifacts/example-agent/evidence.jsonl").is_file());
 }
 

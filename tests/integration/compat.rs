@@ -1,0 +1,82 @@
+//! Upstream agentplane compatibility: every artifact agentplane writes is
+//! valid under upstream's schema of its kind (`../shared/compat/upstream-schemas/`),
+//! and nothing agentplane adds is lost: it is in the signed predicate's details.
+
+use crate::util::{Root, compat};
+
+/// The predicate of the last chain entry of `kind` in `ev`.
+pub fn predicate(r: &Root, ev: &str, kind: &str) -> serde_json::Value {
+    use base64::Engine;
+    let chain = r.read(&format!("{ev}/evidence.jsonl"));
+    chain
+        .lines()
+        .rev()
+        .map(|l| {
+            let env: serde_json::Value = serde_json::from_str(l).unwrap();
+            let body = base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["predicate"].clone()
+        })
+        .find(|p| p["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} entry in {ev}"))
+}
+
+#[test]
+fn every_artifact_validates_against_upstreams_schema() {
+    let Some(compat) = compat("every_artifact_validates_against_upstreams_schema") else { return };
+    let r = Root::with_example();
+    r.bundle("second", "#!/bin/sh\necho two > \"$1/two.txt\"\n", |_| {});
+    r.up("bundles/example-agent");
+    r.up("bundles/second");
+    r.cmd(&["promote", "bundles/example-agent"]).ok();
+    r.cmd(&["promote", "bundles/second"]).ok();
+    r.cmd(&["rollback"]).ok();
+    let mut checked = 0;
+    for (ev, file, schema) in [
+        ("artifacts/example-agent", "validation-artifact.json", "validation-artifact"),
+        ("artifacts/example-agent", "placement-decision.json", "placement-decision"),
+        ("artifacts/example-agent", "run-artifact.json", "run-artifact"),
+        ("artifacts/example-agent", "replay-artifact.json", "replay-artifact"),
+        ("artifacts/example-agent", "session-artifact.json", "session-artifact"),
+        ("artifacts/example-agent", "promotion-artifact.json", "promotion-artifact"),
+        ("artifacts/second", "promotion-artifact.json", "promotion-artifact"),
+        ("artifacts/second", "reversal-artifact.json", "reversal-artifact"),
+    ] {
+        let schema_path = compat.join(format!("upstream-schemas/{schema}.schema.v0.1.json"));
+        let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(&schema_path).unwrap()).unwrap();
+        let validator = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+        let doc = r.json(&format!("{ev}/{file}"));
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{ev}/{file} is not valid under upstream's {schema} schema: {errors:#?}");
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+    // Nothing was lost: what upstream's files have no room for is signed in the details.
+    let d = &predicate(&r, "artifacts/example-agent", "PlacementDecision")["details"];
+    assert_eq!(d["transport"], "local");
+    assert_eq!(d["isolation"], "process");
+    let d = &predicate(&r, "artifacts/example-agent", "ValidationArtifact")["details"];
+    assert!(d["bundleDigest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(d["checks"].as_array().unwrap().iter().any(|c| c["name"] == "schema"));
+    let d = &predicate(&r, "artifacts/second", "PromotionArtifact")["details"];
+    assert_eq!(d["bundlePath"], "bundles/second");
+    let replay = r.json("artifacts/example-agent/replay-artifact.json");
+    assert!(replay["inputs"].as_object().unwrap().contains_key("bundleRev"), "bundleRev must always be present");
+}
+
+#[test]
+fn extension_blocks_are_carried_into_the_run_artifact_and_the_details() {
+    let r = Root::with_example();
+    r.bundle("ext", "exit 0\n", |v| {
+        v["spec"]["sourceos"] = serde_json::json!({"imageRef": "sourceos://x"});
+        v["spec"]["outputs"] = serde_json::json!({"report": "out/report.json"});
+        v["spec"]["nonClaims"] = serde_json::json!(["not a production image"]);
+    });
+    r.up("bundles/ext");
+    let run = r.json("artifacts/ext/run-artifact.json");
+    assert_eq!(run["bundleExtensions"]["sourceos"]["imageRef"], "sourceos://x");
+    assert_eq!(run["bundleExtensions"]["outputs"]["report"], "out/report.json");
+    assert_eq!(run["bundleExtensions"]["nonClaims"][0], "not a production image");
+    let d = &predicate(&r, "artifacts/ext", "ValidationArtifact")["details"];
+    assert_eq!(d["bundleExtensions"]["sourceos"]["imageRef"], "sourceos://x");
+}
