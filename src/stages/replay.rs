@@ -2,7 +2,6 @@
 //! directory and compare with the recorded run (DESIGN §8). Replay never
 //! writes into the evidence directory it checks.
 
-use crate::types::ArtifactKind;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -12,12 +11,12 @@ use std::sync::atomic::AtomicBool;
 use crate::bundle::digest;
 use crate::bundle::load_for_stage;
 use crate::error::Problem;
-use crate::evidence::artifacts::{PlacementDecision, ReplayArtifact, Transport};
+use crate::evidence::artifacts::{PlacementDecision, ReplayArtifact};
 use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
-use crate::fleet::inventory::Reach;
-use crate::runner::{self, Event};
+use crate::runner::contract;
+use crate::runner::{self, Event, Reach, Target};
 use crate::stages::run::{self as run_stage, digest_tree};
 
 #[derive(Debug, Clone)]
@@ -84,38 +83,35 @@ pub fn replay(
     }
 
     // 3. Re-run into a scratch directory on the recorded (or chosen) executor.
-    let mut decision = decision.unwrap_or_else(|| local_decision(&recorded));
-    match opts.executor.as_deref() {
-        None => {}
-        Some("local") => decision = local_decision(&recorded),
-        Some(name) if name == decision.chosen_executor => {}
-        Some(name) => {
+    let backend = b.bundle.spec.vm.backend_intent;
+    let local = || Target { executor: "local".into(), reach: Reach::Local, backend };
+    let target = match (opts.executor.as_deref(), &decision) {
+        (Some("local"), _) | (None, None) => local(),
+        (None, Some(d)) => run_stage::target_for(d, backend)?,
+        (Some(name), Some(d)) if name == d.chosen_executor => run_stage::target_for(d, backend)?,
+        (Some(name), _) => {
             let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
             let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
                 Problem::error(format!("executor `{name}` is not in the inventory"))
                     .hint("pass --executor local or a name from fleet/inventory.json")
             })?;
-            decision.chosen_executor = e.name.clone();
-            (decision.transport, decision.ssh) = match &e.reach {
-                Reach::Local => (Transport::Local, None),
-                Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
-            };
+            Target { executor: e.name.clone(), reach: e.reach.clone(), backend }
         }
-    }
-    let secrets = run_stage::resolve_secrets(&recorded.inputs.secrets_required)?;
+    };
+    let secrets = contract::resolve_secrets(&recorded.inputs.secrets_required)?;
     let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
     std::fs::create_dir_all(&products)?;
     let job = run_stage::job_for(
         &b,
         &format!("replay-{}", crate::fsx::new_id()),
-        &decision.chosen_executor,
+        &target.executor,
         &products,
         &secrets,
         cancel,
     );
-    let mut r = run_stage::runner_for(&decision, b.bundle.spec.vm.backend_intent.is_vm());
-    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| events(run_stage::redact_event(ev, &secrets)));
+    let mut r = runner::for_target(&target)?;
+    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| events(contract::redact_event(ev, &secrets)));
 
     // 4. Compare: the exit status always; every product when determinism is declared.
     let exit_code = outcome.exit.code.map_or(-1, i64::from);
@@ -149,7 +145,7 @@ pub fn replay(
         verdict: if differences.is_empty() { "match" } else { "diverged" }.into(),
         bundle: recorded.bundle.clone(),
         bundle_digest: recorded.bundle_digest.clone(),
-        executor: decision.chosen_executor.clone(),
+        executor: target.executor.clone(),
         determinism_required: recorded.determinism_required,
         expected_exit_code: recorded.expected_exit_code,
         exit_code,
@@ -157,24 +153,4 @@ pub fn replay(
         differences,
         run_error: outcome.exit.error,
     })
-}
-
-fn local_decision(recorded: &ReplayArtifact) -> PlacementDecision {
-    PlacementDecision {
-        kind: ArtifactKind::PlacementDecision,
-        captured_at: String::new(),
-        backend_intent: recorded.backend_intent,
-        requires_kvm: false,
-        chosen_executor: "local".into(),
-        ssh_ref: "local".into(),
-        caps: serde_json::json!({}),
-        rejected: Vec::new(),
-        bundle: recorded.bundle.clone(),
-        bundle_digest: recorded.bundle_digest.clone(),
-        transport: Transport::Local,
-        ssh: None,
-        isolation: crate::types::Isolation::Process,
-        inventory: "implicit".into(),
-        observed_platform: None,
-    }
 }
