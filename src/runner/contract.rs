@@ -350,23 +350,12 @@ pub fn which(name: impl AsRef<Path>) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::VmSettings;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     fn job(bundle: &str, products: &str, script_in_bundle: Option<&str>) -> Job {
         Job {
-            run_id: "r".into(),
-            root: "/p".into(),
-            bundle_dir: bundle.into(),
             script: "/p/elsewhere/smoke.sh".into(),
             script_in_bundle: script_in_bundle.map(PathBuf::from),
-            products_dir: products.into(),
-            env: Vec::new(),
-            timeout: Duration::from_secs(1),
-            grace: GRACE,
-            cancel: Arc::new(AtomicBool::new(false)),
-            vm: VmSettings::default(),
+            ..Job::for_test(bundle, products)
         }
     }
 

@@ -48,11 +48,16 @@ impl LocalRunner {
         self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 
-    /// Signal the script's whole process group (ignoring "no such group").
+    /// Signal the script's whole process group.
     fn signal_group(&self, sig: Signal) {
-        if let Some(pg) = self.pgid() {
-            let _ = killpg(pg, sig);
-        }
+        signal_group(self.pgid(), sig);
+    }
+}
+
+/// Signal a process group, if there is one (ignoring "no such group").
+fn signal_group(group: Option<Pid>, sig: Signal) {
+    if let Some(pg) = group {
+        let _ = killpg(pg, sig);
     }
 }
 
@@ -157,11 +162,7 @@ impl Runner for LocalRunner {
                 exit.timed_out = !canceled;
                 let group = self.pgid();
                 let child = self.child.as_mut().expect("started");
-                let send = |step: Stop| {
-                    if let Some(pg) = group {
-                        let _ = killpg(pg, step.signal());
-                    }
-                };
+                let send = |step: Stop| signal_group(group, step.signal());
                 match contract::stop(job.grace, STOP_POLL, send, || Ok(child.try_wait()?))? {
                     Some(st) => break st,
                     None => break child.wait()?,

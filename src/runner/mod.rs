@@ -130,6 +130,27 @@ pub struct Job {
     pub vm: VmSettings,
 }
 
+#[cfg(test)]
+impl Job {
+    /// A job for unit tests that stage or inspect it (nothing runs it).
+    pub(crate) fn for_test(bundle_dir: impl Into<PathBuf>, products_dir: impl Into<PathBuf>) -> Job {
+        let bundle_dir = bundle_dir.into();
+        Job {
+            run_id: "r".into(),
+            root: bundle_dir.parent().map(PathBuf::from).unwrap_or_default(),
+            script: bundle_dir.join("smoke.sh"),
+            script_in_bundle: Some("smoke.sh".into()),
+            bundle_dir,
+            products_dir: products_dir.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(1),
+            grace: contract::GRACE,
+            cancel: Arc::new(AtomicBool::new(false)),
+            vm: VmSettings::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct VmSettings {
     pub mem_mib: Option<u64>,

@@ -25,17 +25,7 @@ pub fn upload_file(sftp: &Sftp, local: &Path, remote: &Path) -> Result<u64> {
             ssh2::OpenType::File,
         )
         .with_context(|| format!("cannot create remote `{}`", remote.display()))?;
-    // Big buffers let libssh2 pipeline several SFTP write packets.
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = src.read(&mut buf).with_context(|| format!("cannot read `{}`", local.display()))?;
-        if n == 0 {
-            break;
-        }
-        dst.write_all(&buf[..n]).with_context(|| format!("cannot write remote `{}`", remote.display()))?;
-        total += n as u64;
-    }
+    let total = pump(&mut src, &mut dst, &format!("`{}`", local.display()), &format!("remote `{}`", remote.display()))?;
     // The server applies its umask at open: set the exact mode afterwards.
     dst.setstat(ssh2::FileStat { size: None, uid: None, gid: None, perm: Some(mode), atime: None, mtime: None })
         .with_context(|| format!("cannot set the mode of remote `{}`", remote.display()))?;
@@ -177,17 +167,23 @@ fn download_file(sftp: &Sftp, remote: &Path, local: &Path, mode: u32) -> Result<
         .create_new(true)
         .open(local)
         .with_context(|| format!("cannot create `{}`", local.display()))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = src.read(&mut buf).with_context(|| format!("cannot read remote `{}`", remote.display()))?;
-        if n == 0 {
-            break;
-        }
-        dst.write_all(&buf[..n]).with_context(|| format!("cannot write `{}`", local.display()))?;
-        total += n as u64;
-    }
+    let total = pump(&mut src, &mut dst, &format!("remote `{}`", remote.display()), &format!("`{}`", local.display()))?;
     dst.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of `{}`", local.display()))?;
     Ok(total)
+}
+
+/// Copy `src` (named `from` in errors) to `dst` (`to`); the bytes copied.
+/// Big buffers let libssh2 pipeline several SFTP packets per call.
+fn pump(src: &mut impl Read, dst: &mut impl Write, from: &str, to: &str) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).with_context(|| format!("cannot read {from}"))?;
+        if n == 0 {
+            return Ok(total);
+        }
+        dst.write_all(&buf[..n]).with_context(|| format!("cannot write {to}"))?;
+        total += n as u64;
+    }
 }

@@ -188,9 +188,6 @@ impl<W: Write> Builder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::VmSettings;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     #[test]
     fn env_file_maps_host_paths_and_skips_unnameable_variables() {
@@ -229,17 +226,10 @@ mod tests {
         let busybox = t.path().join("busybox");
         std::fs::write(&busybox, "not really busybox").unwrap();
         let job = Job {
-            run_id: "r1".into(),
-            root: t.path().into(),
-            bundle_dir: bundle.clone(),
-            script: bundle.join("smoke.sh"),
-            script_in_bundle: Some("smoke.sh".into()),
-            products_dir: products,
             env: vec![("A".into(), "1".into())],
             timeout: Duration::from_millis(2500),
             grace: Duration::from_secs(5),
-            cancel: Arc::new(AtomicBool::new(false)),
-            vm: VmSettings::default(),
+            ..Job::for_test(&bundle, products)
         };
         let img = t.path().join("initramfs.cpio");
         write(&img, &busybox, Some(JobImage { job: &job, modules: &[] })).unwrap();

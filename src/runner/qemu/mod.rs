@@ -270,9 +270,6 @@ impl QemuRunner {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
         let pid = Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
         let send = |step: Stop| {
             let _ = kill(pid, step.signal());
