@@ -18,6 +18,7 @@ use crate::evidence::verify;
 use crate::runner::contract;
 use crate::runner::{self, Event, Reach, Target};
 use crate::stages::run::{self as run_stage, digest_tree};
+use crate::types::Backend;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -83,21 +84,7 @@ pub fn replay(
     }
 
     // 3. Re-run into a scratch directory on the recorded (or chosen) executor.
-    let backend = b.bundle.spec.vm.backend_intent;
-    let local = || Target { executor: "local".into(), reach: Reach::Local, backend };
-    let target = match (opts.executor.as_deref(), &decision) {
-        (Some("local"), _) | (None, None) => local(),
-        (None, Some(d)) => run_stage::target_for(d, backend)?,
-        (Some(name), Some(d)) if name == d.chosen_executor => run_stage::target_for(d, backend)?,
-        (Some(name), _) => {
-            let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
-            let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
-                Problem::error(format!("executor `{name}` is not in the inventory"))
-                    .hint("pass --executor local or a name from fleet/inventory.json")
-            })?;
-            Target { executor: e.name.clone(), reach: e.reach.clone(), backend }
-        }
-    };
+    let target = target(root, opts, decision.as_ref(), b.bundle.spec.vm.backend_intent)?;
     let secrets = contract::resolve_secrets(&recorded.inputs.secrets_required)?;
     let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
@@ -153,4 +140,82 @@ pub fn replay(
         differences,
         run_error: outcome.exit.error,
     })
+}
+
+/// Where the replay runs: `--executor local` on this host, `--executor NAME`
+/// on that inventory executor, else where the recorded decision placed the
+/// run (this host when the chain has no decision).
+fn target(root: &Path, opts: &Options, decision: Option<&PlacementDecision>, backend: Backend) -> Result<Target> {
+    Ok(match (opts.executor.as_deref(), decision) {
+        (Some("local"), _) | (None, None) => Target { executor: "local".into(), reach: Reach::Local, backend },
+        (None, Some(d)) => run_stage::target_for(d, backend)?,
+        (Some(name), Some(d)) if name == d.chosen_executor => run_stage::target_for(d, backend)?,
+        (Some(name), _) => {
+            let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
+            let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
+                Problem::error(format!("executor `{name}` is not in the inventory"))
+                    .hint("pass --executor local or a name from fleet/inventory.json")
+            })?;
+            Target { executor: e.name.clone(), reach: e.reach.clone(), backend }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ArtifactKind, Isolation, SshTarget, Transport};
+
+    fn decision(executor: &str, ssh: Option<SshTarget>) -> PlacementDecision {
+        PlacementDecision {
+            kind: ArtifactKind::PlacementDecision,
+            captured_at: String::new(),
+            backend_intent: Backend::LimaProcess,
+            requires_kvm: false,
+            chosen_executor: executor.into(),
+            ssh_ref: executor.into(),
+            caps: serde_json::json!({}),
+            rejected: Vec::new(),
+            bundle: "b@1".into(),
+            bundle_digest: String::new(),
+            transport: if ssh.is_some() { Transport::Ssh } else { Transport::Local },
+            ssh,
+            isolation: Isolation::Process,
+            inventory: "implicit".into(),
+            observed_platform: None,
+        }
+    }
+
+    #[test]
+    fn the_replay_target_comes_from_the_flag_or_the_recorded_decision() {
+        let root = tempfile::tempdir().unwrap();
+        let t = SshTarget {
+            host: "h".into(),
+            port: 2222,
+            user: "u".into(),
+            identity_file: "/k".into(),
+            known_hosts_file: "/kh".into(),
+        };
+        let recorded = decision("build-1", Some(t.clone()));
+        let opts = |executor: Option<&str>| Options {
+            trusted: Vec::new(),
+            executor: executor.map(String::from),
+            inventory: None,
+        };
+        let pick = |executor, d| target(root.path(), &opts(executor), d, Backend::LimaProcess);
+
+        let here = Target { executor: "local".into(), reach: Reach::Local, backend: Backend::LimaProcess };
+        let there = Target { executor: "build-1".into(), reach: Reach::Ssh(t), backend: Backend::LimaProcess };
+        assert_eq!(pick(None, None).unwrap(), here, "no decision: this host");
+        assert_eq!(pick(None, Some(&recorded)).unwrap(), there, "the recorded executor, reached as recorded");
+        assert_eq!(pick(Some("build-1"), Some(&recorded)).unwrap(), there);
+        assert_eq!(pick(Some("local"), Some(&recorded)).unwrap(), here);
+        // The implicit inventory (no fleet/inventory.json) knows only `local`.
+        let err = pick(Some("elsewhere"), Some(&recorded)).unwrap_err();
+        assert!(format!("{err:#}").contains("executor `elsewhere` is not in the inventory"), "{err:#}");
+
+        let mut broken = decision("build-1", None);
+        broken.transport = Transport::Ssh;
+        assert!(pick(None, Some(&broken)).is_err(), "an ssh decision without a target never falls back to local");
+    }
 }
