@@ -2,12 +2,12 @@
 //!
 //! [`connect`] opens an authenticated `ssh2` session with every step bounded by
 //! one deadline, and checks the host key strictly against the target's
-//! known_hosts file ([`known_hosts`]): no trust on first use, and known_hosts is
+//! known_hosts file (`known_hosts.rs`): no trust on first use, and known_hosts is
 //! never written. Failures carry a stable code ([`SshFailure`]) that placement
 //! records as the rejection reason.
 //!
 //! The rest runs a command ([`exec`]), moves directory trees over SFTP
-//! ([`sftp`]) and asks a host what it is ([`platform`]).
+//! (`sftp.rs`) and asks a host what it is ([`platform`]).
 
 mod connect;
 mod exec;
