@@ -17,8 +17,7 @@ pub mod output;
 pub mod runner;
 pub mod schema_tools;
 pub mod schemas;
-pub mod ssh_config;
-pub mod sshx;
+pub mod ssh;
 pub mod stages;
 pub mod types;
 

@@ -127,12 +127,7 @@ pub struct LegacyNode {
     pub ssh: Option<SshBlock>,
 }
 
-/// How an executor is reached.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reach {
-    Local,
-    Ssh(SshTarget),
-}
+pub use crate::runner::Reach;
 
 /// One executor, whatever shape it came from.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use super::inventory::{Executor, Inventory, Reach};
-use crate::bundle::model::{Backend, Isolation};
-use crate::types::RejectCode;
+use crate::runner;
+use crate::types::{Backend, Isolation, RejectCode, norm_arch, norm_os};
 
 /// What the bundle asks of an executor.
 #[derive(Debug, Clone)]
@@ -91,29 +91,18 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
                     RejectCode::IsolationTooWeak,
                     format!("it would provide `{}`; the bundle accepts [{}]", isolation.as_str(), acc.join(", ")),
                 ))
+            } else if !runner::supports(e.reach.transport(), req.backend) {
+                // Never choose an executor the run could only pretend to use.
+                Some(Reason::new(
+                    RejectCode::RunnerUnsupported,
+                    runner::unsupported_detail(e.reach.transport(), req.backend),
+                ))
             } else {
                 None
             };
             Candidate { executor: e.clone(), isolation, observed: None, rejected }
         })
         .collect()
-}
-
-/// Normalise OS spellings (`macos` is what `uname -s` calls `darwin`).
-pub fn norm_os(o: &str) -> String {
-    match o.to_ascii_lowercase().as_str() {
-        "macos" | "osx" | "mac" => "darwin".into(),
-        other => other.into(),
-    }
-}
-
-/// Normalise architecture spellings (`amd64` is `x86_64`, `arm64` is `aarch64`).
-pub fn norm_arch(a: &str) -> String {
-    match a.to_ascii_lowercase().as_str() {
-        "amd64" | "x64" | "x86-64" => "x86_64".into(),
-        "arm64" => "aarch64".into(),
-        other => other.into(),
-    }
 }
 
 /// Probe every candidate still standing: this host for `local`, SSH for the
@@ -207,6 +196,7 @@ pub fn choose(cands: &mut [Candidate], default: Option<&str>, pinned: Option<&st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::SshTarget;
     use serde_json::json;
 
     fn exec(name: &str) -> Executor {
@@ -258,6 +248,65 @@ mod tests {
         r.acceptable = Some(vec![Isolation::VmKvm]);
         assert_eq!(filter_static(&inv, &r)[0].rejected.as_ref().unwrap().code, RejectCode::IsolationTooWeak);
         assert!(filter_static(&inv, &req(Backend::Qemu))[0].rejected.is_none());
+    }
+
+    fn ssh(name: &str, backends: &[&str]) -> Executor {
+        let mut e = exec(name);
+        e.supported_backends = Some(backends.iter().map(|b| b.to_string()).collect());
+        e.reach = Reach::Ssh(SshTarget {
+            host: format!("{name}.example"),
+            port: 22,
+            user: "u".into(),
+            identity_file: "/k".into(),
+            known_hosts_file: "/kh".into(),
+        });
+        e
+    }
+
+    #[test]
+    fn executors_no_runner_serves_are_rejected() {
+        let local_vm = {
+            let mut e = exec("local-vm");
+            e.supported_backends = Some(vec!["qemu".into(), "microvm".into()]);
+            e
+        };
+        // An inventory that lists no backends allows every one; the runner check still applies.
+        let mut ssh_any = ssh("ssh-any", &[]);
+        ssh_any.supported_backends = None;
+        let inv = Inventory {
+            path: None,
+            executors: vec![ssh("ssh-vm", &["qemu", "microvm", "lima-process"]), local_vm, ssh_any],
+            default_executor: None,
+        };
+        // (backend, [ssh-vm, local-vm, ssh-any]): the reason code, or None when it qualifies.
+        let backend_unsupported = Some(RejectCode::BackendUnsupported);
+        let runner_unsupported = Some(RejectCode::RunnerUnsupported);
+        let table = [
+            (Backend::Qemu, [runner_unsupported, None, runner_unsupported]),
+            (Backend::Microvm, [runner_unsupported, None, runner_unsupported]),
+            (Backend::LimaProcess, [None, backend_unsupported, None]),
+        ];
+        for (backend, want) in table {
+            let got: Vec<_> = filter_static(&inv, &req(backend)).iter().map(|c| c.rejected.clone()).collect();
+            for (i, w) in want.iter().enumerate() {
+                assert_eq!(got[i].as_ref().map(|r| r.code), *w, "{} for {}", inv.executors[i].name, backend.as_str());
+            }
+            for r in got.iter().flatten().filter(|r| r.code == RejectCode::RunnerUnsupported) {
+                assert_eq!(r.detail, format!("no runner runs backend `{}` over ssh yet", backend.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_runner_check_comes_after_the_policy_checks() {
+        let mut off = ssh("off", &["qemu"]);
+        off.enabled = false;
+        let inv = Inventory { path: None, executors: vec![off, ssh("weak", &["qemu"])], default_executor: None };
+        let mut r = req(Backend::Qemu);
+        r.acceptable = Some(vec![Isolation::VmKvm]);
+        let c = filter_static(&inv, &r);
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::Disabled);
+        assert_eq!(c[1].rejected.as_ref().unwrap().code, RejectCode::IsolationTooWeak);
     }
 
     #[test]

@@ -16,9 +16,12 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
-use crate::bundle::model::Isolation;
-use crate::types::Environment;
+use crate::types::{Environment, Isolation};
+
+/// How often the stop sequence checks whether the script has ended.
+const STOP_POLL: Duration = Duration::from_millis(5);
 
 pub struct LocalRunner {
     executor: String,
@@ -45,26 +48,16 @@ impl LocalRunner {
         self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 
-    /// Signal the script's whole process group (ignoring "no such group").
+    /// Signal the script's whole process group.
     fn signal_group(&self, sig: Signal) {
-        if let Some(pg) = self.pgid() {
-            let _ = killpg(pg, sig);
-        }
+        signal_group(self.pgid(), sig);
     }
+}
 
-    /// Wait up to `d` for the leader to exit.
-    fn wait_for(&mut self, d: Duration) -> Result<Option<ExitStatus>> {
-        let end = Instant::now() + d;
-        let child = self.child.as_mut().expect("started");
-        loop {
-            if let Some(st) = child.try_wait()? {
-                return Ok(Some(st));
-            }
-            if Instant::now() >= end {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+/// Signal a process group, if there is one (ignoring "no such group").
+fn signal_group(group: Option<Pid>, sig: Signal) {
+    if let Some(pg) = group {
+        let _ = killpg(pg, sig);
     }
 }
 
@@ -110,7 +103,7 @@ fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, st
 }
 
 fn signal_name(st: &ExitStatus) -> Option<String> {
-    st.signal().map(|s| Signal::try_from(s).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {s}")))
+    st.signal().map(contract::signal_name)
 }
 
 impl Runner for LocalRunner {
@@ -123,17 +116,13 @@ impl Runner for LocalRunner {
             .prefix("agentplane-run-")
             .tempdir()
             .context("cannot create a scratch directory")?;
-        let bundle_copy = scratch.path().join("bundle");
-        // The products dir may sit inside the bundle dir (outDir under it): never copy evidence.
-        copy_tree(&job.bundle_dir, &bundle_copy, job.products_dir.parent())?;
-        self.script = match &job.script_in_bundle {
-            Some(rel) => bundle_copy.join(rel),
-            None => {
-                let dest = scratch.path().join("smoke-script");
-                std::fs::copy(&job.script, &dest).with_context(|| format!("cannot copy `{}`", job.script.display()))?;
-                dest
-            }
-        };
+        let bundle_copy = scratch.path().join(contract::STAGED_BUNDLE);
+        // The outDir may sit inside the bundle dir: never copy evidence.
+        copy_tree(&job.bundle_dir, &bundle_copy, Some(contract::not_shipped(job)))?;
+        self.script = contract::stage_script(job, scratch.path(), |from, to| {
+            std::fs::copy(from, to).with_context(|| format!("cannot copy `{}`", from.display()))?;
+            Ok(())
+        })?;
         self.cwd = bundle_copy;
         self.scratch = Some(scratch);
         Ok(())
@@ -171,13 +160,12 @@ impl Runner for LocalRunner {
             if canceled || Instant::now() >= deadline {
                 exit.canceled = canceled;
                 exit.timed_out = !canceled;
-                self.signal_group(Signal::SIGTERM);
-                match self.wait_for(job.grace)? {
+                let group = self.pgid();
+                let child = self.child.as_mut().expect("started");
+                let send = |step: Stop| signal_group(group, step.signal());
+                match contract::stop(job.grace, STOP_POLL, send, || Ok(child.try_wait()?))? {
                     Some(st) => break st,
-                    None => {
-                        self.signal_group(Signal::SIGKILL);
-                        break self.child.as_mut().expect("started").wait()?;
-                    }
+                    None => break child.wait()?,
                 }
             }
             let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(20));

@@ -2,10 +2,14 @@
 //! implementations: the local process (the embedded default), a process on an
 //! SSH host, and a QEMU virtual machine.
 //!
-//! [`execute`] drives a runner through its steps and always cleans up; it is
-//! the only caller of the trait's methods.
+//! The runner is chosen from the placement [`Target`] (transport × backend,
+//! [`for_target`]); placement asks [`supports`] first, so it never chooses an
+//! executor no runner can serve. What every runner must do the same way is
+//! in [`contract`]. [`execute`] drives a runner through its steps and always
+//! cleans up; it is the only caller of the trait's methods.
 
 pub mod contain;
+pub mod contract;
 pub mod local;
 pub mod qemu;
 pub mod redactor;
@@ -17,8 +21,90 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::bundle::model::Isolation;
-use crate::types::Environment;
+use crate::error::Problem;
+use crate::types::{Backend, Environment, Isolation, SshTarget, Transport};
+
+/// How an executor is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reach {
+    Local,
+    Ssh(SshTarget),
+}
+
+impl Reach {
+    pub fn transport(&self) -> Transport {
+        match self {
+            Reach::Local => Transport::Local,
+            Reach::Ssh(_) => Transport::Ssh,
+        }
+    }
+}
+
+/// Where a run goes: the executor named in evidence, how it is reached, and
+/// the backend the bundle asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub executor: String,
+    pub reach: Reach,
+    pub backend: Backend,
+}
+
+/// The three runners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Local,
+    Ssh,
+    Qemu,
+}
+
+/// The runner for `backend` over `transport`, the one table of DESIGN §6:
+///
+/// | transport | backend | runner |
+/// | --- | --- | --- |
+/// | local | process (`lima-process`, `fleet`, `agent-machine`) | [`Kind::Local`] |
+/// | ssh | process | [`Kind::Ssh`] |
+/// | local | VM (`qemu`, `microvm`) | [`Kind::Qemu`] |
+/// | ssh | VM | none yet (remote VMs are to come) |
+///
+/// A VM backend over SSH must not fall back to QEMU on this host: the
+/// evidence would name the SSH executor for a VM that ran here.
+pub fn kind(transport: Transport, backend: Backend) -> Option<Kind> {
+    match (transport, backend.is_vm()) {
+        (Transport::Local, false) => Some(Kind::Local),
+        (Transport::Ssh, false) => Some(Kind::Ssh),
+        (Transport::Local, true) => Some(Kind::Qemu),
+        (Transport::Ssh, true) => None,
+    }
+}
+
+/// Whether some runner runs `backend` over `transport` (placement asks).
+pub fn supports(transport: Transport, backend: Backend) -> bool {
+    kind(transport, backend).is_some()
+}
+
+/// Why [`supports`] says no.
+pub fn unsupported_detail(transport: Transport, backend: Backend) -> String {
+    format!("no runner runs backend `{}` over {} yet", backend.as_str(), transport.as_str())
+}
+
+/// The runner for `target` (see [`kind`]); an error when there is none.
+pub fn for_target(target: &Target) -> Result<Box<dyn Runner>> {
+    let name = target.executor.as_str();
+    let transport = target.reach.transport();
+    Ok(match (kind(transport, target.backend), &target.reach) {
+        (Some(Kind::Local), _) => Box::new(local::LocalRunner::new(name)),
+        (Some(Kind::Ssh), Reach::Ssh(t)) => Box::new(ssh::SshRunner::new(name, t.clone())),
+        (Some(Kind::Qemu), _) => Box::new(qemu::QemuRunner::new(name)),
+        (Some(Kind::Ssh), Reach::Local) | (None, _) => {
+            return Err(Problem::error(format!(
+                "executor `{name}`: {}",
+                unsupported_detail(transport, target.backend)
+            ))
+            .hint("place the bundle on an executor reached locally, or use a process backend")
+            .into());
+        }
+    })
+}
 
 /// Everything a runner needs to run one smoke script.
 #[derive(Debug, Clone)]
@@ -44,6 +130,27 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     /// VM settings (memory, vCPUs, kernel, networking) for the QEMU runner.
     pub vm: VmSettings,
+}
+
+#[cfg(test)]
+impl Job {
+    /// A job for unit tests that stage or inspect it (nothing runs it).
+    pub(crate) fn for_test(bundle_dir: impl Into<PathBuf>, products_dir: impl Into<PathBuf>) -> Job {
+        let bundle_dir = bundle_dir.into();
+        Job {
+            run_id: "r".into(),
+            root: bundle_dir.parent().map(PathBuf::from).unwrap_or_default(),
+            script: bundle_dir.join("smoke.sh"),
+            script_in_bundle: Some("smoke.sh".into()),
+            bundle_dir,
+            products_dir: products_dir.into(),
+            env: Vec::new(),
+            timeout: Duration::from_secs(1),
+            grace: contract::GRACE,
+            cancel: Arc::new(AtomicBool::new(false)),
+            vm: VmSettings::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -145,5 +252,70 @@ pub fn host_environment() -> Environment {
         arch: std::env::consts::ARCH.to_string(),
         kernel: uts.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
         hostname: uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Backend; 5] =
+        [Backend::Qemu, Backend::Microvm, Backend::LimaProcess, Backend::Fleet, Backend::AgentMachine];
+
+    fn ssh_target() -> SshTarget {
+        SshTarget {
+            host: "h".into(),
+            port: 22,
+            user: "u".into(),
+            identity_file: "/k".into(),
+            known_hosts_file: "/kh".into(),
+        }
+    }
+
+    #[test]
+    fn the_runner_table() {
+        use Backend::*;
+        let table = [
+            (Transport::Local, LimaProcess, Some(Kind::Local)),
+            (Transport::Local, Fleet, Some(Kind::Local)),
+            (Transport::Local, AgentMachine, Some(Kind::Local)),
+            (Transport::Ssh, LimaProcess, Some(Kind::Ssh)),
+            (Transport::Ssh, Fleet, Some(Kind::Ssh)),
+            (Transport::Ssh, AgentMachine, Some(Kind::Ssh)),
+            (Transport::Local, Qemu, Some(Kind::Qemu)),
+            (Transport::Local, Microvm, Some(Kind::Qemu)),
+            (Transport::Ssh, Qemu, None),
+            (Transport::Ssh, Microvm, None),
+        ];
+        assert_eq!(table.len(), 2 * ALL.len(), "every combination is listed");
+        for (transport, backend, want) in table {
+            assert_eq!(kind(transport, backend), want, "{transport:?} × {backend:?}");
+            assert_eq!(supports(transport, backend), want.is_some(), "{transport:?} × {backend:?}");
+        }
+    }
+
+    #[test]
+    fn for_target_builds_the_runner_for_the_executor_or_refuses() {
+        for backend in ALL {
+            for reach in [Reach::Local, Reach::Ssh(ssh_target())] {
+                let target = Target { executor: "ex-1".into(), reach: reach.clone(), backend };
+                match for_target(&target) {
+                    Ok(r) => {
+                        assert!(supports(reach.transport(), backend));
+                        assert_eq!(r.executor(), "ex-1", "evidence names the placed executor");
+                        let isolation = r.isolation();
+                        assert_eq!(isolation == Isolation::Process, !backend.is_vm(), "{backend:?} {reach:?}");
+                    }
+                    Err(e) => {
+                        assert!(!supports(reach.transport(), backend), "{backend:?} {reach:?}: {e:#}");
+                        let msg = format!("{e:#}");
+                        assert!(
+                            msg.contains(&format!("no runner runs backend `{}` over ssh", backend.as_str())),
+                            "{msg}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

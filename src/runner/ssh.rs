@@ -24,11 +24,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::contract::{self, StopSequence, shell_quote};
 use super::{Event, Exit, Job, Runner};
-use crate::bundle::model::Isolation;
-use crate::evidence::artifacts::{Environment, SshTarget};
-use crate::fleet::probe_ssh;
-use crate::sshx::{self, shell_quote};
+use crate::ssh::{self, platform};
+use crate::types::{Environment, Isolation, SshTarget};
 
 /// Connecting (TCP, handshake, host key, auth).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,7 +89,7 @@ impl SshRunner {
 
     /// `lost connection to NAME (user@host:port): why`.
     fn lost_message(&self, why: &str) -> String {
-        format!("lost connection to {} ({}): {why}", self.executor, sshx::display_target(&self.target))
+        format!("lost connection to {} ({}): {why}", self.executor, ssh::display_target(&self.target))
     }
 
     /// Send `sig` to the script's remote process group over a new channel.
@@ -98,7 +97,7 @@ impl SshRunner {
         let session = self.session()?;
         let dir = self.dir()?;
         session.set_blocking(true);
-        let res = sshx::exec(session, &signal_command(dir, sig), SIGNAL_TIMEOUT);
+        let res = ssh::exec(session, &signal_command(dir, sig), SIGNAL_TIMEOUT);
         session.set_blocking(false);
         res.map(|_| ())
     }
@@ -107,7 +106,7 @@ impl SshRunner {
     fn ping(&self) -> Result<()> {
         let session = self.session()?;
         session.set_blocking(true);
-        session.set_timeout(sshx::millis(PING_TIMEOUT));
+        session.set_timeout(ssh::millis(PING_TIMEOUT));
         let res = session.channel_session().and_then(|mut ch| ch.close());
         session.set_blocking(false);
         res.map_err(|e| anyhow::anyhow!("no answer within {}s ({})", PING_TIMEOUT.as_secs(), e.message()))
@@ -117,7 +116,7 @@ impl SshRunner {
     fn remove_remote(session: &Session, dir: &str, kill: bool) -> Result<()> {
         let rm = format!("rm -rf -- {}", shell_quote(dir));
         let cmd = if kill { format!("{}; {rm}", signal_command(dir, "KILL")) } else { rm };
-        sshx::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
+        ssh::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
     }
 }
 
@@ -140,36 +139,20 @@ fn safe_component(s: &str) -> String {
     if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') { "run".into() } else { cleaned }
 }
 
-fn valid_env_name(k: &str) -> bool {
-    let mut chars = k.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The env file sourced (with `set -a`) by the remote wrapper: the governed
 /// environment with the products dir pointed at the remote one, and
 /// host-specific variables taken from the remote login when it has them.
-fn env_file(env: &[(String, String)], remote_products: &str) -> String {
-    let mut out = String::from("# agentplane governed environment (removed once read)\n");
-    let mut seen_products = false;
-    for (k, v) in env {
-        if !valid_env_name(k) || k.starts_with("AP_R_") || v.contains('\0') {
-            continue;
-        }
-        let line = if k == "AGENTPLANE_PRODUCTS_DIR" {
-            seen_products = true;
-            format!("{k}={}\n", shell_quote(remote_products))
-        } else if HOST_SPECIFIC.contains(&k.as_str()) {
-            format!("{k}=${{AP_R_{k}-{}}}\n", shell_quote(v))
-        } else {
-            format!("{k}={}\n", shell_quote(v))
-        };
-        out.push_str(&line);
-    }
-    if !seen_products {
-        out.push_str(&format!("AGENTPLANE_PRODUCTS_DIR={}\n", shell_quote(remote_products)));
-    }
-    out
+fn env_file(env: &[(String, String)], remote_products: &str) -> contract::EnvFile {
+    // `AP_R_*` carry the login's values through the wrapper's `env -i`.
+    let env: Vec<(String, String)> = env.iter().filter(|(k, _)| !k.starts_with("AP_R_")).cloned().collect();
+    contract::env_file(
+        "# agentplane governed environment (removed once read)\n",
+        &env,
+        &[("AGENTPLANE_PRODUCTS_DIR", remote_products)],
+        |k, v| {
+            if HOST_SPECIFIC.contains(&k) { format!("${{AP_R_{k}-{}}}", shell_quote(v)) } else { shell_quote(v) }
+        },
+    )
 }
 
 /// The command the SSH server runs for the smoke script.
@@ -205,30 +188,16 @@ fn wrapper_command(dir: &str, script: &str) -> String {
     )
 }
 
-/// `SIGTERM` for 15, as the local runner names signals.
-fn signal_name(n: i32) -> String {
-    nix::sys::signal::Signal::try_from(n).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {n}"))
-}
-
-/// Where the runner is in stopping the script.
-enum Stop {
-    Running,
-    /// TERM sent at this instant.
-    Termed(Instant),
-    /// KILL sent at this instant.
-    Killed(Instant),
-}
-
 impl Runner for SshRunner {
     fn executor(&self) -> &str {
         &self.executor
     }
 
     fn prepare(&mut self, job: &Job, events: &mut dyn FnMut(Event)) -> Result<()> {
-        let who = sshx::display_target(&self.target);
+        let who = ssh::display_target(&self.target);
         events(Event::Status(format!("connecting to {} ({who})", self.executor)));
-        let session = sshx::connect(&self.target, CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
-        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        let session = ssh::connect(&self.target, CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
+        session.set_timeout(ssh::millis(STEP_TIMEOUT));
         // `Session` is a shared handle: keep one in `self` for later steps.
         self.session = Some(session.clone());
         let session = &session;
@@ -238,43 +207,40 @@ impl Runner for SshRunner {
         let dir = format!("/tmp/agentplane-{}", safe_component(&job.run_id));
         let setup = format!(
             "umask 077 && mkdir {d} && mkdir {d}/products && {}",
-            probe_ssh::UNAME_COMMAND,
+            platform::UNAME_COMMAND,
             d = shell_quote(&dir)
         );
-        let out = sshx::exec(session, &setup, STEP_TIMEOUT).context("cannot set up the remote run directory")?;
+        let out = ssh::exec(session, &setup, STEP_TIMEOUT).context("cannot set up the remote run directory")?;
         if out.status != 0 {
             bail!("cannot create `{dir}` on {}: {}", self.executor, out.stderr_str().trim());
         }
         self.remote_dir = Some(dir.clone());
-        let (platform, hostname) = probe_ssh::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
+        let (platform, hostname) = platform::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
         self.environment =
             Some(Environment { os: platform.os, arch: platform.arch, kernel: platform.kernel, hostname });
 
         events(Event::Status(format!("uploading bundle to {}:{dir}", self.executor)));
         let sftp = session.sftp().context("cannot start SFTP")?;
-        // Never upload evidence: the outDir (the products dir's parent) may sit
-        // inside the bundle. If that parent is the bundle dir itself, skip only
-        // the products dir.
-        let evidence = match job.products_dir.parent() {
-            Some(p) if p != job.bundle_dir => p.to_path_buf(),
-            _ => job.products_dir.clone(),
-        };
-        let bundle_dir = job.bundle_dir.clone();
-        let skip = move |rel: &Path| bundle_dir.join(rel).starts_with(&evidence);
-        let report = sshx::upload_dir(session, &sftp, &job.bundle_dir, Path::new(&format!("{dir}/bundle")), &skip)
-            .context("cannot upload the bundle")?;
+        // Never upload evidence: the outDir may sit inside the bundle.
+        let skip = |rel: &Path| !contract::ships(job, &job.bundle_dir.join(rel));
+        let staged = Path::new(&dir).join(contract::STAGED_BUNDLE);
+        let report =
+            ssh::upload_dir(session, &sftp, &job.bundle_dir, &staged, &skip).context("cannot upload the bundle")?;
         events(Event::Status(format!("uploaded {} files ({} bytes)", report.files, report.bytes)));
 
-        self.remote_script = match &job.script_in_bundle {
-            Some(rel) => format!("{dir}/bundle/{}", rel.to_string_lossy()),
-            None => {
-                let remote = format!("{dir}/smoke-script");
-                sshx::upload_file(&sftp, &job.script, Path::new(&remote)).context("cannot upload the smoke script")?;
-                remote
-            }
-        };
+        let script = contract::stage_script(job, Path::new(&dir), |from, to| {
+            ssh::upload_file(&sftp, from, to).context("cannot upload the smoke script").map(|_| ())
+        })?;
+        self.remote_script = script.to_string_lossy().into_owned();
 
         let env = env_file(&job.env, &format!("{dir}/products"));
+        if !env.skipped.is_empty() {
+            events(Event::Status(format!(
+                "environment variables not passed to {} (not shell names): {}",
+                self.executor,
+                env.skipped.join(", ")
+            )));
+        }
         let mut f = sftp
             .open_mode(
                 Path::new(&format!("{dir}/env")),
@@ -283,7 +249,7 @@ impl Runner for SshRunner {
                 ssh2::OpenType::File,
             )
             .context("cannot write the remote environment file")?;
-        std::io::Write::write_all(&mut f, env.as_bytes()).context("cannot write the remote environment file")?;
+        std::io::Write::write_all(&mut f, env.text.as_bytes()).context("cannot write the remote environment file")?;
         f.close().context("cannot write the remote environment file")?;
         Ok(())
     }
@@ -292,7 +258,7 @@ impl Runner for SshRunner {
         let cmd = wrapper_command(self.dir()?, &self.remote_script);
         let session = self.session()?;
         session.set_blocking(true);
-        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let mut channel = session.channel_session().context("cannot open an SSH channel")?;
         self.needs_kill = true;
         channel.exec(&cmd).context("cannot start the smoke script")?;
@@ -309,7 +275,7 @@ impl Runner for SshRunner {
         session.set_blocking(false);
 
         let mut exit = Exit::default();
-        let mut stop = Stop::Running;
+        let mut stop = StopSequence::new(job.grace);
         let mut buf = vec![0u8; 32 * 1024];
         let mut last_heard = Instant::now();
         let mut last_ping = Instant::now();
@@ -343,39 +309,33 @@ impl Runner for SshRunner {
             if eof {
                 match channel.wait_close() {
                     Ok(()) => break Ok(()),
-                    Err(e) if sshx::is_would_block(&e) => {}
+                    Err(e) if ssh::is_would_block(&e) => {}
                     Err(e) => break Err(e.message().to_string()),
                 }
             }
 
             // Deadline and cancellation: TERM, grace, KILL, then give up waiting.
             let canceled = job.cancel.load(Ordering::SeqCst);
-            match stop {
-                Stop::Running if canceled || now >= deadline => {
-                    exit.canceled = canceled;
-                    exit.timed_out = !canceled;
-                    if let Err(e) = self.signal_group("TERM") {
-                        break Err(format!("cannot stop the script: {e:#}"));
-                    }
-                    stop = Stop::Termed(Instant::now());
+            let stopping = canceled || now >= deadline;
+            if stopping && !stop.begun() {
+                exit.canceled = canceled;
+                exit.timed_out = !canceled;
+            }
+            if let Some(step) = stop.due(stopping, now) {
+                if let Err(e) = self.signal_group(step.name()) {
+                    break Err(format!("cannot stop the script: {e:#}"));
                 }
-                Stop::Termed(at) if at.elapsed() >= job.grace => {
-                    if let Err(e) = self.signal_group("KILL") {
-                        break Err(format!("cannot stop the script: {e:#}"));
-                    }
-                    stop = Stop::Killed(Instant::now());
-                }
-                Stop::Killed(at) if at.elapsed() >= AFTER_KILL => {
-                    // Something outside the group holds the output open; the
-                    // group itself is dead. Stop waiting.
-                    exit.signal = Some("SIGKILL".into());
-                    exit.error = Some(format!(
-                        "the smoke script's output stayed open {}s after SIGKILL; stopped waiting",
-                        AFTER_KILL.as_secs()
-                    ));
-                    return Ok(exit);
-                }
-                _ => {}
+                stop.sent(step);
+            }
+            if stop.killed_at().is_some_and(|at| at.elapsed() >= AFTER_KILL) {
+                // Something outside the group holds the output open; the
+                // group itself is dead. Stop waiting.
+                exit.signal = Some("SIGKILL".into());
+                exit.error = Some(format!(
+                    "the smoke script's output stayed open {}s after SIGKILL; stopped waiting",
+                    AFTER_KILL.as_secs()
+                ));
+                return Ok(exit);
             }
 
             // Silence: make sure the host is still there.
@@ -386,7 +346,7 @@ impl Runner for SshRunner {
                 last_ping = Instant::now();
             }
             if let Err(e) = session.keepalive_send()
-                && !sshx::is_would_block(&e)
+                && !ssh::is_would_block(&e)
             {
                 break Err(e.message().to_string());
             }
@@ -404,13 +364,13 @@ impl Runner for SshRunner {
         session.set_blocking(true);
         let status = channel.exit_status().unwrap_or(-1);
         let sig = channel.exit_signal().ok().and_then(|s| s.exit_signal);
-        let signaled = !matches!(stop, Stop::Running);
+        let signaled = stop.begun();
         if let Some(sig) = sig {
             // The exec'd script itself was killed (no setsid on the host).
             exit.signal = Some(format!("SIG{sig}"));
         } else if signaled && status > 128 {
             // The wrapper reports a killed script as 128 + signal.
-            exit.signal = Some(signal_name(status - 128));
+            exit.signal = Some(contract::signal_name(status - 128));
         } else {
             exit.code = Some(status);
         }
@@ -426,9 +386,9 @@ impl Runner for SshRunner {
         let dir = self.dir()?.to_string();
         let session = self.session()?;
         session.set_blocking(true);
-        session.set_timeout(sshx::millis(STEP_TIMEOUT));
+        session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let sftp = session.sftp().context("cannot start SFTP")?;
-        let report = sshx::download_dir(&sftp, Path::new(&format!("{dir}/products")), &job.products_dir)
+        let report = ssh::download_dir(&sftp, Path::new(&format!("{dir}/products")), &job.products_dir)
             .context("cannot download the products")?;
         if !report.skipped.is_empty() {
             bail!("products that are not files, directories or symlinks: {}", report.skipped.join(", "));
@@ -440,7 +400,7 @@ impl Runner for SshRunner {
         self.channel = None;
         let Some(dir) = self.remote_dir.take() else {
             if let Some(s) = self.session.take() {
-                sshx::disconnect(&s, Duration::from_secs(1));
+                ssh::disconnect(&s, Duration::from_secs(1));
             }
             return Ok(());
         };
@@ -448,14 +408,14 @@ impl Runner for SshRunner {
             (Some(s), None) => {
                 s.set_blocking(true);
                 let r = Self::remove_remote(&s, &dir, self.needs_kill);
-                sshx::disconnect(&s, Duration::from_secs(1));
+                ssh::disconnect(&s, Duration::from_secs(1));
                 r
             }
             // The old session is dead: one short attempt on a new one.
-            _ => match sshx::connect(&self.target, RECONNECT_TIMEOUT) {
+            _ => match ssh::connect(&self.target, RECONNECT_TIMEOUT) {
                 Ok(s) => {
                     let r = Self::remove_remote(&s, &dir, self.needs_kill);
-                    sshx::disconnect(&s, Duration::from_secs(1));
+                    ssh::disconnect(&s, Duration::from_secs(1));
                     r
                 }
                 Err(e) => Err(anyhow::Error::new(e)),
@@ -521,7 +481,9 @@ mod tests {
             ("AGENTPLANE_PRODUCTS_DIR".to_string(), "/local/products".to_string()),
             ("BAD-NAME".to_string(), "x".to_string()),
         ];
-        std::fs::write(format!("{dir}/env"), env_file(&env, &format!("{dir}/products"))).unwrap();
+        let file = env_file(&env, &format!("{dir}/products"));
+        assert_eq!(file.skipped, ["BAD-NAME"]);
+        std::fs::write(format!("{dir}/env"), file.text).unwrap();
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(wrapper_command(&dir, &format!("{dir}/bundle/smoke.sh")))

@@ -12,13 +12,14 @@ use std::sync::atomic::AtomicBool;
 use crate::bundle::digest;
 use crate::bundle::load_for_stage;
 use crate::error::{Problem, Refusal, RefusalCode};
-use crate::evidence::artifacts::{PlacementDetails, ReplayArtifact, Transport};
+use crate::evidence::artifacts::ReplayArtifact;
 use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
-use crate::fleet::inventory::Reach;
-use crate::runner;
+use crate::runner::contract;
+use crate::runner::{self, Reach, Target};
 use crate::stages::run::{self as run_stage, digest_tree};
+use crate::types::Backend;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -95,31 +96,25 @@ pub fn replay(
     // 3. Re-run into a scratch directory on the auditor's machine, unless
     //    `--executor` names one in an inventory: replay never logs in to a host
     //    just because the evidence recorded it (DESIGN §8).
-    let (executor, placed) = match opts.executor.as_deref() {
-        None | Some("local") => ("local".to_string(), PlacementDetails::default()),
-        Some(name) => {
-            let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
-            let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
-                Problem::error(format!("executor `{name}` is not in the inventory"))
-                    .hint("pass --executor local or a name from fleet/inventory.json")
-            })?;
-            let (transport, ssh) = match &e.reach {
-                Reach::Local => (Transport::Local, None),
-                Reach::Ssh(t) => (Transport::Ssh, Some(t.clone())),
-            };
-            (e.name.clone(), PlacementDetails { transport, ssh, ..PlacementDetails::default() })
-        }
-    };
-    let secrets = run_stage::resolve_secrets(&recorded.inputs.secrets_required)?;
+    let target = target(root, opts, b.bundle.spec.vm.backend_intent)?;
+    // The secret names come from the bundle, whose digest was just checked,
+    // never from the evidence (which could ask for any variable of ours).
+    let secrets = contract::resolve_secrets(b.bundle.secrets_required())?;
     let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
     std::fs::create_dir_all(&products)?;
-    let job =
-        run_stage::job_for(&b, &format!("replay-{}", crate::fsx::new_id()), &executor, &products, &secrets, cancel);
-    let mut r = run_stage::runner_for(&executor, &placed, b.bundle.spec.vm.backend_intent.is_vm());
+    let job = run_stage::job_for(
+        &b,
+        &format!("replay-{}", crate::fsx::new_id()),
+        &target.executor,
+        &products,
+        &secrets,
+        cancel,
+    );
+    let mut r = runner::for_target(&target)?;
     reporter.begin(super::Stage::Replay, &recorded.inputs.bundle_path);
     let outcome = runner::execute(r.as_mut(), &job, &mut |ev| {
-        super::report_event(reporter, run_stage::redact_event(ev, &secrets))
+        super::report_event(reporter, contract::redact_event(ev, &secrets))
     });
 
     // 4. Compare: the exit status always; every product when determinism is declared.
@@ -154,7 +149,7 @@ pub fn replay(
         verdict: if differences.is_empty() { ReplayVerdict::Match } else { ReplayVerdict::Diverged },
         bundle: recorded.bundle.clone(),
         bundle_digest: recorded.bundle_digest.clone(),
-        executor,
+        executor: target.executor.clone(),
         determinism_required: recorded.determinism_required,
         expected_exit_code: recorded.expected_exit_code,
         exit_code,
@@ -162,4 +157,42 @@ pub fn replay(
         differences,
         run_error: outcome.exit.error,
     })
+}
+
+/// Where the replay runs: this host, unless `--executor NAME` names an
+/// executor of the inventory (`local` is this host too).
+fn target(root: &Path, opts: &Options, backend: Backend) -> Result<Target> {
+    Ok(match opts.executor.as_deref() {
+        None | Some("local") => Target { executor: "local".into(), reach: Reach::Local, backend },
+        Some(name) => {
+            let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
+            let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
+                Problem::error(format!("executor `{name}` is not in the inventory"))
+                    .hint("pass --executor local or a name from fleet/inventory.json")
+            })?;
+            Target { executor: e.name.clone(), reach: e.reach.clone(), backend }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_runs_here_unless_an_inventory_executor_is_named() {
+        let root = tempfile::tempdir().unwrap();
+        let opts = |executor: Option<&str>| Options {
+            trusted: Vec::new(),
+            executor: executor.map(String::from),
+            inventory: None,
+        };
+        let pick = |executor| target(root.path(), &opts(executor), Backend::LimaProcess);
+        let here = Target { executor: "local".into(), reach: Reach::Local, backend: Backend::LimaProcess };
+        assert_eq!(pick(None).unwrap(), here, "by default: this host, whatever the evidence recorded");
+        assert_eq!(pick(Some("local")).unwrap(), here);
+        // The implicit inventory (no fleet/inventory.json) knows only `local`.
+        let err = pick(Some("elsewhere")).unwrap_err();
+        assert!(format!("{err:#}").contains("executor `elsewhere` is not in the inventory"), "{err:#}");
+    }
 }

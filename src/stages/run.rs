@@ -16,127 +16,14 @@ use crate::evidence::artifacts::{
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
-use crate::runner::{self, Event, Job, Outcome, Runner, VmSettings};
-
-/// Host variables a smoke script may see; everything else is dropped.
-pub const ENV_ALLOWLIST: &[&str] =
-    &["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "USER", "LOGNAME", "TMPDIR", "SHELL"];
-
-/// Between TERM and KILL at the deadline.
-pub const GRACE: Duration = Duration::from_secs(2);
+use crate::runner::contract::{GRACE, Secret, governed_env, redact, redact_event, resolve_secrets};
+use crate::runner::{self, Event, Job, Outcome, Reach, Target, VmSettings};
+use crate::types::Backend;
 
 /// Log files in the evidence directory.
 pub const STDOUT_LOG: &str = "run.stdout.log";
 pub const STDERR_LOG: &str = "run.stderr.log";
 pub const PRODUCTS_DIR: &str = "products";
-
-/// A secret given to the run: its name and value (never written anywhere).
-#[derive(Clone)]
-pub struct Secret {
-    pub name: String,
-    pub env_name: String,
-    pub value: String,
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({})", self.name)
-    }
-}
-
-/// Resolve every required secret from the environment before anything runs.
-/// `NAME` is taken from `$NAME`; `NAME_FILE` names a file whose contents are
-/// the secret, given to the script as `$NAME` (without `_FILE`).
-pub fn resolve_secrets(names: &[String]) -> Result<Vec<Secret>> {
-    let mut out = Vec::new();
-    for name in names {
-        let raw = std::env::var(name).ok().filter(|v| !v.is_empty());
-        let Some(raw) = raw else {
-            return Err(Problem::error(format!("required secret `{name}` is not set"))
-                .hint(if name.ends_with("_FILE") {
-                    format!("export {name}=/path/to/file holding the secret, then run again")
-                } else {
-                    format!("export {name}=… in the environment agentplane runs in, then run again")
-                })
-                .into());
-        };
-        let (env_name, value) = match name.strip_suffix("_FILE") {
-            Some(base) if !base.is_empty() => {
-                let v = std::fs::read_to_string(&raw).map_err(|e| {
-                    Problem::error(format!("secret `{name}`: cannot read `{raw}`: {e}"))
-                        .hint(format!("{name} must name a readable file holding the secret"))
-                })?;
-                (base.to_string(), v.trim_end_matches(['\n', '\r']).to_string())
-            }
-            _ => (name.clone(), raw),
-        };
-        out.push(Secret { name: name.clone(), env_name, value });
-    }
-    Ok(out)
-}
-
-/// The governed environment of DESIGN §6.
-pub fn governed_env(
-    b: &LoadedBundle,
-    run_id: &str,
-    executor: &str,
-    products: &Path,
-    secrets: &[Secret],
-) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> =
-        ENV_ALLOWLIST.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))).collect();
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
-    }
-    env.extend([
-        ("AGENTPLANE_RUN_ID".to_string(), run_id.to_string()),
-        ("AGENTPLANE_BUNDLE".into(), b.identity()),
-        ("AGENTPLANE_BUNDLE_NAME".into(), b.bundle.metadata.name.clone()),
-        ("AGENTPLANE_LANE".into(), b.bundle.lane().as_str().into()),
-        ("AGENTPLANE_EXECUTOR".into(), executor.into()),
-        ("AGENTPLANE_PRODUCTS_DIR".into(), products.display().to_string()),
-    ]);
-    for s in secrets {
-        env.push((s.env_name.clone(), s.value.clone()));
-    }
-    env
-}
-
-/// Replace every secret value in `data` with `[redacted:NAME]`. Values shorter
-/// than 3 bytes are left alone: redacting them would shred the log.
-pub fn redact(data: &[u8], secrets: &[Secret]) -> (Vec<u8>, bool) {
-    let mut out = data.to_vec();
-    let mut hit = false;
-    for s in secrets.iter().filter(|s| s.value.len() >= 3) {
-        let needle = s.value.as_bytes();
-        let mark = format!("[redacted:{}]", s.name).into_bytes();
-        let mut res = Vec::with_capacity(out.len());
-        let mut i = 0;
-        while i < out.len() {
-            if out[i..].starts_with(needle) {
-                res.extend_from_slice(&mark);
-                i += needle.len();
-                hit = true;
-            } else {
-                res.push(out[i]);
-                i += 1;
-            }
-        }
-        out = res;
-    }
-    (out, hit)
-}
-
-/// Redact a live output event before anyone sees it. (Per chunk: a secret
-/// split across two reads can reach the terminal; the logs, redacted whole,
-/// never hold it.)
-pub fn redact_event(ev: Event, secrets: &[Secret]) -> Event {
-    match ev {
-        Event::Stdout(d) => Event::Stdout(redact(&d, secrets).0),
-        Event::Stderr(d) => Event::Stderr(redact(&d, secrets).0),
-        s => s,
-    }
-}
 
 /// What `run` produced.
 #[derive(Debug)]
@@ -147,15 +34,22 @@ pub struct RunResult {
     pub success: bool,
 }
 
-/// Pick the runner for a decision: the backend decides VM or process, the transport where.
-pub fn runner_for(name: &str, details: &PlacementDetails, backend_is_vm: bool) -> Box<dyn Runner> {
-    if backend_is_vm {
-        return Box::new(runner::qemu::QemuRunner::new(name));
-    }
-    match (details.transport, &details.ssh) {
-        (Transport::Ssh, Some(t)) => Box::new(runner::ssh::SshRunner::new(name, t.clone())),
-        _ => Box::new(runner::local::LocalRunner::new(name)),
-    }
+/// Where the placement decision put the run: its executor, how it is
+/// reached and the backend, from which [`runner::for_target`] picks the runner.
+pub fn target_for(decision: &PlacementDecision, details: &PlacementDetails, backend: Backend) -> Result<Target> {
+    let reach = match (details.transport, &details.ssh) {
+        (Transport::Local, _) => Reach::Local,
+        (Transport::Ssh, Some(t)) => Reach::Ssh(t.clone()),
+        (Transport::Ssh, None) => {
+            return Err(Problem::error(format!(
+                "the placement decision reaches `{}` over ssh but records no SSH target",
+                decision.chosen_executor
+            ))
+            .hint("place the bundle again")
+            .into());
+        }
+    };
+    Ok(Target { executor: decision.chosen_executor.clone(), reach, backend })
 }
 
 /// Build the job for a bundle; `products` must be an empty directory.
@@ -265,7 +159,7 @@ pub fn run(
     std::fs::create_dir_all(&products).with_context(|| format!("cannot create `{}`", products.display()))?;
     let job = job_for(&b, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
     let placed = chain.load_details::<PlacementDecision>()?;
-    let mut runner = runner_for(&decision.chosen_executor, &placed, b.bundle.spec.vm.backend_intent.is_vm());
+    let mut runner = runner::for_target(&target_for(&decision, &placed, b.bundle.spec.vm.backend_intent)?)?;
 
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = runner::execute(runner.as_mut(), &job, &mut |ev| {
@@ -366,20 +260,4 @@ fn build_artifact(
         error: o.exit.error.clone(),
         bundle_extensions: crate::evidence::artifacts::bundle_extensions(&b.value),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_replaces_every_occurrence() {
-        let s = vec![Secret { name: "TOK".into(), env_name: "TOK".into(), value: "s3cret".into() }];
-        let (out, hit) = redact(b"a s3cret b s3crets3cret", &s);
-        assert!(hit);
-        assert_eq!(out, b"a [redacted:TOK] b [redacted:TOK][redacted:TOK]".to_vec());
-        let (out, hit) = redact(b"nothing here", &s);
-        assert!(!hit);
-        assert_eq!(out, b"nothing here".to_vec());
-    }
 }

@@ -74,6 +74,39 @@ fn isolation_and_kvm_policies_filter() {
     assert_eq!(d["rejected"][0]["code"], "isolation-too-weak");
 }
 
+/// A `qemu` bundle and an inventory whose only executor is an SSH host that
+/// lists `qemu`: no runner boots a VM over SSH yet, so placement must say so
+/// (before any probe: the host does not exist) rather than choose it and let
+/// the run boot QEMU on this host under the SSH executor's name.
+#[test]
+fn a_vm_backend_over_ssh_is_runner_unsupported() {
+    let r = Root::new();
+    r.keygen();
+    r.bundle("vm", "#!/bin/sh\n", |v| v["spec"]["vm"]["backendIntent"] = "qemu".into());
+    r.cmd(&["validate", "bundles/vm"]).ok();
+    let inv = r.inventory(
+        &[node("remote-vm", |n| {
+            n["sshRef"] = "agentplane@remote-vm.invalid:22".into();
+            n["supportedBackends"] = serde_json::json!(["qemu", "lima-process"]);
+            n["ssh"] = serde_json::json!({
+                "host": "remote-vm.invalid", "port": 22, "user": "agentplane",
+                "identityFile": "/nonexistent/id", "knownHostsFile": "/nonexistent/known_hosts"
+            });
+        })],
+        "remote-vm",
+    );
+    let d = r.cmd(&["--format", "json", "place", "bundles/vm", "--inventory", &inv]).failed().json();
+    assert!(d["chosenExecutor"].is_null(), "{d}");
+    let rejected = &d["rejected"][0];
+    assert_eq!(rejected["name"], "remote-vm", "{d}");
+    assert_eq!(rejected["code"], "runner-unsupported", "{d}");
+    assert!(rejected.to_string().contains("no runner runs backend `qemu` over ssh yet"), "{d}");
+
+    let out = r.cmd(&["place", "bundles/vm", "--inventory", &inv]).failed();
+    assert!(out.stdout.contains("remote-vm") && out.stdout.contains("runner-unsupported"), "{}", out.stdout);
+    assert!(!r.join("artifacts/vm/placement-decision.json").exists(), "nothing was placed");
+}
+
 #[test]
 fn pinning_by_flag_and_unknown_pins() {
     let r = validated();

@@ -26,13 +26,16 @@ use std::time::Duration;
 
 use super::cpio::NewcWriter;
 use crate::runner::Job;
+use crate::runner::contract::{self, EnvFile, shell_quote};
 
 /// The guest `/init`, compiled into the binary so the runner needs no asset files.
 pub const INIT: &[u8] = include_bytes!("../../../runners/qemu/init");
 
+/// The guest's run directory: the bundle and a script from outside it are
+/// staged in it as every runner stages them.
+const GUEST_RUN: &str = "/agentplane";
 pub const GUEST_BUNDLE: &str = "/agentplane/bundle";
 pub const GUEST_PRODUCTS: &str = "/agentplane/products";
-const GUEST_SCRIPT: &str = "/agentplane/smoke-script";
 /// What `PATH` is in the guest: where `busybox --install -s` puts the applets.
 pub const GUEST_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -62,17 +65,11 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
     b.w.file(b"etc/hosts", 0o644, b"127.0.0.1 localhost agentplane-vm\n")?;
     let mut skipped = Vec::new();
     if let Some(JobImage { job, modules }) = job {
-        // Never copy the run's own evidence: leave out the run directory (the
-        // products' parent) when it lies inside the bundle, as the local runner does.
-        let exclude = job.products_dir.parent().filter(|p| *p != job.bundle_dir).unwrap_or(&job.products_dir);
-        b.add_tree(&job.bundle_dir, GUEST_BUNDLE, Some(exclude))?;
-        let script = match &job.script_in_bundle {
-            Some(rel) => Path::new(GUEST_BUNDLE).join(rel),
-            None => {
-                b.add_host_file(&GUEST_SCRIPT.as_bytes()[1..], 0o755, &job.script)?;
-                PathBuf::from(GUEST_SCRIPT)
-            }
-        };
+        // Never copy the run's own evidence when the outDir lies inside the bundle.
+        b.add_tree(&job.bundle_dir, GUEST_BUNDLE, Some(contract::not_shipped(job)))?;
+        let script = contract::stage_script(job, Path::new(GUEST_RUN), |host, guest| {
+            b.add_host_file(&guest.as_os_str().as_bytes()[1..], 0o755, host)
+        })?;
         for m in modules {
             let name = m.file_name().context("a kernel module path has no file name")?;
             let mut guest = b"agentplane/modules/".to_vec();
@@ -81,9 +78,9 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
         }
         let settings = job_settings(&script, job.timeout, job.grace, job.vm.network);
         b.w.file(b"agentplane/job", 0o600, settings.as_bytes())?;
-        let (env, left_out) = env_file(&job.env);
-        skipped = left_out;
-        b.w.file(b"agentplane/env", 0o600, env.as_bytes())?;
+        let env = env_file(&job.env);
+        skipped = env.skipped;
+        b.w.file(b"agentplane/env", 0o600, env.text.as_bytes())?;
     }
     let mut out = b.w.finish().context("cannot write the initramfs")?;
     out.flush().context("cannot write the initramfs")?;
@@ -109,35 +106,9 @@ fn job_settings(script: &Path, timeout: Duration, grace: Duration, network: bool
 
 /// `/agentplane/env`: the governed environment with host paths replaced by
 /// their guest counterparts (`PATH`, `HOME`, `AGENTPLANE_PRODUCTS_DIR`).
-/// Returns the file and the names it had to leave out.
-pub fn env_file(env: &[(String, String)]) -> (String, Vec<String>) {
-    let mut s = String::new();
-    let mut skipped = Vec::new();
+pub fn env_file(env: &[(String, String)]) -> EnvFile {
     let guest = [("PATH", GUEST_PATH), ("HOME", "/root"), ("AGENTPLANE_PRODUCTS_DIR", GUEST_PRODUCTS)];
-    for (k, v) in env {
-        if guest.iter().any(|(g, _)| g == k) {
-            continue;
-        }
-        if !is_shell_name(k) {
-            skipped.push(k.clone());
-            continue;
-        }
-        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
-    }
-    for (k, v) in guest {
-        s.push_str(&format!("export {k}={}\n", shell_quote(v)));
-    }
-    (s, skipped)
-}
-
-fn is_shell_name(k: &str) -> bool {
-    let mut b = k.bytes();
-    b.next().is_some_and(|c| c == b'_' || c.is_ascii_alphabetic()) && b.all(|c| c == b'_' || c.is_ascii_alphanumeric())
-}
-
-/// Single-quote for sh: everything is literal except `'`, written as `'\''`.
-pub fn shell_quote(v: &str) -> String {
-    format!("'{}'", v.replace('\'', r"'\''"))
+    contract::env_file("", env, &guest, |_, v| shell_quote(v))
 }
 
 /// Keeps track of the directories written, since the kernel will not create
@@ -217,16 +188,6 @@ impl<W: Write> Builder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::VmSettings;
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
-    #[test]
-    fn quotes_for_the_shell() {
-        assert_eq!(shell_quote("plain"), "'plain'");
-        assert_eq!(shell_quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
-        assert_eq!(shell_quote(""), "''");
-    }
 
     #[test]
     fn env_file_maps_host_paths_and_skips_unnameable_variables() {
@@ -237,7 +198,7 @@ mod tests {
             ("BAD-NAME".into(), "x".into()),
             ("1X".into(), "x".into()),
         ];
-        let (s, skipped) = env_file(&env);
+        let EnvFile { text: s, skipped } = env_file(&env);
         assert_eq!(skipped, ["BAD-NAME", "1X"]);
         assert!(s.contains("export TOKEN='a'\\''b\nc'\n"), "{s}");
         assert!(s.contains(&format!("export PATH='{GUEST_PATH}'")));
@@ -265,17 +226,10 @@ mod tests {
         let busybox = t.path().join("busybox");
         std::fs::write(&busybox, "not really busybox").unwrap();
         let job = Job {
-            run_id: "r1".into(),
-            root: t.path().into(),
-            bundle_dir: bundle.clone(),
-            script: bundle.join("smoke.sh"),
-            script_in_bundle: Some("smoke.sh".into()),
-            products_dir: products,
             env: vec![("A".into(), "1".into())],
             timeout: Duration::from_millis(2500),
             grace: Duration::from_secs(5),
-            cancel: Arc::new(AtomicBool::new(false)),
-            vm: VmSettings::default(),
+            ..Job::for_test(&bundle, products)
         };
         let img = t.path().join("initramfs.cpio");
         write(&img, &busybox, Some(JobImage { job: &job, modules: &[] })).unwrap();

@@ -17,7 +17,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ fn probe(qemu: &Path, boot: &BootImage, busybox: &Path) -> Result<KvmVerdict> {
 fn cache_key(qemu: &Path, kernel: &Path) -> String {
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let stamp = |p: &Path| -> String {
-        let full = which(p).unwrap_or_else(|| p.to_path_buf());
+        let full = crate::runner::contract::which(p).unwrap_or_else(|| p.to_path_buf());
         let meta = std::fs::metadata(&full).ok();
         let mtime = meta
             .as_ref()
@@ -159,14 +159,6 @@ fn cache_key(qemu: &Path, kernel: &Path) -> String {
         format!("{}:{}:{}", full.display(), meta.map_or(0, |m| m.len()), mtime)
     };
     format!("{}|{}|{}", boot_id.trim(), stamp(qemu), stamp(kernel))
-}
-
-/// A bare command name resolved through `PATH`; paths are taken as they are.
-fn which(p: &Path) -> Option<PathBuf> {
-    if p.components().count() > 1 {
-        return Some(p.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|c| c.is_file())
 }
 
 fn read_cache(dir: &Path, key: &str) -> Option<KvmVerdict> {

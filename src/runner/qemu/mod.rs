@@ -26,7 +26,7 @@ mod kvm;
 pub use kvm::KvmVerdict;
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::kill;
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::fs::File;
@@ -36,9 +36,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
-use crate::bundle::model::Isolation;
-use crate::types::Environment;
+use crate::types::{Environment, Isolation};
 use channel::{ControlState, LineSplitter, Record, Tail};
 use kernel::BootImage;
 
@@ -153,11 +153,6 @@ fn qemu_command(
     cmd
 }
 
-/// Find a command on `PATH`.
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
 fn find_qemu() -> Result<PathBuf> {
     if let Some(q) = std::env::var_os("AGENTPLANE_QEMU").filter(|q| !q.is_empty()) {
@@ -167,7 +162,7 @@ fn find_qemu() -> Result<PathBuf> {
         }
         return Ok(q);
     }
-    which(QEMU).with_context(|| format!("`{QEMU}` is not on PATH; {INSTALL_HINT}"))
+    contract::which(QEMU).with_context(|| format!("`{QEMU}` is not on PATH; {INSTALL_HINT}"))
 }
 
 /// A statically linked busybox: `$AGENTPLANE_BUSYBOX`, else `/bin/busybox`
@@ -275,20 +270,13 @@ impl QemuRunner {
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
-        if child.try_wait()?.is_some() {
-            return Ok(());
-        }
         let pid = Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
-        let _ = kill(pid, Signal::SIGTERM);
-        let end = Instant::now() + QEMU_STOP_GRACE;
-        while Instant::now() < end {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(POLL);
+        let send = |step: Stop| {
+            let _ = kill(pid, step.signal());
+        };
+        if contract::stop(QEMU_STOP_GRACE, POLL, send, || Ok(child.try_wait()?))?.is_none() {
+            child.wait().context("cannot reap QEMU")?;
         }
-        let _ = child.kill();
-        child.wait().context("cannot reap QEMU")?;
         Ok(())
     }
 
