@@ -116,6 +116,29 @@ impl Checkpoint {
         Checkpoint::parse_body(&opened.text)
     }
 
+    /// `verify --since`: check that this checkpoint (already opened) is the
+    /// head of `leaves` (all leaf hashes of the log) and that `older`, a
+    /// checkpoint seen earlier, is a prefix of it, through an RFC 6962
+    /// consistency proof. Refuses another origin, a shrunken log, and a
+    /// rewritten prefix (a fork).
+    pub fn check_extends(&self, older: &Checkpoint, leaves: &[Hash]) -> Result<()> {
+        if older.origin != self.origin {
+            bail!("the earlier checkpoint is for the log {:?}, this one for {:?}", older.origin, self.origin);
+        }
+        if self.size != leaves.len() as u64 {
+            bail!("the checkpoint says {} entries, the log has {}", self.size, leaves.len());
+        }
+        if self.root != super::merkle::root(leaves) {
+            bail!("the checkpoint root does not match the log's {} entries", leaves.len());
+        }
+        if older.size > self.size {
+            bail!("the log shrank: {} entries now, {} at the earlier checkpoint", self.size, older.size);
+        }
+        let proof = super::merkle::consistency_proof(leaves, older.size)?;
+        super::merkle::verify_consistency(older.size, self.size, &older.root, &self.root, &proof)
+            .with_context(|| format!("the log is not an extension of its earlier checkpoint at size {}", older.size))
+    }
+
     /// Refuse a checkpoint of another log.
     pub fn expect_origin(&self, origin: &str) -> Result<()> {
         if self.origin != origin {
@@ -199,6 +222,25 @@ mod tests {
         let body = Checkpoint::new(ORIGIN, 2, root).unwrap().body();
         let extra = format!("{signed}{}", note::signature_line(&body, "witness.example/w1", &other).unwrap());
         assert_eq!(Checkpoint::open(&extra, &t).unwrap().size, 2);
+    }
+
+    #[test]
+    fn extension_of_an_earlier_checkpoint() {
+        let leaves: Vec<_> = (0..10u8).map(|i| merkle::leaf_hash(&[i])).collect();
+        let at = |n: usize| Checkpoint::new(ORIGIN, n as u64, merkle::root(&leaves[..n])).unwrap();
+        let now = at(10);
+        for m in 0..=10 {
+            now.check_extends(&at(m), &leaves).unwrap();
+        }
+        let mut forked = leaves.clone();
+        forked[3][0] ^= 1;
+        let old_fork = Checkpoint::new(ORIGIN, 6, merkle::root(&forked[..6])).unwrap();
+        let err = format!("{:#}", now.check_extends(&old_fork, &leaves).unwrap_err());
+        assert!(err.contains("not an extension"), "{err}");
+        assert!(at(6).check_extends(&now, &leaves[..6]).is_err(), "shrunk");
+        assert!(now.check_extends(&at(4), &leaves[..9]).is_err(), "checkpoint is not of these leaves");
+        let other = Checkpoint::new("agentplane.socioprophet.org/evidence/run-2", 4, at(4).root).unwrap();
+        assert!(now.check_extends(&other, &leaves).is_err(), "another origin");
     }
 
     #[test]
