@@ -251,15 +251,17 @@ pub fn open(note: &str, trusted: &[NoteKey]) -> Result<Opened> {
     }
     let parsed = parse(note)?;
     let mut verified_by: Vec<String> = Vec::new();
+    let mut seen: Vec<(&str, [u8; 4])> = Vec::new();
     let mut unknown = 0;
     for sig in &parsed.signatures {
         let Some(k) = trusted.iter().find(|k| k.name == sig.name && k.key_hash() == sig.key_hash) else {
             unknown += 1;
             continue;
         };
-        if verified_by.contains(&k.name) {
+        if seen.contains(&(sig.name.as_str(), sig.key_hash)) {
             bail!("note is signed twice by the trusted key {:?}", k.name);
         }
+        seen.push((sig.name.as_str(), sig.key_hash));
         let raw: [u8; 64] = sig
             .sig
             .as_slice()
@@ -377,6 +379,22 @@ mod tests {
         assert!(parse(&huge).is_err());
         let many = format!("a\nb\n\n{}", format!("{line}\n").repeat(MAX_SIGNATURES + 1));
         assert!(parse(&many).unwrap_err().to_string().contains("more than"));
+    }
+
+    #[test]
+    fn rotated_keys_under_one_name_and_weak_keys() {
+        let (old, new) = (test_key(10), test_key(11));
+        let text = "rotating\n";
+        let note = format!("{}{}", sign(text, "log", &old).unwrap(), signature_line(text, "log", &new).unwrap());
+        let both =
+            [NoteKey::new("log", old.verifying_key()).unwrap(), NoteKey::new("log", new.verifying_key()).unwrap()];
+        assert_eq!(open(&note, &both).unwrap().verified_by, vec!["log", "log"]);
+        assert_eq!(open(&note, &both[1..]).unwrap().unknown, 1);
+        // The identity point is a small-order key: never trusted.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        assert!(NoteKey::new("log", weak).unwrap_err().to_string().contains("small order"));
     }
 
     #[test]
