@@ -6,6 +6,7 @@ pub mod chain;
 pub mod dsse;
 pub mod keys;
 pub mod statement;
+pub mod tlog;
 pub mod verify;
 
 /// The chain file in every evidence directory.
