@@ -465,6 +465,19 @@ pub struct Containment {
 
 wire_display!(Mechanism);
 
+/// The leak gate's receipt (RunArtifact `secretScan`): an exact-value scan of
+/// everything about to be signed, run before signing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretScan {
+    /// How many secrets were looked for (0: the bundle declares none).
+    pub secrets: u32,
+    /// Files scanned byte for byte (logs, products, the artifact itself).
+    pub files: u32,
+    /// Secret values found: always 0 in a written artifact (a find fails the run).
+    pub found: u32,
+}
+
 wire_display!(
     ArtifactKind,
     RunStatus,

@@ -6,7 +6,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::types::{ArtifactKind, Backend, Isolation, Lane, RejectCode, ReversalStatus, RunStatus, SessionStatus};
+use crate::types::{
+    ArtifactKind, Backend, Containment, Isolation, Lane, RejectCode, ReversalStatus, RunStatus, SecretScan,
+    SessionStatus,
+};
 pub use crate::types::{Check, Environment, SshTarget, Transport};
 
 /// An artifact: the file (exactly upstream's shape, so upstream's schema
@@ -234,6 +237,15 @@ pub struct RunArtifact {
     pub secrets_provided: Vec<String>,
     /// Files in which a secret value was found and redacted.
     pub redacted_in: Vec<String>,
+    /// Products renamed because their name held a secret value (the new names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_products: Vec<String>,
+    /// The exact-value scan of everything signed with this entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_scan: Option<SecretScan>,
+    /// What held the run's processes and what was found after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<Containment>,
     /// Why the runner itself failed (lost SSH host, VM did not boot, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

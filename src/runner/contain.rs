@@ -89,6 +89,8 @@ pub struct Held {
     /// id): in sweep mode, how an orphan re-parented to agentplane is known to
     /// belong to this run and not to something else agentplane started.
     marker: String,
+    /// The run's other processes at the last [`Held::look`].
+    seen: u32,
 }
 
 /// `pid:[4026532]` → 4026532
@@ -152,6 +154,7 @@ impl Held {
             note: plan.note.clone(),
             killed_at_end: 0,
             marker: marker.to_string(),
+            seen: 0,
         };
         if plan.mechanism == Mechanism::PidNamespace {
             let ours = ns_inode(Path::new("/proc/self/ns/pid"));
@@ -189,12 +192,26 @@ impl Held {
         }
     }
 
-    /// Signal every process of the run (TERM at the deadline, before the grace).
+    /// Signal every process of the run (TERM at the deadline, KILL after the
+    /// grace). In a namespace the wrapper is spared a TERM (its death would
+    /// KILL the run at once, skipping the grace); the script, the namespace's
+    /// init, receives TERM only if it traps it, as any init.
     pub fn signal_all(&self, sig: Signal) {
-        let _ = nix::sys::signal::killpg(self.leader, sig);
-        let _ = kill(self.leader, sig);
+        if self.mechanism != Mechanism::PidNamespace || sig == Signal::SIGKILL {
+            let _ = nix::sys::signal::killpg(self.leader, sig);
+            let _ = kill(self.leader, sig);
+        }
         for p in self.members() {
             let _ = kill(p, sig);
+        }
+    }
+
+    /// Count the run's processes now (while the script runs): in a namespace,
+    /// what the kernel kills when the script ends can only be counted before.
+    pub fn look(&mut self) {
+        if self.mechanism == Mechanism::PidNamespace {
+            // All but the script itself (the namespace's init).
+            self.seen = self.members().len().saturating_sub(1) as u32;
         }
     }
 
@@ -241,9 +258,13 @@ impl Held {
     }
 
     /// Note how many processes were left running when the script's leader
-    /// ended (before [`Held::teardown`] kills them).
+    /// ended (before [`Held::teardown`] kills them). In a namespace the kernel
+    /// has already killed them: the count is the last [`Held::look`].
     pub fn count_leftovers(&mut self) {
-        self.killed_at_end = self.members().len() as u32;
+        self.killed_at_end = match self.mechanism {
+            Mechanism::PidNamespace => self.seen.max(self.members().len() as u32),
+            _ => self.members().len() as u32,
+        };
     }
 
     pub fn mechanism(&self) -> Mechanism {
@@ -297,6 +318,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(alive(tag) >= 3, "the escapers did not start: the test would prove nothing");
+        held.look();
         child.wait().unwrap();
         held.count_leftovers();
         held.teardown()
@@ -313,6 +335,7 @@ mod tests {
         let tag = format!("agentplane-contain-ns-{}", std::process::id());
         let receipt = run_contained(plan, &tag);
         assert_eq!(receipt.mechanism, Mechanism::PidNamespace);
+        assert!(receipt.killed_at_end >= 3, "the escapers were seen before the kernel killed them: {receipt:?}");
         assert_eq!(receipt.survivors, 0, "{receipt:?}");
         assert!(receipt.checked);
         assert_eq!(alive(&tag), 0, "an escaper outlived the run");

@@ -11,6 +11,7 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::redactor::{Redactor, StreamRedactor};
 use super::{Event, Job};
 use crate::bundle::LoadedBundle;
 use crate::error::Problem;
@@ -195,40 +196,77 @@ pub fn shell_quote(s: &str) -> String {
 // ---------------------------------------------------------------------------
 // Redaction
 
+/// The redactor for a run's secrets (whole values and each line of a
+/// multi-line value, longest first: see `redactor.rs`).
+pub fn redactor(secrets: &[Secret]) -> Redactor {
+    Redactor::new(secrets.iter().map(|s| (s.name.as_str(), s.value.as_bytes())))
+}
+
 /// Replace every secret value in `data` with `[redacted:NAME]`. Values shorter
 /// than 3 bytes are left alone: redacting them would shred the log.
 pub fn redact(data: &[u8], secrets: &[Secret]) -> (Vec<u8>, bool) {
-    let mut out = data.to_vec();
-    let mut hit = false;
-    for s in secrets.iter().filter(|s| s.value.len() >= 3) {
-        let needle = s.value.as_bytes();
-        let mark = format!("[redacted:{}]", s.name).into_bytes();
-        let mut res = Vec::with_capacity(out.len());
-        let mut i = 0;
-        while i < out.len() {
-            if out[i..].starts_with(needle) {
-                res.extend_from_slice(&mark);
-                i += needle.len();
-                hit = true;
-            } else {
-                res.push(out[i]);
-                i += 1;
-            }
-        }
-        out = res;
-    }
-    (out, hit)
+    redactor(secrets).redact(data)
 }
 
-/// Redact a live output event before anyone sees it. (Per chunk: a secret
-/// split across two reads can reach the terminal; the logs, redacted whole,
-/// never hold it.)
-pub fn redact_event(ev: Event, secrets: &[Secret]) -> Event {
-    match ev {
-        Event::Stdout(d) => Event::Stdout(redact(&d, secrets).0),
-        Event::Stderr(d) => Event::Stderr(redact(&d, secrets).0),
-        s => s,
+/// Live output, redacted as it streams: a secret split across reads (or
+/// written one byte at a time) is held back until it can be replaced, so it
+/// never reaches a terminal.
+pub struct LiveRedactor<'r> {
+    out: StreamRedactor<'r>,
+    err: StreamRedactor<'r>,
+}
+
+impl<'r> LiveRedactor<'r> {
+    pub fn new(r: &'r Redactor) -> Self {
+        LiveRedactor { out: r.stream(), err: r.stream() }
     }
+
+    /// The event as it may be shown now (output may be held back).
+    pub fn event(&mut self, ev: Event) -> Event {
+        match ev {
+            Event::Stdout(d) => Event::Stdout(self.out.push(&d)),
+            Event::Stderr(d) => Event::Stderr(self.err.push(&d)),
+            s => s,
+        }
+    }
+
+    /// What is still held back, at the end of the run.
+    pub fn finish(&mut self) -> [Event; 2] {
+        [Event::Stdout(self.out.finish()), Event::Stderr(self.err.finish())]
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The interpreter
+
+/// The command that runs a smoke script, as its author wrote it: the
+/// interpreter its `#!` line names (`#!/usr/bin/env bash` included, with at
+/// most one argument, as the kernel reads it), else `/bin/sh` (DESIGN §6).
+pub fn interpreter(script_head: &[u8]) -> Vec<String> {
+    let first = script_head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let Some(rest) = first.strip_prefix(b"#!") else {
+        return vec!["/bin/sh".into()];
+    };
+    let line = String::from_utf8_lossy(rest);
+    let mut parts = line.trim().splitn(2, [' ', '\t']);
+    let Some(prog) = parts.next().filter(|p| !p.is_empty()) else {
+        return vec!["/bin/sh".into()];
+    };
+    let mut v = vec![prog.to_string()];
+    if let Some(arg) = parts.next().map(str::trim).filter(|a| !a.is_empty()) {
+        v.push(arg.to_string());
+    }
+    v
+}
+
+/// [`interpreter`] of a script file (its first 256 bytes; `/bin/sh` when unreadable).
+pub fn interpreter_of(script: &Path) -> Vec<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(f) = crate::fsx::open_regular(script, None) {
+        let _ = f.take(256).read_to_end(&mut head);
+    }
+    interpreter(&head)
 }
 
 // ---------------------------------------------------------------------------
@@ -472,10 +510,18 @@ mod tests {
         let (out, hit) = redact(b"42 s3cret", &s);
         assert!(hit);
         assert_eq!(out, b"42 [redacted:TOK]".to_vec());
-        let Event::Stderr(d) = redact_event(Event::Stderr(b"x s3cret".to_vec()), &s) else { panic!() };
+        let r = redactor(&s);
+        let mut live = LiveRedactor::new(&r);
+        let Event::Stderr(mut d) = live.event(Event::Stderr(b"x s3cret".to_vec())) else { panic!() };
+        let [_, Event::Stderr(rest)] = live.finish() else { panic!() };
+        d.extend(rest);
         assert_eq!(d, b"x [redacted:TOK]".to_vec());
-        let Event::Status(m) = redact_event(Event::Status("s3cret".into()), &s) else { panic!() };
+        let Event::Status(m) = live.event(Event::Status("s3cret".into())) else { panic!() };
         assert_eq!(m, "s3cret", "status lines are agentplane's own");
+        assert_eq!(interpreter(b"#!/usr/bin/env bash\nset -euo pipefail\n"), ["/usr/bin/env", "bash"]);
+        assert_eq!(interpreter(b"#! /bin/bash -e  \n"), ["/bin/bash", "-e"]);
+        assert_eq!(interpreter(b"echo no shebang\n"), ["/bin/sh"]);
+        assert_eq!(interpreter(b"#!\n"), ["/bin/sh"]);
         assert_eq!(format!("{:?}", s[1]), "Secret(TOK)", "Debug never shows a value");
     }
 

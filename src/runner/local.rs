@@ -1,9 +1,11 @@
 //! The local process runner, the embedded default: the smoke script runs on
-//! this host in its own process group, in a scratch copy of the bundle, with
-//! only the governed environment. When the deadline passes or the run is
-//! canceled the whole group gets TERM, then KILL after the grace period; when
-//! the script exits, anything it left running in its group is killed too, so
-//! no process survives the run.
+//! this host with the interpreter its `#!` line names, in a scratch copy of
+//! the bundle, with only the governed environment, contained as `contain.rs`
+//! describes (a PID namespace the kernel tears down as a whole, or the
+//! recorded fallback). When the deadline passes or the run is canceled every
+//! process of the run gets TERM, then KILL after the grace period; when the
+//! script exits, anything it left running is killed too, and a scan confirms
+//! that nothing survived before any log or product is collected.
 
 use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, killpg};
@@ -16,15 +18,20 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use super::contain::{self, Held};
 use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
-use crate::types::{Environment, Isolation};
+use crate::types::{Containment, Environment, Isolation};
 
 /// How often the stop sequence checks whether the script has ended.
 const STOP_POLL: Duration = Duration::from_millis(5);
+/// How often the run's processes are counted while it runs.
+const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 pub struct LocalRunner {
     executor: String,
+    held: Option<Held>,
+    receipt: Option<Containment>,
     scratch: Option<tempfile::TempDir>,
     script: PathBuf,
     cwd: PathBuf,
@@ -36,6 +43,8 @@ impl LocalRunner {
     pub fn new(executor: &str) -> LocalRunner {
         LocalRunner {
             executor: executor.to_string(),
+            held: None,
+            receipt: None,
             scratch: None,
             script: PathBuf::new(),
             cwd: PathBuf::new(),
@@ -129,8 +138,12 @@ impl Runner for LocalRunner {
     }
 
     fn start(&mut self, job: &Job) -> Result<()> {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg(&self.script)
+        let plan = contain::local_plan();
+        let interpreter = contract::interpreter_of(&self.script);
+        let argv: Vec<&str> = plan.prefix.iter().chain(&interpreter).map(String::as_str).collect();
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..])
+            .arg(&self.script)
             .arg(&job.products_dir)
             .current_dir(&self.cwd)
             .env_clear()
@@ -139,7 +152,9 @@ impl Runner for LocalRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd.spawn().context("cannot start /bin/sh for the smoke script")?;
+        let mut child =
+            cmd.spawn().with_context(|| format!("cannot start `{}` for the smoke script", argv.join(" ")))?;
+        self.held = Some(Held::new(plan, child.id(), &format!("AGENTPLANE_RUN_ID={}", job.run_id)));
         let (tx, rx) = mpsc::channel();
         reader(child.stdout.take().expect("piped"), tx.clone(), true);
         reader(child.stderr.take().expect("piped"), tx, false);
@@ -152,17 +167,33 @@ impl Runner for LocalRunner {
         let rx = self.rx.take().expect("started");
         let mut open = 2;
         let mut exit = Exit::default();
+        let mut last_look = Instant::now();
         let status = loop {
             if let Some(st) = self.child.as_mut().expect("started").try_wait()? {
                 break st;
+            }
+            // Who is in the run, now and then: in a namespace, what the
+            // kernel kills when the script ends can only be counted before.
+            if last_look.elapsed() >= LOOK_EVERY {
+                if let Some(h) = self.held.as_mut() {
+                    h.look();
+                }
+                last_look = Instant::now();
             }
             let canceled = job.cancel.load(Ordering::SeqCst);
             if canceled || Instant::now() >= deadline {
                 exit.canceled = canceled;
                 exit.timed_out = !canceled;
-                let group = self.pgid();
+                if let Some(h) = self.held.as_mut() {
+                    h.look();
+                }
+                let held = self.held.as_ref();
                 let child = self.child.as_mut().expect("started");
-                let send = |step: Stop| signal_group(group, step.signal());
+                let send = |step: Stop| {
+                    if let Some(h) = held {
+                        h.signal_all(step.signal());
+                    }
+                };
                 match contract::stop(job.grace, STOP_POLL, send, || Ok(child.try_wait()?))? {
                     Some(st) => break st,
                     None => break child.wait()?,
@@ -176,7 +207,12 @@ impl Runner for LocalRunner {
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(2)),
             }
         };
-        // Whatever the script left behind in its group dies with the run.
+        // Whatever the script left behind dies with the run, and a scan
+        // confirms it before anything is collected.
+        if let Some(mut h) = self.held.take() {
+            h.count_leftovers();
+            self.receipt = Some(h.teardown());
+        }
         self.signal_group(Signal::SIGKILL);
         // Drain the pipes: they close once the group is gone.
         let drain_end = Instant::now() + Duration::from_secs(2);
@@ -212,5 +248,9 @@ impl Runner for LocalRunner {
 
     fn environment(&self) -> Environment {
         super::host_environment()
+    }
+
+    fn containment(&self) -> Option<Containment> {
+        self.receipt.clone()
     }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::error::Problem;
-use crate::types::{Backend, Environment, Isolation, SshTarget, Transport};
+use crate::types::{Backend, Containment, Environment, Isolation, SshTarget, Transport};
 
 /// How an executor is reached.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +191,8 @@ pub struct Exit {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub exit: Exit,
+    /// What held the run and what was found after it (`None`: the run never started).
+    pub containment: Option<Containment>,
     pub isolation: Isolation,
     pub environment: Environment,
     pub started: std::time::SystemTime,
@@ -219,6 +221,12 @@ pub trait Runner {
     fn isolation(&self) -> Isolation;
     /// Kernel, arch and hostname of where the script ran.
     fn environment(&self) -> Environment;
+    /// The containment receipt (known after `wait`): which mechanism held the
+    /// run, what had to be killed at its end, and the survivors counted after.
+    /// `None` when the run never started or the runner cannot tell.
+    fn containment(&self) -> Option<Containment> {
+        None
+    }
 }
 
 /// Run `job` on `runner`: prepare, start, wait, collect, clean up.
@@ -241,7 +249,24 @@ pub fn execute(runner: &mut dyn Runner, job: &Job, events: &mut dyn FnMut(Event)
         Err(e) if exit.error.is_none() => Exit { error: Some(format!("cleanup failed: {e:#}")), ..exit },
         Err(_) => exit,
     };
-    Outcome { exit, isolation: runner.isolation(), environment: runner.environment(), started, duration: t0.elapsed() }
+    // A run whose processes were not all gone afterwards is not a run agentplane
+    // can vouch for: it fails, and says so (the receipt records the count).
+    let containment = runner.containment();
+    let exit = match &containment {
+        Some(c) if c.survivors > 0 && exit.error.is_none() => Exit {
+            error: Some(format!("{} process(es) of the run survived its teardown ({})", c.survivors, c.mechanism)),
+            ..exit
+        },
+        _ => exit,
+    };
+    Outcome {
+        exit,
+        containment,
+        isolation: runner.isolation(),
+        environment: runner.environment(),
+        started,
+        duration: t0.elapsed(),
+    }
 }
 
 /// This host's environment (for the local runner and as a fallback).

@@ -4,6 +4,7 @@
 //! progress through one [`Reporter`]; none of them prints.
 
 pub mod emit;
+pub mod hygiene;
 pub mod lifecycle;
 pub mod place;
 pub mod pointers;

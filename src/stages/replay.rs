@@ -113,9 +113,15 @@ pub fn replay(
     );
     let mut r = runner::for_target(&target)?;
     reporter.begin(super::Stage::Replay, &recorded.inputs.bundle_path);
-    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| {
-        super::report_event(reporter, contract::redact_event(ev, &secrets))
-    });
+    let redactor = contract::redactor(&secrets);
+    let mut live = contract::LiveRedactor::new(&redactor);
+    let outcome = runner::execute(r.as_mut(), &job, &mut |ev| super::report_event(reporter, live.event(ev)));
+    for ev in live.finish() {
+        super::report_event(reporter, ev);
+    }
+    // Compare like with like: the recorded products were redacted before they
+    // were digested, so the re-run's are too (names and contents).
+    super::hygiene::redact_products(&products, scratch.path(), &redactor)?;
 
     // 4. Compare: the exit status always; every product when determinism is declared.
     let exit_code = outcome.exit.code.map_or(-1, i64::from);

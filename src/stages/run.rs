@@ -16,7 +16,7 @@ use crate::evidence::artifacts::{
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
-use crate::runner::contract::{GRACE, Secret, governed_env, redact, redact_event, resolve_secrets};
+use crate::runner::contract::{self, GRACE, LiveRedactor, Secret, governed_env, resolve_secrets};
 use crate::runner::{self, Event, Job, Outcome, Reach, Target, VmSettings};
 use crate::types::Backend;
 
@@ -111,27 +111,6 @@ pub fn digest_tree(base: &Path, dir: &Path) -> Result<Vec<FileDigest>> {
     Ok(out)
 }
 
-/// Redact secret values inside product files in place; returns the files touched.
-fn redact_products(products: &Path, base: &Path, secrets: &[Secret]) -> Result<Vec<String>> {
-    let mut touched = Vec::new();
-    if secrets.is_empty() || !products.exists() {
-        return Ok(touched);
-    }
-    for e in walkdir::WalkDir::new(products) {
-        let e = e?;
-        if !e.file_type().is_file() {
-            continue;
-        }
-        let data = std::fs::read(e.path())?;
-        let (clean, hit) = redact(&data, secrets);
-        if hit {
-            fsx::write_atomic(e.path(), &clean)?;
-            touched.push(fsx::rel_to(base, e.path()));
-        }
-    }
-    Ok(touched)
-}
-
 /// Run the bundle at `arg` on the executor its chain's PlacementDecision chose.
 pub fn run(
     root: &Path,
@@ -161,6 +140,8 @@ pub fn run(
     let placed = chain.load_details::<PlacementDecision>()?;
     let mut runner = runner::for_target(&target_for(&decision, &placed, b.bundle.spec.vm.backend_intent)?)?;
 
+    let redactor = contract::redactor(&secrets);
+    let mut live = LiveRedactor::new(&redactor);
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let outcome = runner::execute(runner.as_mut(), &job, &mut |ev| {
         match &ev {
@@ -168,13 +149,19 @@ pub fn run(
             Event::Stderr(d) => err.extend_from_slice(d),
             Event::Status(_) => {}
         }
-        super::report_event(reporter, redact_event(ev, &secrets));
+        super::report_event(reporter, live.event(ev));
     });
-    let (out, out_hit) = redact(&out, &secrets);
-    let (err, err_hit) = redact(&err, &secrets);
+    for ev in live.finish() {
+        super::report_event(reporter, ev);
+    }
+    // Everything below happens after the runner confirmed containment (its
+    // teardown ran in `wait`): nothing of the run can write into the evidence now.
+    let (out, out_hit) = redactor.redact(&out);
+    let (err, err_hit) = redactor.redact(&err);
     fsx::write_atomic(&b.out_dir.join(STDOUT_LOG), &out)?;
     fsx::write_atomic(&b.out_dir.join(STDERR_LOG), &err)?;
-    let mut redacted_in = redact_products(&products, &b.out_dir, &secrets)?;
+    let redacted = super::hygiene::redact_products(&products, &b.out_dir, &redactor)?;
+    let mut redacted_in = redacted.contents;
     if out_hit {
         redacted_in.insert(0, STDOUT_LOG.into());
     }
@@ -182,9 +169,15 @@ pub fn run(
         redacted_in.insert(usize::from(out_hit), STDERR_LOG.into());
     }
     let product_digests = digest_tree(&b.out_dir, &products)?;
-    let artifact = build_artifact(&b, &decision, &digest.digest, &outcome, &product_digests, &secrets, redacted_in)?;
+    let mut artifact =
+        build_artifact(&b, &decision, &digest.digest, &outcome, &product_digests, &secrets, redacted_in)?;
+    artifact.renamed_products = redacted.renamed;
     let mut subjects = vec![STDOUT_LOG.to_string(), STDERR_LOG.to_string()];
     subjects.extend(product_digests.iter().map(|p| p.path.clone()));
+    // The leak gate: an exact-value scan of everything about to be signed.
+    let files: Vec<PathBuf> = subjects.iter().map(|s| b.out_dir.join(s)).collect();
+    let draft = serde_json::to_vec(&artifact)?;
+    artifact.secret_scan = Some(super::hygiene::leak_gate(&redactor, secrets.len(), &draft, &files, &subjects)?);
     let file = writer.write_artifact(&artifact, &subjects)?;
     let success = artifact.status == RunStatus::Success;
 
@@ -258,6 +251,9 @@ fn build_artifact(
         secrets_provided: secrets.iter().map(|s| s.name.clone()).collect(),
         redacted_in,
         error: o.exit.error.clone(),
+        renamed_products: Vec::new(),
+        secret_scan: None,
+        containment: o.containment.clone(),
         bundle_extensions: crate::evidence::artifacts::bundle_extensions(&b.value),
     })
 }
