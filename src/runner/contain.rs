@@ -209,9 +209,17 @@ impl Held {
     /// Count the run's processes now (while the script runs): in a namespace,
     /// what the kernel kills when the script ends can only be counted before.
     pub fn look(&mut self) {
-        if self.mechanism == Mechanism::PidNamespace {
-            // All but the script itself (the namespace's init).
-            self.seen = self.members().len().saturating_sub(1) as u32;
+        if self.mechanism != Mechanism::PidNamespace {
+            return;
+        }
+        // Only a look taken while the script (the namespace's init, the
+        // wrapper's child) still runs counts: once it has ended the kernel
+        // is already killing the rest, and a later look would undercount.
+        let members = self.members();
+        let script_runs =
+            members.iter().any(|p| stat(*p).is_some_and(|(pp, st)| pp == self.leader.as_raw() && st != 'Z'));
+        if script_runs {
+            self.seen = members.len().saturating_sub(1) as u32;
         }
     }
 

@@ -44,7 +44,9 @@ pub fn redact_products(products: &Path, base: &Path, r: &Redactor) -> Result<Red
         // Redaction marks are `[redacted:NAME]`: never a `/`, so still one name.
         let to = p.with_file_name(String::from_utf8_lossy(&clean).replace('/', "_"));
         std::fs::rename(&p, &to).with_context(|| "cannot rename a product whose name holds a secret")?;
-        done.renamed.push(fsx::rel_to(base, &to));
+        // Its final name: its parents may be renamed after it (deepest first).
+        let rel = fsx::rel_to(base, &to);
+        done.renamed.push(String::from_utf8_lossy(&r.redact(rel.as_bytes()).0).into_owned());
     }
     for e in walkdir::WalkDir::new(products) {
         let e = e?;
@@ -122,7 +124,10 @@ mod tests {
         let done = redact_products(&products, d.path(), &red()).unwrap();
         assert_eq!(
             done.renamed,
-            vec!["products/dir-s3cret-value/[redacted:TOK].txt".to_string(), "products/dir-[redacted:TOK]".to_string()]
+            vec![
+                "products/dir-[redacted:TOK]/[redacted:TOK].txt".to_string(),
+                "products/dir-[redacted:TOK]".to_string()
+            ]
         );
         let f = products.join("dir-[redacted:TOK]/[redacted:TOK].txt");
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "x [redacted:TOK] y");
