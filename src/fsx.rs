@@ -292,7 +292,13 @@ impl LstatCache {
 
 /// [`resolve_in_root`] sharing `lstat` results across calls.
 pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (PathBuf, bool) {
-    let Some(lexical) = normalize(root, Path::new(rel)) else {
+    resolve_path_in_root(root, Path::new(rel), cache)
+}
+
+/// [`resolve_in_root_cached`] for a path that need not be UTF-8 (a file name
+/// found on disk rather than written in a bundle).
+pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (PathBuf, bool) {
+    let Some(lexical) = normalize(root, rel) else {
         return (root.join(rel), false);
     };
     let (mut cur, first): (PathBuf, &Path) = match lexical.strip_prefix(root) {
@@ -344,6 +350,32 @@ pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (Pa
     (cur, inside)
 }
 
+/// Raw file-name bytes as text that shows every byte: valid UTF-8 stays as
+/// it is, except that a backslash is doubled and control characters and
+/// invalid bytes become `\xNN`. Distinct names stay distinct, and nothing in
+/// the result can steer a terminal.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    for b in c.to_string().bytes() {
+                        let _ = write!(out, "\\x{b:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// `path` relative to `root` with `/` separators, for display and evidence.
 pub fn rel_to(root: &Path, path: &Path) -> String {
     let p = path.strip_prefix(root).unwrap_or(path);
@@ -364,4 +396,17 @@ pub fn new_id() -> String {
     let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     format!("{}-{}", compact.to_lowercase(), hex::encode(b))
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::escape_bytes;
+
+    #[test]
+    fn escaping_shows_every_byte_and_keeps_names_apart() {
+        assert_eq!(escape_bytes("bundles/é.txt".as_bytes()), "bundles/é.txt");
+        assert_eq!(escape_bytes(b"a\xffb\xfe"), "a\\xffb\\xfe");
+        assert_eq!(escape_bytes(b"a\\xff"), "a\\\\xff");
+        assert_eq!(escape_bytes(b"\x1b[31mred\n"), "\\x1b[31mred\\x0a");
+    }
 }
