@@ -29,17 +29,66 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Append `line` plus a newline to `path` and fsync it.
+/// Append `line` plus a newline to `path` and fsync it, as one `write`.
+///
+/// The file only ever grows by whole lines: when the write is short or fails
+/// (a full disk) or the fsync fails, the file is cut back to its length
+/// before the append and the error returned, so a reader never meets a torn
+/// last line written by agentplane.
 pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open `{}` for appending", path.display()))?;
+    append_whole(&mut f, line).with_context(|| format!("cannot append to `{}`", path.display()))
+}
+
+/// What [`append_whole`] needs of a file (a trait so tests can make it fail).
+pub(crate) trait LineFile {
+    fn len(&self) -> std::io::Result<u64>;
+    fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+    fn sync(&self) -> std::io::Result<()>;
+    fn cut(&self, len: u64) -> std::io::Result<()>;
+}
+
+impl LineFile for File {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write(buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_all()
+    }
+    fn cut(&self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_all()
+    }
+}
+
+/// The line plus its newline in one write, then fsync; on any failure the
+/// file is cut back to its previous length and the first error returned.
+pub(crate) fn append_whole(f: &mut impl LineFile, line: &[u8]) -> std::io::Result<()> {
+    let before = f.len()?;
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line);
     buf.push(b'\n');
-    f.write_all(&buf).and_then(|_| f.sync_all()).with_context(|| format!("cannot append to `{}`", path.display()))
+    let result = match f.write_once(&buf) {
+        Ok(n) if n == buf.len() => f.sync(),
+        Ok(n) => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("only {n} of {} bytes were written", buf.len()),
+        )),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        // Best effort: if even the cut fails, the reader's torn-tail check says so.
+        let _ = f.cut(before);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Caps on what agentplane reads into memory from files it did not write
@@ -161,6 +210,20 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
         });
     }
     Ok(buf)
+}
+
+/// A secret named by a `NAME_FILE` variable: the operator's path, so its
+/// links are followed (mounted secrets are often links), but the file itself
+/// must be a regular one (a FIFO never blocks), UTF-8 and at most
+/// [`caps::DOCUMENT`].
+pub fn read_secret_file(path: &Path) -> Result<String, RegularError> {
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let bytes = read_regular(&real, caps::DOCUMENT).map_err(|e| RegularError { path: path.to_path_buf(), ..e })?;
+    String::from_utf8(bytes).map_err(|_| RegularError {
+        path: path.to_path_buf(),
+        kind: None,
+        io: Some(std::io::Error::new(std::io::ErrorKind::InvalidData, "the secret is not UTF-8")),
+    })
 }
 
 /// sha256 (hex) and length of a regular file, streamed (any size).
@@ -399,8 +462,62 @@ pub fn new_id() -> String {
 }
 
 #[cfg(test)]
-mod escape_tests {
-    use super::escape_bytes;
+mod more_tests {
+    use super::*;
+
+    /// A file that accepts `room` bytes, then fails like a full disk.
+    struct Full {
+        data: std::cell::RefCell<Vec<u8>>,
+        room: usize,
+        fail_sync: bool,
+    }
+
+    impl LineFile for Full {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.data.borrow().len() as u64)
+        }
+        fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            self.room -= n;
+            self.data.borrow_mut().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            if self.fail_sync { Err(std::io::Error::from_raw_os_error(nix::libc::EIO)) } else { Ok(()) }
+        }
+        fn cut(&self, len: u64) -> std::io::Result<()> {
+            self.data.borrow_mut().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_only_whole_lines() {
+        let mut f = Full { data: b"line 1\n".to_vec().into(), room: 12, fail_sync: false };
+        append_whole(&mut f, b"line 2").unwrap();
+        // A short write (the disk filled mid-line) is cut back.
+        assert!(append_whole(&mut f, b"line 3 is long").is_err());
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // A write refused outright leaves the file as it was.
+        assert_eq!(append_whole(&mut f, b"x").unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // So does a failed fsync after a whole write.
+        let mut f = Full { data: Vec::new().into(), room: 99, fail_sync: true };
+        assert!(append_whole(&mut f, b"x").is_err());
+        assert!(f.data.borrow().is_empty());
+    }
+
+    #[test]
+    fn appending_to_a_file_writes_whole_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("chain");
+        append_line(&p, b"a").unwrap();
+        append_line(&p, b"b").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"a\nb\n");
+    }
 
     #[test]
     fn escaping_shows_every_byte_and_keeps_names_apart() {

@@ -78,13 +78,23 @@ impl Chain {
     /// Read `dir/evidence.jsonl`; `None` when there is none.
     pub fn read(dir: &Path) -> Result<Option<Chain>> {
         let path = dir.join(CHAIN_FILE);
-        let bytes = match fs::read(&path) {
+        let bytes = match fsx::read_regular(&path, fsx::caps::CHAIN) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())));
-            }
+            Err(e) if e.kind == Some(fsx::NotRegular::Missing) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
+        if bytes.last().is_some_and(|b| *b != b'\n') {
+            // agentplane appends whole lines and cuts a failed append back
+            // (fsx::append_line), so a torn tail is an interrupted write
+            // (a crash, or a chain from before that guarantee), not tampering
+            // to be parsed as a bad envelope.
+            return Err(Problem::error(format!(
+                "`{}` ends in a partial line (a write was interrupted): start a new chain with `agentplane validate BUNDLE`",
+                path.display()
+            ))
+            .hint("validate keeps this chain under runs/ and starts a new one")
+            .into());
+        }
         let mut entries = Vec::new();
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
@@ -126,7 +136,7 @@ impl Chain {
             return Ok(None);
         };
         let path = dir.join(file);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = fsx::read_regular(&path, fsx::caps::DOCUMENT)?;
         let v =
             serde_json::from_slice(&bytes).with_context(|| format!("`{}` is not a valid {kind}", path.display()))?;
         Ok(Some(v))
@@ -261,7 +271,14 @@ impl<'k> ChainWriter<'k> {
         };
         let body = serde_json::to_vec(&statement)?;
         let line = serde_json::to_vec(&Envelope::sign(&body, self.signer))?;
-        fsx::append_line(&self.dir.join(CHAIN_FILE), &line)?;
+        fsx::append_line(&self.dir.join(CHAIN_FILE), &line).map_err(|e| {
+            Problem::error(format!(
+                "cannot add entry {} to the evidence chain in `{}` (the disk may be full): {e:#}",
+                self.seq,
+                self.dir.display()
+            ))
+            .hint("the chain was cut back to its last whole entry; free some space, then run the command again")
+        })?;
         self.named.extend(statement.subject.iter().map(|s| s.name.clone()));
         self.head = format!("sha256:{}", fsx::sha256_hex(&line));
         self.seq += 1;
@@ -491,6 +508,19 @@ mod tests {
         fs::remove_file(dir.join("HEAD")).unwrap();
         archive(dir).unwrap();
         assert!(!dir.join(CHAIN_FILE).exists() && dir.join(RUNS_DIR).is_dir());
+    }
+
+    #[test]
+    fn a_torn_tail_is_named_as_an_interrupted_write() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(CHAIN_FILE), "{\"payloadType\": \"x\"}\n{\"payl").unwrap();
+        let err = Chain::read(d.path()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("ends in a partial line (a write was interrupted)"), "{msg}");
+        assert!(msg.contains("agentplane validate BUNDLE") && !msg.contains("DSSE"), "{msg}");
+        // A new chain can still start there: the torn one is archived.
+        archive(d.path()).unwrap();
+        assert!(!d.path().join(CHAIN_FILE).exists());
     }
 
     #[test]
