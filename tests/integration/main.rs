@@ -4,6 +4,7 @@
 mod util;
 
 mod evidence;
+mod hostile;
 mod pipeline;
 mod place;
 mod qemu;
