@@ -13,7 +13,7 @@
 //! ```
 //! let err = agentplane::json::parse_strict(br#"{"a": {"b": 1, "b": 2}}"#).unwrap_err();
 //! assert_eq!(err.pointer.as_deref(), Some("/a/b"));
-//! assert_eq!((err.line, err.column), (1, 19));
+//! assert_eq!((err.line, err.column), (1, 18)); // just after the repeated key
 //! ```
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};

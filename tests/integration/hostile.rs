@@ -276,3 +276,132 @@ fn an_inventory_that_is_a_fifo_is_exit_2_not_a_hang() {
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("FIFO"), "{}", out.stderr);
 }
+
+mod properties {
+    //! Arbitrary input never panics the strict parser or the gates.
+
+    use agentplane::bundle::gates;
+    use agentplane::bundle::schema::SchemaChecker;
+    use proptest::prelude::*;
+
+    /// Bytes that are often almost JSON: fragments glued together.
+    fn jsonish() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(&b"{"[..]),
+            Just(&b"}"[..]),
+            Just(&b"["[..]),
+            Just(&b"]"[..]),
+            Just(&b","[..]),
+            Just(&b":"[..]),
+            Just(&b"\"spec\""[..]),
+            Just(&b"\"a\""[..]),
+            Just(&b"\"\\u00"[..]),
+            Just(&b"1e400"[..]),
+            Just(&b"-0.5"[..]),
+            Just(&b"null"[..]),
+            Just(&b"\xff"[..]),
+            Just(&b" \n"[..]),
+        ];
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            proptest::collection::vec(piece, 0..64).prop_map(|v| v.concat()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parse_strict_never_panics_and_agrees_with_serde_json(bytes in jsonish()) {
+            match agentplane::json::parse_strict(&bytes) {
+                // Whatever it accepts, serde_json reads as the same value.
+                Ok(v) => prop_assert_eq!(v, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()),
+                // Whatever it refuses is a duplicate key (which serde_json would
+                // take last-wins) or something serde_json refuses too.
+                Err(e) => prop_assert!(
+                    e.is_duplicate_key() || serde_json::from_slice::<serde_json::Value>(&bytes).is_err(),
+                    "{}", e
+                ),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn the_gates_never_panic_and_always_fail_junk(bytes in jsonish()) {
+            let d = tempfile::tempdir().unwrap();
+            let root = d.path().canonicalize().unwrap();
+            std::fs::create_dir_all(root.join("bundles/x")).unwrap();
+            let manifest = root.join("bundles/x/bundle.json");
+            std::fs::write(&manifest, &bytes).unwrap();
+            let checker = SchemaChecker::new().unwrap();
+            let report = gates::validate(&root, &manifest, &checker, true);
+            // Junk is never a valid bundle, and it always says why.
+            prop_assert!(!report.valid);
+            prop_assert!(report.checks.iter().any(|c| c.status == gates::Status::Fail));
+        }
+    }
+
+    /// Any JSON value.
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+            Just(serde_json::Value::from("../../etc/passwd")),
+            Just(serde_json::Value::from("/dev/zero")),
+            Just(serde_json::Value::from(".git")),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const FIELDS: &[&str] = &[
+        "/apiVersion",
+        "/metadata",
+        "/metadata/licensePolicy/allowAGPL",
+        "/spec/policy/maxRunSeconds",
+        "/spec/artifacts/outDir",
+        "/spec/smoke/script",
+        "/spec/vm",
+        "/spec/vm/mounts",
+        "/spec/vm/backendIntent",
+        "/spec/secrets/required",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn the_gates_never_panic_on_a_bundle_with_any_field_replaced(
+            field in proptest::sample::select(FIELDS),
+            replacement in value(),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let root = d.path().canonicalize().unwrap();
+            let mut v: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(crate::util::repo().join("bundles/example-agent/bundle.json")).unwrap(),
+            )
+            .unwrap();
+            let (parent, key) = field.rsplit_once('/').unwrap();
+            if let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent) {
+                m.insert(key.to_string(), replacement);
+            }
+            std::fs::create_dir_all(root.join("bundles/example-agent")).unwrap();
+            let manifest = root.join("bundles/example-agent/bundle.json");
+            std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+            let checker = SchemaChecker::new().unwrap();
+            let report = gates::validate(&root, &manifest, &checker, true);
+            prop_assert_eq!(report.valid, !report.checks.iter().any(|c| c.status == gates::Status::Fail));
+        }
+    }
+}
