@@ -306,7 +306,9 @@ pub struct Foreign {
 
 impl std::fmt::Display for Foreign {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` ({}) was not written by agentplane", self.path.display(), self.what)
+        use std::os::unix::ffi::OsStrExt;
+        let path = fsx::escape_bytes(self.path.as_os_str().as_bytes());
+        write!(f, "`{path}` ({}) was not written by agentplane", self.what)
     }
 }
 
