@@ -510,6 +510,46 @@ mod more_tests {
         assert!(f.data.borrow().is_empty());
     }
 
+    /// A 16 KiB tmpfs, unmounted on drop; `None` where mounting is not allowed.
+    struct TinyFs(tempfile::TempDir);
+
+    impl TinyFs {
+        fn mount() -> Option<TinyFs> {
+            let d = tempfile::tempdir().ok()?;
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+                .arg(d.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(TinyFs(d))
+        }
+    }
+
+    impl Drop for TinyFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn a_full_disk_mid_line_leaves_the_file_as_it_was() {
+        let Some(fs_) = TinyFs::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root); append_whole's own test covers the logic");
+            return;
+        };
+        let chain = fs_.0.path().join("evidence.jsonl");
+        append_line(&chain, b"line 1").unwrap();
+        // Fill the rest of the file system.
+        let mut filler = File::create(fs_.0.path().join("filler")).unwrap();
+        while filler.write(&[b'x'; 4096]).is_ok_and(|n| n > 0) {}
+        let err = append_line(&chain, &[b'y'; 10_000]).unwrap_err();
+        assert!(format!("{err:#}").contains("evidence.jsonl"), "{err:#}");
+        let left = fs::read(&chain).unwrap();
+        assert!(left == b"line 1\n", "the file was not cut back: {} bytes", left.len());
+    }
+
     #[test]
     fn appending_to_a_file_writes_whole_lines() {
         let d = tempfile::tempdir().unwrap();
