@@ -479,7 +479,8 @@ pub fn out_dir_misplaced(root: &Path, bundle_dir: &Path, resolved: &Path) -> Opt
     if let Some(first) = parts.next().and_then(|c| c.to_str())
         && RESERVED_DIRS.contains(&first)
     {
-        return Some(format!("outDir is in `{first}/`, which holds the project's own files, never evidence"));
+        let is = if rel.components().count() == 1 { "is" } else { "is inside" };
+        return Some(format!("outDir {is} `{first}/`, which holds the project's own files, never evidence"));
     }
     if let Some(c) = rel.components().map(|c| c.as_os_str()).find(|c| *c == ".git" || *c == ".agentplane") {
         return Some(format!("outDir is in a `{}` folder, never evidence", c.to_string_lossy()));
@@ -571,6 +572,26 @@ mod tests {
         assert!(is_secret_key("db_password"));
         assert!(!is_secret_key("secretRefRoot"));
         assert!(!is_secret_key("tokenRef"));
+    }
+
+    #[test]
+    fn misplaced_out_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let bundle = root.join("bundles/a");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::create_dir_all(root.join("bundles/b")).unwrap();
+        std::fs::write(root.join("bundles/b/bundle.json"), "{}").unwrap();
+        let why = |rel: &str| out_dir_misplaced(&root, &bundle, &root.join(rel));
+        for bad in ["bundles", "bundles/a", ".git", "src/x", "state/pointers", "vendor/dep/.git/x", "bundles/b"] {
+            assert!(why(bad).is_some(), "{bad}");
+        }
+        assert!(out_dir_misplaced(&root, &bundle, &root).is_some());
+        assert!(why(".agentplane/keys").unwrap().contains("is inside `.agentplane/`"));
+        assert!(why("fleet").unwrap().contains("is `fleet/`"));
+        for good in ["artifacts/a", "bundles/a/out", "out/src"] {
+            assert_eq!(why(good), None, "{good}");
+        }
     }
 
     #[test]
