@@ -165,21 +165,27 @@ pub fn validate_cached(
             report.out_dir = out_dir.filter(|_| out_safe);
         }
         Ok(None) => {}
-        Err(e) => match e.downcast_ref::<super::digest::BundleFilesError>() {
-            Some(bad) => {
-                for f in &bad.files {
-                    let (gate, msg) = if f.escapes {
-                        (Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why))
-                    } else {
-                        (Gate::Parse, format!("`{}` {}; a bundle holds only regular files", f.path, f.why))
-                    };
-                    report.checks.push(Check::fail(gate, msg, None));
-                }
-            }
-            None => {
-                report.checks.push(Check::fail(Gate::Parse, format!("cannot digest the bundle directory: {e:#}"), None))
-            }
-        },
+        Err(e) => {
+            let fails: Vec<Check> = match e.downcast_ref::<super::digest::BundleFilesError>() {
+                Some(bad) => bad
+                    .files
+                    .iter()
+                    .map(|f| match f.escapes {
+                        true => Check::fail(Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why), None),
+                        false => Check::fail(
+                            Gate::Parse,
+                            format!("`{}` {}; a bundle holds only regular files", f.path, f.why),
+                            None,
+                        ),
+                    })
+                    .collect(),
+                None => vec![Check::fail(Gate::Parse, format!("cannot digest the bundle directory: {e:#}"), None)],
+            };
+            // A gate that failed here did not pass: drop its pass, keep gate order.
+            report.checks.retain(|c| c.status != Status::Pass || !fails.iter().any(|f| f.name == c.name));
+            report.checks.extend(fails);
+            report.checks.sort_by_key(|c| Gate::ALL.iter().position(|g| *g == c.name));
+        }
     }
     report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
     if report.valid {

@@ -48,15 +48,16 @@ fn listing(dir: &Path) -> BTreeMap<Vec<u8>, String> {
     out
 }
 
-/// The checks named `gate` that failed in a `--format json validate` document.
+/// The checks named `gate` that failed in a `--format json validate` document
+/// (a gate that failed never also reports a pass).
 fn failing(doc: &serde_json::Value, gate: &str) -> Vec<serde_json::Value> {
-    doc["bundles"][0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["name"] == gate && c["status"] == "fail")
-        .cloned()
-        .collect()
+    let checks = doc["bundles"][0]["checks"].as_array().unwrap();
+    let of = |status: &str| -> Vec<serde_json::Value> {
+        checks.iter().filter(|c| c["name"] == gate && c["status"] == status).cloned().collect()
+    };
+    let fails = of("fail");
+    assert!(fails.is_empty() || of("pass").is_empty(), "{gate} both passed and failed: {checks:#?}");
+    fails
 }
 
 /// A key, a bundle `evil` whose outDir is `out_dir`, and files in that dir.
