@@ -39,15 +39,17 @@ pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
         if !entry.file_type().is_dir() {
             continue;
         }
-        if skipped(&entry) {
+        // A directory holding bundle.json is a bundle: one stat instead of
+        // listing it, and no descent into its contents. This comes before the
+        // skips, which a bundle's author controls (its name, an
+        // evidence.jsonl beside the manifest): no bundle hides from CI that way.
+        let manifest = entry.path().join("bundle.json");
+        if entry.depth() > 0 && entry.file_name() != ".git" && present(&manifest) {
+            found.push(manifest);
             walk.skip_current_dir();
             continue;
         }
-        // A directory holding bundle.json is a bundle: one stat instead of
-        // listing it, and no descent into its contents.
-        let manifest = entry.path().join("bundle.json");
-        if entry.depth() > 0 && present(&manifest) {
-            found.push(manifest);
+        if skipped(&entry) {
             walk.skip_current_dir();
         }
     }

@@ -406,3 +406,27 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_bundle_cannot_hide_from_a_tree_validation() {
+    // A manifest beside an evidence.jsonl, or in a folder named like one
+    // validate skips, is still found and checked.
+    let r = Root::new();
+    for name in ["hidden", "target", "node_modules", "artifacts"] {
+        r.bundle(name, "#!/bin/sh\n", |v| v["metadata"]["licensePolicy"]["allowAGPL"] = true.into());
+    }
+    r.write("bundles/hidden/evidence.jsonl", "");
+    let doc = run_bounded(&r, &["--format", "json", "validate", "--check", "bundles/"]).json();
+    let mut paths: Vec<&str> = doc["bundles"].as_array().unwrap().iter().map(|b| b["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "bundles/artifacts/bundle.json",
+            "bundles/hidden/bundle.json",
+            "bundles/node_modules/bundle.json",
+            "bundles/target/bundle.json"
+        ]
+    );
+    assert_eq!(doc["valid"], false);
+}
