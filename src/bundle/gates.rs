@@ -92,8 +92,13 @@ pub fn validate_cached(
     let (bytes, value) = match load::read_manifest(&manifest) {
         Ok(bv) => bv,
         Err(e) => {
-            let msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
-            let pointer = e.chain().find_map(|c| c.downcast_ref::<crate::json::StrictJsonError>()?.pointer.clone());
+            let mut msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
+            let strict = e.chain().find_map(|c| c.downcast_ref::<crate::json::StrictJsonError>());
+            let pointer = strict.and_then(|s| s.pointer.clone());
+            if let Some(s) = strict.filter(|s| s.pointer.is_some()) {
+                // The check carries the pointer; the message gives the position.
+                msg = format!("is not valid JSON: {} (line {}, column {})", s.message, s.line, s.column);
+            }
             report.checks.push(Check::fail(Gate::Parse, msg, pointer.as_deref()));
             return report;
         }
