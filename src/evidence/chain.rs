@@ -168,6 +168,14 @@ impl<'k> ChainWriter<'k> {
         }
         let lock = DirLock::acquire(dir)?;
         archive(dir)?;
+        // The marker exists before any artifact does: a crash between an
+        // artifact and its entry leaves a directory still recognised as evidence.
+        let chain = dir.join(CHAIN_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&chain)
+            .with_context(|| format!("cannot create `{}`", chain.display()))?;
         Ok(ChainWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -442,9 +450,22 @@ fn archive(dir: &Path) -> Result<()> {
         n += 1;
     }
     fs::create_dir_all(&dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
+    // The chain file is the marker of evidence (first_foreign): hard-link it
+    // into the archive first and remove it last, so that neither directory is
+    // ever seen holding artifacts without it (by a concurrent `validate`, or
+    // after a crash mid-move). Where links are not supported it is moved in turn.
+    let chain = dir.join(CHAIN_FILE);
+    let linked =
+        fs::symlink_metadata(&chain).is_ok_and(|m| m.is_file()) && fs::hard_link(&chain, dest.join(CHAIN_FILE)).is_ok();
     for p in leftovers {
+        if linked && p == chain {
+            continue;
+        }
         let target = dest.join(p.file_name().expect("read_dir entries have names"));
         fs::rename(&p, &target).with_context(|| format!("cannot move `{}` to `{}`", p.display(), target.display()))?;
+    }
+    if linked {
+        fs::remove_file(&chain).with_context(|| format!("cannot remove `{}`", chain.display()))?;
     }
     fsx::sync_dir(dir);
     Ok(())
@@ -510,6 +531,9 @@ mod tests {
         fs::remove_file(dir.join("HEAD")).unwrap();
         archive(dir).unwrap();
         assert!(!dir.join(CHAIN_FILE).exists() && dir.join(RUNS_DIR).is_dir());
+        let run = fs::read_dir(dir.join(RUNS_DIR)).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(fs::read(run.join(CHAIN_FILE)).unwrap(), b"torn", "the chain went with its run");
+        assert_eq!(first_foreign(dir).unwrap(), None);
     }
 
     #[test]
