@@ -46,17 +46,66 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
-/// Append `line` plus a newline to `path` and fsync it.
+/// Append `line` plus a newline to `path` and fsync it, as one `write`.
+///
+/// The file only ever grows by whole lines: when the write is short or fails
+/// (a full disk) or the fsync fails, the file is cut back to its length
+/// before the append and the error returned, so a reader never meets a torn
+/// last line written by agentplane.
 pub fn append_line(path: &Path, line: &[u8]) -> Result<()> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open `{}` for appending", path.display()))?;
+    append_whole(&mut f, line).with_context(|| format!("cannot append to `{}`", path.display()))
+}
+
+/// What [`append_whole`] needs of a file (a trait so tests can make it fail).
+pub(crate) trait LineFile {
+    fn len(&self) -> std::io::Result<u64>;
+    fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize>;
+    fn sync(&self) -> std::io::Result<()>;
+    fn cut(&self, len: u64) -> std::io::Result<()>;
+}
+
+impl LineFile for File {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write(buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_all()
+    }
+    fn cut(&self, len: u64) -> std::io::Result<()> {
+        self.set_len(len)?;
+        self.sync_all()
+    }
+}
+
+/// The line plus its newline in one write, then fsync; on any failure the
+/// file is cut back to its previous length and the first error returned.
+pub(crate) fn append_whole(f: &mut impl LineFile, line: &[u8]) -> std::io::Result<()> {
+    let before = f.len()?;
     let mut buf = Vec::with_capacity(line.len() + 1);
     buf.extend_from_slice(line);
     buf.push(b'\n');
-    f.write_all(&buf).and_then(|_| f.sync_all()).with_context(|| format!("cannot append to `{}`", path.display()))
+    let result = match f.write_once(&buf) {
+        Ok(n) if n == buf.len() => f.sync(),
+        Ok(n) => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("only {n} of {} bytes were written", buf.len()),
+        )),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        // Best effort: if even the cut fails, the reader's torn-tail check says so.
+        let _ = f.cut(before);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// Caps on what agentplane reads into memory from files it did not write
@@ -178,6 +227,20 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
         });
     }
     Ok(buf)
+}
+
+/// A secret named by a `NAME_FILE` variable: the operator's path, so its
+/// links are followed (mounted secrets are often links), but the file itself
+/// must be a regular one (a FIFO never blocks), UTF-8 and at most
+/// [`caps::DOCUMENT`].
+pub fn read_secret_file(path: &Path) -> Result<String, RegularError> {
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let bytes = read_regular(&real, caps::DOCUMENT).map_err(|e| RegularError { path: path.to_path_buf(), ..e })?;
+    String::from_utf8(bytes).map_err(|_| RegularError {
+        path: path.to_path_buf(),
+        kind: None,
+        io: Some(std::io::Error::new(std::io::ErrorKind::InvalidData, "the secret is not UTF-8")),
+    })
 }
 
 /// sha256 (hex) and length of a regular file, streamed (any size).
@@ -309,7 +372,13 @@ impl LstatCache {
 
 /// [`resolve_in_root`] sharing `lstat` results across calls.
 pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (PathBuf, bool) {
-    let Some(lexical) = normalize(root, Path::new(rel)) else {
+    resolve_path_in_root(root, Path::new(rel), cache)
+}
+
+/// [`resolve_in_root_cached`] for a path that need not be UTF-8 (a file name
+/// found on disk rather than written in a bundle).
+pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (PathBuf, bool) {
+    let Some(lexical) = normalize(root, rel) else {
         return (root.join(rel), false);
     };
     let (mut cur, first): (PathBuf, &Path) = match lexical.strip_prefix(root) {
@@ -361,6 +430,32 @@ pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (Pa
     (cur, inside)
 }
 
+/// Raw file-name bytes as text that shows every byte: valid UTF-8 stays as
+/// it is, except that a backslash is doubled and control characters and
+/// invalid bytes become `\xNN`. Distinct names stay distinct, and nothing in
+/// the result can steer a terminal.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    for b in c.to_string().bytes() {
+                        let _ = write!(out, "\\x{b:02x}");
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// `path` relative to `root` with `/` separators, for display and evidence.
 pub fn rel_to(root: &Path, path: &Path) -> String {
     let p = path.strip_prefix(root).unwrap_or(path);
@@ -381,4 +476,111 @@ pub fn new_id() -> String {
     let ts = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = ts.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     format!("{}-{}", compact.to_lowercase(), hex::encode(b))
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    /// A file that accepts `room` bytes, then fails like a full disk.
+    struct Full {
+        data: std::cell::RefCell<Vec<u8>>,
+        room: usize,
+        fail_sync: bool,
+    }
+
+    impl LineFile for Full {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.data.borrow().len() as u64)
+        }
+        fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            self.room -= n;
+            self.data.borrow_mut().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            if self.fail_sync { Err(std::io::Error::from_raw_os_error(nix::libc::EIO)) } else { Ok(()) }
+        }
+        fn cut(&self, len: u64) -> std::io::Result<()> {
+            self.data.borrow_mut().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_only_whole_lines() {
+        let mut f = Full { data: b"line 1\n".to_vec().into(), room: 12, fail_sync: false };
+        append_whole(&mut f, b"line 2").unwrap();
+        // A short write (the disk filled mid-line) is cut back.
+        assert!(append_whole(&mut f, b"line 3 is long").is_err());
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // A write refused outright leaves the file as it was.
+        assert_eq!(append_whole(&mut f, b"x").unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // So does a failed fsync after a whole write.
+        let mut f = Full { data: Vec::new().into(), room: 99, fail_sync: true };
+        assert!(append_whole(&mut f, b"x").is_err());
+        assert!(f.data.borrow().is_empty());
+    }
+
+    /// A 16 KiB tmpfs, unmounted on drop; `None` where mounting is not allowed.
+    struct TinyFs(tempfile::TempDir);
+
+    impl TinyFs {
+        fn mount() -> Option<TinyFs> {
+            let d = tempfile::tempdir().ok()?;
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+                .arg(d.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(TinyFs(d))
+        }
+    }
+
+    impl Drop for TinyFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn a_full_disk_mid_line_leaves_the_file_as_it_was() {
+        let Some(fs_) = TinyFs::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root); append_whole's own test covers the logic");
+            return;
+        };
+        let chain = fs_.0.path().join("evidence.jsonl");
+        append_line(&chain, b"line 1").unwrap();
+        // Fill the rest of the file system.
+        let mut filler = File::create(fs_.0.path().join("filler")).unwrap();
+        while filler.write(&[b'x'; 4096]).is_ok_and(|n| n > 0) {}
+        let err = append_line(&chain, &[b'y'; 10_000]).unwrap_err();
+        assert!(format!("{err:#}").contains("evidence.jsonl"), "{err:#}");
+        let left = fs::read(&chain).unwrap();
+        assert!(left == b"line 1\n", "the file was not cut back: {} bytes", left.len());
+    }
+
+    #[test]
+    fn appending_to_a_file_writes_whole_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("chain");
+        append_line(&p, b"a").unwrap();
+        append_line(&p, b"b").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"a\nb\n");
+    }
+
+    #[test]
+    fn escaping_shows_every_byte_and_keeps_names_apart() {
+        assert_eq!(escape_bytes("bundles/é.txt".as_bytes()), "bundles/é.txt");
+        assert_eq!(escape_bytes(b"a\xffb\xfe"), "a\\xffb\\xfe");
+        assert_eq!(escape_bytes(b"a\\xff"), "a\\\\xff");
+        assert_eq!(escape_bytes(b"\x1b[31mred\n"), "\\x1b[31mred\\x0a");
+    }
 }

@@ -13,6 +13,7 @@ pub mod evidence;
 pub mod exit;
 pub mod fleet;
 pub mod fsx;
+pub mod json;
 pub mod output;
 pub mod runner;
 pub mod schema_tools;

@@ -252,18 +252,20 @@ pub enum Gate {
     MaxRunSeconds,
     SecretsAreRefs,
     PathsInsideRoot,
+    OutDirSafe,
     SmokeScriptPresent,
     BackendSupported,
 }
 
 impl Gate {
-    pub const ALL: [Gate; 8] = [
+    pub const ALL: [Gate; 9] = [
         Gate::Parse,
         Gate::Schema,
         Gate::LicensePolicy,
         Gate::MaxRunSeconds,
         Gate::SecretsAreRefs,
         Gate::PathsInsideRoot,
+        Gate::OutDirSafe,
         Gate::SmokeScriptPresent,
         Gate::BackendSupported,
     ];
@@ -276,6 +278,7 @@ impl Gate {
             Gate::MaxRunSeconds => "max-run-seconds",
             Gate::SecretsAreRefs => "secrets-are-refs",
             Gate::PathsInsideRoot => "paths-inside-root",
+            Gate::OutDirSafe => "out-dir-safe",
             Gate::SmokeScriptPresent => "smoke-script-present",
             Gate::BackendSupported => "backend-supported",
         }

@@ -5,18 +5,29 @@
 //! outDir when it lies inside the directory, plus the smoke script when it
 //! lives outside the directory. Modes are reduced to git's two classes
 //! (executable or not) so that a clone under another umask digests the same.
+//!
+//! Paths enter the digest as their raw bytes (a file name need not be UTF-8),
+//! so two names that only differ in invalid bytes are two files; they are
+//! shown escaped ([`crate::fsx::escape_bytes`]). Only regular files and
+//! symlinks that stay inside the bundle may be in it: a FIFO, socket or device
+//! anywhere, or a link leading out, is a [`BundleFilesError`] naming every one,
+//! never a hang. Contents are hashed as streams, never held whole.
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use walkdir::WalkDir;
 
+use crate::fsx;
+
 /// One file that went into the digest, with its own sha256 (to name changed files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestEntry {
+    /// Root-relative path, escaped for display ([`fsx::escape_bytes`]).
     pub path: String,
     pub mode: &'static str,
     pub sha256: String,
@@ -29,11 +40,101 @@ pub struct BundleDigest {
     pub files: Vec<DigestEntry>,
 }
 
+/// A file in a bundle that may not be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadFile {
+    /// Root-relative path, escaped for display.
+    pub path: String,
+    /// What is wrong, e.g. "is a FIFO (only regular files are read)".
+    pub why: String,
+    /// A symlink that leads out of the bundle (a path problem, not a content one).
+    pub escapes: bool,
+}
+
+/// Every file that kept the bundle from being digested.
+#[derive(Debug, Clone)]
+pub struct BundleFilesError {
+    pub files: Vec<BadFile>,
+}
+
+impl std::fmt::Display for BundleFilesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the bundle holds files agentplane will not read: ")?;
+        for (i, b) in self.files.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "`{}` {}", b.path, b.why)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BundleFilesError {}
+
 /// Compute the digest of the bundle in `dir`. `root` is the canonical root;
 /// `exclude` is the canonical outDir; `extra` are files outside `dir` that the
 /// bundle depends on (the smoke script), named root-relative.
 pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<BundleDigest> {
     compute_with(root, dir, exclude, extra, None)
+}
+
+/// Only the check of what lives in the bundle (no contents are read): the
+/// [`BundleFilesError`] that [`compute`] would return, if any.
+pub fn check_files(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<()> {
+    let (_, bad) = scan(root, dir, exclude)?;
+    if bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: bad }.into()) }
+}
+
+/// A file to digest: raw root-relative name, path, is a symlink.
+type Listed = (Vec<u8>, PathBuf, bool);
+
+fn name_of(root: &Path, p: &Path) -> Vec<u8> {
+    p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
+}
+
+/// Walk `dir` (not into `exclude`): the files to digest, and those that may not be there.
+fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<(Vec<Listed>, Vec<BadFile>)> {
+    let mut files = Vec::new();
+    let mut bad = Vec::new();
+    let walk = WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| exclude.is_none_or(|ex| !e.path().starts_with(ex)));
+    let links = fsx::LstatCache::default();
+    for entry in walk {
+        let entry = entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
+        let path = entry.path();
+        let ft = entry.file_type(); // from the directory listing: no extra stat
+        if ft.is_dir() {
+            continue;
+        }
+        let name = name_of(root, path);
+        if ft.is_symlink() {
+            // A link is digested as its target text; it must stay in the bundle.
+            let rel = path.strip_prefix(dir).unwrap_or(path);
+            let (resolved, inside) = fsx::resolve_path_in_root(dir, rel, &links);
+            if !inside {
+                bad.push(BadFile {
+                    path: fsx::escape_bytes(&name),
+                    why: format!(
+                        "is a symbolic link leading out of the bundle (to `{}`)",
+                        fsx::escape_bytes(resolved.as_os_str().as_bytes())
+                    ),
+                    escapes: true,
+                });
+                continue;
+            }
+        } else if !ft.is_file() {
+            let kind = fsx::open_regular(path, None).err().and_then(|e| e.kind);
+            let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
+            bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
+            continue;
+        }
+        files.push((name, path.to_path_buf(), ft.is_symlink()));
+    }
+    Ok((files, bad))
 }
 
 /// [`compute`], reusing bytes already read (e.g. the manifest) instead of reading them again.
@@ -44,58 +145,74 @@ pub fn compute_with(
     extra: &[PathBuf],
     known: Option<(&Path, &[u8])>,
 ) -> Result<BundleDigest> {
-    let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
-    for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
-        let entry = entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
-        let path = entry.path();
-        if let Some(ex) = exclude
-            && path.starts_with(ex)
-        {
-            continue;
-        }
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        // The entry's type comes from the directory listing: no extra stat.
-        files.push((crate::fsx::rel_to(root, path), path.to_path_buf(), entry.file_type().is_symlink()));
-    }
+    let (mut files, mut bad) = scan(root, dir, exclude)?;
     for p in extra {
-        if !p.starts_with(dir) && p.is_file() {
-            files.push((crate::fsx::rel_to(root, p), p.clone(), false));
+        if !p.starts_with(dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+            files.push((name_of(root, p), p.clone(), false));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    files.dedup_by(|a, b| a.0 == b.0);
+    files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
 
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
     let mut entries = Vec::with_capacity(files.len());
     for (name, path, is_link) in files {
-        let (mode, content) = if is_link {
-            let target = fs::read_link(&path)?;
-            ("link", target.to_string_lossy().into_owned().into_bytes())
+        let header = |total: &mut Sha256, mode: &str, len: u64| {
+            total.update(&name);
+            total.update([0]);
+            total.update(mode.as_bytes());
+            total.update([0]);
+            total.update(len.to_string().as_bytes());
+            total.update([0]);
+        };
+        let (mode, sha256) = if is_link {
+            let target = fs::read_link(&path).with_context(|| format!("cannot read link `{}`", path.display()))?;
+            let content = target.as_os_str().as_bytes();
+            header(&mut total, "link", content.len() as u64);
+            total.update(content);
+            ("link", fsx::sha256_hex(content))
+        } else if let Some((_, bytes)) = known.filter(|(p, _)| *p == path) {
+            let mode = match fs::metadata(&path) {
+                Ok(m) if m.permissions().mode() & 0o111 != 0 => "755",
+                _ => "644",
+            };
+            header(&mut total, mode, bytes.len() as u64);
+            total.update(bytes);
+            (mode, fsx::sha256_hex(bytes))
         } else {
-            let mut f = fs::File::open(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-            let meta = f.metadata().with_context(|| format!("cannot stat `{}`", path.display()))?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
-            let content = match known {
-                Some((p, bytes)) if p == path => bytes.to_vec(),
-                _ => {
-                    let mut buf = Vec::with_capacity(meta.len() as usize);
-                    f.read_to_end(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
-                    buf
+            let mut f = match fsx::open_regular(&path, None) {
+                Ok(f) => f,
+                Err(e) => {
+                    let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());
+                    bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
+                    continue;
                 }
             };
-            (mode, content)
+            let meta = f.metadata().with_context(|| format!("cannot stat `{}`", path.display()))?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
+            header(&mut total, mode, meta.len());
+            // Stream exactly the length the header promised: a file that
+            // shrinks while it is read is an error, one that grows is cut.
+            let mut own = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut left = meta.len();
+            let mut reader = (&mut f).take(left);
+            while left > 0 {
+                let n = reader.read(&mut buf).with_context(|| format!("cannot read `{}`", path.display()))?;
+                if n == 0 {
+                    anyhow::bail!("`{}` changed while it was being digested", path.display());
+                }
+                total.update(&buf[..n]);
+                own.update(&buf[..n]);
+                left -= n as u64;
+            }
+            (mode, hex::encode(own.finalize()))
         };
-        total.update(name.as_bytes());
-        total.update([0]);
-        total.update(mode.as_bytes());
-        total.update([0]);
-        total.update((content.len() as u64).to_string().as_bytes());
-        total.update([0]);
-        total.update(&content);
-        entries.push(DigestEntry { path: name, mode, sha256: crate::fsx::sha256_hex(&content) });
+        entries.push(DigestEntry { path: fsx::escape_bytes(&name), mode, sha256 });
+    }
+    if !bad.is_empty() {
+        return Err(BundleFilesError { files: bad }.into());
     }
     Ok(BundleDigest { digest: format!("sha256:{}", hex::encode(total.finalize())), files: entries })
 }
@@ -116,4 +233,65 @@ pub fn changed_files(recorded: &[DigestEntry], now: &[DigestEntry]) -> Vec<Strin
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn names_are_raw_bytes_and_never_merged() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let dir = root.join("b");
+        fs::create_dir(&dir).unwrap();
+        // Both names turn into "f\u{FFFD}" under a lossy conversion.
+        fs::write(dir.join(OsStr::from_bytes(b"f\xff")), "one").unwrap();
+        fs::write(dir.join(OsStr::from_bytes(b"f\xfe")), "two").unwrap();
+        let d1 = compute(&root, &dir, None, &[]).unwrap();
+        let names: Vec<&str> = d1.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names, ["b/f\\xfe", "b/f\\xff"]);
+        // Each file is in the digest: changing either changes it.
+        fs::write(dir.join(OsStr::from_bytes(b"f\xfe")), "TWO").unwrap();
+        let d2 = compute(&root, &dir, None, &[]).unwrap();
+        assert_ne!(d1.digest, d2.digest);
+        fs::write(dir.join(OsStr::from_bytes(b"f\xff")), "ONE").unwrap();
+        assert_ne!(d2.digest, compute(&root, &dir, None, &[]).unwrap().digest);
+    }
+
+    #[test]
+    fn utf8_names_digest_as_before() {
+        // The v1 encoding of a one-file bundle, spelled out: names, modes,
+        // lengths and contents, NUL-separated.
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        fs::create_dir(root.join("b")).unwrap();
+        fs::write(root.join("b/a.txt"), "hi").unwrap();
+        fs::set_permissions(root.join("b/a.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+        let want = fsx::sha256_hex(b"agentplane-bundle-digest/v1\nb/a.txt\x00644\x002\x00hi");
+        assert_eq!(compute(&root, &root.join("b"), None, &[]).unwrap().digest, format!("sha256:{want}"));
+    }
+
+    #[test]
+    fn special_files_and_outward_links_are_named_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let dir = root.join("b");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("ok"), "x").unwrap();
+        nix::unistd::mkfifo(&dir.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+        std::os::unix::fs::symlink("ok", dir.join("inside")).unwrap();
+        let err = compute(&root, &dir, None, &[]).unwrap_err();
+        let bad = err.downcast_ref::<BundleFilesError>().unwrap();
+        let got: Vec<(&str, bool)> = bad.files.iter().map(|b| (b.path.as_str(), b.escapes)).collect();
+        assert_eq!(got, [("b/pipe", false), ("b/zero", true)]);
+        assert!(bad.files[0].why.contains("FIFO"), "{}", bad.files[0].why);
+        assert!(check_files(&root, &dir, None).is_err());
+        fs::remove_file(dir.join("pipe")).unwrap();
+        fs::remove_file(dir.join("zero")).unwrap();
+        let ok = compute(&root, &dir, None, &[]).unwrap();
+        assert_eq!(ok.files.iter().map(|f| f.mode).collect::<Vec<_>>(), ["link", "644"]);
+    }
 }

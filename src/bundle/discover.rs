@@ -15,17 +15,21 @@ fn skipped(entry: &walkdir::DirEntry) -> bool {
         || entry.path().join("evidence.jsonl").exists()
 }
 
+/// Whether something that is not a directory is at `p` (a `bundle.json` that
+/// is a FIFO, device or link is still found, so the parse check reports it
+/// rather than the bundle silently vanishing; it is never opened here).
+fn present(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir())
+}
+
 /// Expand one argument: a `bundle.json` file, a bundle directory, or a tree.
 /// Returns `None` when the path does not exist.
 pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
-    if path.is_file() {
-        return Ok(Some(vec![path.to_path_buf()]));
-    }
     if !path.is_dir() {
-        return Ok(None);
+        return Ok(present(path).then(|| vec![path.to_path_buf()]));
     }
     let direct = path.join("bundle.json");
-    if direct.is_file() {
+    if present(&direct) {
         return Ok(Some(vec![direct]));
     }
     let mut found = Vec::new();
@@ -35,15 +39,17 @@ pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
         if !entry.file_type().is_dir() {
             continue;
         }
-        if skipped(&entry) {
+        // A directory holding bundle.json is a bundle: one stat instead of
+        // listing it, and no descent into its contents. This comes before the
+        // skips, which a bundle's author controls (its name, an
+        // evidence.jsonl beside the manifest): no bundle hides from CI that way.
+        let manifest = entry.path().join("bundle.json");
+        if entry.depth() > 0 && entry.file_name() != ".git" && present(&manifest) {
+            found.push(manifest);
             walk.skip_current_dir();
             continue;
         }
-        // A directory holding bundle.json is a bundle: one stat instead of
-        // listing it, and no descent into its contents.
-        let manifest = entry.path().join("bundle.json");
-        if entry.depth() > 0 && manifest.is_file() {
-            found.push(manifest);
+        if skipped(&entry) {
             walk.skip_current_dir();
         }
     }

@@ -5,6 +5,7 @@
 
 use serde::Deserialize as _;
 use serde_json::Value;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::load;
@@ -17,7 +18,9 @@ pub use crate::types::{Check, CheckStatus as Status, Gate};
 /// What to do about a failing gate, shown after it in human output.
 pub fn hint_for(gate: Gate) -> &'static str {
     match gate {
-        Gate::Parse => "bundle.json must be a UTF-8 JSON object (at most 8 MiB)",
+        Gate::Parse => {
+            "bundle.json must be a regular file holding UTF-8 JSON with no repeated keys (at most 16 MiB); a bundle holds only regular files and links that stay inside it"
+        }
         Gate::Schema => "see `agentplane schema bundle` for the bundle schema",
         Gate::LicensePolicy => "set metadata.licensePolicy.allowAGPL to false",
         Gate::MaxRunSeconds => "set spec.policy.maxRunSeconds to a whole number of seconds from 5 to 3600",
@@ -25,6 +28,9 @@ pub fn hint_for(gate: Gate) -> &'static str {
             "list secret names in spec.secrets.required and supply values at run time from the environment; never put secret values in a bundle"
         }
         Gate::PathsInsideRoot => "paths in a bundle are relative to the project root (--root) and must not leave it",
+        Gate::OutDirSafe => {
+            "set spec.artifacts.outDir to a folder of its own under the root, e.g. `artifacts/<bundle name>`: validate moves an earlier chain's files aside there, so it may hold nothing but agentplane's evidence"
+        }
         Gate::SmokeScriptPresent => "spec.smoke.script must name an existing file, relative to the project root",
         Gate::BackendSupported => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
     }
@@ -89,20 +95,27 @@ pub fn validate_cached(
     let (bytes, value) = match load::read_manifest(&manifest) {
         Ok(bv) => bv,
         Err(e) => {
-            let msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
-            report.checks.push(Check::fail(Gate::Parse, msg, None));
+            let mut msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
+            let strict = e.chain().find_map(|c| c.downcast_ref::<crate::json::StrictJsonError>());
+            let pointer = strict.and_then(|s| s.pointer.clone());
+            if let Some(s) = strict.filter(|s| s.pointer.is_some()) {
+                // The check carries the pointer; the message gives the position.
+                msg = format!("is not valid JSON: {} (line {}, column {})", s.message, s.line, s.column);
+            }
+            report.checks.push(Check::fail(Gate::Parse, msg, pointer.as_deref()));
             return report;
         }
     };
+    report.checks.push(Check::pass(Gate::Parse));
     if !value.is_object() {
+        // Readable JSON of the wrong shape is a schema problem, not a parse one.
         report.checks.push(Check::fail(
-            Gate::Parse,
+            Gate::Schema,
             format!("top level is {}, not an object", kind_of(&value)),
             Some(""),
         ));
         return report;
     }
-    report.checks.push(Check::pass(Gate::Parse));
     let name = value.pointer("/metadata/name").and_then(Value::as_str);
     let version = value.pointer("/metadata/version").and_then(Value::as_str);
     if let (Some(n), Some(v)) = (name, version) {
@@ -127,19 +140,21 @@ pub fn validate_cached(
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
-    report.checks.extend(paths_inside_root(&resolver, &value, manifest.parent().unwrap_or(root)));
+    let dir = manifest.parent().unwrap_or(root).to_path_buf();
+    report.checks.extend(paths_inside_root(&resolver, &value));
+    let out_check = out_dir_safe(&resolver, &value, &dir);
+    let out_safe = out_check.status == Status::Pass;
+    report.checks.push(out_check);
     report.checks.push(smoke_script_present(&resolver, &value));
     report.checks.push(backend_supported(&value));
 
-    report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
-
-    // The digest needs only the directory and a sound outDir (to leave out),
-    // so even a schema-invalid bundle gets one and can record its failure.
-    let dir = manifest.parent().unwrap_or(root).to_path_buf();
+    // What lives in the bundle and its digest need only the directory and the
+    // outDir to leave out, so even a schema-invalid bundle gets them and can
+    // record its failure. Evidence is written only to a safe outDir.
     let str_at = |ptr: &str| value.pointer(ptr).and_then(Value::as_str);
     let out_dir = str_at("/spec/artifacts/outDir")
         .map(|o| resolver.resolve(o))
-        .filter(|(p, inside)| *inside && p != root)
+        .filter(|(p, inside)| *inside && !dir.starts_with(p))
         .map(|(p, _)| p);
     let script: Vec<PathBuf> = str_at("/spec/smoke/script")
         .map(|s| resolver.resolve(s))
@@ -147,23 +162,41 @@ pub fn validate_cached(
         .map(|(p, _)| p)
         .into_iter()
         .collect();
-    if let Some(out) = out_dir.as_ref().filter(|_| with_digest) {
-        match super::digest::compute_with(root, &dir, Some(out), &script, Some((&manifest, &bytes))) {
-            Ok(d) => {
-                report.digest = Some(d.digest);
-                report.digest_files = d.files;
-                report.out_dir = out_dir.clone();
-            }
-            Err(e) => {
-                report.checks.push(Check::fail(
-                    Gate::Parse,
-                    format!("cannot digest the bundle directory: {e:#}"),
-                    None,
-                ));
-                report.valid = false;
-            }
+    let digest = if with_digest {
+        super::digest::compute_with(root, &dir, out_dir.as_deref(), &script, Some((&manifest, &bytes))).map(Some)
+    } else {
+        super::digest::check_files(root, &dir, out_dir.as_deref()).map(|()| None)
+    };
+    match digest {
+        Ok(Some(d)) => {
+            report.digest = Some(d.digest);
+            report.digest_files = d.files;
+            report.out_dir = out_dir.filter(|_| out_safe);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let fails: Vec<Check> = match e.downcast_ref::<super::digest::BundleFilesError>() {
+                Some(bad) => bad
+                    .files
+                    .iter()
+                    .map(|f| match f.escapes {
+                        true => Check::fail(Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why), None),
+                        false => Check::fail(
+                            Gate::Parse,
+                            format!("`{}` {}; a bundle holds only regular files", f.path, f.why),
+                            None,
+                        ),
+                    })
+                    .collect(),
+                None => vec![Check::fail(Gate::Parse, format!("cannot digest the bundle directory: {e:#}"), None)],
+            };
+            // A gate that failed here did not pass: drop its pass, keep gate order.
+            report.checks.retain(|c| c.status != Status::Pass || !fails.iter().any(|f| f.name == c.name));
+            report.checks.extend(fails);
+            report.checks.sort_by_key(|c| Gate::ALL.iter().position(|g| *g == c.name));
         }
     }
+    report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
     if report.valid {
         // Schema-valid JSON that the types reject would be a bug in the
         // generated schema; report it rather than pass silently. (Deserialized
@@ -209,7 +242,11 @@ fn max_run_seconds(v: &Value) -> Check {
     const NAME: Gate = Gate::MaxRunSeconds;
     const PTR: &str = "/spec/policy/maxRunSeconds";
     match v.pointer(PTR) {
-        None => Check::warn(NAME, "maxRunSeconds is not set; runs are limited to 600 s".into(), Some("/spec/policy")),
+        None => Check::fail(
+            NAME,
+            "maxRunSeconds is not set; every bundle must say how long it may run".into(),
+            Some("/spec/policy"),
+        ),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(s) if (5..=3600).contains(&s) => Check::pass(NAME),
             Some(s) => Check::fail(NAME, format!("maxRunSeconds is {s}, outside 5–3600"), Some(PTR)),
@@ -394,7 +431,7 @@ impl<'r> Resolver<'r> {
     }
 }
 
-fn paths_inside_root(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Vec<Check> {
+fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
     let root = resolver.root;
     const NAME: Gate = Gate::PathsInsideRoot;
     let mut paths: Vec<(String, &str)> = Vec::new();
@@ -427,22 +464,79 @@ fn paths_inside_root(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Vec<C
                 format!("`{p}` resolves to `{}`, outside the root `{}`", resolved.display(), root.display()),
                 Some(&ptr),
             ));
-        } else if ptr == "/spec/artifacts/outDir" && resolved == root {
-            out.push(Check::fail(NAME, "outDir is the project root itself; use a folder under it".into(), Some(&ptr)));
-        } else if ptr == "/spec/artifacts/outDir" && bundle_dir.starts_with(&resolved) {
-            // Evidence is excluded from the bundle digest: an outDir holding the
-            // bundle would leave the digest covering nothing.
-            out.push(Check::fail(
-                NAME,
-                "outDir is the bundle directory or contains it; use a folder beside it".into(),
-                Some(&ptr),
-            ));
         }
     }
     if out.is_empty() {
         out.push(Check::pass(NAME));
     }
     out
+}
+
+/// Top-level folders of a project that are never evidence directories: the
+/// repository, agentplane's keys and state, the inventory, schemas and source.
+pub const RESERVED_DIRS: [&str; 6] = [".git", ".agentplane", "state", "fleet", "schemas", "src"];
+
+/// Why `resolved` (a canonical outDir inside `root`) can never be one,
+/// whatever it holds: the root itself, the bundle's own directory or one
+/// holding it, a bundle directory, or a reserved folder or anything inside one
+/// (and any `.git` or `.agentplane` at any depth). `None` when none applies.
+pub fn out_dir_misplaced(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<String> {
+    if resolved == root {
+        return Some("outDir is the project root itself; use a folder under it".into());
+    }
+    if bundle_dir.starts_with(resolved) {
+        // Evidence is excluded from the bundle digest: an outDir holding the
+        // bundle would leave the digest covering nothing.
+        return Some("outDir is the bundle directory or contains it; use a folder beside it".into());
+    }
+    let rel = resolved.strip_prefix(root).unwrap_or(resolved);
+    let mut parts = rel.components().map(|c| c.as_os_str());
+    if let Some(first) = parts.next().and_then(|c| c.to_str())
+        && RESERVED_DIRS.contains(&first)
+    {
+        let is = if rel.components().count() == 1 { "is" } else { "is inside" };
+        return Some(format!("outDir {is} `{first}/`, which holds the project's own files, never evidence"));
+    }
+    if let Some(c) = rel.components().map(|c| c.as_os_str()).find(|c| *c == ".git" || *c == ".agentplane") {
+        return Some(format!("outDir is in a `{}` folder, never evidence", c.to_string_lossy()));
+    }
+    if std::fs::symlink_metadata(resolved.join("bundle.json")).is_ok() {
+        return Some("outDir is a bundle directory (it holds a bundle.json)".into());
+    }
+    None
+}
+
+fn out_dir_safe(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Check {
+    const NAME: Gate = Gate::OutDirSafe;
+    const PTR: &str = "/spec/artifacts/outDir";
+    let p = match v.pointer(PTR) {
+        Some(Value::String(p)) if !p.is_empty() && !p.contains('\0') => p,
+        Some(Value::String(_)) => return Check::fail(NAME, "outDir is empty or holds a NUL byte".into(), Some(PTR)),
+        Some(other) => return Check::fail(NAME, format!("outDir is {}, not a path", kind_of(other)), Some(PTR)),
+        None => return Check::fail(NAME, "no outDir is named".into(), Some("/spec/artifacts")),
+    };
+    let (resolved, inside) = resolver.resolve(p);
+    if !inside {
+        return Check::fail(NAME, format!("`{p}` is outside the root; evidence is written only under it"), Some(PTR));
+    }
+    if let Some(why) = out_dir_misplaced(resolver.root, bundle_dir, &resolved) {
+        return Check::fail(NAME, format!("`{p}`: {why}"), Some(PTR));
+    }
+    match crate::evidence::chain::first_foreign(&resolved) {
+        Ok(None) => Check::pass(NAME),
+        Ok(Some(f)) => {
+            let what = fsx::escape_bytes(f.path.strip_prefix(resolver.root).unwrap_or(&f.path).as_os_str().as_bytes());
+            Check::fail(
+                NAME,
+                format!(
+                    "`{p}` holds `{what}` ({}), which agentplane did not write; validate would move it aside, so it refuses",
+                    f.what
+                ),
+                Some(PTR),
+            )
+        }
+        Err(e) => Check::fail(NAME, format!("`{p}` cannot be inspected: {e:#}"), Some(PTR)),
+    }
 }
 
 fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
@@ -455,10 +549,16 @@ fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
     if !inside {
         return Check::fail(NAME, format!("`{p}` is outside the root"), Some(PTR));
     }
-    match std::fs::metadata(&resolved) {
-        Ok(m) if m.is_file() => Check::pass(NAME),
-        Ok(_) => Check::fail(NAME, format!("`{p}` is not a regular file"), Some(PTR)),
-        Err(_) => Check::fail(NAME, format!("`{p}` does not exist (looked for `{}`)", resolved.display()), Some(PTR)),
+    // Opened, never read: a FIFO neither blocks nor passes.
+    match fsx::open_regular(&resolved, None) {
+        Ok(_) => Check::pass(NAME),
+        Err(e) if e.kind == Some(fsx::NotRegular::Missing) => {
+            Check::fail(NAME, format!("`{p}` does not exist (looked for `{}`)", resolved.display()), Some(PTR))
+        }
+        Err(e) => match e.kind {
+            Some(k) => Check::fail(NAME, format!("`{p}` {k}; the smoke script must be a regular file"), Some(PTR)),
+            None => Check::fail(NAME, format!("`{p}`: {e}"), Some(PTR)),
+        },
     }
 }
 
@@ -487,6 +587,26 @@ mod tests {
         assert!(is_secret_key("db_password"));
         assert!(!is_secret_key("secretRefRoot"));
         assert!(!is_secret_key("tokenRef"));
+    }
+
+    #[test]
+    fn misplaced_out_dirs() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let bundle = root.join("bundles/a");
+        std::fs::create_dir_all(&bundle).unwrap();
+        std::fs::create_dir_all(root.join("bundles/b")).unwrap();
+        std::fs::write(root.join("bundles/b/bundle.json"), "{}").unwrap();
+        let why = |rel: &str| out_dir_misplaced(&root, &bundle, &root.join(rel));
+        for bad in ["bundles", "bundles/a", ".git", "src/x", "state/pointers", "vendor/dep/.git/x", "bundles/b"] {
+            assert!(why(bad).is_some(), "{bad}");
+        }
+        assert!(out_dir_misplaced(&root, &bundle, &root).is_some());
+        assert!(why(".agentplane/keys").unwrap().contains("is inside `.agentplane/`"));
+        assert!(why("fleet").unwrap().contains("is `fleet/`"));
+        for good in ["artifacts/a", "bundles/a/out", "out/src"] {
+            assert_eq!(why(good), None, "{good}");
+        }
     }
 
     #[test]

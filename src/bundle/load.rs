@@ -10,7 +10,7 @@ use crate::error::Problem;
 use crate::fsx;
 
 /// Largest `bundle.json` agentplane reads: bundles are small manifests.
-pub const MAX_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
+pub const MAX_MANIFEST_BYTES: u64 = fsx::caps::DOCUMENT;
 
 /// A parsed, typed bundle with its paths resolved against the root.
 #[derive(Debug, Clone)]
@@ -57,20 +57,18 @@ pub fn manifest_path(root: &Path, arg: &Path) -> Result<PathBuf> {
 }
 
 /// Read and parse a manifest file into JSON, with the file named on every error.
+///
+/// Only a regular file is read (never a FIFO, device or symlink: see
+/// [`fsx::read_regular`]), at most [`MAX_MANIFEST_BYTES`], and the JSON is
+/// parsed strictly ([`crate::json::parse_strict`]): a repeated key is an error
+/// whose chain holds the [`crate::json::StrictJsonError`] with its pointer.
 pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    if meta.len() > MAX_MANIFEST_BYTES {
-        anyhow::bail!(
-            "`{}` is {} bytes; a bundle manifest may be at most {MAX_MANIFEST_BYTES}",
-            path.display(),
-            meta.len()
-        );
+    let bytes = fsx::read_regular(path, MAX_MANIFEST_BYTES)?;
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to());
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| anyhow::anyhow!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to()))?;
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("`{}` is not valid JSON: {e}", path.display()))?;
+    let value = crate::json::parse_strict(&bytes)
+        .map_err(|e| anyhow::Error::new(e).context(format!("`{}` is not valid JSON", path.display())))?;
     Ok((bytes, value))
 }
 
@@ -92,7 +90,7 @@ pub fn load_for_stage(root: &Path, arg: &Path) -> Result<LoadedBundle> {
 pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) -> Result<LoadedBundle> {
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
     let (out_dir, out_ok) = fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir);
-    if !out_ok || out_dir == root || dir.starts_with(&out_dir) {
+    if !out_ok {
         return Err(Problem::failed(format!(
             "`{}`: outDir `{}` is not a directory inside the root `{}`",
             manifest.display(),
@@ -101,6 +99,11 @@ pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) 
         ))
         .hint("set spec.artifacts.outDir to a folder under the project root, e.g. `artifacts/<name>`")
         .into());
+    }
+    if let Some(why) = super::gates::out_dir_misplaced(root, &dir, &out_dir) {
+        return Err(Problem::failed(format!("`{}`: {why}", manifest.display()))
+            .hint(super::gates::hint_for(super::gates::Gate::OutDirSafe))
+            .into());
     }
     let (script, script_ok) = fsx::resolve_in_root(root, &bundle.spec.smoke.script);
     if !script_ok {

@@ -78,13 +78,23 @@ impl Chain {
     /// Read `dir/evidence.jsonl`; `None` when there is none.
     pub fn read(dir: &Path) -> Result<Option<Chain>> {
         let path = dir.join(CHAIN_FILE);
-        let bytes = match fs::read(&path) {
+        let bytes = match fsx::read_regular(&path, fsx::caps::CHAIN) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot read `{}`", path.display())));
-            }
+            Err(e) if e.kind == Some(fsx::NotRegular::Missing) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
+        if bytes.last().is_some_and(|b| *b != b'\n') {
+            // agentplane appends whole lines and cuts a failed append back
+            // (fsx::append_line), so a torn tail is an interrupted write
+            // (a crash, or a chain from before that guarantee), not tampering
+            // to be parsed as a bad envelope.
+            return Err(Problem::error(format!(
+                "`{}` ends in a partial line (a write was interrupted): start a new chain with `agentplane validate BUNDLE`",
+                path.display()
+            ))
+            .hint("validate keeps this chain under runs/ and starts a new one")
+            .into());
+        }
         let mut entries = Vec::new();
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.is_empty() {
@@ -136,7 +146,7 @@ impl Chain {
             return Ok(None);
         };
         let path = dir.join(file);
-        let bytes = fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = fsx::read_regular(&path, fsx::caps::DOCUMENT)?;
         let v =
             serde_json::from_slice(&bytes).with_context(|| format!("`{}` is not a valid {kind}", path.display()))?;
         Ok(Some(v))
@@ -159,9 +169,23 @@ pub struct ChainWriter<'k> {
 
 impl<'k> ChainWriter<'k> {
     /// Start a new chain in `dir`, moving an earlier chain's files under `runs/`.
+    /// Refuses, before creating anything in it, a `dir` holding files
+    /// agentplane did not write ([`first_foreign`]); [`archive`] checks again
+    /// under the lock.
     pub fn start(dir: &Path, signer: &'k Signer, bundle: &str, bundle_digest: &str) -> Result<ChainWriter<'k>> {
+        if let Some(f) = first_foreign(dir)? {
+            return Err(refuse_foreign(dir, &f).into());
+        }
         let lock = DirLock::acquire(dir)?;
         archive(dir)?;
+        // The marker exists before any artifact does: a crash between an
+        // artifact and its entry leaves a directory still recognised as evidence.
+        let chain = dir.join(CHAIN_FILE);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&chain)
+            .with_context(|| format!("cannot create `{}`", chain.display()))?;
         Ok(ChainWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -282,7 +306,14 @@ impl<'k> ChainWriter<'k> {
         };
         let body = serde_json::to_vec(&statement)?;
         let line = serde_json::to_vec(&Envelope::sign(&body, self.signer))?;
-        fsx::append_line(&self.dir.join(CHAIN_FILE), &line)?;
+        fsx::append_line(&self.dir.join(CHAIN_FILE), &line).map_err(|e| {
+            Problem::error(format!(
+                "cannot add entry {} to the evidence chain in `{}` (the disk may be full): {e:#}",
+                self.seq,
+                self.dir.display()
+            ))
+            .hint("the chain was cut back to its last whole entry; free some space, then run the command again")
+        })?;
         self.named.extend(statement.subject.iter().map(|s| s.name.clone()));
         self.head = format!("sha256:{}", fsx::sha256_hex(&line));
         self.seq += 1;
@@ -290,15 +321,146 @@ impl<'k> ChainWriter<'k> {
     }
 }
 
+/// Names of the top-level files agentplane writes in an evidence directory
+/// besides the artifacts: the run's logs (`stages::run::{STDOUT_LOG, STDERR_LOG}`)
+/// and the checkpoint a seal publishes (DESIGN §7).
+pub const OWN_FILES: [&str; 3] = ["run.stdout.log", "run.stderr.log", "checkpoint"];
+/// The run's products directory (`stages::run::PRODUCTS_DIR`).
+pub const PRODUCTS: &str = "products";
+/// Prefix of `fsx::write_atomic`'s temporary files.
+const TMP_PREFIX: &str = ".agentplane-tmp-";
+
+/// Something in an evidence directory that agentplane did not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreign {
+    /// The offending entry (the evidence directory itself when it is not a directory).
+    pub path: PathBuf,
+    /// What it is, for the message: "a regular file", "a symbolic link", …
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::os::unix::ffi::OsStrExt;
+        let path = fsx::escape_bytes(self.path.as_os_str().as_bytes());
+        write!(f, "`{path}` ({}) was not written by agentplane", self.what)
+    }
+}
+
+/// The first entry of `dir` that is not agentplane's own evidence, if any.
+/// This decides what `validate` may archive (the `out-dir-safe` gate) and
+/// what [`archive`] will move: agentplane only ever moves its own evidence.
+///
+/// A directory that does not exist is agentplane's (there is nothing in it).
+/// An existing one is agentplane's when it is a real directory (not a symlink)
+/// and every entry in it is, judged by `lstat` (a symlink is never agentplane's):
+///
+/// - `.agentplane.lock` and `.agentplane-tmp-*`: regular files (the stage lock,
+///   an interrupted atomic write);
+/// - `runs/`: a directory of archived chains, each a directory that is itself
+///   agentplane's by these rules (without a further `runs/`);
+/// - and only when `evidence.jsonl` is a regular file (the marker of a chain):
+///   `evidence.jsonl`; the artifact files (`validation-artifact.json` …, and a
+///   repeat's `<stem>-<seq>.json`); the run logs `run.stdout.log` and
+///   `run.stderr.log`; `checkpoint`; and the `products/` directory, whose
+///   contents are the smoke script's and are not inspected (they are moved as
+///   one directory, and a rename never follows a link).
+///
+/// The names a chain's subjects list are not used to widen this set: an
+/// `evidence.jsonl` is as easy to forge as any other file, and agentplane's
+/// own chains only ever name the files above.
+pub fn first_foreign(dir: &Path) -> Result<Option<Foreign>> {
+    first_foreign_in(dir, true)
+}
+
+fn first_foreign_in(dir: &Path, allow_runs: bool) -> Result<Option<Foreign>> {
+    let meta = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot inspect `{}`", dir.display()))),
+    };
+    if !meta.is_dir() {
+        return Ok(Some(Foreign { path: dir.to_path_buf(), what: what_is(&meta.file_type()) }));
+    }
+    let mut entries: Vec<(std::ffi::OsString, fs::FileType)> = Vec::new();
+    for e in fs::read_dir(dir).with_context(|| format!("cannot read `{}`", dir.display()))? {
+        let e = e.with_context(|| format!("cannot read `{}`", dir.display()))?;
+        let ft = e.file_type().with_context(|| format!("cannot inspect `{}`", e.path().display()))?;
+        entries.push((e.file_name(), ft));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let chained = entries.iter().any(|(n, ft)| n == CHAIN_FILE && ft.is_file());
+    for (name, ft) in &entries {
+        let path = dir.join(name);
+        let foreign = || Ok(Some(Foreign { path: path.clone(), what: what_is(ft) }));
+        // Names agentplane writes are ASCII; anything else is someone else's.
+        let Some(n) = name.to_str() else { return foreign() };
+        if ft.is_file() && (n == LOCK_FILE || n.starts_with(TMP_PREFIX)) {
+            continue;
+        }
+        if ft.is_dir() && n == RUNS_DIR && allow_runs {
+            for run in fs::read_dir(&path).with_context(|| format!("cannot read `{}`", path.display()))? {
+                let run = run.with_context(|| format!("cannot read `{}`", path.display()))?;
+                if let Some(f) = first_foreign_in(&run.path(), false)? {
+                    return Ok(Some(f));
+                }
+            }
+            continue;
+        }
+        if chained && ft.is_dir() && n == PRODUCTS {
+            continue;
+        }
+        if chained && ft.is_file() && (n == CHAIN_FILE || OWN_FILES.contains(&n) || is_artifact_name(n)) {
+            continue;
+        }
+        return foreign();
+    }
+    Ok(None)
+}
+
+/// An artifact file name [`ChainWriter`] gives: the upstream name, or `<stem>-<seq>.json`.
+fn is_artifact_name(n: &str) -> bool {
+    ArtifactKind::FILES.iter().filter_map(|k| k.file()).any(|f| {
+        n == f
+            || n.strip_prefix(f.trim_end_matches(".json"))
+                .and_then(|r| r.strip_prefix('-'))
+                .and_then(|r| r.strip_suffix(".json"))
+                .is_some_and(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+fn what_is(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_symlink() {
+        "a symbolic link"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_file() {
+        "a regular file"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    }
+}
+
 /// Move everything an earlier chain left in `dir` under `runs/<runId>/`.
+/// Refuses (exit 2, naming the file) when `dir` holds anything agentplane did
+/// not write ([`first_foreign`]): whatever a caller checked before, no foreign
+/// file is ever moved.
 fn archive(dir: &Path) -> Result<()> {
+    if let Some(f) = first_foreign(dir)? {
+        return Err(refuse_foreign(dir, &f).into());
+    }
     let leftovers: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("cannot read `{}`", dir.display()))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
             let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            n != RUNS_DIR && n != LOCK_FILE && !n.starts_with(".agentplane-tmp-")
+            n != RUNS_DIR && n != LOCK_FILE && !n.starts_with(TMP_PREFIX)
         })
         .collect();
     if leftovers.is_empty() {
@@ -315,16 +477,109 @@ fn archive(dir: &Path) -> Result<()> {
         n += 1;
     }
     fs::create_dir_all(&dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
+    // The chain file is the marker of evidence (first_foreign): hard-link it
+    // into the archive first and remove it last, so that neither directory is
+    // ever seen holding artifacts without it (by a concurrent `validate`, or
+    // after a crash mid-move). Where links are not supported it is moved in turn.
+    let chain = dir.join(CHAIN_FILE);
+    let linked =
+        fs::symlink_metadata(&chain).is_ok_and(|m| m.is_file()) && fs::hard_link(&chain, dest.join(CHAIN_FILE)).is_ok();
     for p in leftovers {
+        if linked && p == chain {
+            continue;
+        }
         let target = dest.join(p.file_name().expect("read_dir entries have names"));
         fs::rename(&p, &target).with_context(|| format!("cannot move `{}` to `{}`", p.display(), target.display()))?;
     }
+    if linked {
+        fs::remove_file(&chain).with_context(|| format!("cannot remove `{}`", chain.display()))?;
+    }
     fsx::sync_dir(dir);
     Ok(())
+}
+
+fn refuse_foreign(dir: &Path, f: &Foreign) -> Problem {
+    Problem::error(format!(
+        "refusing to start an evidence chain in `{}`: {f}; agentplane only ever moves its own evidence",
+        dir.display()
+    ))
+    .hint("set spec.artifacts.outDir to a folder of its own, e.g. `artifacts/<bundle name>`")
 }
 
 /// A run id safe to use as a directory name.
 fn sanitize(id: &str) -> String {
     let s: String = id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(80).collect();
     if s.is_empty() { format!("unchained-{}", fsx::new_id()) } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_agentplane_evidence_is_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("out");
+        assert_eq!(first_foreign(&dir).unwrap(), None, "a missing directory holds nothing");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join(LOCK_FILE), "").unwrap();
+        assert_eq!(first_foreign(&dir).unwrap(), None);
+        // Without the chain marker an artifact name is just a file.
+        fs::write(dir.join("run-artifact.json"), "{}").unwrap();
+        assert_eq!(first_foreign(&dir).unwrap().unwrap().path, dir.join("run-artifact.json"));
+        fs::write(dir.join(CHAIN_FILE), "").unwrap();
+        for f in ["validation-artifact.json", "promotion-artifact-7.json", "run.stdout.log", "checkpoint"] {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        fs::create_dir_all(dir.join("products/any/thing")).unwrap();
+        fs::create_dir_all(dir.join("runs/r1/products")).unwrap();
+        fs::write(dir.join("runs/r1").join(CHAIN_FILE), "").unwrap();
+        assert_eq!(first_foreign(&dir).unwrap(), None);
+        for bad in ["README.md", "promotion-artifact-x.json", "runs/r1/notes.txt", "runs/r1/runs"] {
+            let p = dir.join(bad);
+            fs::write(&p, "x").unwrap();
+            assert_eq!(first_foreign(&dir).unwrap().map(|f| f.path), Some(p.clone()), "{bad}");
+            fs::remove_file(&p).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("checkpoint2")).unwrap();
+        assert_eq!(first_foreign(&dir).unwrap().unwrap().what, "a symbolic link");
+    }
+
+    #[test]
+    fn archive_never_moves_a_foreign_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        fs::write(dir.join(CHAIN_FILE), "torn").unwrap();
+        fs::write(dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        let err = archive(dir).unwrap_err();
+        assert_eq!(crate::error::exit_of(&err), crate::exit::Exit::Error);
+        assert!(format!("{err:#}").contains("HEAD"), "{err:#}");
+        assert!(dir.join("HEAD").is_file() && !dir.join(RUNS_DIR).exists());
+        fs::remove_file(dir.join("HEAD")).unwrap();
+        archive(dir).unwrap();
+        assert!(!dir.join(CHAIN_FILE).exists() && dir.join(RUNS_DIR).is_dir());
+        let run = fs::read_dir(dir.join(RUNS_DIR)).unwrap().next().unwrap().unwrap().path();
+        assert_eq!(fs::read(run.join(CHAIN_FILE)).unwrap(), b"torn", "the chain went with its run");
+        assert_eq!(first_foreign(dir).unwrap(), None);
+    }
+
+    #[test]
+    fn a_torn_tail_is_named_as_an_interrupted_write() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(CHAIN_FILE), "{\"payloadType\": \"x\"}\n{\"payl").unwrap();
+        let err = Chain::read(d.path()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("ends in a partial line (a write was interrupted)"), "{msg}");
+        assert!(msg.contains("agentplane validate BUNDLE") && !msg.contains("DSSE"), "{msg}");
+        // A new chain can still start there: the torn one is archived.
+        archive(d.path()).unwrap();
+        assert!(!d.path().join(CHAIN_FILE).exists());
+    }
+
+    #[test]
+    fn own_file_names_match_the_writers() {
+        use crate::stages::run::{PRODUCTS_DIR, STDERR_LOG, STDOUT_LOG};
+        assert!(OWN_FILES.contains(&STDOUT_LOG) && OWN_FILES.contains(&STDERR_LOG));
+        assert_eq!(PRODUCTS, PRODUCTS_DIR);
+    }
 }

@@ -185,8 +185,9 @@ impl Inventory {
                 .hint("see `agentplane schema fleet-inventory` for the typed shape; the older `executors[].caps` shape is accepted too")
                 .into()
         };
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let bytes = crate::fsx::read_regular(path, crate::fsx::caps::DOCUMENT)
+            .map_err(|e| bad(e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string())))?;
+        let value: Value = crate::json::parse_strict(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let typed = value.get("apiVersion").is_some() || value.get("kind").is_some();
         let kind = if typed { "fleet-inventory" } else { "legacy" };
         let validator = if typed {

@@ -100,7 +100,7 @@ pub fn resolve_secrets(names: &[String]) -> Result<Vec<Secret>> {
         };
         let (env_name, value) = match name.strip_suffix("_FILE") {
             Some(base) if !base.is_empty() => {
-                let v = std::fs::read_to_string(&raw).map_err(|e| {
+                let v = crate::fsx::read_secret_file(Path::new(&raw)).map_err(|e| {
                     Problem::error(format!("secret `{name}`: cannot read `{raw}`: {e}"))
                         .hint(format!("{name} must name a readable file holding the secret"))
                 })?;

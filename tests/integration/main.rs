@@ -6,6 +6,7 @@ mod util;
 mod compat;
 mod evidence;
 mod first_hour;
+mod hostile;
 mod integrity;
 mod output;
 mod pipeline;

@@ -19,7 +19,8 @@ use super::INSTALL_HINT;
 /// The kernel to boot: the job's, else the newest `/boot/vmlinuz-*`.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(k) = explicit {
-        std::fs::File::open(k).with_context(|| format!("cannot read the kernel `{}` the bundle names", k.display()))?;
+        crate::fsx::open_regular(k, None)
+            .with_context(|| format!("cannot read the kernel `{}` the bundle names", k.display()))?;
         return Ok(k.to_path_buf());
     }
     let mut found: Vec<(String, PathBuf)> = std::fs::read_dir("/boot")
