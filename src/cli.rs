@@ -50,6 +50,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify, then re-run the recorded bundle and compare with the recorded run.
     Replay(ReplayArgs),
+    /// Print a C2SP tlog-proof that the entry naming FILE is in the checkpointed log.
+    Prove(ProveArgs),
+    /// Check a proof from `prove` offline: the file, the entry, the log, the signature.
+    VerifyProof(VerifyProofArgs),
     /// Move a bundle with a verified, sealed, successful run to prod.
     Promote(PromoteArgs),
     /// Move prod back to the previous good bundle.
@@ -159,6 +163,31 @@ pub struct VerifyArgs {
     /// Accept a chain with no seal after its last entry (with a warning).
     #[arg(long)]
     pub allow_unsealed: bool,
+    /// A checkpoint seen earlier (a C2SP signed note): prove the chain only grew since; repeatable.
+    #[arg(long = "since", value_name = "CHECKPOINT")]
+    pub since: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    /// The evidence directory (a bundle's outDir).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The file whose entry to prove, as the evidence names it (e.g. `run-artifact.json`).
+    #[arg(value_name = "FILE")]
+    pub file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyProofArgs {
+    /// A C2SP tlog-proof written by `agentplane prove`.
+    #[arg(value_name = "PROOF")]
+    pub proof: PathBuf,
+    /// The file the proof is about.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -222,8 +251,14 @@ impl Command {
             Command::Up(a) => Some(&a.bundle),
             Command::Promote(a) => Some(&a.bundle),
             Command::Verify(a) => Some(&a.dir),
+            Command::Prove(a) => Some(&a.dir),
             Command::Replay(a) => Some(&a.dir),
-            Command::Rollback(_) | Command::Status | Command::Keygen(_) | Command::Schema(_) | Command::Demo(_) => None,
+            Command::Rollback(_)
+            | Command::Status
+            | Command::Keygen(_)
+            | Command::Schema(_)
+            | Command::Demo(_)
+            | Command::VerifyProof(_) => None,
         }
     }
 }

@@ -49,6 +49,8 @@ pub enum RefusalCode {
     ApprovalRequired,
     /// Nothing to roll back to, or prod was moved by hand.
     RollbackRefused,
+    /// `prove`: no entry before the last checkpoint names the file.
+    NotProvable,
 }
 
 /// The subject failed before the stage could finish (exit 1).

@@ -6,6 +6,7 @@ pub mod emit;
 pub mod keygen;
 pub mod lifecycle;
 pub mod place;
+pub mod prove;
 pub mod refused;
 pub mod replay;
 pub mod root;
@@ -81,6 +82,8 @@ fn name_of(c: &Command) -> &'static str {
         Command::Up(_) => "up",
         Command::Verify(_) => "verify",
         Command::Replay(_) => "replay",
+        Command::Prove(_) => "prove",
+        Command::VerifyProof(_) => "verify-proof",
         Command::Promote(_) => "promote",
         Command::Rollback(_) => "rollback",
         Command::Status => "status",
@@ -121,6 +124,8 @@ pub fn dispatch(cli: Cli, printer: Printer) -> Result<Box<dyn Render>> {
         Command::Up(a) => up::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Replay(a) => replay::run(&ctx, a),
+        Command::Prove(a) => prove::prove(&ctx, a),
+        Command::VerifyProof(a) => prove::verify_proof(&ctx, a),
         Command::Promote(a) => lifecycle::promote(&ctx, a),
         Command::Rollback(a) => lifecycle::rollback(&ctx, a),
         Command::Status => status::run(&ctx),

@@ -13,10 +13,12 @@ use super::artifacts::Artifact;
 use super::dsse::Envelope;
 use super::keys::Signer;
 use super::statement::{Predicate, STATEMENT_TYPE, Statement, Subject, predicate_type};
+use super::tlog;
 use super::{CHAIN_FILE, GENESIS, LOCK_FILE, RUNS_DIR};
 use crate::error::Problem;
 use crate::fsx;
 use crate::types::ArtifactKind;
+use sha2::{Digest, Sha256};
 
 /// An exclusive lock on an evidence directory, released on drop.
 #[derive(Debug)]
@@ -72,6 +74,13 @@ impl Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Chain {
     pub entries: Vec<Entry>,
+    /// RFC 6962 leaf hash of each line's exact bytes (without its newline).
+    pub leaves: Vec<tlog::merkle::Hash>,
+    /// sha256 of every byte of the file as read.
+    pub file_sha: Sha256,
+    /// The file's bytes, and where each entry's line lies in them.
+    raw: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
 }
 
 impl Chain {
@@ -96,10 +105,18 @@ impl Chain {
             .into());
         }
         let mut entries = Vec::new();
+        let mut leaves = Vec::new();
+        let mut file_sha = Sha256::new();
+        file_sha.update(&bytes);
+        let mut spans = Vec::new();
+        let mut at = 0usize;
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            let start = at;
+            at += line.len() + 1;
             if line.is_empty() {
                 continue;
             }
+            spans.push(start..start + line.len());
             let env: Envelope = serde_json::from_slice(line)
                 .with_context(|| format!("`{}` line {}: not a DSSE envelope", path.display(), i + 1))?;
             let body =
@@ -108,8 +125,14 @@ impl Chain {
                 format!("`{}` line {}: payload is not an agentplane statement", path.display(), i + 1)
             })?;
             entries.push(Entry { statement, digest: format!("sha256:{}", fsx::sha256_hex(line)) });
+            leaves.push(tlog::merkle::leaf_hash(line));
         }
-        Ok(Some(Chain { entries }))
+        Ok(Some(Chain { entries, leaves, file_sha, raw: bytes, spans }))
+    }
+
+    /// The exact bytes of entry `i`'s line (without its newline).
+    pub fn line(&self, i: usize) -> &[u8] {
+        &self.raw[self.spans[i].clone()]
     }
 
     pub fn run_id(&self) -> Option<&str> {
@@ -153,6 +176,12 @@ impl Chain {
     }
 }
 
+/// The checkpoint origin of a chain: unique per chain (its run id), so a
+/// checkpoint of one chain can never be taken for another's.
+pub fn checkpoint_origin(run_id: &str) -> String {
+    format!("agentplane.socioprophet.org/evidence/{run_id}")
+}
+
 /// Appends signed entries to one evidence directory's chain, holding its lock.
 #[derive(Debug)]
 pub struct ChainWriter<'k> {
@@ -165,6 +194,9 @@ pub struct ChainWriter<'k> {
     seq: u64,
     head: String,
     named: Vec<String>,
+    /// The log so far: one leaf per line, and the hash of every byte written.
+    leaves: Vec<tlog::merkle::Hash>,
+    file_sha: Sha256,
 }
 
 impl<'k> ChainWriter<'k> {
@@ -196,6 +228,8 @@ impl<'k> ChainWriter<'k> {
             seq: 0,
             head: GENESIS.to_string(),
             named: Vec::new(),
+            leaves: Vec::new(),
+            file_sha: Sha256::new(),
         })
     }
 
@@ -218,6 +252,8 @@ impl<'k> ChainWriter<'k> {
             seq: chain.entries.len() as u64,
             head: last.digest.clone(),
             named: chain.entries.iter().flat_map(|e| e.statement.subject.iter().map(|s| s.name.clone())).collect(),
+            leaves: chain.leaves.clone(),
+            file_sha: chain.file_sha.clone(),
         };
         Ok((writer, chain))
     }
@@ -270,11 +306,25 @@ impl<'k> ChainWriter<'k> {
         Ok(name)
     }
 
-    /// Append a seal naming the chain length and head.
+    /// Append a seal naming the chain length and head, and publish a signed
+    /// C2SP checkpoint of the log it closes (DESIGN §7): the seal's subject is
+    /// `evidence.jsonl` with the sha256 of every byte before the seal's own
+    /// line (the file as it is when the seal is signed), and its predicate
+    /// carries the checkpoint text, which is also written to `checkpoint`.
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
-        let hex = head.trim_start_matches("sha256:").to_string();
-        self.append(ArtifactKind::Seal, vec![Subject::sha256(super::CHAIN_FILE, hex)], Some((self.seq, head)), None)
+        let file_hex = hex::encode(self.file_sha.clone().finalize());
+        let origin = checkpoint_origin(&self.run_id);
+        let root = tlog::merkle::root(&self.leaves);
+        let note = tlog::Checkpoint::sign(&origin, self.leaves.len() as u64, &root, &origin, self.signer)
+            .context("cannot sign the checkpoint")?;
+        self.append(
+            ArtifactKind::Seal,
+            vec![Subject::sha256(super::CHAIN_FILE, file_hex)],
+            Some((self.seq, head)),
+            Some(serde_json::json!({ "checkpoint": note })),
+        )?;
+        fsx::write_atomic(&self.dir.join(super::CHECKPOINT_FILE), note.as_bytes())
     }
 
     fn append(
@@ -315,6 +365,9 @@ impl<'k> ChainWriter<'k> {
             .hint("the chain was cut back to its last whole entry; free some space, then run the command again")
         })?;
         self.named.extend(statement.subject.iter().map(|s| s.name.clone()));
+        self.leaves.push(tlog::merkle::leaf_hash(&line));
+        self.file_sha.update(&line);
+        self.file_sha.update(b"\n");
         self.head = format!("sha256:{}", fsx::sha256_hex(&line));
         self.seq += 1;
         Ok(())

@@ -7,10 +7,13 @@ pub mod dsse;
 pub mod keys;
 pub mod statement;
 pub mod tlog;
+pub mod transparency;
 pub mod verify;
 
 /// The chain file in every evidence directory.
 pub const CHAIN_FILE: &str = "evidence.jsonl";
+/// The latest checkpoint of the chain (a C2SP signed note), written at every seal.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// The lock file guarding an evidence directory while a stage writes to it.
 pub const LOCK_FILE: &str = ".agentplane.lock";
 /// Where earlier chains are kept when a new one starts.

@@ -472,7 +472,11 @@ fn unnamed_files(dir: &Path, named: &BTreeSet<String>) -> Vec<String> {
         }
         let rel = fsx::rel_to(dir, entry.path());
         let name = entry.file_name().to_string_lossy();
-        if rel == CHAIN_FILE || rel == LOCK_FILE || name.starts_with(".agentplane-tmp-") {
+        if rel == CHAIN_FILE
+            || rel == LOCK_FILE
+            || rel == super::CHECKPOINT_FILE
+            || name.starts_with(".agentplane-tmp-")
+        {
             continue;
         }
         if !named.contains(&rel) {

@@ -1,0 +1,149 @@
+//! The chain as a transparency log (DESIGN §7): every seal publishes a C2SP
+//! checkpoint — a signed note over the RFC 6962 root of the chain's lines —
+//! so an auditor can prove offline that a log only grew since a checkpoint
+//! they saw (`verify --since`) and that one entry is in a checkpointed log
+//! (`prove`, `verify-proof`).
+//!
+//! A leaf is the exact bytes of one `evidence.jsonl` line, without its
+//! newline. A checkpoint's origin is `agentplane.socioprophet.org/evidence/<runId>`
+//! (unique per chain), and its key name is the origin, signed with the run's
+//! key: an auditor's `--trusted-key` plus the origin give the note key. Extra
+//! signature lines from keys the auditor does not name (a witness's
+//! cosignature) are ignored, as the signed-note spec says.
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::Path;
+
+use super::chain::{Chain, checkpoint_origin};
+use super::keys::TrustedKey;
+use super::tlog::{self, Checkpoint, NoteKey, TlogProof};
+use crate::fsx;
+
+/// The note keys an auditor trusts for a log of `origin`.
+pub fn note_keys(trusted: &[TrustedKey], origin: &str) -> Result<Vec<NoteKey>> {
+    trusted.iter().map(|k| NoteKey::new(origin, k.key)).collect()
+}
+
+/// The checkpoint the chain's last seal published (its text), and how many
+/// entries it covers.
+pub fn last_checkpoint(chain: &Chain) -> Option<(String, usize)> {
+    chain.entries.iter().enumerate().rev().find_map(|(i, e)| {
+        let text = e.statement.predicate.details.as_ref()?.get("checkpoint")?.as_str()?;
+        e.kind().is_seal().then(|| (text.to_string(), i))
+    })
+}
+
+/// Open (verify the signature of) and check a checkpoint against this chain:
+/// its origin is this chain's and its root is the root of the chain's first
+/// `size` lines.
+pub fn open_for(chain: &Chain, text: &str, trusted: &[TrustedKey]) -> Result<Checkpoint> {
+    let run_id = chain.entries.first().map(|e| e.statement.predicate.run_id.as_str()).unwrap_or_default();
+    let origin = checkpoint_origin(run_id);
+    let peek = tlog::note::parse(text).context("not a signed note")?;
+    let claimed = Checkpoint::parse_body(&peek.text).context("not a checkpoint")?;
+    if claimed.origin != origin {
+        bail!("the checkpoint is of another log ({:?}), not this chain's ({origin:?})", claimed.origin);
+    }
+    let cp = Checkpoint::open(text, &note_keys(trusted, &origin)?)
+        .context("its signature does not verify against the trusted keys")?;
+    let size = cp.size as usize;
+    if size > chain.leaves.len() {
+        bail!("it covers {size} entries; the chain has only {} (cut back?)", chain.leaves.len());
+    }
+    if tlog::merkle::root(&chain.leaves[..size]) != cp.root {
+        bail!("its root is not the root of the chain's first {size} entries (history rewritten)");
+    }
+    Ok(cp)
+}
+
+/// `verify DIR --since CHECKPOINT`: the chain is an append-only extension of
+/// the log the earlier checkpoint signed.
+pub fn check_since(chain: &Chain, older_text: &str, trusted: &[TrustedKey]) -> Result<()> {
+    open_for(chain, older_text, trusted).map(|_| ())
+}
+
+/// The `checkpoint` file of an evidence directory must be the last seal's,
+/// and verify against the chain.
+pub fn check_dir_checkpoint(dir: &Path, chain: &Chain, trusted: &[TrustedKey]) -> Result<()> {
+    let Some((published, _)) = last_checkpoint(chain) else {
+        bail!("no seal of this chain publishes a checkpoint");
+    };
+    let path = dir.join(super::CHECKPOINT_FILE);
+    let on_disk = fsx::read_regular(&path, tlog::note::MAX_NOTE_SIZE as u64)
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(|b| String::from_utf8(b).map_err(|_| anyhow!("`checkpoint` is not UTF-8")))?;
+    if on_disk != published {
+        bail!("`checkpoint` is not the checkpoint the last seal signed");
+    }
+    open_for(chain, &published, trusted).map(|_| ())
+}
+
+/// `prove DIR FILE`: a C2SP tlog-proof that the entry naming FILE is in the
+/// log the last checkpoint signed. The entry's line travels in the proof's
+/// `extra` (its leaf is that line: the inclusion path authenticates it).
+pub fn prove(chain: &Chain, file: &str) -> Result<String> {
+    let (text, size) = last_checkpoint(chain).ok_or_else(|| anyhow!("the chain has no checkpoint (no seal yet)"))?;
+    let index = chain
+        .entries
+        .iter()
+        .take(size)
+        .position(|e| e.statement.subject.iter().any(|s| s.name == file))
+        .ok_or_else(|| anyhow!("no entry before the last checkpoint names `{file}`"))?;
+    let mut proof = TlogProof::new(&chain.leaves[..size], index as u64, &text)?;
+    proof.extra = Some(chain.line(index).to_vec());
+    Ok(proof.format())
+}
+
+/// What `verify-proof` established.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofVerdict {
+    pub origin: String,
+    pub index: u64,
+    pub size: u64,
+    pub file: String,
+    pub sha256: String,
+    pub kind: crate::types::ArtifactKind,
+}
+
+/// `verify-proof PROOF FILE`: the checkpoint's signature (trusted keys, under
+/// its own origin), the entry's inclusion in it, the entry's own DSSE
+/// signature, and FILE's digest against the subject the entry gives it.
+pub fn verify_proof(proof_text: &str, file: &Path, trusted: &[TrustedKey]) -> Result<ProofVerdict> {
+    let proof = TlogProof::parse(proof_text).context("not a C2SP tlog-proof")?;
+    let line = proof.extra.clone().ok_or_else(|| anyhow!("the proof carries no entry (no `extra` line)"))?;
+    let peek = tlog::note::parse(&proof.checkpoint).context("the proof's checkpoint is not a signed note")?;
+    let origin = Checkpoint::parse_body(&peek.text)?.origin;
+    let verified = proof
+        .verify(&tlog::merkle::leaf_hash(&line), &note_keys(trusted, &origin)?)
+        .context("the entry is not in the signed log")?;
+    // The entry itself: a DSSE envelope signed by a trusted key.
+    let env: super::dsse::Envelope = serde_json::from_slice(&line).context("the entry is not a DSSE envelope")?;
+    let body = env.body().context("the entry's payload is not base64")?;
+    let sig = env.signatures.first().ok_or_else(|| anyhow!("the entry is unsigned"))?;
+    let sig = super::dsse::decode_sig(&sig.sig).ok_or_else(|| anyhow!("the entry's signature is malformed"))?;
+    let msg = super::dsse::pae(&env.payload_type, &body);
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    if !trusted.iter().any(|k| k.key.verify_strict(&msg, &sig).is_ok()) {
+        bail!("the entry's signature does not verify against the trusted keys");
+    }
+    let st: super::statement::Statement = serde_json::from_slice(&body).context("not an agentplane statement")?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let subject = st
+        .subject
+        .iter()
+        .find(|s| s.name == name || s.name.ends_with(&format!("/{name}")) || file.ends_with(&s.name))
+        .ok_or_else(|| anyhow!("the entry names no file `{name}`"))?;
+    let (got, _) = fsx::sha256_regular(file).map_err(|e| anyhow!("{e}"))?;
+    if Some(got.as_str()) != subject.sha256_hex() {
+        bail!("`{}` has sha256 {got}; the entry signed {}", file.display(), subject.sha256_hex().unwrap_or("?"));
+    }
+    Ok(ProofVerdict {
+        origin,
+        index: verified.index,
+        size: verified.checkpoint.size,
+        file: subject.name.clone(),
+        sha256: got,
+        kind: st.predicate.kind,
+    })
+}
