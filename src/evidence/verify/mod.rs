@@ -129,14 +129,20 @@ pub fn verify_files(files: &dyn EvidenceFiles, label: &str, opts: &Options) -> R
     let Some(chain) = steps::read_chain(files, &mut f) else {
         return Ok(assemble(label, &[], &opts.trusted, f, None, false, warnings, notes));
     };
-    let work = steps::per_entry(&chain, files, &opts.trusted, &validators);
+    // The directory listing (step 8) needs no entry: take it meanwhile.
+    let (work, listing) = std::thread::scope(|s| {
+        let listing = s.spawn(|| files.list());
+        let work = steps::per_entry(&chain, files, &opts.trusted, &validators);
+        let listing = listing.join().unwrap_or_else(|_| Err("the directory could not be listed".into()));
+        (work, listing)
+    });
     steps::envelopes(&work, &mut f);
     steps::signatures(&work, &mut f);
     steps::statements(&work, &mut f);
     let first = steps::links(&work, &mut f);
     steps::subjects(&work, &mut f);
     steps::schemas(&work, &mut f);
-    if let Some(n) = steps::unnamed_files(files, &work, &mut f) {
+    if let Some(n) = steps::unnamed_files(listing, &work, &mut f) {
         notes.insert(VerifyCheck::NoUnnamedFiles, n);
     }
     let (sealed, note) = steps::seal(&work, opts.allow_unsealed, &mut f, &mut warnings);

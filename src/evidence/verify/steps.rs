@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Component, Path};
 
-use super::files::EvidenceFiles;
+use super::files::{EvidenceFiles, Listed};
 use super::findings::{Findings, VerifyCheck};
 use super::signature;
 use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, predicate_type};
 use crate::evidence::{CHAIN_FILE, GENESIS, LOCK_FILE};
-use crate::fsx;
+use crate::fsx::{self, NotRegular};
 use crate::types::ArtifactKind;
 
 /// The prefix of agentplane's temporary files (`fsx::write_atomic`).
@@ -360,9 +360,10 @@ pub fn schemas(work: &[Work], f: &mut Findings) {
 
 /// Step 8: nothing in the directory that the chain does not name. The lock
 /// must be an empty regular file; a temp file is never left by agentplane.
+/// `listing` is [`EvidenceFiles::list`], taken while the per-entry work ran.
 /// Returns a note when the unnamed-file part could not be checked.
-pub fn unnamed_files(files: &dyn EvidenceFiles, work: &[Work], f: &mut Findings) -> Option<String> {
-    let listed = match files.list() {
+pub fn unnamed_files(listing: Result<Vec<Listed>, String>, work: &[Work], f: &mut Findings) -> Option<String> {
+    let listed = match listing {
         Ok(l) => l,
         Err(e) => {
             f.dir(VerifyCheck::NoUnnamedFiles, e);
@@ -391,7 +392,7 @@ pub fn unnamed_files(files: &dyn EvidenceFiles, work: &[Work], f: &mut Findings)
         } else if unreadable.is_none() && !named.contains(l.name.as_str()) {
             match l.kind {
                 Ok(_) => format!("`{}` is in the directory but no entry names it", l.name),
-                Err(k) => format!("`{}` is in the directory but no entry names it (it {k})", l.name),
+                Err(k) => format!("`{}` is in the directory but no entry names it ({})", l.name, what(k)),
             }
         } else {
             continue;
@@ -399,6 +400,19 @@ pub fn unnamed_files(files: &dyn EvidenceFiles, work: &[Work], f: &mut Findings)
         f.dir(VerifyCheck::NoUnnamedFiles, why);
     }
     unreadable.map(|i| format!("unnamed files not checked: entry {i} could not be read, so what it names is unknown"))
+}
+
+/// A non-regular directory entry, in a few words.
+fn what(k: NotRegular) -> &'static str {
+    match k {
+        NotRegular::Symlink => "a symbolic link",
+        NotRegular::Fifo => "a FIFO",
+        NotRegular::Socket => "a socket",
+        NotRegular::Device => "a device",
+        NotRegular::Directory => "a directory",
+        NotRegular::Missing => "gone while listed",
+        NotRegular::TooLarge { .. } => "too large",
+    }
 }
 
 /// Step 9: the seals. Each closes exactly the entries before it, naming the
