@@ -9,6 +9,7 @@ use super::*;
 use crate::evidence::artifacts::{Artifact, SessionArtifact};
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::{self, Signer};
+use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, Subject, predicate_type};
 use crate::fsx::NotRegular;
 use crate::types::{ArtifactKind, SessionStatus};
 use VerifyCheck::*;
@@ -27,6 +28,8 @@ struct Fixture {
     bogus: MemEvidence,
     key: TrustedKey,
     other: TrustedKey,
+    /// The key that signed `a`, `b` and `bogus` (for hand-made entries).
+    signer: Signer,
 }
 
 fn session(i: usize) -> SessionArtifact {
@@ -87,6 +90,7 @@ fn fixture() -> &'static Fixture {
             bogus: run(&t.path().join("c"), &signer, true),
             key: keys::load_public(&pub_path).unwrap(),
             other: keys::load_public(&other_pub).unwrap(),
+            signer,
         }
     })
 }
@@ -121,6 +125,55 @@ fn flip_last_byte(b: &mut [u8]) {
 }
 
 const CHAIN: &str = crate::evidence::CHAIN_FILE;
+
+/// Drop the seal, then append a signed entry properly linked to the last
+/// line: `body` gets that entry's predicate to shape (or replace) the statement.
+fn append_signed(m: &mut MemEvidence, f: &Fixture, body: impl Fn(Predicate) -> Vec<u8>) {
+    use crate::evidence::dsse::Envelope;
+    let mut l = lines(m);
+    l.pop();
+    let env: Envelope = serde_json::from_slice(&l[0]).unwrap();
+    let first: Statement = serde_json::from_slice(&env.body().unwrap()).unwrap();
+    let p = Predicate {
+        seq: l.len() as u64,
+        previous: format!("sha256:{}", crate::fsx::sha256_hex(l.last().unwrap())),
+        ..first.predicate
+    };
+    l.push(serde_json::to_vec(&Envelope::sign(&body(p), &f.signer)).unwrap());
+    set_lines(m, &l);
+}
+
+fn statement(kind: ArtifactKind, subject: Vec<Subject>, p: Predicate) -> Vec<u8> {
+    let predicate = Predicate { kind, ..p };
+    serde_json::to_vec(&Statement {
+        statement_type: STATEMENT_TYPE.into(),
+        subject,
+        predicate_type: predicate_type(kind),
+        predicate,
+    })
+    .unwrap()
+}
+
+/// Append a correct seal after the last line.
+fn reseal(m: &mut MemEvidence, f: &Fixture) {
+    let mut l = lines(m);
+    l.push(b"placeholder".to_vec()); // append_signed drops the last line
+    set_lines(m, &l);
+    append_signed(m, f, |p| {
+        let head = p.previous.clone();
+        let hex = head.trim_start_matches("sha256:").to_string();
+        let seq = p.seq;
+        statement(
+            ArtifactKind::Seal,
+            vec![Subject::sha256(CHAIN, hex)],
+            Predicate { length: Some(seq), head: Some(head), ..p },
+        )
+    });
+}
+
+fn session_subject(m: &mut MemEvidence, name: &str) -> Subject {
+    Subject::sha256(name, crate::fsx::sha256_hex(bytes(m, name)))
+}
 
 struct Row {
     name: &'static str,
@@ -310,6 +363,64 @@ fn rows() -> Vec<Row> {
         ),
         row("evidence.jsonl is missing", |m, _| drop(m.files.remove(CHAIN)), &[ChainPresent], None),
         row("evidence.jsonl is empty", |m, _| bytes(m, CHAIN).clear(), &[ChainPresent], None),
+        row(
+            "signed payload that is not a statement",
+            |m, f| append_signed(m, f, |_| b"{\"hello\":1}".to_vec()),
+            &[Statements],
+            Some(3),
+        ),
+        row(
+            "predicateType of another kind",
+            |m, f| {
+                append_signed(m, f, |p| {
+                    let mut st: serde_json::Value =
+                        serde_json::from_slice(&statement(ArtifactKind::Seal, vec![Subject::sha256(CHAIN, "00")], p))
+                            .unwrap();
+                    st["predicateType"] = predicate_type(ArtifactKind::RunArtifact).into();
+                    serde_json::to_vec(&st).unwrap()
+                })
+            },
+            &[Statements],
+            Some(3),
+        ),
+        row(
+            "a file named by two entries",
+            |m, f| {
+                let s = session_subject(m, "session-artifact.json");
+                append_signed(m, f, |p| statement(ArtifactKind::SessionArtifact, vec![s.clone()], p));
+                reseal(m, f);
+            },
+            &[SubjectDigests],
+            Some(3),
+        ),
+        row(
+            "a subject outside the directory",
+            |m, f| {
+                let s = session_subject(m, "session-artifact.json");
+                let out = Subject::sha256("../../etc/passwd", "00");
+                append_signed(m, f, |p| statement(ArtifactKind::SessionArtifact, vec![s.clone(), out.clone()], p));
+                reseal(m, f);
+            },
+            &[SubjectDigests],
+            Some(3),
+        ),
+        row(
+            "a seal with the wrong length",
+            |m, f| {
+                append_signed(m, f, |p| {
+                    let head = p.previous.clone();
+                    let hex = head.trim_start_matches("sha256:").to_string();
+                    statement(
+                        ArtifactKind::Seal,
+                        vec![Subject::sha256(CHAIN, hex)],
+                        Predicate { length: Some(2), head: Some(head), ..p },
+                    )
+                })
+            },
+            &[Seal],
+            Some(3),
+        ),
+        row("a correct hand-made seal", reseal, &[], None),
         Row { name: "untrusted signer", tamper: |_, _| {}, untrusted: true, failed: &[Signatures], entry: Some(0) },
     ]
 }
