@@ -69,7 +69,10 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<Box<dyn Render>> {
 
     // 3. verify, as an auditor would: the public key only.
     let trusted = vec![keys::load_public(&public)?];
-    let report = verify::verify_dir(&evidence, &verify::Options { trusted: trusted.clone(), allow_unsealed: false })?;
+    let report = verify::verify_dir(
+        &evidence,
+        &verify::Options { trusted: trusted.clone(), allow_unsealed: false, since: Vec::new() },
+    )?;
     let verified = report.verified;
     demo.verify = Some(report);
     if !verified {

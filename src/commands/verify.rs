@@ -14,7 +14,19 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Box<dyn Render>> {
     let trusted = ctx.trusted(&args.trust)?;
     let dir = ctx.abs(&args.dir);
     refuse_a_bundle_dir(ctx, &dir)?;
-    let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed })?;
+    let mut since = Vec::new();
+    for p in &args.since {
+        let p = ctx.abs(p);
+        let bytes = crate::fsx::read_regular(&p, crate::evidence::tlog::note::MAX_NOTE_SIZE as u64).map_err(|e| {
+            crate::error::Problem::error(format!("--since: {e}"))
+                .hint("pass a checkpoint file saved from an evidence directory")
+        })?;
+        since.push(
+            String::from_utf8(bytes)
+                .map_err(|_| crate::error::Problem::error(format!("--since `{}` is not UTF-8", p.display())))?,
+        );
+    }
+    let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed, since })?;
     Ok(Box::new(Verified { report }))
 }
 

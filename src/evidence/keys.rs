@@ -63,12 +63,16 @@ impl Signer {
             .hint(format!("run `chmod 600 {}`", path.display()))
             .into());
         }
-        let pem = std::fs::read_to_string(path).map_err(|e| {
-            Problem::error(format!("cannot read signing key `{}`: {e}", path.display()))
-                .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen`")
+        let bytes = zeroize::Zeroizing::new(read_key_file(
+            path,
+            "signing key",
+            "a signing key is a PKCS#8 PEM file made by `agentplane keygen`",
+        )?);
+        let pem = std::str::from_utf8(&bytes).map_err(|_| {
+            Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: not text", path.display()))
+                .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
         })?;
-        let pem = zeroize::Zeroizing::new(pem);
-        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| {
             Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: {e}", path.display()))
                 .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
         })?;
@@ -139,16 +143,40 @@ pub struct TrustedKey {
     pub path: PathBuf,
 }
 
-/// Load an SPKI PEM public key.
+/// Read a key file named by the user: the path may go through symlinks
+/// (they named it), but the file itself must be a regular file of at most
+/// [`crate::fsx::caps::KEY`] bytes, so a FIFO or device never hangs or floods.
+fn read_key_file(path: &Path, what: &str, hint: &str) -> Result<Vec<u8>> {
+    let problem = |why: String| Problem::error(format!("cannot read {what} `{}`: {why}", path.display())).hint(hint);
+    let real = std::fs::canonicalize(path).map_err(|e| problem(e.to_string()))?;
+    let bytes = crate::fsx::read_regular(&real, crate::fsx::caps::KEY).map_err(|e| match e.kind {
+        Some(k) => problem(format!("it {k}")),
+        None => problem(e.io.map_or_else(|| "unreadable".into(), |io| io.to_string())),
+    })?;
+    Ok(bytes)
+}
+
+/// Load an SPKI PEM public key, refusing a weak (small-order) one: with such
+/// a key, signatures verify for messages nobody signed.
 pub fn load_public(path: &Path) -> Result<TrustedKey> {
-    let pem = std::fs::read_to_string(path).map_err(|e| {
-        Problem::error(format!("cannot read trusted key `{}`: {e}", path.display()))
-            .hint("a trusted key is the `.pub` file `agentplane keygen` wrote (SPKI PEM)")
+    let hint = "a trusted key is the `.pub` file `agentplane keygen` wrote (SPKI PEM)";
+    let bytes = read_key_file(path, "trusted key", hint)?;
+    let pem = String::from_utf8(bytes).map_err(|_| {
+        Problem::error(format!("`{}` is not an ed25519 SPKI PEM public key: not text", path.display()))
+            .hint("pass the `.pub` file (`-----BEGIN PUBLIC KEY-----`), not the private key")
     })?;
     let key = VerifyingKey::from_public_key_pem(&pem).map_err(|e| {
         Problem::error(format!("`{}` is not an ed25519 SPKI PEM public key: {e}", path.display()))
             .hint("pass the `.pub` file (`-----BEGIN PUBLIC KEY-----`), not the private key")
     })?;
+    if key.is_weak() {
+        return Err(Problem::error(format!(
+            "trusted key `{}` is a weak ed25519 key (a point of small order): anyone can forge signatures for it",
+            path.display()
+        ))
+        .hint("trust the `.pub` file written by `agentplane keygen` for the key that signed the evidence")
+        .into());
+    }
     Ok(TrustedKey { id: key_id(&key), key, path: path.to_path_buf() })
 }
 
@@ -168,5 +196,29 @@ mod tests {
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         assert!(!dbg.contains(&body));
         assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_weak_trusted_key_is_refused_with_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("weak.pub");
+        let mut b = [0u8; 32];
+        b[0] = 1; // the identity point
+        let pem = VerifyingKey::from_bytes(&b).unwrap().to_public_key_pem(Default::default()).unwrap();
+        std::fs::write(&p, pem).unwrap();
+        let err = load_public(&p).unwrap_err();
+        assert_eq!(crate::error::exit_of(&err), crate::exit::Exit::Error);
+        assert!(err.to_string().contains("weak"), "{err}");
+        assert!(crate::error::hint_of(&err).is_some());
+    }
+
+    #[test]
+    fn a_fifo_as_a_key_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pub");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = load_public(&p).unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+        assert_eq!(crate::error::exit_of(&err), crate::exit::Exit::Error);
     }
 }

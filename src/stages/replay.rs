@@ -53,7 +53,10 @@ pub fn replay(
 ) -> Result<Verdict> {
     reporter.begin(super::Stage::Verify, &dir.display().to_string());
     // 1. The evidence must verify against the trusted keys.
-    let report = verify::verify_dir(dir, &verify::Options { trusted: opts.trusted.clone(), allow_unsealed: false })?;
+    let report = verify::verify_dir(
+        dir,
+        &verify::Options { trusted: opts.trusted.clone(), allow_unsealed: false, since: Vec::new() },
+    )?;
     if !report.verified {
         return Err(Refusal::new(
             RefusalCode::EvidenceUnverified,

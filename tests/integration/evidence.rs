@@ -291,3 +291,102 @@ fn verify_human_output_snapshots() {
         format!("exit {}\n{}", bad.code, crate::util::redact(&bad.stdout, r.path()))
     );
 }
+
+/// Run `verify` in the background and insist it finishes within `secs`
+/// (a FIFO opened for reading would block it forever); kill it otherwise.
+fn verify_promptly(r: &Root, args: &[&str], secs: u64) -> crate::util::Run {
+    let mut child = std::process::Command::new(crate::util::BIN)
+        .arg("--root")
+        .arg(r.path())
+        .args(args)
+        .current_dir(r.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() >= secs {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("`agentplane {}` did not return within {secs} s", args.join(" "));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+fn mkfifo(p: &std::path::Path) {
+    let _ = std::fs::remove_file(p);
+    let status = std::process::Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_as_the_chain_or_a_product_fails_promptly() {
+    let r = done();
+    mkfifo(&r.join(&format!("{EV}/evidence.jsonl")));
+    let out = verify_promptly(&r, &["verify", EV, "--trusted-key", &r.pubkey()], 20).failed();
+    assert!(out.stdout.contains("`evidence.jsonl` is a FIFO"), "{}", out.stdout);
+
+    let r = done();
+    mkfifo(&r.join(&format!("{EV}/products/smoke-result.json")));
+    let out = verify_promptly(&r, &["--format", "json", "verify", EV, "--trusted-key", &r.pubkey()], 20).failed();
+    let doc = out.json();
+    let failed: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["subject-digests"], "{}", out.stdout);
+    assert!(doc["firstFailure"].as_str().unwrap().contains("`products/smoke-result.json` is a FIFO"), "{}", out.stdout);
+}
+
+#[test]
+fn a_product_symlinked_to_etc_passwd_is_not_read() {
+    let r = done();
+    let p = r.join(&format!("{EV}/products/smoke-result.json"));
+    std::fs::remove_file(&p).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", &p).unwrap();
+    let out = verify(&r).failed();
+    assert!(out.stdout.contains("`products/smoke-result.json` is a symbolic link"), "{}", out.stdout);
+    let passwd = agentplane::fsx::sha256_hex(&std::fs::read("/etc/passwd").unwrap());
+    assert!(!out.stdout.contains(&passwd) && !out.stderr.contains(&passwd), "the digest of /etc/passwd was printed");
+}
+
+#[test]
+fn a_weak_trusted_key_is_refused_with_exit_2() {
+    use base64::Engine;
+    let r = done();
+    // SPKI DER for ed25519 with the identity point (01 00..00) as the key: small order.
+    let mut der = hex_bytes("302a300506032b6570032100");
+    der.push(1);
+    der.extend([0u8; 31]);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    r.write("weak.pub", format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n"));
+    r.cmd(&["verify", EV, "--trusted-key", "weak.pub"]).error().stderr_has("weak").stderr_has("hint:");
+}
+
+#[test]
+fn a_fifo_as_the_trusted_key_is_refused_promptly() {
+    let r = done();
+    mkfifo(&r.join("fifo.pub"));
+    verify_promptly(&r, &["verify", EV, "--trusted-key", "fifo.pub"], 20).error().stderr_has("FIFO");
+}
+
+#[test]
+fn a_planted_temp_file_or_a_non_empty_lock_is_caught() {
+    let r = done();
+    r.write(&format!("{EV}/.agentplane-tmp-x1y2z3"), "half a write");
+    expect_bad(&r, "`.agentplane-tmp-x1y2z3` is a temporary file");
+    let r = done();
+    r.write(&format!("{EV}/.agentplane.lock"), "not empty");
+    expect_bad(&r, "`.agentplane.lock` is not empty");
+}
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}

@@ -15,4 +15,5 @@ mod qemu;
 mod readme;
 mod ssh;
 mod sshd;
+mod transparency;
 mod validate;

@@ -1,0 +1,203 @@
+//! How verification reads an evidence directory: the [`EvidenceFiles`] trait,
+//! its file-system implementation, and (for tests) an in-memory one.
+//!
+//! The file-system side reads regular files only, with size caps
+//! ([`fsx::open_regular`]): a FIFO, device, socket or symlink where evidence
+//! belongs is an error naming the file, never a hang, never a read through a
+//! link to somewhere else, never unbounded memory.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::evidence::{CHAIN_FILE, RUNS_DIR};
+use crate::fsx::{self, NotRegular, RegularError};
+
+/// Why a file could not be read, naming it (relative to the evidence directory).
+pub type FileError = String;
+
+/// One non-directory entry of the evidence directory (step 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// `/`-separated path relative to the evidence directory.
+    pub name: String,
+    /// The size of a regular file, or what the entry is instead.
+    pub kind: Result<u64, NotRegular>,
+}
+
+/// Read access to one evidence directory.
+pub trait EvidenceFiles: Sync {
+    /// The exact bytes of `evidence.jsonl`.
+    fn chain(&self) -> Result<Vec<u8>, FileError>;
+    /// The bytes of an artifact (a JSON document, capped at [`fsx::caps::DOCUMENT`]).
+    fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError>;
+    /// The lowercase hex sha256 of a log or product, of any size.
+    fn hash(&self, name: &str) -> Result<String, FileError>;
+    /// Every entry that is not a directory, sorted by name. Symlinks are
+    /// listed, never followed; `runs/` (archived chains) is not descended.
+    fn list(&self) -> Result<Vec<Listed>, FileError>;
+}
+
+/// An evidence directory on disk.
+#[derive(Debug, Clone)]
+pub struct FsEvidence {
+    dir: PathBuf,
+}
+
+impl FsEvidence {
+    pub fn new(dir: &Path) -> FsEvidence {
+        FsEvidence { dir: dir.to_path_buf() }
+    }
+
+    /// The path of `name`, refusing when a directory on the way is not a
+    /// real directory: `O_NOFOLLOW` guards only the last component, so a
+    /// symlinked `products/` must be caught here.
+    fn path(&self, name: &str) -> Result<PathBuf, FileError> {
+        let parts: Vec<Component> = Path::new(name).components().collect();
+        let mut p = self.dir.clone();
+        for (i, c) in parts.iter().enumerate() {
+            if !matches!(c, Component::Normal(_)) {
+                return Err(format!("`{name}` is not a plain path inside the directory"));
+            }
+            p.push(c);
+            if i + 1 < parts.len() {
+                let rel = fsx::rel_to(&self.dir, &p);
+                match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(format!("`{rel}` {}", NotRegular::Symlink));
+                    }
+                    Ok(_) => return Err(format!("`{rel}` is not a directory")),
+                    Err(_) => return Err(format!("`{name}` {}", NotRegular::Missing)),
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// A [`RegularError`] as a message naming the file by its evidence name.
+fn describe(name: &str, e: &RegularError) -> FileError {
+    match (&e.kind, &e.io) {
+        (Some(k), _) => format!("`{name}` {k}"),
+        (None, Some(io)) => format!("cannot read `{name}`: {io}"),
+        (None, None) => format!("cannot read `{name}`"),
+    }
+}
+
+impl EvidenceFiles for FsEvidence {
+    fn chain(&self) -> Result<Vec<u8>, FileError> {
+        fsx::read_regular(&self.dir.join(CHAIN_FILE), fsx::caps::CHAIN).map_err(|e| describe(CHAIN_FILE, &e))
+    }
+
+    fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError> {
+        fsx::read_regular(&self.path(name)?, fsx::caps::DOCUMENT).map_err(|e| describe(name, &e))
+    }
+
+    fn hash(&self, name: &str) -> Result<String, FileError> {
+        fsx::sha256_regular(&self.path(name)?).map(|(hex, _)| hex).map_err(|e| describe(name, &e))
+    }
+
+    fn list(&self) -> Result<Vec<Listed>, FileError> {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = Vec::new();
+        let walk = walkdir::WalkDir::new(&self.dir)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| !(e.depth() == 1 && e.file_type().is_dir() && e.file_name() == RUNS_DIR));
+        for entry in walk {
+            let entry = entry.map_err(|e| format!("cannot list the evidence directory: {e}"))?;
+            let ft = entry.file_type();
+            if ft.is_dir() {
+                continue;
+            }
+            let kind = if ft.is_file() {
+                // Not following links: this is the entry's own lstat.
+                Ok(entry.metadata().map_or(0, |m| m.len()))
+            } else if ft.is_symlink() {
+                Err(NotRegular::Symlink)
+            } else if ft.is_fifo() {
+                Err(NotRegular::Fifo)
+            } else if ft.is_socket() {
+                Err(NotRegular::Socket)
+            } else {
+                Err(NotRegular::Device)
+            };
+            out.push(Listed { name: fsx::rel_to(&self.dir, entry.path()), kind });
+        }
+        Ok(out)
+    }
+}
+
+/// An evidence directory held in memory, for table-driven tests.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+pub struct MemEvidence {
+    pub files: std::collections::BTreeMap<String, MemFile>,
+}
+
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemFile {
+    Bytes(Vec<u8>),
+    /// Something other than a regular file (a FIFO, a symlink, ...).
+    Special(NotRegular),
+}
+
+#[cfg(test)]
+impl MemEvidence {
+    /// Copy every regular file under `dir` (as agentplane left it) into memory.
+    pub fn load(dir: &Path) -> MemEvidence {
+        let mut m = MemEvidence::default();
+        for e in walkdir::WalkDir::new(dir).min_depth(1).into_iter().map(Result::unwrap) {
+            if e.file_type().is_file() {
+                let bytes = std::fs::read(e.path()).unwrap();
+                m.files.insert(fsx::rel_to(dir, e.path()), MemFile::Bytes(bytes));
+            }
+        }
+        m
+    }
+
+    fn get(&self, name: &str, cap: Option<u64>) -> Result<&[u8], FileError> {
+        match self.files.get(name) {
+            None => Err(format!("`{name}` {}", NotRegular::Missing)),
+            Some(MemFile::Special(k)) => Err(format!("`{name}` {k}")),
+            Some(MemFile::Bytes(b)) => match cap {
+                Some(cap) if b.len() as u64 > cap => {
+                    Err(format!("`{name}` {}", NotRegular::TooLarge { cap, len: b.len() as u64 }))
+                }
+                _ => Ok(b),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+impl EvidenceFiles for MemEvidence {
+    fn chain(&self) -> Result<Vec<u8>, FileError> {
+        self.get(CHAIN_FILE, Some(fsx::caps::CHAIN)).map(<[u8]>::to_vec)
+    }
+
+    fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError> {
+        self.get(name, Some(fsx::caps::DOCUMENT)).map(<[u8]>::to_vec)
+    }
+
+    fn hash(&self, name: &str) -> Result<String, FileError> {
+        self.get(name, None).map(fsx::sha256_hex)
+    }
+
+    fn list(&self) -> Result<Vec<Listed>, FileError> {
+        Ok(self
+            .files
+            .iter()
+            .filter(|(n, _)| !n.starts_with(&format!("{RUNS_DIR}/")))
+            .map(|(n, f)| Listed {
+                name: n.clone(),
+                kind: match f {
+                    MemFile::Bytes(b) => Ok(b.len() as u64),
+                    MemFile::Special(k) => Err(*k),
+                },
+            })
+            .collect())
+    }
+}

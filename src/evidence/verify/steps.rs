@@ -1,0 +1,581 @@
+//! The numbered steps of verification (see the list in [`super`]).
+//!
+//! Steps 2, 3, 4 and the file halves of 6 and 7 look at one entry only, so
+//! [`per_entry`] does that work for every entry on all cores first; each step
+//! function then applies its own results in entry order. Findings are
+//! recorded step by step, so an entry's first finding is the one a strictly
+//! sequential run would have found.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Component, Path};
+
+use super::files::{EvidenceFiles, Listed};
+use super::findings::{Findings, VerifyCheck};
+use super::signature;
+use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
+use crate::evidence::keys::TrustedKey;
+use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, predicate_type};
+use crate::evidence::{CHAIN_FILE, CHECKPOINT_FILE, GENESIS, LOCK_FILE};
+use crate::fsx::{self, NotRegular};
+use crate::types::ArtifactKind;
+use sha2::Digest as _;
+
+/// The prefix of agentplane's temporary files (`fsx::write_atomic`).
+pub const TMP_PREFIX: &str = ".agentplane-tmp-";
+
+/// Step 1's result: the chain's exact bytes, cut into lines.
+pub struct RawChain {
+    bytes: Vec<u8>,
+    lines: Vec<Range<usize>>,
+    /// The last line has no newline (a torn write or a truncation).
+    torn: bool,
+}
+
+impl RawChain {
+    pub fn line(&self, i: usize) -> &[u8] {
+        &self.bytes[self.lines[i].clone()]
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+}
+
+/// What one entry's own content says, before it is compared with its
+/// neighbours. Each step's slot is `None` when an earlier step failed.
+#[derive(Debug, Default, Clone)]
+pub struct Work {
+    /// `sha256:<hex>` of the line's exact bytes (the next entry's `previous`).
+    pub digest: String,
+    /// Step 2.
+    pub envelope: Option<Result<(), String>>,
+    /// Step 3: the index of the trusted key that verified.
+    pub signature: Option<Result<usize, String>>,
+    /// Step 4.
+    pub statement: Option<Result<Statement, String>>,
+    /// Step 6, per subject in order: its name and what is wrong with its file.
+    pub subjects: Vec<SubjectResult>,
+    /// Step 7.
+    pub artifact: Option<Result<(), String>>,
+}
+
+/// One subject's name and what is wrong with its file, if anything.
+pub type SubjectResult = (String, Result<(), String>);
+
+impl Work {
+    pub fn statement(&self) -> Option<&Statement> {
+        self.statement.as_ref().and_then(|s| s.as_ref().ok())
+    }
+}
+
+/// Per kind: the file's schema (upstream's shape) and, where the kind has
+/// details, the schema of its `predicate.details`.
+pub type Validators = BTreeMap<ArtifactKind, (jsonschema::Validator, Option<jsonschema::Validator>)>;
+
+pub fn artifact_validators() -> anyhow::Result<Validators> {
+    use crate::evidence::artifacts::{details_schema_of, schema_of};
+    let mut v = BTreeMap::new();
+    for kind in ArtifactKind::FILES {
+        let file = crate::schema_tools::compile(kind.schema_name(), &schema_of(kind))?;
+        let details = match details_schema_of(kind) {
+            Some(d) => Some(crate::schema_tools::compile(&format!("{} details", kind.schema_name()), &d)?),
+            None => None,
+        };
+        v.insert(kind, (file, details));
+    }
+    Ok(v)
+}
+
+/// Step 1: read `evidence.jsonl` (a regular file, capped) and split it into
+/// lines. Every line must end in a newline; a partial last line is a torn
+/// write or a truncation.
+pub fn read_chain(files: &dyn EvidenceFiles, f: &mut Findings) -> Option<RawChain> {
+    let bytes = match files.chain() {
+        Ok(b) => b,
+        Err(e) => {
+            f.dir(VerifyCheck::ChainPresent, e);
+            return None;
+        }
+    };
+    if bytes.is_empty() {
+        f.dir(VerifyCheck::ChainPresent, format!("`{CHAIN_FILE}` is empty"));
+        return None;
+    }
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\n' {
+            lines.push(start..i);
+            start = i + 1;
+        }
+    }
+    let torn = start < bytes.len();
+    if torn {
+        lines.push(start..bytes.len());
+        f.entry(
+            VerifyCheck::ChainPresent,
+            lines.len() - 1,
+            format!("a partial line with no newline: `{CHAIN_FILE}` was truncated or torn"),
+        );
+    }
+    Some(RawChain { bytes, lines, torn })
+}
+
+/// The per-entry work of steps 2, 3, 4, 6 and 7, for every entry, on all cores.
+pub fn per_entry(
+    chain: &RawChain,
+    files: &dyn EvidenceFiles,
+    trusted: &[TrustedKey],
+    validators: &Validators,
+) -> Vec<Work> {
+    let idx: Vec<usize> = (0..chain.len()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let per = idx.len().div_ceil(threads).max(64);
+    let one = |i: usize| {
+        let skip = chain.torn && i + 1 == chain.len();
+        entry_work(chain.line(i), skip, files, trusted, validators)
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = idx
+            .chunks(per)
+            .map(|chunk| (chunk.len(), s.spawn(move || chunk.iter().map(|&i| one(i)).collect::<Vec<_>>())))
+            .collect();
+        let mut out = Vec::with_capacity(idx.len());
+        for (n, h) in handles {
+            // A worker that died leaves its entries unchecked: fail them, never pass them.
+            out.extend(h.join().unwrap_or_else(|_| {
+                let dead = Work { envelope: Some(Err("this entry could not be checked".into())), ..Work::default() };
+                vec![dead; n]
+            }));
+        }
+        out
+    })
+}
+
+fn entry_work(
+    bytes: &[u8],
+    skip: bool,
+    files: &dyn EvidenceFiles,
+    trusted: &[TrustedKey],
+    validators: &Validators,
+) -> Work {
+    let mut w = Work { digest: format!("sha256:{}", fsx::sha256_hex(bytes)), ..Work::default() };
+    if skip {
+        return w;
+    }
+    let (env, body, sig) = match parse_envelope(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            w.envelope = Some(Err(e));
+            return w;
+        }
+    };
+    w.envelope = Some(Ok(()));
+    // The signature is checked over the exact payload bytes before they are parsed.
+    match signature::check(&env.payload_type, &body, &env.signatures[0].keyid, &sig, trusted) {
+        Some(k) => w.signature = Some(Ok(k)),
+        None => {
+            w.signature = Some(Err(signature::DOES_NOT_VERIFY.into()));
+            return w;
+        }
+    }
+    let st = parse_statement(&body);
+    if let Ok(s) = &st
+        && !s.predicate.kind.is_seal()
+    {
+        let artifact_bytes;
+        (w.subjects, artifact_bytes) = subject_files(s, files);
+        if let Some(b) = artifact_bytes.filter(|_| w.subjects.iter().all(|(_, r)| r.is_ok())) {
+            w.artifact = Some(artifact_matches(s, &b, validators));
+        }
+    }
+    w.statement = Some(st);
+    w
+}
+
+/// Step 2 for one line: a DSSE envelope, our payload type, exactly one
+/// signature of 64 bytes, a base64 payload.
+fn parse_envelope(bytes: &[u8]) -> Result<(Envelope, Vec<u8>, [u8; 64]), String> {
+    let env: Envelope = serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope: {e}"))?;
+    if env.payload_type != PAYLOAD_TYPE {
+        return Err(format!("payloadType is `{}`, not `{PAYLOAD_TYPE}`", env.payload_type));
+    }
+    if env.signatures.len() != 1 {
+        return Err(format!("the envelope has {} signatures; each entry is signed exactly once", env.signatures.len()));
+    }
+    let body = env.body().map_err(|e| format!("payload is not base64: {e}"))?;
+    let sig = dsse::decode_sig(&env.signatures[0].sig).ok_or("the signature is not 64 base64-encoded bytes")?;
+    Ok((env, body, sig))
+}
+
+/// Step 4 for one entry: an in-toto Statement v1 whose predicate type is its kind's.
+fn parse_statement(body: &[u8]) -> Result<Statement, String> {
+    let s: Statement =
+        serde_json::from_slice(body).map_err(|e| format!("payload is not an agentplane statement: {e}"))?;
+    if s.statement_type != STATEMENT_TYPE {
+        return Err(format!("_type is `{}`, not `{STATEMENT_TYPE}`", s.statement_type));
+    }
+    if s.predicate_type != predicate_type(s.predicate.kind) {
+        return Err(format!("predicateType `{}` does not match kind `{}`", s.predicate_type, s.predicate.kind));
+    }
+    if s.subject.is_empty() {
+        return Err("the statement names no subject".into());
+    }
+    Ok(s)
+}
+
+/// Step 6 for one entry: each subject's file against its signed digest. The
+/// first subject is the artifact, read once (capped) and returned for step 7;
+/// logs and products are hashed as streams.
+fn subject_files(s: &Statement, files: &dyn EvidenceFiles) -> (Vec<SubjectResult>, Option<Vec<u8>>) {
+    let mut artifact = None;
+    let mut out = Vec::with_capacity(s.subject.len());
+    for (i, subj) in s.subject.iter().enumerate() {
+        let name = &subj.name;
+        let result = if !safe_name(name) {
+            Err(format!("subject `{name}` is not a plain path inside the directory"))
+        } else if let Some(want) = subj.sha256_hex() {
+            let got = if i == 0 {
+                files.read_artifact(name).map(|b| {
+                    let hex = fsx::sha256_hex(&b);
+                    artifact = Some(b);
+                    hex
+                })
+            } else {
+                files.hash(name)
+            };
+            match got {
+                Err(e) => Err(e),
+                Ok(got) if got != want => Err(format!("`{name}` changed: sha256 {got}, signed {want}")),
+                Ok(_) => Ok(()),
+            }
+        } else {
+            Err(format!("subject `{name}` has no sha256 digest"))
+        };
+        out.push((name.clone(), result));
+    }
+    (out, artifact)
+}
+
+/// Step 7 for one entry: its artifact matches its kind's schema, says that
+/// kind, and belongs to the entry's bundle.
+fn artifact_matches(s: &Statement, bytes: &[u8], validators: &Validators) -> Result<(), String> {
+    let kind = s.predicate.kind;
+    let (validator, details_validator) = validators.get(&kind).ok_or_else(|| format!("unknown entry kind `{kind}`"))?;
+    let name = &s.subject[0].name;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("`{name}` is not JSON: {e}"))?;
+    if let Some(err) = validator.iter_errors(&value).next() {
+        return Err(format!("`{name}` does not match the {kind} schema at `{}`: {err}", err.instance_path()));
+    }
+    if value.get("kind").and_then(Value::as_str) != Some(kind.as_str()) {
+        return Err(format!("`{name}` is not a {kind}"));
+    }
+    // What upstream's file has no room for is in the predicate's details,
+    // checked against their own schema (absent details are empty ones).
+    let empty = Value::Object(Default::default());
+    let details = s.predicate.details.as_ref();
+    match details_validator {
+        Some(dv) => {
+            if let Some(err) = dv.iter_errors(details.unwrap_or(&empty)).next() {
+                return Err(format!(
+                    "the {kind} entry's details do not match their schema at `{}`: {err}",
+                    err.instance_path()
+                ));
+            }
+        }
+        None if details.is_some_and(|d| d != &empty) => {
+            return Err(format!("a {kind} entry carries details it cannot have"));
+        }
+        None => {}
+    }
+    let field = |k: &str| value.get(k).or_else(|| details.and_then(|d| d.get(k))).and_then(Value::as_str);
+    if field("bundle") != Some(s.predicate.bundle.as_str()) {
+        return Err(format!("`{name}` is for another bundle (spliced)"));
+    }
+    match field("bundleDigest") {
+        Some(d) if d != s.predicate.bundle_digest => Err(format!("`{name}` records another bundle digest (spliced)")),
+        _ => Ok(()),
+    }
+}
+
+/// A subject name is a relative path with no `..`, `.` or root components.
+fn safe_name(name: &str) -> bool {
+    !name.is_empty() && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Record one step's per-entry results.
+fn apply<T>(work: &[Work], f: &mut Findings, step: VerifyCheck, slot: impl Fn(&Work) -> &Option<Result<T, String>>) {
+    for (i, w) in work.iter().enumerate() {
+        if let Some(Err(why)) = slot(w) {
+            f.entry(step, i, why.clone());
+        }
+    }
+}
+
+/// Step 2: each line is a DSSE envelope with our payload type and one signature.
+pub fn envelopes(work: &[Work], f: &mut Findings) {
+    apply(work, f, VerifyCheck::Envelopes, |w| &w.envelope);
+}
+
+/// Step 3: each signature verifies, strictly, against a trusted key
+/// (never one the evidence carries), over PAE(payloadType, exact payload).
+pub fn signatures(work: &[Work], f: &mut Findings) {
+    apply(work, f, VerifyCheck::Signatures, |w| &w.signature);
+}
+
+/// Step 4: each verified payload is an in-toto Statement v1 for its kind.
+pub fn statements(work: &[Work], f: &mut Findings) {
+    apply(work, f, VerifyCheck::Statements, |w| &w.statement);
+}
+
+/// Step 5: the links. `seq` counts from 0; `previous` is the digest of the
+/// previous line's exact bytes; one runId, bundle and bundle digest
+/// throughout (those of the first readable entry, which is returned).
+pub fn links(work: &[Work], f: &mut Findings) -> Option<Predicate> {
+    let first = work.iter().find_map(Work::statement).map(|s| s.predicate.clone());
+    for (i, w) in work.iter().enumerate() {
+        let (Some(s), Some(r)) = (w.statement(), &first) else { continue };
+        let p = &s.predicate;
+        let expected_prev = if i == 0 { GENESIS } else { work[i - 1].digest.as_str() };
+        let why = if p.seq != i as u64 {
+            format!("seq is {} where {i} belongs (missing, extra or reordered entry)", p.seq)
+        } else if p.previous != expected_prev {
+            "previous does not match the digest of the line before (entry removed, inserted or changed)".into()
+        } else if p.run_id != r.run_id {
+            format!("runId `{}` differs from the chain's `{}` (spliced from another run)", p.run_id, r.run_id)
+        } else if p.bundle != r.bundle || p.bundle_digest != r.bundle_digest {
+            "bundle or bundle digest differs from the chain's first entry (spliced)".into()
+        } else {
+            continue;
+        };
+        f.entry(VerifyCheck::Links, i, why);
+    }
+    first
+}
+
+/// Step 6: for every entry still in good standing, each file it names has
+/// the signed digest, and no file is named twice.
+pub fn subjects(work: &[Work], f: &mut Findings) {
+    let mut named: HashSet<&str> = HashSet::new();
+    for (i, w) in work.iter().enumerate() {
+        let Some(s) = w.statement() else { continue };
+        if s.predicate.kind.is_seal() || f.entry_failed(i) {
+            continue;
+        }
+        for (name, result) in &w.subjects {
+            if let Err(why) = result {
+                f.entry(VerifyCheck::SubjectDigests, i, why.clone());
+            } else if !named.insert(name) {
+                f.entry(VerifyCheck::SubjectDigests, i, format!("`{name}` is named twice (duplicated entry)"));
+            }
+        }
+    }
+}
+
+/// Step 7: every artifact whose file checked out matches its schema, kind and bundle.
+pub fn schemas(work: &[Work], f: &mut Findings) {
+    for (i, w) in work.iter().enumerate() {
+        if let Some(Err(why)) = &w.artifact
+            && !f.entry_failed(i)
+        {
+            f.entry(VerifyCheck::Schemas, i, why.clone());
+        }
+    }
+}
+
+/// Step 8: nothing in the directory that the chain does not name. The lock
+/// must be an empty regular file; a temp file is never left by agentplane.
+/// `listing` is [`EvidenceFiles::list`], taken while the per-entry work ran.
+/// Returns a note when the unnamed-file part could not be checked.
+pub fn unnamed_files(listing: Result<Vec<Listed>, String>, work: &[Work], f: &mut Findings) -> Option<String> {
+    let listed = match listing {
+        Ok(l) => l,
+        Err(e) => {
+            f.dir(VerifyCheck::NoUnnamedFiles, e);
+            return None;
+        }
+    };
+    let unreadable = work.iter().position(|w| w.statement().is_none());
+    let named: HashSet<&str> = work
+        .iter()
+        .filter_map(Work::statement)
+        .filter(|s| !s.predicate.kind.is_seal())
+        .flat_map(|s| s.subject.iter().map(|x| x.name.as_str()))
+        .collect();
+    for l in &listed {
+        let base = l.name.rsplit('/').next().unwrap_or(&l.name);
+        let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE {
+            continue; // steps 1 and 10 read them
+        } else if l.name == LOCK_FILE {
+            match l.kind {
+                Ok(0) => continue,
+                Ok(n) => format!("`{LOCK_FILE}` is not empty ({n} bytes); agentplane's lock file always is"),
+                Err(k) => format!("`{LOCK_FILE}` {k}"),
+            }
+        } else if base.starts_with(TMP_PREFIX) {
+            format!("`{}` is a temporary file: agentplane's atomic writes never leave one behind", l.name)
+        } else if unreadable.is_none() && !named.contains(l.name.as_str()) {
+            match l.kind {
+                Ok(_) => format!("`{}` is in the directory but no entry names it", l.name),
+                Err(k) => format!("`{}` is in the directory but no entry names it ({})", l.name, what(k)),
+            }
+        } else {
+            continue;
+        };
+        f.dir(VerifyCheck::NoUnnamedFiles, why);
+    }
+    unreadable.map(|i| format!("unnamed files not checked: entry {i} could not be read, so what it names is unknown"))
+}
+
+/// A non-regular directory entry, in a few words.
+fn what(k: NotRegular) -> &'static str {
+    match k {
+        NotRegular::Symlink => "a symbolic link",
+        NotRegular::Fifo => "a FIFO",
+        NotRegular::Socket => "a socket",
+        NotRegular::Device => "a device",
+        NotRegular::Directory => "a directory",
+        NotRegular::Missing => "gone while listed",
+        NotRegular::TooLarge { .. } => "too large",
+    }
+}
+
+/// Step 9: the seals. Each closes exactly the entries before it, naming the
+/// chain with the digest of the entry it closes, and the chain ends in one
+/// (with `allow_unsealed`, a missing final seal is a warning).
+/// Returns whether the chain is sealed, and a note when that is unknown.
+pub fn seal(
+    chain: &RawChain,
+    work: &[Work],
+    allow_unsealed: bool,
+    f: &mut Findings,
+    warnings: &mut Vec<String>,
+) -> (bool, Option<String>) {
+    // A seal's subject is `evidence.jsonl` with the sha256 of every byte
+    // before the seal's own line: the file as it was when the seal was signed.
+    let mut prefix = sha2::Sha256::new();
+    for (i, w) in work.iter().enumerate() {
+        let before = hex::encode(prefix.clone().finalize());
+        prefix.update(chain.line(i));
+        prefix.update(b"\n");
+        let Some(s) = w.statement().filter(|s| s.predicate.kind.is_seal()) else { continue };
+        let p = &s.predicate;
+        // (After a broken link the prefix is known to differ: that tampering
+        // was already reported where it was first seen.)
+        let links_held = f.first_of(VerifyCheck::Links).is_none();
+        if p.length != Some(p.seq) || p.head.as_deref() != Some(p.previous.as_str()) {
+            f.entry(VerifyCheck::Seal, i, "the seal's length or head does not match the chain it closes");
+        } else if links_held
+            && (s.subject.len() != 1
+                || s.subject[0].name != CHAIN_FILE
+                || s.subject[0].sha256_hex() != Some(before.as_str()))
+        {
+            f.entry(
+                VerifyCheck::Seal,
+                i,
+                format!("the seal's subject is not `{CHAIN_FILE}` as it was when the seal was signed"),
+            );
+        }
+    }
+    match work.last().map(Work::statement) {
+        Some(Some(s)) if s.predicate.kind.is_seal() => (true, None),
+        Some(Some(_)) => {
+            let msg = "the chain does not end in a seal (truncated, or the run never finished)".to_string();
+            if allow_unsealed {
+                warnings.push(msg);
+            } else {
+                f.dir(VerifyCheck::Seal, msg);
+            }
+            (false, None)
+        }
+        _ => (false, Some("final seal not checked: the last entry could not be read".into())),
+    }
+}
+
+/// Step 10: the checkpoints. Each seal's checkpoint (in its predicate) is
+/// signed by a trusted key under this chain's origin and is the RFC 6962 root
+/// of exactly the lines before the seal; `outDir/checkpoint` is the last
+/// seal's; and each `--since` checkpoint (seen earlier by the auditor) is a
+/// prefix of this log: the log only grew since.
+pub fn checkpoints(
+    chain: &RawChain,
+    work: &[Work],
+    files: &dyn EvidenceFiles,
+    trusted: &[crate::evidence::keys::TrustedKey],
+    since: &[String],
+    f: &mut Findings,
+) {
+    use crate::evidence::chain::checkpoint_origin;
+    use crate::evidence::tlog::{self, Checkpoint};
+    // A chain whose structure already failed (an unreadable, missing, extra
+    // or reordered entry, a broken seal) has shown its tampering where it was
+    // first seen: its checkpoints would only say the same thing again.
+    let structural = [
+        VerifyCheck::ChainPresent,
+        VerifyCheck::Envelopes,
+        VerifyCheck::Signatures,
+        VerifyCheck::Statements,
+        VerifyCheck::Links,
+        VerifyCheck::Seal,
+    ];
+    if work.iter().any(|w| w.statement().is_none()) || structural.iter().any(|s| f.first_of(*s).is_some()) {
+        return;
+    }
+    let Some(run_id) = work.first().and_then(Work::statement).map(|s| s.predicate.run_id.clone()) else { return };
+    let origin = checkpoint_origin(&run_id);
+    let keys: Vec<tlog::NoteKey> = trusted.iter().filter_map(|k| tlog::NoteKey::new(&origin, k.key).ok()).collect();
+    let leaves: Vec<tlog::Hash> = (0..chain.len()).map(|i| tlog::merkle::leaf_hash(chain.line(i))).collect();
+    let check = |text: &str| -> Result<Checkpoint, String> {
+        let cp = Checkpoint::open(text, &keys).map_err(|e| format!("{e:#}"))?;
+        cp.expect_origin(&origin).map_err(|e| format!("{e:#}"))?;
+        let size = cp.size as usize;
+        if size > leaves.len() {
+            return Err(format!("it covers {size} entries; the chain has only {} (cut back)", leaves.len()));
+        }
+        if tlog::merkle::root(&leaves[..size]) != cp.root {
+            return Err(format!("its root is not the root of the chain's first {size} entries (history rewritten)"));
+        }
+        Ok(cp)
+    };
+    let mut last = None;
+    for (i, w) in work.iter().enumerate() {
+        let Some(s) = w.statement().filter(|s| s.predicate.kind.is_seal()) else { continue };
+        let Some(text) = s.predicate.details.as_ref().and_then(|d| d.get("checkpoint")).and_then(Value::as_str) else {
+            continue; // a seal from before checkpoints
+        };
+        match check(text) {
+            Ok(cp) if cp.size as usize == i => last = Some(text.to_string()),
+            Ok(cp) => f.entry(
+                VerifyCheck::Checkpoint,
+                i,
+                format!("its checkpoint covers {} entries, not the {i} it seals", cp.size),
+            ),
+            Err(e) => f.entry(VerifyCheck::Checkpoint, i, format!("its checkpoint does not verify: {e}")),
+        }
+    }
+    match (files.read_artifact(CHECKPOINT_FILE), &last) {
+        (Ok(bytes), Some(text)) if bytes == text.as_bytes() => {}
+        (Ok(_), Some(_)) => {
+            f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` is not the checkpoint the last seal signed"))
+        }
+        // No seal left to compare with (an unsealed chain, with --allow-unsealed):
+        // the file must still be a signed prefix of this log.
+        (Ok(bytes), None) => {
+            if let Err(e) = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()).and_then(|t| check(&t)) {
+                f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` does not verify against this log: {e}"));
+            }
+        }
+        (Err(e), Some(_)) => f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}`: {e}")),
+        (Err(_), None) => {}
+    }
+    for (n, text) in since.iter().enumerate() {
+        if let Err(e) = check(text) {
+            f.dir(
+                VerifyCheck::Checkpoint,
+                format!("--since checkpoint {}: the log is not an extension of it: {e}", n + 1),
+            );
+        }
+    }
+}
