@@ -22,6 +22,7 @@ mod cpio;
 mod initramfs;
 mod kernel;
 mod kvm;
+mod workdir;
 
 pub use kvm::KvmVerdict;
 
@@ -38,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
-use crate::types::{Environment, Isolation};
+use crate::types::{Containment, Environment, Isolation, Mechanism};
 use channel::{ControlState, LineSplitter, Record, Tail};
 use kernel::BootImage;
 
@@ -96,8 +97,10 @@ impl Ports {
             control: dir.join("control.log"),
             qemu_log: dir.join("qemu.log"),
         };
+        // Private (0600) like everything in the temp dir: QEMU opens them
+        // with O_APPEND|O_CREAT, which keeps the mode they were made with.
         for f in [&p.console, &p.stdout, &p.stderr, &p.control, &p.qemu_log] {
-            File::create(f).with_context(|| format!("cannot create `{}`", f.display()))?;
+            workdir::private_file(f)?;
         }
         Ok(p)
     }
@@ -117,7 +120,22 @@ fn qemu_command(
     ports: &Ports,
     network: bool,
 ) -> Command {
-    let mut cmd = Command::new(qemu);
+    // Under `setpriv --pdeathsig KILL` (util-linux; it sets the death signal,
+    // then execs QEMU, so the child's pid is QEMU's): when agentplane dies,
+    // even by `kill -9`, the kernel kills the VM. The death signal fires when
+    // the *thread* that spawned the process exits, so the spawn must happen
+    // on a thread that lives as long as the VM: `QemuRunner::start` runs on
+    // the thread that then waits for the VM and tears it down (`execute`
+    // drives every step from its caller's thread), and the KVM probe spawns
+    // and waits on one thread too.
+    let mut cmd = match setpriv() {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL"]).arg(qemu);
+            c
+        }
+        None => Command::new(qemu),
+    };
     let mut args: Vec<OsString> = Vec::new();
     let mut arg = |a: &str| args.push(a.into());
     for a in ["-accel", accel.as_str(), "-m", &mem_mib.to_string(), "-smp", &vcpu.to_string()] {
@@ -151,6 +169,54 @@ fn qemu_command(
     // which then stops the VM in order, rather than QEMU directly.
     cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
     cmd
+}
+
+/// `setpriv` (util-linux), found once; `None` where it is missing, and
+/// then the receipt says the VM would not die with agentplane.
+fn setpriv() -> Option<&'static Path> {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SETPRIV.get_or_init(|| contract::which("setpriv")).as_deref()
+}
+
+/// Whether process `pid` is still alive (not a zombie) and is the one that
+/// started at `started` (clock ticks since boot; `None`: any).
+fn alive(pid: i32, started: Option<u64>) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
+    let same = started.is_none_or(|t| fields.get(19).and_then(|f| f.parse::<u64>().ok()) == Some(t));
+    !zombie && same
+}
+
+/// Start time of `pid` (field 22 of `/proc/PID/stat`).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
+}
+
+/// Live processes whose command line mentions `dir` (the run's temp dir):
+/// a VM of this run, whatever its pid.
+fn processes_using(dir: &Path) -> Vec<i32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| p != me)
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .filter(|&p| alive(p, None))
+        .collect()
 }
 
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
@@ -211,7 +277,7 @@ pub fn kvm_verdict(kernel: Option<&Path>) -> Result<KvmVerdict> {
     let qemu = find_qemu()?;
     let busybox = find_busybox()?;
     let kernel = kernel::locate(kernel)?;
-    let scratch = tempfile::Builder::new().prefix("agentplane-kvm-").tempdir()?;
+    let scratch = workdir::WorkDir::create("agentplane-kvm-")?;
     let cache = cache_dir();
     let boot = kernel::boot_image(&kernel, cache.as_deref(), scratch.path());
     Ok(kvm::verdict(&qemu, &boot, &busybox, cache.as_deref()))
@@ -236,7 +302,7 @@ fn nic_module(release: Option<&str>) -> Result<PathBuf> {
 /// Runs smoke scripts in a QEMU VM on this host. See the module docs.
 pub struct QemuRunner {
     executor: String,
-    work: Option<tempfile::TempDir>,
+    work: Option<workdir::WorkDir>,
     ports: Option<Ports>,
     command: Option<Command>,
     child: Option<Child>,
@@ -246,6 +312,11 @@ pub struct QemuRunner {
     state: ControlState,
     /// The host stopped the VM on its own deadline or on cancel: products may be partial.
     host_stopped: bool,
+    /// QEMU's pid and start time, once spawned.
+    qemu_pid: Option<(i32, Option<u64>)>,
+    /// QEMU had to be killed (it had not powered off by itself).
+    killed: bool,
+    receipt: Option<Containment>,
 }
 
 impl QemuRunner {
@@ -262,6 +333,9 @@ impl QemuRunner {
             spawned_at: None,
             state: ControlState::default(),
             host_stopped: false,
+            qemu_pid: None,
+            killed: false,
+            receipt: None,
         }
     }
 
@@ -271,6 +345,10 @@ impl QemuRunner {
             return Ok(());
         };
         let pid = Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
+        if child.try_wait()?.is_some() {
+            return Ok(()); // it powered off by itself (and is reaped)
+        }
+        self.killed = true;
         let send = |step: Stop| {
             let _ = kill(pid, step.signal());
         };
@@ -278,6 +356,25 @@ impl QemuRunner {
             child.wait().context("cannot reap QEMU")?;
         }
         Ok(())
+    }
+
+    /// The receipt, once QEMU has been waited for: whether it had to be
+    /// killed, and whether anything of the VM is still alive (QEMU's pid, or
+    /// any process naming the run's temp dir), looked up in `/proc`.
+    fn teardown_receipt(&self, pid: i32, started: Option<u64>) -> Containment {
+        let mut left = processes_using(self.work.as_ref().map(|w| w.path()).unwrap_or(Path::new("/nonexistent")));
+        if alive(pid, started) && !left.contains(&pid) {
+            left.push(pid);
+        }
+        Containment {
+            mechanism: Mechanism::Vm,
+            killed_at_end: u32::from(self.killed),
+            survivors: left.len() as u32,
+            checked: true,
+            note: setpriv()
+                .is_none()
+                .then(|| "`setpriv` was not found: the VM would not have died with agentplane".to_string()),
+        }
     }
 
     /// The last lines of the console and of QEMU's own output, for errors.
@@ -331,10 +428,8 @@ impl Runner for QemuRunner {
         let qemu = find_qemu()?;
         let busybox = find_busybox()?;
         let kernel = kernel::locate(job.vm.kernel.as_deref())?;
-        let work = tempfile::Builder::new()
-            .prefix("agentplane-vm-")
-            .tempdir()
-            .context("cannot create a temp dir for the VM")?;
+        // 0700, files 0600, marked with our pid; dead runs' dirs are swept first.
+        let work = workdir::WorkDir::create("agentplane-vm-")?;
         let cache = cache_dir();
 
         let boot = kernel::boot_image(&kernel, cache.as_deref(), work.path());
@@ -376,7 +471,12 @@ impl Runner for QemuRunner {
 
     fn start(&mut self, _job: &Job) -> Result<()> {
         let mut cmd = self.command.take().context("the VM was not prepared")?;
+        // Spawned on the thread that goes on to `wait` and `cleanup` (all of
+        // `execute` runs on one thread): QEMU's death signal (see
+        // `qemu_command`) fires only when that thread ends, i.e. with agentplane.
         let child = cmd.spawn().with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+        let pid = child.id() as i32;
+        self.qemu_pid = Some((pid, start_time(pid)));
         self.child = Some(child);
         self.spawned_at = Some(Instant::now());
         Ok(())
@@ -475,11 +575,14 @@ impl Runner for QemuRunner {
 
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         let stopped = self.stop_vm();
+        if let Some((pid, started)) = self.qemu_pid {
+            self.receipt = Some(self.teardown_receipt(pid, started));
+        }
         self.child = None;
         self.command = None;
         self.ports = None;
         let removed = match self.work.take() {
-            Some(w) => w.close().context("cannot remove the VM's temp dir"),
+            Some(w) => w.close(),
             None => Ok(()),
         };
         stopped.and(removed)
@@ -502,6 +605,10 @@ impl Runner for QemuRunner {
             kernel: get("kernel").or_else(|| self.release.clone()).unwrap_or_default(),
             hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
         }
+    }
+
+    fn containment(&self) -> Option<Containment> {
+        self.receipt.clone()
     }
 }
 
@@ -555,6 +662,14 @@ mod tests {
             assert!(joined.contains(want), "{want} missing: {joined}");
         }
         assert_eq!(args.iter().filter(|a| *a == "-serial").count(), 4);
+        // The VM dies with agentplane: QEMU runs under `setpriv --pdeathsig KILL`.
+        assert!(cmd.get_program().to_string_lossy().ends_with("setpriv"), "{:?}", cmd.get_program());
+        assert_eq!(args[..3], ["--pdeathsig", "KILL", "qemu"]);
+        // The port files are private.
+        for f in [&ports.console, &ports.stdout, &ports.stderr, &ports.control, &ports.qemu_log] {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o7777, 0o600, "{}", f.display());
+        }
         let net = qemu_command(Path::new("qemu"), Accel::Kvm, 512, 2, &boot, Path::new("i.cpio"), "x=1", &ports, true);
         let joined: Vec<String> = net.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(joined.join(" ").contains("-accel kvm -m 512 -smp 2"));
