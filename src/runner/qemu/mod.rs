@@ -178,47 +178,6 @@ fn setpriv() -> Option<&'static Path> {
     SETPRIV.get_or_init(|| contract::which("setpriv")).as_deref()
 }
 
-/// Whether process `pid` is still alive (not a zombie) and is the one that
-/// started at `started` (clock ticks since boot; `None`: any).
-fn alive(pid: i32, started: Option<u64>) -> bool {
-    if kill(Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return false;
-    };
-    let fields: Vec<&str> = rest.split(' ').collect();
-    let zombie = fields.first().is_some_and(|s| *s == "Z" || *s == "X");
-    let same = started.is_none_or(|t| fields.get(19).and_then(|f| f.parse::<u64>().ok()) == Some(t));
-    !zombie && same
-}
-
-/// Start time of `pid` (field 22 of `/proc/PID/stat`).
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].split(' ').nth(19)?.parse().ok()
-}
-
-/// Live processes whose command line mentions `dir` (the run's temp dir):
-/// a VM of this run, whatever its pid.
-fn processes_using(dir: &Path) -> Vec<i32> {
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&p| p != me)
-        .filter(|&p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .filter(|&p| alive(p, None))
-        .collect()
-}
-
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
 fn find_qemu() -> Result<PathBuf> {
     if let Some(q) = std::env::var_os("AGENTPLANE_QEMU").filter(|q| !q.is_empty()) {
@@ -360,10 +319,10 @@ impl QemuRunner {
 
     /// The receipt, once QEMU has been waited for: whether it had to be
     /// killed, and whether anything of the VM is still alive (QEMU's pid, or
-    /// any process naming the run's temp dir), looked up in `/proc`.
+    /// any QEMU naming the run's temp dir), looked up in `/proc`.
     fn teardown_receipt(&self, pid: i32, started: Option<u64>) -> Containment {
-        let mut left = processes_using(self.work.as_ref().map(|w| w.path()).unwrap_or(Path::new("/nonexistent")));
-        if alive(pid, started) && !left.contains(&pid) {
+        let mut left = self.work.as_ref().map(|w| workdir::vms_using(w.path())).unwrap_or_default();
+        if workdir::alive(pid, started) && !left.contains(&pid) {
             left.push(pid);
         }
         Containment {
@@ -476,7 +435,7 @@ impl Runner for QemuRunner {
         // `qemu_command`) fires only when that thread ends, i.e. with agentplane.
         let child = cmd.spawn().with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
         let pid = child.id() as i32;
-        self.qemu_pid = Some((pid, start_time(pid)));
+        self.qemu_pid = Some((pid, workdir::start_time(pid)));
         self.child = Some(child);
         self.spawned_at = Some(Instant::now());
         Ok(())

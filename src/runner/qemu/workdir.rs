@@ -9,7 +9,9 @@
 //! with it (see `qemu_command`), but nothing removes the dir. So each dir
 //! holds an [`OWNER`] file naming the agentplane process that made it (pid and
 //! start time, so a recycled pid does not count as alive), and creating a new
-//! dir first removes those siblings with the same prefix whose owner is gone.
+//! dir first removes those siblings with the same prefix whose owner is gone
+//! (killing first a `qemu-system` still naming the dir, should one have
+//! outlived its owner where `setpriv` was missing).
 //! A dir without a readable owner file, not ours (uid), or not named with the
 //! prefix is never touched.
 
@@ -43,12 +45,49 @@ fn me() -> (i32, u64) {
     (pid, start_time(pid).unwrap_or(0))
 }
 
-/// Field 22 of `/proc/PID/stat`: when the process started.
-fn start_time(pid: i32) -> Option<u64> {
+/// Fields 3.. of `/proc/PID/stat` (state first), after the command name,
+/// which may hold spaces and parentheses.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: count after the last `)`.
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    Some(s.get(s.rfind(')')? + 2..)?.split(' ').map(str::to_string).collect())
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started (clock ticks since boot).
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Whether process `pid` is alive (`kill(pid, 0)`, and not a zombie in
+/// `/proc`) and is the one that started at `started` (`None`: any).
+pub fn alive(pid: i32, started: Option<u64>) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let Some(f) = stat_fields(pid) else {
+        return false;
+    };
+    let zombie = f.first().is_some_and(|s| s == "Z" || s == "X");
+    !zombie && started.is_none_or(|t| f.get(19).and_then(|v| v.parse::<u64>().ok()) == Some(t))
+}
+
+/// Live QEMU processes (`qemu-system-*`) whose command line names a file
+/// in `dir`: the VM of the run that owns `dir`, whatever its pid.
+pub fn vms_using(dir: &Path) -> Vec<i32> {
+    let mut needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'/');
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                let argv0 = c.split(|&b| b == 0).next().unwrap_or_default();
+                let name = argv0.rsplit(|&b| b == b'/').next().unwrap_or_default();
+                name.starts_with(b"qemu-system") && c.windows(needle.len()).any(|w| w == needle.as_slice())
+            })
+        })
+        .filter(|&p| alive(p, None))
+        .collect()
 }
 
 /// Whether the owner named by `marker` (an [`OWNER`] file's text) is gone:
@@ -127,7 +166,14 @@ pub fn sweep(parent: &Path, prefix: &str) -> Vec<PathBuf> {
         let Ok(marker) = std::fs::read_to_string(path.join(OWNER)) else {
             continue;
         };
-        if owner_gone(&marker) == Some(true) && std::fs::remove_dir_all(&path).is_ok() {
+        if owner_gone(&marker) != Some(true) {
+            continue;
+        }
+        // A VM that outlived its owner (no `setpriv` where it ran) goes with its files.
+        for pid in vms_using(&path) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if std::fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
         }
     }
@@ -154,6 +200,19 @@ mod tests {
         let marker = std::fs::read_to_string(w.path().join(OWNER)).unwrap();
         assert_eq!(owner_gone(&marker), Some(false), "{marker}");
         assert!(private_file(&w.path().join("x")).is_err(), "never reuses an existing file");
+    }
+
+    #[test]
+    fn alive_tells_the_same_process_from_a_recycled_pid_and_the_dead() {
+        let me = std::process::id() as i32;
+        let t = start_time(me).unwrap();
+        assert!(alive(me, Some(t)) && alive(me, None));
+        assert!(!alive(me, Some(t + 1)), "another start time: a recycled pid");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(!alive(pid, None));
+        assert!(vms_using(Path::new("/nonexistent/agentplane-vm-x")).is_empty());
     }
 
     #[test]
