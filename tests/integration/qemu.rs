@@ -86,7 +86,9 @@ fn products_cross_the_serial_channel_byte_exact_and_the_exit_code_is_kept() {
     // A file with every byte value travels host → initramfs → guest → control port → host.
     let mut every_byte: Vec<u8> = (0..=255u8).cycle().take(70_001).collect();
     every_byte.extend(b"\r\n\n@end\n@done\n");
-    let smoke = r#"set -eu
+    // `#!/usr/bin/env sh`: busybox's sh, found in the guest's PATH.
+    let smoke = r#"#!/usr/bin/env sh
+set -eu
 cp data.bin "$1/copied.bin"
 head -c 300000 /dev/urandom > "$1/random.bin"
 sha256sum "$1/random.bin" | cut -d' ' -f1 > "$1/random.sha256"

@@ -15,6 +15,13 @@
 //! itself gets [`BOOT_TIMEOUT`]). The guest enforces the timeout itself (TERM,
 //! grace, KILL, then it still sends the products back); the host stops the VM
 //! if the guest has not reported shortly after, and at once on cancel.
+//! Containment: QEMU runs under `setpriv --pdeathsig KILL`, so it dies with
+//! agentplane (even a `kill -9` of it); the temp dir is private (0700, files
+//! 0600: the initramfs carries the secrets) and names its owner, so the next
+//! run sweeps a dir whose owner died ([`workdir`]). The receipt
+//! ([`Runner::containment`]) says whether the VM had to be killed and what
+//! was found alive after it was waited for.
+//!
 //! `runners/README.md` is the user-facing contract.
 
 mod channel;
