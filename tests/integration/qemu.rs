@@ -253,11 +253,14 @@ fn pgrep(pattern: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
 }
 
-/// This process's start time, field 22 of `/proc/self/stat` (the owner
-/// marker's second word).
-fn my_start_time() -> String {
+/// An owner marker naming this (live) test process: pid, start time (field
+/// 22 of `/proc/self/stat`) and PID namespace inode.
+fn my_owner_marker() -> String {
     let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    s[s.rfind(')').unwrap() + 2..].split(' ').nth(19).unwrap().to_string()
+    let started = s[s.rfind(')').unwrap() + 2..].split(' ').nth(19).unwrap().to_string();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    format!("{} {started} {ns}\n", std::process::id())
 }
 
 /// `kill -9` of `agentplane up` while its VM runs: the VM dies with it (no
@@ -333,7 +336,7 @@ fn a_killed_agentplane_takes_its_vm_along_and_the_next_run_sweeps_its_temp_dir()
     // A dir whose owner is alive (this test process) is not swept.
     let live = tmp.join("agentplane-vm-live-owner");
     std::fs::create_dir(&live).unwrap();
-    std::fs::write(live.join("agentplane.owner"), format!("{} {}\n", std::process::id(), my_start_time())).unwrap();
+    std::fs::write(live.join("agentplane.owner"), my_owner_marker()).unwrap();
 
     // The next VM run sweeps the dead run's dir; its script needs bash.
     r.bundle("vm-bash", "#!/usr/bin/env bash\nset -euo pipefail\n[[ -n x ]] && echo never\n", |v| {

@@ -7,13 +7,14 @@
 //!
 //! A dir outlives its run only when agentplane is killed (`kill -9`): QEMU dies
 //! with it (see `qemu_command`), but nothing removes the dir. So each dir
-//! holds an [`OWNER`] file naming the agentplane process that made it (pid and
-//! start time, so a recycled pid does not count as alive), and creating a new
-//! dir first removes those siblings with the same prefix whose owner is gone
+//! holds an [`OWNER`] file naming the agentplane process that made it (pid,
+//! start time, so a recycled pid does not count as alive, and PID namespace),
+//! and creating a new dir first removes those siblings with the same prefix
+//! whose owner is gone
 //! (killing first a `qemu-system` still naming the dir, should one have
 //! outlived its owner where `setpriv` was missing).
-//! A dir without a readable owner file, not ours (uid), or not named with the
-//! prefix is never touched.
+//! A dir without a readable owner file, written in another PID namespace, not
+//! ours (uid), or not named with the prefix is never touched.
 
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -38,11 +39,18 @@ pub fn private_file(path: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// `(pid, start time in clock ticks since boot)` of this process, the pair
-/// written to [`OWNER`].
-fn me() -> (i32, u64) {
+/// `(pid, start time in clock ticks since boot, PID namespace)` of this
+/// process: what [`OWNER`] holds.
+fn me() -> (i32, u64, u64) {
     let pid = std::process::id() as i32;
-    (pid, start_time(pid).unwrap_or(0))
+    (pid, start_time(pid).unwrap_or(0), pid_ns().unwrap_or(0))
+}
+
+/// The inode of this process's PID namespace (`pid:[4026531836]`): a pid in
+/// an owner marker means something only in the namespace that wrote it.
+fn pid_ns() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// Fields 3.. of `/proc/PID/stat` (state first), after the command name,
@@ -91,12 +99,15 @@ pub fn vms_using(dir: &Path) -> Vec<i32> {
 }
 
 /// Whether the owner named by `marker` (an [`OWNER`] file's text) is gone:
-/// `None` when the marker cannot be read as one (then the dir is left alone).
+/// `None` when the marker cannot be read as one, or was written in another
+/// PID namespace (another container sharing the temp dir), whose pids this
+/// process cannot see: then the dir is left alone.
 fn owner_gone(marker: &str) -> Option<bool> {
     let mut it = marker.split_whitespace();
     let pid: i32 = it.next()?.parse().ok()?;
     let started: u64 = it.next()?.parse().ok()?;
-    if it.next().is_some() || pid <= 0 {
+    let ns: u64 = it.next()?.parse().ok()?;
+    if it.next().is_some() || pid <= 0 || Some(ns) != pid_ns() {
         return None;
     }
     Some(start_time(pid) != Some(started))
@@ -124,10 +135,10 @@ impl WorkDir {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
             .context("cannot make the VM's temp dir private")?;
         // Written under another name and renamed, so a sweeper never reads half a marker.
-        let (pid, started) = me();
+        let (pid, started, ns) = me();
         let tmp = dir.path().join(format!(".{OWNER}"));
         let mut f = private_file(&tmp)?;
-        f.write_all(format!("{pid} {started}\n").as_bytes()).context("cannot write the temp dir's owner")?;
+        f.write_all(format!("{pid} {started} {ns}\n").as_bytes()).context("cannot write the temp dir's owner")?;
         drop(f);
         std::fs::rename(&tmp, dir.path().join(OWNER)).context("cannot write the temp dir's owner")?;
         Ok(WorkDir { dir })
@@ -232,25 +243,27 @@ mod tests {
             }
             d
         };
-        let (pid, started) = me();
-        let stale = mk("agentplane-vm-stale", Some(format!("{dead} 12345\n")));
+        let (pid, started, ns) = me();
+        let stale = mk("agentplane-vm-stale", Some(format!("{dead} 12345 {ns}\n")));
         // Our own pid with another start time: the pid was recycled, the owner is gone.
-        let recycled = mk("agentplane-vm-recycled", Some(format!("{pid} {}\n", started + 1)));
-        let live = mk("agentplane-vm-live", Some(format!("{pid} {started}\n")));
+        let recycled = mk("agentplane-vm-recycled", Some(format!("{pid} {} {ns}\n", started + 1)));
+        let live = mk("agentplane-vm-live", Some(format!("{pid} {started} {ns}\n")));
         let unmarked = mk("agentplane-vm-unmarked", None);
         let garbled = mk("agentplane-vm-garbled", Some("12".into()));
-        let other = mk("someone-else-stale", Some(format!("{dead} 12345\n")));
+        // Written in another PID namespace: its pids mean nothing here.
+        let foreign = mk("agentplane-vm-foreign", Some(format!("{dead} 12345 {}\n", ns + 1)));
+        let other = mk("someone-else-stale", Some(format!("{dead} 12345 {ns}\n")));
         let mut removed = sweep(p, "agentplane-vm-");
         removed.sort();
         let mut want = vec![recycled.clone(), stale.clone()];
         want.sort();
         assert_eq!(removed, want);
         assert!(!stale.exists() && !recycled.exists());
-        for kept in [&live, &unmarked, &garbled, &other] {
+        for kept in [&live, &unmarked, &garbled, &foreign, &other] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
         // Creating a new dir sweeps too.
-        let stale2 = mk("agentplane-vm-stale2", Some(format!("{dead} 1\n")));
+        let stale2 = mk("agentplane-vm-stale2", Some(format!("{dead} 1 {ns}\n")));
         let w = WorkDir::create_in(p, "agentplane-vm-").unwrap();
         assert!(!stale2.exists());
         assert!(live.exists() && w.path().exists());
