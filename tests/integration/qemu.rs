@@ -67,6 +67,13 @@ fn example_vm_runs_in_a_vm_and_its_evidence_verifies() {
     assert_eq!(stdout, format!("example-vm: smoke test ran in agentplane-vm on kernel {kernel}\n"));
     assert_eq!(stderr, "example-vm: this line goes to stderr\n");
 
+    // The receipt: the VM held the run and powered itself off; nothing of it is left.
+    assert_eq!(
+        artifact["containment"],
+        serde_json::json!({"mechanism": "vm", "killedAtEnd": 0, "survivors": 0, "checked": true}),
+        "{artifact:#}"
+    );
+
     r.cmd(&["emit", b]).ok();
     r.cmd(&["verify", "artifacts/example-vm", "--trusted-key", &r.pubkey()]).ok();
     assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
@@ -79,7 +86,9 @@ fn products_cross_the_serial_channel_byte_exact_and_the_exit_code_is_kept() {
     // A file with every byte value travels host → initramfs → guest → control port → host.
     let mut every_byte: Vec<u8> = (0..=255u8).cycle().take(70_001).collect();
     every_byte.extend(b"\r\n\n@end\n@done\n");
-    let smoke = r#"set -eu
+    // `#!/usr/bin/env sh`: busybox's sh, found in the guest's PATH.
+    let smoke = r#"#!/usr/bin/env sh
+set -eu
 cp data.bin "$1/copied.bin"
 head -c 300000 /dev/urandom > "$1/random.bin"
 sha256sum "$1/random.bin" | cut -d' ' -f1 > "$1/random.sha256"
@@ -141,6 +150,10 @@ fn a_vm_smoke_past_max_run_seconds_is_stopped_and_no_qemu_survives() {
     assert_eq!(artifact["timedOut"], true);
     assert_eq!(artifact["status"], "failure");
     assert_eq!(artifact["signal"], "SIGTERM", "the guest stops the script with TERM first");
+    // The guest kept the deadline and powered off by itself: the VM was not killed.
+    let c = &artifact["containment"];
+    assert_eq!((c["mechanism"].as_str(), c["killedAtEnd"].as_u64()), (Some("vm"), Some(0)), "{c}");
+    assert_eq!((c["survivors"].as_u64(), c["checked"].as_bool()), (Some(0), Some(true)), "{c}");
     // The guest enforces the deadline itself, so what the script wrote still comes back.
     assert_eq!(r.read("artifacts/vm-slow/products/partial.txt"), "partial\n");
     assert_eq!(r.read("artifacts/vm-slow/run.stdout.log"), "started\n");
@@ -219,7 +232,131 @@ fn a_guest_that_stops_answering_is_killed_by_the_host_deadline() {
     let artifact = r.json("artifacts/vm-rogue/run-artifact.json");
     assert_eq!(artifact["timedOut"], true);
     assert_eq!(artifact["signal"], "SIGKILL", "the host stopped the VM");
+    // The host had to kill the VM, and found nothing of it afterwards.
+    let c = &artifact["containment"];
+    assert_eq!((c["mechanism"].as_str(), c["killedAtEnd"].as_u64()), (Some("vm"), Some(1)), "{c}");
+    assert_eq!((c["survivors"].as_u64(), c["checked"].as_bool()), (Some(0), Some(true)), "{c}");
     assert_eq!(r.read("artifacts/vm-rogue/run.stdout.log"), "unguarded\n");
     assert!(took.as_secs() < 60, "took {took:?}");
+    assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
+}
+
+/// The mode bits of `p`.
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0)
+}
+
+/// `pgrep -f PATTERN`: the pids of processes whose command line matches.
+fn pgrep(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep").arg("-f").arg(pattern).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+}
+
+/// An owner marker naming this (live) test process: pid, start time (field
+/// 22 of `/proc/self/stat`) and PID namespace inode.
+fn my_owner_marker() -> String {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let started = s[s.rfind(')').unwrap() + 2..].split(' ').nth(19).unwrap().to_string();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_string();
+    format!("{} {started} {ns}\n", std::process::id())
+}
+
+/// `kill -9` of `agentplane up` while its VM runs: the VM dies with it (no
+/// `qemu-system` naming the run's temp dir is left), the temp dir and its
+/// files were private while it ran, and the next VM run sweeps the dir the
+/// killed run left (but not a live owner's). That next run's script needs
+/// bash, which the busybox guest lacks: it fails with 127 and says so.
+#[test]
+fn a_killed_agentplane_takes_its_vm_along_and_the_next_run_sweeps_its_temp_dir() {
+    use std::time::{Duration, Instant};
+    let r = Root::new();
+    r.keygen();
+    // Our own temp dir, so the runs' VM dirs are found (and no other test's swept).
+    let tmp = r.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    r.bundle("vm-kill", "echo ready\nsleep 600\n", |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["policy"]["maxRunSeconds"] = 300.into();
+    });
+    let mut up = std::process::Command::new(crate::util::BIN)
+        .arg("--root")
+        .arg(r.path())
+        .args(["up", "bundles/vm-kill"])
+        .current_dir(r.path())
+        .env("TMPDIR", &tmp)
+        .env("AGENTPLANE_QEMU_ACCEL", "tcg")
+        .env_remove("AGENTPLANE_SIGNING_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let vm_dir = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("agentplane-vm-"))
+    };
+    // Wait until the guest runs the script (its stdout reaches the port file).
+    let until = Instant::now() + Duration::from_secs(150);
+    let dir = loop {
+        if let Some(d) = vm_dir()
+            && std::fs::read_to_string(d.join("stdout.log")).is_ok_and(|s| s.contains("ready"))
+        {
+            break d;
+        }
+        if let Some(st) = up.try_wait().unwrap() {
+            panic!("agentplane up ended ({st}) before the VM ran the script");
+        }
+        assert!(Instant::now() < until, "the VM never started the script");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // While the VM runs: the dir is 0700 and every file in it 0600 (the
+    // initramfs holds the governed environment).
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(files.iter().any(|f| f.ends_with("initramfs.cpio")), "{files:?}");
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    let pattern = dir.display().to_string();
+    assert!(!pgrep(&pattern).is_empty(), "no qemu-system with the run's temp dir is running");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    up.wait().unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pgrep(&pattern).is_empty() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pgrep(&pattern).is_empty(), "the VM outlived agentplane: {:?}", pgrep(&pattern));
+    assert!(dir.exists(), "a killed agentplane cannot clean up: the dir is left");
+
+    // A dir whose owner is alive (this test process) is not swept.
+    let live = tmp.join("agentplane-vm-live-owner");
+    std::fs::create_dir(&live).unwrap();
+    std::fs::write(live.join("agentplane.owner"), my_owner_marker()).unwrap();
+
+    // The next VM run sweeps the dead run's dir; its script needs bash.
+    r.bundle("vm-bash", "#!/usr/bin/env bash\nset -euo pipefail\n[[ -n x ]] && echo never\n", |v| {
+        v["spec"]["vm"]["backendIntent"] = "qemu".into();
+        v["spec"]["policy"]["maxRunSeconds"] = 60.into();
+    });
+    let b = "bundles/vm-bash";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    r.cmd_env(&["run", b], &[("TMPDIR", tmp.to_str().unwrap()), ("AGENTPLANE_QEMU_ACCEL", "tcg")]).failed();
+    assert!(!dir.exists(), "the killed run's temp dir was not swept");
+    assert!(live.exists(), "a live owner's dir was swept");
+    let artifact = r.json("artifacts/vm-bash/run-artifact.json");
+    assert_eq!(artifact["exitCode"], 127, "{artifact:#}");
+    let stderr = r.read("artifacts/vm-bash/run.stderr.log");
+    assert!(stderr.contains("the smoke script needs `bash`, which the VM guest does not have"), "{stderr:?}");
+    assert!(!stderr.contains("syntax error"), "{stderr:?}");
+    assert_eq!(r.read("artifacts/vm-bash/run.stdout.log"), "");
+    // Only the live owner's dir is left: the run removed its own.
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from("agentplane-vm-live-owner")], "{left:?}");
     assert!(leaked_vms().is_empty(), "{:?}", leaked_vms());
 }

@@ -50,7 +50,8 @@ pub struct JobImage<'a> {
 /// whose `/init` only reports that userspace runs. Returns the names of
 /// environment variables left out because the shell cannot name them.
 pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<Vec<String>> {
-    let file = File::create(dest).with_context(|| format!("cannot create `{}`", dest.display()))?;
+    // 0600: it holds the governed environment and the run's secrets.
+    let file = super::workdir::private_file(dest)?;
     let mut b = Builder { w: NewcWriter::new(BufWriter::new(file)), dirs: BTreeSet::new() };
     for d in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "etc", "root", "agentplane/products"] {
         b.dir(d.as_bytes(), 0o755)?;
@@ -76,7 +77,8 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
             guest.extend_from_slice(name.as_bytes());
             b.add_host_file(&guest, 0o644, m)?;
         }
-        let settings = job_settings(&script, job.timeout, job.grace, job.vm.network);
+        let interp = guest_interpreter(&contract::interpreter_of(&job.script));
+        let settings = job_settings(&script, &interp, job.timeout, job.grace, job.vm.network);
         b.w.file(b"agentplane/job", 0o600, settings.as_bytes())?;
         let env = env_file(&job.env);
         skipped = env.skipped;
@@ -87,12 +89,39 @@ pub fn write(dest: &Path, busybox: &Path, job: Option<JobImage<'_>>) -> Result<V
     Ok(skipped)
 }
 
+/// How the guest runs the script: the interpreter its `#!` line names (as
+/// [`contract::interpreter`] reads it), and that line's one argument (may be
+/// empty). `#!/usr/bin/env NAME` becomes the bare `NAME`, which `/init` looks
+/// up in the guest's `PATH`; a path the guest lacks is looked up by its
+/// base name there too (so `#!/usr/bin/awk -f` finds busybox's `awk` wherever
+/// it is), and when that fails too the run ends with 127 and a line naming
+/// the missing interpreter (`runners/qemu/init`). Busybox's `sh` serves
+/// `/bin/sh`, `/bin/ash`, `/usr/bin/env sh` and scripts without a `#!`.
+pub fn guest_interpreter(host: &[String]) -> (String, String) {
+    let prog = host.first().map(String::as_str).unwrap_or("/bin/sh");
+    let arg = host.get(1).cloned().unwrap_or_default();
+    let is_env = Path::new(prog).file_name().is_some_and(|n| n == "env");
+    let simple = |a: &str| !a.is_empty() && !a.starts_with('-') && !a.contains(['=', ' ', '\t']);
+    if is_env && simple(&arg) {
+        return (arg, String::new());
+    }
+    (prog.to_string(), arg)
+}
+
 /// `/agentplane/job`: the settings `/init` sources.
-fn job_settings(script: &Path, timeout: Duration, grace: Duration, network: bool) -> String {
+fn job_settings(
+    script: &Path,
+    (interp, interp_arg): &(String, String),
+    timeout: Duration,
+    grace: Duration,
+    network: bool,
+) -> String {
     let secs = |d: Duration| format!("{}.{:03}", d.as_secs(), d.subsec_millis());
     let mut s = String::new();
     for (k, v) in [
         ("AP_SCRIPT", script.to_string_lossy().into_owned()),
+        ("AP_INTERP", interp.clone()),
+        ("AP_INTERP_ARG", interp_arg.clone()),
         ("AP_CWD", GUEST_BUNDLE.to_string()),
         ("AP_PRODUCTS", GUEST_PRODUCTS.to_string()),
         ("AP_TIMEOUT", secs(timeout)),
@@ -246,7 +275,28 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("runs/r1")), "{names:?}");
-        let settings = job_settings(Path::new("/agentplane/bundle/smoke.sh"), job.timeout, job.grace, false);
+        let interp = ("/bin/sh".to_string(), String::new());
+        let settings = job_settings(Path::new("/agentplane/bundle/smoke.sh"), &interp, job.timeout, job.grace, false);
         assert!(settings.contains("AP_TIMEOUT='2.500'\n") && settings.contains("AP_NET='0'\n"), "{settings}");
+        assert!(settings.contains("AP_INTERP='/bin/sh'\nAP_INTERP_ARG=''\n"), "{settings}");
+        let mode = std::fs::metadata(&img).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the initramfs holds secrets");
+    }
+
+    #[test]
+    fn the_guest_runs_what_the_shebang_names() {
+        let g = |head: &str| {
+            let (a, b) = guest_interpreter(&contract::interpreter(head.as_bytes()));
+            format!("{a}|{b}")
+        };
+        assert_eq!(g("echo no shebang\n"), "/bin/sh|");
+        assert_eq!(g("#!/bin/sh\n"), "/bin/sh|");
+        assert_eq!(g("#!/bin/sh -eu\n"), "/bin/sh|-eu");
+        assert_eq!(g("#!/bin/ash\n"), "/bin/ash|");
+        assert_eq!(g("#!/usr/bin/env sh\n"), "sh|");
+        assert_eq!(g("#!/usr/bin/env bash\nset -euo pipefail\n"), "bash|");
+        assert_eq!(g("#!/bin/bash\n"), "/bin/bash|");
+        assert_eq!(g("#!/usr/bin/awk -f\n"), "/usr/bin/awk|-f");
+        assert_eq!(g("#!/usr/bin/env -S bash -e\n"), "/usr/bin/env|-S bash -e");
     }
 }

@@ -189,7 +189,9 @@ pub fn boot_image(kernel: &Path, cache: Option<&Path>, scratch: &Path) -> BootIm
     }
     let stored = dir.as_deref().and_then(|d| store(d, &name, &elf).ok()).or_else(|| {
         let p = scratch.join("vmlinux.elf");
-        std::fs::write(&p, &elf).ok().map(|()| p)
+        // In the run's private temp dir, private like everything there.
+        let mut f = super::workdir::private_file(&p).ok()?;
+        f.write_all(&elf).ok().map(|()| p)
     });
     match stored {
         Some(path) => BootImage { path, source, uncompressed: true, release },

@@ -110,7 +110,7 @@ fn device_check() -> Result<(), String> {
 
 /// Boot the probe image under KVM and see whether userspace reports in time.
 fn probe(qemu: &Path, boot: &BootImage, busybox: &Path) -> Result<KvmVerdict> {
-    let dir = tempfile::Builder::new().prefix("agentplane-kvm-probe-").tempdir().context("cannot create a temp dir")?;
+    let dir = super::workdir::WorkDir::create("agentplane-kvm-probe-")?;
     let initrd = dir.path().join("probe.cpio");
     initramfs::write(&initrd, busybox, None)?;
     let ports = Ports::create(dir.path())?;

@@ -15,6 +15,13 @@
 //! itself gets [`BOOT_TIMEOUT`]). The guest enforces the timeout itself (TERM,
 //! grace, KILL, then it still sends the products back); the host stops the VM
 //! if the guest has not reported shortly after, and at once on cancel.
+//! Containment: QEMU runs under `setpriv --pdeathsig KILL`, so it dies with
+//! agentplane (even a `kill -9` of it); the temp dir is private (0700, files
+//! 0600: the initramfs carries the secrets) and names its owner, so the next
+//! run sweeps a dir whose owner died ([`workdir`]). The receipt
+//! ([`Runner::containment`]) says whether the VM had to be killed and what
+//! was found alive after it was waited for.
+//!
 //! `runners/README.md` is the user-facing contract.
 
 mod channel;
@@ -22,6 +29,7 @@ mod cpio;
 mod initramfs;
 mod kernel;
 mod kvm;
+mod workdir;
 
 pub use kvm::KvmVerdict;
 
@@ -38,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
-use crate::types::{Environment, Isolation};
+use crate::types::{Containment, Environment, Isolation, Mechanism};
 use channel::{ControlState, LineSplitter, Record, Tail};
 use kernel::BootImage;
 
@@ -96,8 +104,10 @@ impl Ports {
             control: dir.join("control.log"),
             qemu_log: dir.join("qemu.log"),
         };
+        // Private (0600) like everything in the temp dir: QEMU opens them
+        // with O_APPEND|O_CREAT, which keeps the mode they were made with.
         for f in [&p.console, &p.stdout, &p.stderr, &p.control, &p.qemu_log] {
-            File::create(f).with_context(|| format!("cannot create `{}`", f.display()))?;
+            workdir::private_file(f)?;
         }
         Ok(p)
     }
@@ -117,7 +127,22 @@ fn qemu_command(
     ports: &Ports,
     network: bool,
 ) -> Command {
-    let mut cmd = Command::new(qemu);
+    // Under `setpriv --pdeathsig KILL` (util-linux; it sets the death signal,
+    // then execs QEMU, so the child's pid is QEMU's): when agentplane dies,
+    // even by `kill -9`, the kernel kills the VM. The death signal fires when
+    // the *thread* that spawned the process exits, so the spawn must happen
+    // on a thread that lives as long as the VM: `QemuRunner::start` runs on
+    // the thread that then waits for the VM and tears it down (`execute`
+    // drives every step from its caller's thread), and the KVM probe spawns
+    // and waits on one thread too.
+    let mut cmd = match setpriv() {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL"]).arg(qemu);
+            c
+        }
+        None => Command::new(qemu),
+    };
     let mut args: Vec<OsString> = Vec::new();
     let mut arg = |a: &str| args.push(a.into());
     for a in ["-accel", accel.as_str(), "-m", &mem_mib.to_string(), "-smp", &vcpu.to_string()] {
@@ -151,6 +176,13 @@ fn qemu_command(
     // which then stops the VM in order, rather than QEMU directly.
     cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
     cmd
+}
+
+/// `setpriv` (util-linux), found once; `None` where it is missing, and
+/// then the receipt says the VM would not die with agentplane.
+fn setpriv() -> Option<&'static Path> {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SETPRIV.get_or_init(|| contract::which("setpriv")).as_deref()
 }
 
 /// `qemu-system-x86_64`: `$AGENTPLANE_QEMU`, else from `PATH`.
@@ -211,7 +243,7 @@ pub fn kvm_verdict(kernel: Option<&Path>) -> Result<KvmVerdict> {
     let qemu = find_qemu()?;
     let busybox = find_busybox()?;
     let kernel = kernel::locate(kernel)?;
-    let scratch = tempfile::Builder::new().prefix("agentplane-kvm-").tempdir()?;
+    let scratch = workdir::WorkDir::create("agentplane-kvm-")?;
     let cache = cache_dir();
     let boot = kernel::boot_image(&kernel, cache.as_deref(), scratch.path());
     Ok(kvm::verdict(&qemu, &boot, &busybox, cache.as_deref()))
@@ -236,7 +268,7 @@ fn nic_module(release: Option<&str>) -> Result<PathBuf> {
 /// Runs smoke scripts in a QEMU VM on this host. See the module docs.
 pub struct QemuRunner {
     executor: String,
-    work: Option<tempfile::TempDir>,
+    work: Option<workdir::WorkDir>,
     ports: Option<Ports>,
     command: Option<Command>,
     child: Option<Child>,
@@ -246,6 +278,11 @@ pub struct QemuRunner {
     state: ControlState,
     /// The host stopped the VM on its own deadline or on cancel: products may be partial.
     host_stopped: bool,
+    /// QEMU's pid and start time, once spawned.
+    qemu_pid: Option<(i32, Option<u64>)>,
+    /// QEMU had to be killed (it had not powered off by itself).
+    killed: bool,
+    receipt: Option<Containment>,
 }
 
 impl QemuRunner {
@@ -262,6 +299,9 @@ impl QemuRunner {
             spawned_at: None,
             state: ControlState::default(),
             host_stopped: false,
+            qemu_pid: None,
+            killed: false,
+            receipt: None,
         }
     }
 
@@ -271,6 +311,10 @@ impl QemuRunner {
             return Ok(());
         };
         let pid = Pid::from_raw(i32::try_from(child.id()).context("QEMU's pid does not fit a pid_t")?);
+        if child.try_wait()?.is_some() {
+            return Ok(()); // it powered off by itself (and is reaped)
+        }
+        self.killed = true;
         let send = |step: Stop| {
             let _ = kill(pid, step.signal());
         };
@@ -278,6 +322,25 @@ impl QemuRunner {
             child.wait().context("cannot reap QEMU")?;
         }
         Ok(())
+    }
+
+    /// The receipt, once QEMU has been waited for: whether it had to be
+    /// killed, and whether anything of the VM is still alive (QEMU's pid, or
+    /// any QEMU naming the run's temp dir), looked up in `/proc`.
+    fn teardown_receipt(&self, pid: i32, started: Option<u64>) -> Containment {
+        let mut left = self.work.as_ref().map(|w| workdir::vms_using(w.path())).unwrap_or_default();
+        if workdir::alive(pid, started) && !left.contains(&pid) {
+            left.push(pid);
+        }
+        Containment {
+            mechanism: Mechanism::Vm,
+            killed_at_end: u32::from(self.killed),
+            survivors: left.len() as u32,
+            checked: true,
+            note: setpriv()
+                .is_none()
+                .then(|| "`setpriv` was not found: the VM would not have died with agentplane".to_string()),
+        }
     }
 
     /// The last lines of the console and of QEMU's own output, for errors.
@@ -331,10 +394,8 @@ impl Runner for QemuRunner {
         let qemu = find_qemu()?;
         let busybox = find_busybox()?;
         let kernel = kernel::locate(job.vm.kernel.as_deref())?;
-        let work = tempfile::Builder::new()
-            .prefix("agentplane-vm-")
-            .tempdir()
-            .context("cannot create a temp dir for the VM")?;
+        // 0700, files 0600, marked with our pid; dead runs' dirs are swept first.
+        let work = workdir::WorkDir::create("agentplane-vm-")?;
         let cache = cache_dir();
 
         let boot = kernel::boot_image(&kernel, cache.as_deref(), work.path());
@@ -376,7 +437,12 @@ impl Runner for QemuRunner {
 
     fn start(&mut self, _job: &Job) -> Result<()> {
         let mut cmd = self.command.take().context("the VM was not prepared")?;
+        // Spawned on the thread that goes on to `wait` and `cleanup` (all of
+        // `execute` runs on one thread): QEMU's death signal (see
+        // `qemu_command`) fires only when that thread ends, i.e. with agentplane.
         let child = cmd.spawn().with_context(|| format!("cannot start `{}`", cmd.get_program().to_string_lossy()))?;
+        let pid = child.id() as i32;
+        self.qemu_pid = Some((pid, workdir::start_time(pid)));
         self.child = Some(child);
         self.spawned_at = Some(Instant::now());
         Ok(())
@@ -475,11 +541,14 @@ impl Runner for QemuRunner {
 
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         let stopped = self.stop_vm();
+        if let Some((pid, started)) = self.qemu_pid {
+            self.receipt = Some(self.teardown_receipt(pid, started));
+        }
         self.child = None;
         self.command = None;
         self.ports = None;
         let removed = match self.work.take() {
-            Some(w) => w.close().context("cannot remove the VM's temp dir"),
+            Some(w) => w.close(),
             None => Ok(()),
         };
         stopped.and(removed)
@@ -502,6 +571,10 @@ impl Runner for QemuRunner {
             kernel: get("kernel").or_else(|| self.release.clone()).unwrap_or_default(),
             hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
         }
+    }
+
+    fn containment(&self) -> Option<Containment> {
+        self.receipt.clone()
     }
 }
 
@@ -555,6 +628,14 @@ mod tests {
             assert!(joined.contains(want), "{want} missing: {joined}");
         }
         assert_eq!(args.iter().filter(|a| *a == "-serial").count(), 4);
+        // The VM dies with agentplane: QEMU runs under `setpriv --pdeathsig KILL`.
+        assert!(cmd.get_program().to_string_lossy().ends_with("setpriv"), "{:?}", cmd.get_program());
+        assert_eq!(args[..3], ["--pdeathsig", "KILL", "qemu"]);
+        // The port files are private.
+        for f in [&ports.console, &ports.stdout, &ports.stderr, &ports.control, &ports.qemu_log] {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o7777, 0o600, "{}", f.display());
+        }
         let net = qemu_command(Path::new("qemu"), Accel::Kvm, 512, 2, &boot, Path::new("i.cpio"), "x=1", &ports, true);
         let joined: Vec<String> = net.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(joined.join(" ").contains("-accel kvm -m 512 -smp 2"));
