@@ -22,7 +22,8 @@ fn escaper_script(tag: &str, then: &str) -> String {
          sh -c '(setsid sh -c \"sleep 601; : {tag}\" &); exit 0'\n\
          setsid sh -c 'trap \"\" TERM; while :; do sleep 1; done; : {tag}' &\n\
          python3 -c 'import os, time, sys\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(602)\n' {tag} &\n\
-         sleep 0.3\n\
+         i=0; while [ \"$(pgrep -fc {tag})\" -lt 4 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n\
+         sleep 1\n\
          {then}\n"
     )
 }
