@@ -72,8 +72,20 @@ impl Signer {
             Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: not text", path.display()))
                 .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
         })?;
+        if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(Problem::error(format!("`{}` is an encrypted private key", path.display()))
+                .hint(format!(
+                    "encrypted keys are not supported: decrypt with `openssl pkey -in {} -out plain.key`",
+                    path.display()
+                ))
+                .into());
+        }
         let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| {
-            Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: {e}", path.display()))
+            let what = match key_type(pem) {
+                Some(t) => format!("it holds {t} key, not an ed25519 one"),
+                None => e.to_string(),
+            };
+            Problem::error(format!("`{}` is not an ed25519 PKCS#8 PEM private key: {what}", path.display()))
                 .hint("a signing key is a PKCS#8 PEM file made by `agentplane keygen` (`-----BEGIN PRIVATE KEY-----`)")
         })?;
         let id = key_id(&key.verifying_key());
@@ -101,6 +113,25 @@ impl Signer {
     }
 }
 
+/// The algorithm a PKCS#8 PEM private key holds, named for people, when it is
+/// one of the common ones that are not ed25519.
+fn key_type(pem: &str) -> Option<&'static str> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body.trim()).ok()?;
+    // The DER encodings of the algorithm identifiers (only to name what was
+    // found in an error message; the key itself is never parsed this way).
+    const KNOWN: &[(&[u8], &str)] = &[
+        (&[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01], "an RSA"),
+        (&[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01], "an EC (ECDSA)"),
+        (&[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x38, 0x04, 0x01], "a DSA"),
+        (&[0x06, 0x03, 0x2b, 0x65, 0x6e], "an X25519"),
+        (&[0x06, 0x03, 0x2b, 0x65, 0x6f], "an X448"),
+        (&[0x06, 0x03, 0x2b, 0x65, 0x71], "an Ed448"),
+    ];
+    KNOWN.iter().find(|(oid, _)| der.windows(oid.len()).any(|w| w == *oid)).map(|(_, name)| *name)
+}
+
 /// Generate a key pair at `PREFIX.key` (0600) and `PREFIX.pub`. Never overwrites.
 pub fn generate(prefix: &Path) -> Result<(String, PathBuf, PathBuf)> {
     let key_path = PathBuf::from(format!("{}.key", prefix.display()));
@@ -118,7 +149,12 @@ pub fn generate(prefix: &Path) -> Result<(String, PathBuf, PathBuf)> {
     let mut seed = zeroize::Zeroizing::new([0u8; 32]);
     getrandom::getrandom(seed.as_mut()).map_err(|e| anyhow::anyhow!("the OS random source is unavailable: {e}"))?;
     let key = SigningKey::from_bytes(&seed);
-    let pem = key.to_pkcs8_pem(Default::default()).context("cannot encode the private key")?;
+    // PKCS#8 v1 (RFC 5208, no public key attached): what `openssl genpkey`
+    // writes and what OpenSSL 3.0, Python `cryptography`, Node and ssh-keygen
+    // read. (ed25519-dalek's own encoder writes v2, which they reject.)
+    let pem = ed25519_dalek::pkcs8::KeypairBytes { secret_key: key.to_bytes(), public_key: None }
+        .to_pkcs8_pem(Default::default())
+        .context("cannot encode the private key")?;
     let public = key.verifying_key().to_public_key_pem(Default::default()).context("cannot encode the public key")?;
     {
         use std::io::Write;

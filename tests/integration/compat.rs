@@ -80,3 +80,30 @@ fn extension_blocks_are_carried_into_the_run_artifact_and_the_details() {
     let d = &predicate(&r, "artifacts/ext", "ValidationArtifact")["details"];
     assert_eq!(d["bundleExtensions"]["sourceos"]["imageRef"], "sourceos://x");
 }
+
+/// Keys interoperate: `keygen` writes PKCS#8 v1, which OpenSSL reads; keys in
+/// the v2 form (public key attached) that earlier versions wrote still load.
+#[test]
+#[allow(clippy::print_stdout)] // the skip notice
+fn keys_are_pkcs8_v1_that_openssl_reads_and_v2_keys_still_load() {
+    let r = Root::with_example();
+    let key = r.join(".agentplane/keys/signing.key");
+    if std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success()) {
+        let out = std::process::Command::new("openssl").args(["pkey", "-noout", "-in"]).arg(&key).output().unwrap();
+        assert!(out.status.success(), "openssl cannot read the key: {}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        println!("note: openssl not installed: the OpenSSL read check is skipped");
+    }
+    // A v2 key (what ed25519-dalek writes by itself) is still accepted.
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use std::os::unix::fs::PermissionsExt;
+    let sk = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+    let v2 = sk.to_pkcs8_pem(Default::default()).unwrap();
+    r.write("v2.key", v2.as_bytes());
+    std::fs::set_permissions(r.join("v2.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.cmd(&["validate", "bundles/example-agent", "--key", "v2.key"]).ok();
+    // Another key type is named, an encrypted key gets the way out.
+    r.write("enc.key", "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n");
+    std::fs::set_permissions(r.join("enc.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    r.cmd(&["validate", "bundles/example-agent", "--key", "enc.key"]).error().stderr_has("openssl pkey");
+}
