@@ -144,6 +144,8 @@ pub struct Executor {
     pub health: Option<String>,
     pub trust_zone: Option<String>,
     pub reach: Reach,
+    /// The ssh_config file that resolved its host alias, when one did.
+    pub ssh_config: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -170,6 +172,7 @@ impl Inventory {
                 health: None,
                 trust_zone: None,
                 reach: Reach::Local,
+                ssh_config: None,
             }],
             default_executor: Some("local".into()),
         }
@@ -212,7 +215,7 @@ impl Inventory {
             if executors.iter().any(|e: &Executor| e.name == n.name) {
                 return Err(bad(format!("at `/executors/{i}/name`: duplicate executor name `{}`", n.name)));
             }
-            let reach = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
+            let (reach, ssh_config) = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
             let caps = n.capabilities.clone().map(Value::Object).unwrap_or(Value::Object(Map::new()));
             executors.push(Executor {
                 kvm: caps.get("kvm").and_then(Value::as_bool).unwrap_or(false),
@@ -225,6 +228,7 @@ impl Inventory {
                 health: n.health.map(|h| h.state),
                 trust_zone: n.trust_zone,
                 reach,
+                ssh_config,
             });
         }
         if let Some(d) = &default_executor
@@ -262,9 +266,9 @@ fn home() -> String {
 }
 
 /// Work out how to reach a node: `local`, its `ssh` block, or `user@host[:port]`.
-fn reach_of(n: &Node) -> Result<Reach, String> {
+fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
     if n.ssh_ref == "local" && n.ssh.is_none() {
-        return Ok(Reach::Local);
+        return Ok((Reach::Local, None));
     }
     let default_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let (mut user, mut host, mut port) = (default_user, String::new(), 22u16);
@@ -301,11 +305,36 @@ fn reach_of(n: &Node) -> Result<Reach, String> {
         Some(rest) => format!("{h}/{rest}"),
         None => p.to_string(),
     };
-    Ok(Reach::Ssh(SshTarget {
-        host,
+    // The host may be an alias of ~/.ssh/config or a Lima instance
+    // (`lima-<name>`): resolved as OpenSSH would, what the inventory states
+    // explicitly (user@, :port, the ssh block) winning over the config file.
+    let home = std::path::PathBuf::from(&h);
+    let explicit_port =
+        n.ssh_ref.rsplit_once(':').is_some_and(|(a, _)| !a.contains(':')) || b.is_some_and(|b| b.port.is_some());
+    let explicit_user = n.ssh_ref.contains('@') || b.is_some_and(|b| b.user.is_some());
+    let resolved = crate::ssh::config::resolve(&host, &home, &crate::ssh::config::lima_home(&home), &user)
+        .map_err(|e| format!("{e:#}"))?;
+    let mut target = SshTarget {
+        host: host.clone(),
         port,
-        user,
-        identity_file: expand(b.and_then(|b| b.identity_file.as_deref()).unwrap_or("~/.ssh/id_ed25519")),
-        known_hosts_file: expand(b.and_then(|b| b.known_hosts_file.as_deref()).unwrap_or("~/.ssh/known_hosts")),
-    }))
+        user: user.clone(),
+        identity_file: expand("~/.ssh/id_ed25519"),
+        known_hosts_file: expand("~/.ssh/known_hosts"),
+    };
+    let mut via = None;
+    if let Some(r) = resolved {
+        target.host = r.target.host;
+        target.port = if explicit_port { port } else { r.target.port };
+        target.user = if explicit_user { user } else { r.target.user };
+        target.identity_file = r.target.identity_file;
+        target.known_hosts_file = r.target.known_hosts_file;
+        via = Some(r.file.display().to_string());
+    }
+    if let Some(id) = b.and_then(|b| b.identity_file.as_deref()) {
+        target.identity_file = expand(id);
+    }
+    if let Some(kh) = b.and_then(|b| b.known_hosts_file.as_deref()) {
+        target.known_hosts_file = expand(kh);
+    }
+    Ok((Reach::Ssh(target), via))
 }

@@ -145,7 +145,8 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
     });
     for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
         if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
-            && (norm_os(os) != norm_os(&obs.os) || norm_arch(arch) != norm_arch(&obs.arch))
+            // `any` (agentplane's reading): the executor runs wherever this is.
+            && ((os != "any" && norm_os(os) != norm_os(&obs.os)) || (arch != "any" && norm_arch(arch) != norm_arch(&obs.arch)))
         {
             c.rejected = Some(Reason::new(
                 RejectCode::PlatformMismatch,
@@ -211,6 +212,7 @@ mod tests {
             health: Some("ready".into()),
             trust_zone: None,
             reach: Reach::Local,
+            ssh_config: None,
         }
     }
 

@@ -105,7 +105,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         bundle_digest: digest.digest,
         transport,
         ssh,
-        ssh_config: None,
+        ssh_config: c.executor.ssh_config.clone(),
         isolation: c.isolation,
         inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
         observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),

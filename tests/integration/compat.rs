@@ -107,3 +107,50 @@ fn keys_are_pkcs8_v1_that_openssl_reads_and_v2_keys_still_load() {
     std::fs::set_permissions(r.join("enc.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
     r.cmd(&["validate", "bundles/example-agent", "--key", "enc.key"]).error().stderr_has("openssl pkey");
 }
+
+/// The project's own `fleet/inventory.json` is valid under upstream's fleet schema.
+#[test]
+fn the_projects_inventory_is_valid_under_upstreams_fleet_schema() {
+    let Some(compat) = compat("the_projects_inventory_is_valid_under_upstreams_fleet_schema") else { return };
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(compat.join("upstream-schemas/fleet-inventory.schema.v0.1.json")).unwrap(),
+    )
+    .unwrap();
+    let inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(crate::util::repo().join("fleet/inventory.json")).unwrap()).unwrap();
+    let v = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(&inv).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// An executor named by an ssh_config alias (and a Lima instance's
+/// `lima-<name>`) resolves through the config file, and the decision records it.
+#[test]
+fn ssh_aliases_resolve_through_ssh_config_and_lima() {
+    let r = Root::with_example();
+    let home = r.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/config"), "Host builder\n  HostName 127.0.0.1\n  Port 1\n  User someone\n").unwrap();
+    let lima = home.join(".lima/nixbuilder");
+    std::fs::create_dir_all(&lima).unwrap();
+    std::fs::write(lima.join("ssh.config"), "Host lima-nixbuilder\n  Hostname 127.0.0.1\n  Port 2\n").unwrap();
+    let node = |name: &str, ssh_ref: &str| {
+        serde_json::json!({"name": name, "sshRef": ssh_ref, "enabled": true,
+            "platform": {"os": "linux", "arch": "x86_64"}, "supportedBackends": ["lima-process"],
+            "health": {"state": "ready"}, "trustZone": "lab"})
+    };
+    r.inventory(&[node("a", "builder"), node("b", "lima-nixbuilder")], "a");
+    r.cmd(&["validate", "bundles/example-agent"]).ok();
+    let home_s = home.display().to_string();
+    let out = r.cmd_env(
+        &["--format", "json", "place", "bundles/example-agent", "--inventory", "inv.json", "--probe-timeout", "1"],
+        &[("HOME", &home_s)],
+    );
+    // Nothing listens on ports 1 and 2: both are unreachable, at the resolved address.
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let d = out.json();
+    let rejected = d["rejected"].as_array().unwrap();
+    assert!(rejected.iter().all(|x| x["code"] == "ssh-unreachable"), "{d}");
+    assert!(rejected.iter().any(|x| x["reason"].as_str().unwrap().contains("127.0.0.1:1")), "{d}");
+    assert!(rejected.iter().any(|x| x["reason"].as_str().unwrap().contains("127.0.0.1:2")), "{d}");
+}
