@@ -55,6 +55,8 @@ pub struct Report {
     pub extensions: serde_json::Map<String, Value>,
     /// The resolved outDir, when the manifest is typed well enough to have one.
     pub out_dir: Option<PathBuf>,
+    /// The resolved outDir however it was judged (for cross-bundle checks).
+    pub out_dir_resolved: Option<PathBuf>,
     /// The files the digest covers.
     pub digest_files: Vec<super::digest::DigestEntry>,
 }
@@ -88,6 +90,7 @@ pub fn validate_cached(
         metadata: None,
         extensions: serde_json::Map::new(),
         out_dir: None,
+        out_dir_resolved: None,
         digest_files: Vec::new(),
     };
 
@@ -156,6 +159,7 @@ pub fn validate_cached(
         .map(|o| resolver.resolve(o))
         .filter(|(p, inside)| *inside && !dir.starts_with(p))
         .map(|(p, _)| p);
+    report.out_dir_resolved = out_dir.clone();
     let script: Vec<PathBuf> = str_at("/spec/smoke/script")
         .map(|s| resolver.resolve(s))
         .filter(|(_, inside)| *inside)

@@ -68,7 +68,34 @@ pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Resul
     if reports.len() != manifests.len() {
         anyhow::bail!("a validation worker failed; {} of {} bundles were checked", reports.len(), manifests.len());
     }
+    let mut reports = reports;
+    shared_out_dirs(root, &mut reports);
     Ok(reports)
+}
+
+/// Two bundles with one outDir would archive each other's evidence and mix
+/// their chains: each fails `out-dir-safe`, naming the other.
+fn shared_out_dirs(root: &Path, reports: &mut [Report]) {
+    use crate::types::{Check, Gate};
+    let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<usize>> = Default::default();
+    for (i, r) in reports.iter().enumerate() {
+        if let Some(d) = &r.out_dir_resolved {
+            by_dir.entry(d.clone()).or_default().push(i);
+        }
+    }
+    for (dir, idx) in by_dir.into_iter().filter(|(_, v)| v.len() > 1) {
+        for &i in &idx {
+            let others: Vec<String> = idx.iter().filter(|&&j| j != i).map(|&j| reports[j].path.clone()).collect();
+            let r = &mut reports[i];
+            r.checks.push(Check::fail(
+                Gate::OutDirSafe,
+                format!("outDir `{}` is also the outDir of {}", fsx::rel_to(root, &dir), others.join(", ")),
+                Some("/spec/artifacts/outDir"),
+            ));
+            r.valid = false;
+            r.out_dir = None;
+        }
+    }
 }
 
 /// Write each report's ValidationArtifact, starting a new chain per bundle.

@@ -103,3 +103,15 @@ fn evidence_and_public_keys_are_readable_private_keys_are_not() {
     }
     assert_eq!(mode(".agentplane/keys/signing.key"), 0o600);
 }
+
+#[test]
+fn two_bundles_sharing_an_outdir_both_fail_naming_each_other() {
+    let r = Root::with_example();
+    r.copy_bundle("example-agent");
+    crate::util::copy_dir(&r.join("bundles/example-agent"), &r.join("bundles/my-agent"));
+    let manifest = r.read("bundles/my-agent/bundle.json").replace("\"example-agent\"", "\"my-agent\"");
+    r.write("bundles/my-agent/bundle.json", manifest);
+    let out = r.cmd(&["validate", "--check", "bundles"]).failed();
+    assert!(out.stdout.contains("is also the outDir of bundles/example-agent/bundle.json"), "{}", out.stdout);
+    assert!(out.stdout.contains("is also the outDir of bundles/my-agent/bundle.json"), "{}", out.stdout);
+}
