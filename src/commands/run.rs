@@ -30,7 +30,10 @@ pub struct RunOutcome {
 pub fn how_it_ended(r: &RunResult) -> String {
     let a = &r.artifact;
     if a.timed_out {
-        format!("timed out, killed ({})", a.signal.as_deref().unwrap_or("SIGKILL"))
+        format!(
+            "timed out at its deadline after {} s (SIGTERM, then SIGKILL once the grace passed)",
+            a.duration_ms.div_ceil(1000)
+        )
     } else if a.canceled {
         "canceled".into()
     } else if a.exit_code < 0 {
@@ -41,6 +44,16 @@ pub fn how_it_ended(r: &RunResult) -> String {
     } else {
         format!("exit {}", a.exit_code)
     }
+}
+
+/// The last lines of a run's stderr log (already redacted), escaped for a terminal.
+pub fn stderr_tail(r: &RunResult) -> Vec<String> {
+    const LINES: usize = 5;
+    let log = r.out_dir.join(crate::stages::run::STDERR_LOG);
+    let bytes = crate::fsx::read_regular(&log, crate::fsx::caps::DOCUMENT).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(LINES)..].iter().map(|l| untrusted(l)).collect()
 }
 
 /// The human lines of a run.
@@ -60,6 +73,16 @@ pub fn run_human(r: &RunResult, root: &Path, style: Style) -> String {
     ));
     if let Some(e) = &a.error {
         out.line(format!("    error: {}", untrusted(e)));
+    }
+    if !r.success {
+        for line in stderr_tail(r) {
+            out.line(format!("    stderr| {line}"));
+        }
+        out.line(format!(
+            "    full logs: {}, {}",
+            untrusted(&crate::fsx::rel_to(root, &r.out_dir.join(crate::stages::run::STDERR_LOG))),
+            untrusted(&crate::fsx::rel_to(root, &r.out_dir.join(crate::stages::run::STDOUT_LOG)))
+        ));
     }
     for prod in &a.products {
         out.line(format!("    product {} sha256:{}", untrusted(&prod.path), &prod.sha256[..16.min(prod.sha256.len())]));

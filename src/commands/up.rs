@@ -91,6 +91,15 @@ pub fn up_human(o: &UpOutcome, root: &Path, style: Style) -> String {
         if let Some(e) = &a.error {
             out.line(format!("    error: {}", untrusted(e)));
         }
+        if !run.success && !a.canceled {
+            for line in super::run::stderr_tail(run) {
+                out.line(format!("    stderr| {line}"));
+            }
+            out.line(format!(
+                "    full logs: {}",
+                untrusted(&crate::fsx::rel_to(root, &run.out_dir.join(crate::stages::run::STDERR_LOG)))
+            ));
+        }
         if a.canceled {
             out.line("  canceled: session recorded as canceled and the chain sealed");
         }

@@ -115,3 +115,22 @@ fn two_bundles_sharing_an_outdir_both_fail_naming_each_other() {
     assert!(out.stdout.contains("is also the outDir of bundles/example-agent/bundle.json"), "{}", out.stdout);
     assert!(out.stdout.contains("is also the outDir of bundles/my-agent/bundle.json"), "{}", out.stdout);
 }
+
+#[test]
+fn a_failed_run_explains_itself_with_its_stderr_tail_and_a_timeout_says_so() {
+    let r = Root::with_example();
+    r.bundle(
+        "fails",
+        "#!/bin/sh\necho 'line one' >&2\necho 'cannot reach the model: connection refused' >&2\nexit 3\n",
+        |_| {},
+    );
+    let out = r.cmd(&["up", "bundles/fails"]).failed();
+    assert!(out.stdout.contains("exit 3"), "{}", out.stdout);
+    assert!(out.stdout.contains("stderr| cannot reach the model: connection refused"), "{}", out.stdout);
+    assert!(out.stdout.contains("artifacts/fails/run.stderr.log"), "{}", out.stdout);
+    r.bundle("slow", "#!/bin/sh\nsleep 60\n", |v| v["spec"]["policy"]["maxRunSeconds"] = 5.into());
+    let out = r.cmd(&["up", "bundles/slow"]).failed();
+    assert!(out.stdout.contains("timed out at its deadline after"), "{}", out.stdout);
+    assert!(out.stdout.contains("SIGTERM, then SIGKILL"), "{}", out.stdout);
+    assert!(!out.stdout.contains("exit -1"), "{}", out.stdout);
+}
