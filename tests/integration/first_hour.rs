@@ -134,3 +134,20 @@ fn a_failed_run_explains_itself_with_its_stderr_tail_and_a_timeout_says_so() {
     assert!(out.stdout.contains("SIGTERM, then SIGKILL"), "{}", out.stdout);
     assert!(!out.stdout.contains("exit -1"), "{}", out.stdout);
 }
+
+#[test]
+fn verify_with_the_wrong_key_names_the_key_that_signed() {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    r.cmd(&["keygen", "--out", "other"]).ok();
+    let signer = r
+        .cmd(&["--format", "json", "verify", "artifacts/example-agent", "--trusted-key", &r.pubkey()])
+        .ok()
+        .json()["entries"][0]["signer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = r.cmd(&["verify", "artifacts/example-agent", "--trusted-key", "other.pub"]).failed();
+    assert!(out.stdout.contains(&signer), "the signing key id is named:\n{}", out.stdout);
+    assert!(out.stdout.contains("--trusted-key"), "{}", out.stdout);
+}

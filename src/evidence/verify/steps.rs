@@ -177,7 +177,18 @@ fn entry_work(
     match signature::check(&env.payload_type, &body, &env.signatures[0].keyid, &sig, trusted) {
         Some(k) => w.signature = Some(Ok(k)),
         None => {
-            w.signature = Some(Err(signature::DOES_NOT_VERIFY.into()));
+            // Name the key the envelope says signed it, so the auditor knows
+            // which `--trusted-key` it would take (when it is not one given).
+            let keyid = &env.signatures[0].keyid; // escaped where it is shown
+            let why = if trusted.iter().any(|k| k.id == env.signatures[0].keyid) {
+                format!("{} (it names trusted key {keyid})", signature::DOES_NOT_VERIFY)
+            } else {
+                format!(
+                    "{}: it names key {keyid}, which is not among the trusted keys: pass its public key with --trusted-key if you trust its owner",
+                    signature::DOES_NOT_VERIFY
+                )
+            };
+            w.signature = Some(Err(why));
             return w;
         }
     }
