@@ -1,16 +1,25 @@
 //! The SSH process runner (the `lima-process` backend on an SSH executor).
 //!
 //! One `ssh2` session per run (each connection costs the server ~100–170 ms):
-//! `prepare` creates `/tmp/agentplane-<run id>` (mode 700) on the executor,
-//! uploads the bundle over SFTP and writes the governed environment to a
-//! mode-600 file there (never on a command line, where `ps` would show
-//! secrets to every user of the host); `start` runs the smoke script in its
-//! own remote session and process group (`setsid`), cwd the uploaded bundle,
-//! the remote products directory as `$1` and `AGENTPLANE_PRODUCTS_DIR`; `wait`
-//! streams output and enforces the deadline remotely (TERM the group, KILL
-//! after the grace period, over a second channel); `collect` downloads the
-//! products; `cleanup` kills whatever is left in the group and removes the
-//! remote directory.
+//! `prepare` first removes run directories a killed agentplane left on the
+//! executor (their wrapper is gone), creates `/tmp/agentplane-remote-<run id>`
+//! (mode 700), uploads the bundle over SFTP and writes the governed
+//! environment to a mode-600 file there (never on a command line, where `ps`
+//! would show secrets to every user of the host); `start` runs the remote
+//! wrapper ([`wrapper`]), which runs the smoke script with its `#!`
+//! interpreter (read here, before upload) inside a PID namespace (or the
+//! recorded process-group + sweep fallback), cwd the uploaded bundle, the
+//! remote products directory as `$1` and `AGENTPLANE_PRODUCTS_DIR`; `wait`
+//! streams output, enforces the deadline remotely (TERM every process of the
+//! run, KILL after the grace period, over a second channel) and reads the
+//! wrapper's containment receipt; `collect` downloads the products; `cleanup`
+//! kills whatever may be left and removes the remote directory.
+//!
+//! The wrapper dies with its channel: it watches the channel's stdin, on
+//! which agentplane never writes nor sends EOF (`Channel::send_eof` is never
+//! called; the channel is only closed or dropped once the wrapper has ended
+//! or agentplane gives up on it), so EOF there means agentplane is gone and
+//! the run is killed on the spot.
 //!
 //! A host that vanishes mid-run is noticed either by the transport failing or,
 //! when the network just goes silent, by a liveness round-trip (opening a
@@ -237,6 +246,8 @@ impl Runner for SshRunner {
         session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let mut channel = session.channel_session().context("cannot open an SSH channel")?;
         self.needs_kill = true;
+        // Never `send_eof` on this channel: EOF on its stdin tells the
+        // wrapper that agentplane is gone, and it kills the run.
         channel.exec(&cmd).context("cannot start the smoke script")?;
         self.channel = Some(channel);
         Ok(())

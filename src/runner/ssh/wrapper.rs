@@ -40,7 +40,17 @@ pub const RUN_DIR_PREFIX: &str = "/tmp/agentplane-remote-";
 /// They read `ap_d` (the run directory) and `ap_m` (the run's marker).
 const FUNCS: &str = r#"ap_ns() { ap_l=$(readlink "/proc/$1/ns/pid_for_children" 2>/dev/null) && [ -n "$ap_l" ] && [ "$ap_l" != "$(readlink /proc/$$/ns/pid 2>/dev/null)" ] && printf '%s\n' "$ap_l" | tr -cd 0-9; }
 ap_in_ns() { ls -l /proc/[0-9]*/ns/pid 2>/dev/null | sed -n "s|^.* /proc/\([0-9]*\)/ns/pid -> pid:\[$1\]\$|\1|p"; }
-ap_marked() { [ -n "$ap_m" ] && grep -lzxF -e "$ap_m" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\([0-9]*\)/environ$|\1|p'; }
+ap_marked() {
+  [ -n "$ap_m" ] || return 0
+  if [ -z "${ap_z-}" ]; then ap_z=no; printf 'a\000' | grep -qzxF a 2>/dev/null && ap_z=yes; fi
+  if [ "$ap_z" = yes ]; then
+    grep -lzxF -e "$ap_m" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\([0-9]*\)/environ$|\1|p'
+  else
+    for ap_e in /proc/[0-9]*/environ; do
+      tr '\000' '\n' 2>/dev/null <"$ap_e" | grep -qxF -e "$ap_m" && { ap_e=${ap_e#/proc/}; echo "${ap_e%/environ}"; }
+    done
+  fi
+}
 ap_stop() {
   [ -e "$ap_d/ended" ] && return 0
   ap_pg=$(cat "$ap_d/pgid" 2>/dev/null); [ -n "$ap_pg" ] || return 0
@@ -279,9 +289,17 @@ mod tests {
         /// Start the wrapper with `/bin/sh -c`, stdin a pipe held open (the
         /// channel), as sshd would.
         fn start(&self, interpreter: &[&str], env: &[(&str, &str)]) -> (Child, ChildStdin) {
+            self.start_as(&[], interpreter, env)
+        }
+
+        /// [`RunDir::start`] under `prefix` (e.g. `setpriv` to another user).
+        fn start_as(&self, prefix: &[&str], interpreter: &[&str], env: &[(&str, &str)]) -> (Child, ChildStdin) {
             let interpreter: Vec<String> = interpreter.iter().map(|s| s.to_string()).collect();
             let cmd = wrapper_command(&self.dir, &self.script(), &interpreter, &marker(&self.run_id));
-            let mut c = Command::new("/bin/sh");
+            let mut c = Command::new(prefix.first().copied().unwrap_or("/bin/sh"));
+            if !prefix.is_empty() {
+                c.args(&prefix[1..]).arg("/bin/sh");
+            }
             c.arg("-c").arg(cmd).env("HOME", "/remote/home").env_remove("AGENTPLANE_CONTAINMENT");
             for (k, v) in env {
                 c.env(k, v);
@@ -391,7 +409,7 @@ mod tests {
         let (child, stdin) = d.start(&["/bin/sh"], &[]);
         let out = finish(child, stdin, Duration::from_secs(20));
         let text = &out.stdout;
-        assert_eq!(out.code, Some(4), "{text}{}", out.stderr);
+        assert_eq!((out.code, out.stderr.as_str()), (Some(4), ""), "{text}");
         let dir = &d.dir;
         assert!(text.contains(&format!("arg={dir}/products\n")), "{text}");
         assert!(text.contains(&format!("pd={dir}/products\n")), "{text}");
@@ -408,19 +426,27 @@ mod tests {
 
     /// In its fallback (forced), the receipt says so, and the sweep still
     /// leaves no escaper alive.
+    /// `ap_z=no` makes the sweep read each environment with `tr`, as on a
+    /// host whose `grep` has no `-z`.
     #[test]
     fn the_forced_fallback_sweeps_escapers_and_says_so() {
-        let tag = format!("ap-wrap-sweep-{}", std::process::id());
-        let d = RunDir::new(&escapers(&tag), &[]);
-        let (child, stdin) = d.start(&["/bin/sh"], &[("AGENTPLANE_CONTAINMENT", "sweep")]);
+        for grep_z in ["", "no"] {
+            let tag = format!("ap-wrap-sweep-{}-{grep_z}", std::process::id());
+            fallback_sweeps(&tag, grep_z);
+        }
+    }
+
+    fn fallback_sweeps(tag: &str, grep_z: &str) {
+        let d = RunDir::new(&escapers(tag), &[]);
+        let (child, stdin) = d.start(&["/bin/sh"], &[("AGENTPLANE_CONTAINMENT", "sweep"), ("ap_z", grep_z)]);
         let out = finish(child, stdin, Duration::from_secs(20));
-        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
         let r = d.receipt();
         assert_eq!(r.mechanism, Mechanism::ProcessGroupSweep, "{r:?}");
         assert!(r.note.as_deref().is_some_and(|n| n.contains("AGENTPLANE_CONTAINMENT=sweep")), "{r:?}");
         assert!(r.killed_at_end >= 3, "the escapers were found: {r:?}");
         assert_eq!(r.survivors, 0, "{r:?}");
-        assert_eq!(wait_gone(&tag, Duration::from_secs(2)), 0, "an escaper outlived the run");
+        assert_eq!(wait_gone(tag, Duration::from_secs(2)), 0, "an escaper outlived the run");
     }
 
     #[test]
@@ -439,6 +465,41 @@ mod tests {
         assert_eq!(r.mechanism, Mechanism::PidNamespace, "{r:?}");
         assert!(r.killed_at_end >= 3, "the escapers were counted before the kernel killed them: {r:?}");
         assert_eq!((r.survivors, r.note.as_deref()), (0, None), "{r:?}");
+        assert_eq!(wait_gone(&tag, Duration::from_secs(2)), 0, "an escaper outlived the run");
+    }
+
+    /// Not root: the namespace is made inside a user namespace, and the
+    /// receipt and the outcome are the same.
+    #[test]
+    #[allow(clippy::print_stderr)] // the skip notice
+    fn a_login_that_is_not_root_gets_a_user_and_pid_namespace() {
+        use std::os::unix::fs::PermissionsExt;
+        const NOBODY: &str = "65534";
+        let as_nobody = ["setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"];
+        let probe = Command::new(as_nobody[0])
+            .args(&as_nobody[1..])
+            .args(["unshare", "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "true"])
+            .output();
+        if !nix::unistd::geteuid().is_root() || !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: needs root to become nobody, and unprivileged user namespaces");
+            return;
+        }
+        let tag = format!("ap-wrap-userns-{}", std::process::id());
+        let d = RunDir::new(&escapers(&tag), &[]);
+        // The run dir belongs to the login (nobody), as `prepare` makes it.
+        let top = std::path::Path::new(&d.dir).parent().unwrap();
+        std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for e in walkdir::WalkDir::new(&d.dir) {
+            let p = e.unwrap().into_path();
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+        let (child, stdin) = d.start_as(&as_nobody, &["/bin/sh"], &[]);
+        let out = finish(child, stdin, Duration::from_secs(20));
+        assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""));
+        let r = d.receipt();
+        assert_eq!(r.mechanism, Mechanism::PidNamespace, "{r:?}");
+        assert!(r.killed_at_end >= 3, "{r:?}");
+        assert_eq!(r.survivors, 0, "{r:?}");
         assert_eq!(wait_gone(&tag, Duration::from_secs(2)), 0, "an escaper outlived the run");
     }
 
