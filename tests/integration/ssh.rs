@@ -301,6 +301,9 @@ fn a_host_killed_mid_run_fails_the_run_promptly() {
     assert_eq!(run["status"], "failure");
     let err = run["error"].as_str().unwrap_or_default();
     assert!(err.contains("lost connection to ssh1"), "{run:#}");
+    // No receipt could be read: the artifact claims nothing about containment.
+    assert!(run.get("containment").is_none_or(|c| c.is_null()), "{run:#}");
+    assert!(err.contains("no containment receipt"), "{run:#}");
     r.cmd(&["verify", "artifacts/ssh-vanish", "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
 }
 
