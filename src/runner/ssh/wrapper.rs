@@ -39,7 +39,8 @@ pub const RUN_DIR_PREFIX: &str = "/tmp/agentplane-remote-";
 /// Shell functions shared by the wrapper and the commands that signal a run.
 /// They read `ap_d` (the run directory) and `ap_m` (the run's marker).
 const FUNCS: &str = r#"ap_ns() { ap_l=$(readlink "/proc/$1/ns/pid_for_children" 2>/dev/null) && [ -n "$ap_l" ] && [ "$ap_l" != "$(readlink /proc/$$/ns/pid 2>/dev/null)" ] && printf '%s\n' "$ap_l" | tr -cd 0-9; }
-ap_in_ns() { ls -l /proc/[0-9]*/ns/pid 2>/dev/null | sed -n "s|^.* /proc/\([0-9]*\)/ns/pid -> pid:\[$1\]\$|\1|p"; }
+ap_in_ns() { ls -l /proc/[0-9]*/ns/pid 2>/dev/null | sed -n "s|^.* /proc/\([0-9]*\)/ns/pid -> pid:\[$1\]\$|\1|p" | ap_live; }
+ap_live() { while read -r ap_q; do { read -r ap_st < "/proc/$ap_q/stat"; } 2>/dev/null || continue; case ${ap_st##*") "} in Z*|X*) ;; *) echo "$ap_q" ;; esac; done; }
 ap_marked() {
   [ -n "$ap_m" ] || return 0
   if [ -z "${ap_z-}" ]; then ap_z=no; printf 'a\000' | grep -qzxF a 2>/dev/null && ap_z=yes; fi
