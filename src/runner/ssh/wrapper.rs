@@ -6,6 +6,7 @@
 //! | file | written by | holds |
 //! | --- | --- | --- |
 //! | `pid` | wrapper, first | the wrapper's pid (a later `prepare` sweeps the dir once it is dead) |
+//! | `marker` | wrapper, first | `AGENTPLANE_RUN_ID=<id>`, for that sweep |
 //! | `mechanism` | wrapper | `pid-namespace` or `process-group+sweep` |
 //! | `pgid` | wrapper | the pid it started: `unshare` (namespace) or the script's group leader |
 //! | `ns` | wrapper | the inode of the run's PID namespace |
@@ -92,13 +93,17 @@ pub fn signal_command(dir: &str, marker: &str, sig: &str) -> String {
 /// no longer alive (agentplane was killed, the connection dropped): `pid`
 /// names a process that is gone or no longer runs that directory's wrapper.
 /// A directory without `pid` (its run never started) goes after an hour.
+/// Whatever still carries such a run's marker (a fallback run whose wrapper
+/// was killed) is killed first; a namespace died with its wrapper.
 pub fn sweep_stale_command() -> String {
     format!(
-        "for ap_x in {prefix}*; do\n\
+        "{FUNCS}for ap_x in {prefix}*; do\n\
          [ -d \"$ap_x\" ] && [ -O \"$ap_x\" ] || continue\n\
          ap_p=$(cat \"$ap_x/pid\" 2>/dev/null)\n\
          if [ -n \"$ap_p\" ]; then grep -qaF -e \"$ap_x\" \"/proc/$ap_p/cmdline\" 2>/dev/null && continue\n\
          else [ -n \"$(find \"$ap_x\" -maxdepth 0 -mmin +60 2>/dev/null)\" ] || continue; fi\n\
+         ap_m=$(cat \"$ap_x/marker\" 2>/dev/null)\n\
+         for ap_p in $(ap_marked); do kill -KILL \"$ap_p\" 2>/dev/null; done\n\
          rm -rf -- \"$ap_x\"\n\
          done; true\n",
         prefix = shell_quote(RUN_DIR_PREFIX),
@@ -159,7 +164,7 @@ pub fn wrapper_command(dir: &str, script: &str, interpreter: &[String], marker: 
     let argv = interpreter.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ");
     let args = format!("{} {argv} {} {}", q("env"), shell_quote(script), q("products"));
     format!(
-        r#"{prelude}echo $$ > "$ap_d/pid"
+        r#"{prelude}echo $$ > "$ap_d/pid"; printf '%s\n' "$ap_m" > "$ap_d/marker"
 cd "$ap_d/bundle" || exit 126
 ap_pre=; ap_note=
 if [ "${{AGENTPLANE_CONTAINMENT-}}" = sweep ]; then ap_note='AGENTPLANE_CONTAINMENT=sweep forced the fallback'
@@ -604,11 +609,30 @@ mod tests {
         let mut gone = Command::new("true").spawn().unwrap();
         gone.wait().unwrap();
         std::fs::write(format!("{dead}/pid"), gone.id().to_string()).unwrap();
+        // What a fallback run whose wrapper was killed left running.
+        let mark = format!("stale-{n}");
+        std::fs::write(format!("{dead}/marker"), format!("{}\n", marker(&mark))).unwrap();
+        let mut orphan = Command::new("sh")
+            .arg("-c")
+            .arg(format!("sleep 31; : {mark}"))
+            .env("AGENTPLANE_RUN_ID", &mark)
+            .spawn()
+            .unwrap();
         let mut holder = Command::new("sh").arg("-c").arg(format!("sleep 30; : {live}")).spawn().unwrap();
         std::fs::write(format!("{live}/pid"), holder.id().to_string()).unwrap();
         let st = Command::new("/bin/sh").arg("-c").arg(sweep_stale_command()).status().unwrap();
         let _ = holder.kill();
         let _ = holder.wait();
+        let end = Instant::now() + Duration::from_secs(2);
+        let orphan_killed = loop {
+            match orphan.try_wait().unwrap() {
+                Some(_) => break true,
+                None if Instant::now() > end => break false,
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let _ = orphan.kill();
+        let _ = orphan.wait();
         let (dead_left, live_left, fresh_left) = (
             std::path::Path::new(&dead).exists(),
             std::path::Path::new(&live).exists(),
@@ -618,6 +642,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&fresh);
         assert!(st.success());
         assert!(!dead_left, "a dead run's directory was kept");
+        assert!(orphan_killed, "a process carrying the dead run's marker was left running");
         assert!(live_left, "a live run's directory was removed");
         assert!(fresh_left, "a run still being prepared (no pid yet) was removed");
     }
