@@ -52,6 +52,9 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 /// How long a liveness round-trip may take before the host counts as gone.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past the deadline (and grace) the remote wrapper waits for
+/// agentplane's stop before it KILLs the run itself (a silent network).
+const BACKSTOP_MARGIN: Duration = Duration::from_secs(30);
 /// Reconnecting to clean up after the connection was lost.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Variables whose value belongs to the host the script runs on: the remote
@@ -235,8 +238,10 @@ impl Runner for SshRunner {
         Ok(())
     }
 
-    fn start(&mut self, _job: &Job) -> Result<()> {
-        let mut cmd = wrapper::wrapper_command(self.dir()?, &self.remote_script, &self.interpreter, &self.marker);
+    fn start(&mut self, job: &Job) -> Result<()> {
+        let backstop = (job.timeout + job.grace + BACKSTOP_MARGIN).as_secs();
+        let mut cmd =
+            wrapper::wrapper_command(self.dir()?, &self.remote_script, &self.interpreter, &self.marker, backstop);
         if std::env::var("AGENTPLANE_CONTAINMENT").is_ok_and(|v| v == "sweep") {
             // Forced here, forced there: the wrapper reads it from its environment.
             cmd = format!("AGENTPLANE_CONTAINMENT=sweep\n{cmd}");

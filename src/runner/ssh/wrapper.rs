@@ -13,6 +13,7 @@
 //! | `seen` | looker | processes in the namespace besides its init, at the last look |
 //! | `ended` | wrapper | the script has ended: no pid of the run is signalled any more |
 //! | `lost` | watcher | the SSH channel closed before the script ended |
+//! | `expired` | backstop | the wrapper's own deadline passed (agentplane never stopped it) |
 //! | `containment` | wrapper, last | the receipt: `MECHANISM KILLED SURVIVORS`, then a note line |
 //!
 //! **Containment.** When `setpriv` and `unshare` work, the script runs as the
@@ -151,7 +152,11 @@ fn interpreter_check(interpreter: &[String]) -> String {
 /// `DIR/env` (sourced, then removed; host-specific variables come from the
 /// login). The wrapper exits with the script's status (128 + signal when it
 /// was killed) after tearing the run down and writing the receipt.
-pub fn wrapper_command(dir: &str, script: &str, interpreter: &[String], marker: &str) -> String {
+///
+/// `backstop` (seconds) is the wrapper's own deadline, for when agentplane
+/// can no longer send the stop (the network went silent and the channel
+/// never closed): past it the run is KILLed on the spot.
+pub fn wrapper_command(dir: &str, script: &str, interpreter: &[String], marker: &str, backstop: u64) -> String {
     let q = |p: &str| shell_quote(&format!("{dir}/{p}"));
     let keep = HOST_SPECIFIC.iter().map(|k| format!("${{{k}+\"AP_R_{k}=${k}\"}}")).collect::<Vec<_>>().join(" ");
     let unset = HOST_SPECIFIC.iter().map(|k| format!("AP_R_{k}")).collect::<Vec<_>>().join(" ");
@@ -206,9 +211,13 @@ if [ -n "$ap_pre" ]; then
     ap_l=$!
   fi
 fi
+( exec </dev/null >/dev/null 2>&1; ap_i=0
+  while [ "$ap_i" -lt {backstop} ]; do sleep 1; [ -e "$ap_d/ended" ] || [ ! -d "$ap_d" ] && exit 0; ap_i=$((ap_i + 1)); done
+  : > "$ap_d/expired"; ap_stop KILL ) &
+ap_b=$!
 wait "$ap_s"; ap_rc=$?
 : > "$ap_d/ended"
-kill "$ap_w" $ap_l 2>/dev/null
+kill "$ap_w" "$ap_b" $ap_l 2>/dev/null
 if [ -n "$ap_pre" ]; then
   ap_k=$(cat "$ap_d/seen" 2>/dev/null); ap_k=${{ap_k:-0}}
   ap_list() {{ [ -n "$ap_nsv" ] && ap_in_ns "$ap_nsv"; }}
@@ -267,6 +276,7 @@ mod tests {
         _tmp: tempfile::TempDir,
         dir: String,
         run_id: String,
+        backstop: u64,
     }
 
     impl RunDir {
@@ -285,7 +295,7 @@ mod tests {
             env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
             let file = super::super::env_file(&env, &format!("{dir}/products"));
             std::fs::write(format!("{dir}/env"), file.text).unwrap();
-            RunDir { _tmp: tmp, dir, run_id }
+            RunDir { _tmp: tmp, dir, run_id, backstop: 60 }
         }
 
         fn script(&self) -> String {
@@ -301,8 +311,8 @@ mod tests {
         /// [`RunDir::start`] under `prefix` (e.g. `setpriv` to another user).
         fn start_as(&self, prefix: &[&str], interpreter: &[&str], env: &[(&str, &str)]) -> (Child, ChildStdin) {
             let interpreter: Vec<String> = interpreter.iter().map(|s| s.to_string()).collect();
-            let cmd = wrapper_command(&self.dir, &self.script(), &interpreter, &marker(&self.run_id));
-            let mut c = Command::new(prefix.first().copied().unwrap_or("/bin/sh"));
+            let cmd = wrapper_command(&self.dir, &self.script(), &interpreter, &marker(&self.run_id), self.backstop);
+            let mut c = Command::new(prefix.first().copied().unwrap_or(login_shell()));
             if !prefix.is_empty() {
                 c.args(&prefix[1..]).arg("/bin/sh");
             }
@@ -329,6 +339,13 @@ mod tests {
             let st = Command::new("/bin/sh").arg("-c").arg(cmd).status().unwrap();
             assert!(st.success());
         }
+    }
+
+    /// The login shell the wrapper runs under: `/bin/sh`, or what
+    /// `AGENTPLANE_TEST_LOGIN_SHELL` names (`/bin/bash` is a common login).
+    fn login_shell() -> &'static str {
+        static SHELL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        SHELL.get_or_init(|| std::env::var("AGENTPLANE_TEST_LOGIN_SHELL").unwrap_or_else(|_| "/bin/sh".into()))
     }
 
     fn unique() -> u64 {
@@ -541,6 +558,23 @@ mod tests {
             // Once ended, the signal command touches nothing (pids may be reused).
             d.sh(&signal_command(&d.dir, &marker(&d.run_id), "KILL"));
         }
+    }
+
+    /// Past its own deadline the wrapper KILLs the run even though nobody
+    /// told it to (a silent network), and the trapping script is no obstacle.
+    #[test]
+    fn the_wrappers_own_deadline_is_a_backstop() {
+        let tag = format!("ap-wrap-backstop-{}", std::process::id());
+        let mut d = RunDir::new(&format!("trap '' TERM\nsetsid sh -c 'sleep 300; : {tag}' &\nsleep 299\n"), &[]);
+        d.backstop = 1;
+        let t0 = Instant::now();
+        let (child, stdin) = d.start(&["/bin/sh"], &[]);
+        let out = finish(child, stdin, Duration::from_secs(15));
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+        assert_eq!(out.code, Some(137), "{}", out.stderr);
+        assert!(d.file("expired").is_some());
+        assert_eq!(d.receipt().survivors, 0);
+        assert_eq!(wait_gone(&tag, Duration::from_secs(2)), 0, "a process outlived the backstop");
     }
 
     /// The channel closing (agentplane killed) kills the run, and the wrapper
