@@ -26,6 +26,8 @@
 //! channel) after a few idle seconds; `wait` then returns an [`Exit`] whose
 //! `error` says the connection was lost instead of hanging.
 
+mod wrapper;
+
 use anyhow::{Context, Result, bail};
 use ssh2::{Channel, Session};
 use std::io::{ErrorKind, Read};
@@ -35,8 +37,6 @@ use std::time::{Duration, Instant};
 
 use super::contract::{self, StopSequence, shell_quote};
 use super::{Event, Exit, Job, Runner};
-
-mod wrapper;
 use crate::ssh::{self, platform};
 use crate::types::{Containment, Environment, Isolation, SshTarget};
 
@@ -59,7 +59,7 @@ const BACKSTOP_MARGIN: Duration = Duration::from_secs(30);
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Variables whose value belongs to the host the script runs on: the remote
 /// login's value wins over this host's when the governed environment has them.
-pub(crate) const HOST_SPECIFIC: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PATH"];
+const HOST_SPECIFIC: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PATH"];
 
 pub struct SshRunner {
     executor: String,
@@ -79,8 +79,8 @@ pub struct SshRunner {
     environment: Option<Environment>,
     /// Set when the connection died: later steps do not wait on it.
     lost: Option<String>,
-    /// The script was started and its end (with the wrapper's own kill of its
-    /// group) was not seen: cleanup must kill the group.
+    /// The script was started and its end (with the wrapper's own teardown)
+    /// was not seen: cleanup must kill the run.
     needs_kill: bool,
 }
 
@@ -115,7 +115,8 @@ impl SshRunner {
         format!("lost connection to {} ({}): {why}", self.executor, ssh::display_target(&self.target))
     }
 
-    /// Send `sig` to the script's remote process group over a new channel.
+    /// Send `sig` to every process of the run over a new channel (see
+    /// [`wrapper::signal_command`]).
     fn signal_group(&self, sig: &str) -> Result<()> {
         let session = self.session()?;
         let dir = self.dir()?;
