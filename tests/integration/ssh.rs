@@ -301,6 +301,9 @@ fn a_host_killed_mid_run_fails_the_run_promptly() {
     assert_eq!(run["status"], "failure");
     let err = run["error"].as_str().unwrap_or_default();
     assert!(err.contains("lost connection to ssh1"), "{run:#}");
+    // No receipt could be read: the artifact claims nothing about containment.
+    assert!(run.get("containment").is_none_or(|c| c.is_null()), "{run:#}");
+    assert!(err.contains("no containment receipt"), "{run:#}");
     r.cmd(&["verify", "artifacts/ssh-vanish", "--trusted-key", &r.pubkey(), "--allow-unsealed"]).ok();
 }
 
@@ -346,4 +349,179 @@ fn ctrl_c_during_an_ssh_run_stops_the_remote_script() {
     assert!(!alive(&pid), "the remote sleep survived Ctrl-C");
     let dir = dir.expect("the smoke recorded its run directory");
     assert!(!dir.exists(), "the remote run directory {dir:?} was left behind");
+}
+
+// ---------------------------------------------------------------------------
+// What ran, ran alone: containment on the remote host (here, this machine).
+
+/// Processes whose command line holds `tag` (`pgrep -f`; zombies have none).
+fn tagged(tag: &str) -> Vec<String> {
+    let out = Command::new("pgrep").args(["-f", tag]).output().expect("pgrep");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// `tagged(tag)` once it is empty, or what is still there after `within`.
+fn tagged_after(tag: &str, within: Duration) -> Vec<String> {
+    let end = Instant::now() + within;
+    loop {
+        let left = tagged(tag);
+        if left.is_empty() || Instant::now() >= end {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kill what a failed test left (by pid, found by its unique tag).
+fn kill_tagged(tag: &str) {
+    for p in tagged(tag) {
+        if let Ok(p) = p.parse::<i32>() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Escapers, each tagged: a `setsid` sleep, a double-forked `setsid` daemon,
+/// a TERM-ignoring loop in its own session.
+fn escapers(tag: &str) -> String {
+    format!(
+        "setsid sh -c 'sleep 600; : {tag}' &\n\
+         sh -c '(setsid sh -c \"sleep 601; : {tag}\" &); exit 0'\n\
+         setsid sh -c 'trap \"\" TERM; while :; do sleep 1; done; : {tag}' &\n"
+    )
+}
+
+/// Validate, place on `sshd` and run `smoke` over SSH; the run artifact.
+fn run_over_ssh(sshd: &Sshd, name: &str, smoke: &str, max: u64, env: &[(&str, &str)]) -> (Root, serde_json::Value) {
+    let r = validated(name, smoke, max);
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, &format!("bundles/{name}"), &inv, "5").ok();
+    let _ = r.cmd_env(&["--format", "json", "run", &format!("bundles/{name}")], env);
+    let run = r.json(&format!("artifacts/{name}/run-artifact.json"));
+    (r, run)
+}
+
+#[test]
+fn escapers_at_exit_and_at_the_deadline_leave_nothing_over_ssh() {
+    let sshd = Sshd::start();
+    // At exit: the script leaves them running and succeeds.
+    let tag = format!("ap-ssh-esc-exit-{}", std::process::id());
+    let smoke = format!("#!/bin/sh\n{}sleep 1\necho done\n", escapers(&tag));
+    let (_r, run) = run_over_ssh(&sshd, "ssh-esc-exit", &smoke, 30, &[]);
+    let left = tagged_after(&tag, Duration::from_secs(3));
+    kill_tagged(&tag);
+    assert!(left.is_empty(), "escapers outlived the run: {left:?}");
+    assert_eq!(run["status"], "success", "{run:#}");
+    let c = &run["containment"];
+    assert_eq!(c["mechanism"], "pid-namespace", "{run:#}");
+    assert_eq!(c["survivors"], 0, "{run:#}");
+    assert_eq!(c["checked"], true, "{run:#}");
+    assert!(c["killedAtEnd"].as_u64().unwrap_or(0) >= 3, "the escapers were counted: {run:#}");
+
+    // At the deadline: the script itself ignores TERM and never ends.
+    let tag = format!("ap-ssh-esc-deadline-{}", std::process::id());
+    let smoke = format!("#!/bin/sh\n{}trap '' TERM\nwhile :; do sleep 1; done\n", escapers(&tag));
+    let t0 = Instant::now();
+    let (_r, run) = run_over_ssh(&sshd, "ssh-esc-deadline", &smoke, 5, &[]);
+    let left = tagged_after(&tag, Duration::from_secs(3));
+    kill_tagged(&tag);
+    assert!(left.is_empty(), "escapers outlived the deadline: {left:?}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "the deadline was not enforced");
+    assert_eq!(run["timedOut"], true, "{run:#}");
+    assert_eq!(run["signal"], "SIGKILL", "{run:#}");
+    assert_eq!(run["containment"]["mechanism"], "pid-namespace", "{run:#}");
+    assert_eq!(run["containment"]["survivors"], 0, "{run:#}");
+}
+
+#[test]
+fn the_forced_fallback_is_recorded_and_still_sweeps_over_ssh() {
+    let sshd = Sshd::start();
+    let tag = format!("ap-ssh-esc-sweep-{}", std::process::id());
+    let smoke = format!("#!/bin/sh\n{}sleep 1\n", escapers(&tag));
+    let (r, run) = run_over_ssh(&sshd, "ssh-sweep", &smoke, 30, &[("AGENTPLANE_CONTAINMENT", "sweep")]);
+    let left = tagged_after(&tag, Duration::from_secs(3));
+    kill_tagged(&tag);
+    assert!(left.is_empty(), "escapers outlived the sweep: {left:?}");
+    assert_eq!(run["status"], "success", "{run:#}");
+    let c = &run["containment"];
+    assert_eq!(c["mechanism"], "process-group+sweep", "{run:#}");
+    assert_eq!(c["survivors"], 0, "{run:#}");
+    let note = c["note"].as_str().unwrap_or_default();
+    assert!(note.contains("ssh1") && note.contains("AGENTPLANE_CONTAINMENT=sweep"), "{note}");
+    r.cmd(&["emit", "bundles/ssh-sweep"]).ok();
+    r.cmd(&["verify", "artifacts/ssh-sweep", "--trusted-key", &r.pubkey()]).ok();
+}
+
+#[test]
+fn a_bash_script_runs_over_ssh_with_its_interpreter() {
+    let sshd = Sshd::start();
+    let smoke = "#!/usr/bin/env bash\nset -euo pipefail\nparts=(alpha beta gamma)\n\
+                 if [[ ${#parts[@]} -eq 3 && ${parts[1]} == beta ]]; then echo \"n=${#parts[@]}\" > \"$1/bash.txt\"; fi\n\
+                 echo \"${BASH_VERSION:+bash}\"\n";
+    let (r, run) = run_over_ssh(&sshd, "ssh-bash", smoke, 20, &[]);
+    assert_eq!(run["status"], "success", "{run:#}\n{}", r.read("artifacts/ssh-bash/run.stderr.log"));
+    assert_eq!(r.read("artifacts/ssh-bash/products/bash.txt"), "n=3\n");
+    assert_eq!(r.read("artifacts/ssh-bash/run.stdout.log"), "bash\n");
+    assert_eq!(run["containment"]["mechanism"], "pid-namespace", "{run:#}");
+
+    // An interpreter the host lacks is named, not a syntax error.
+    let smoke = "#!/usr/bin/env agentplane-no-such-shell\necho hi\n";
+    let (r, run) = run_over_ssh(&sshd, "ssh-noshell", smoke, 20, &[]);
+    assert_eq!(run["status"], "failure", "{run:#}");
+    assert_eq!(run["exitCode"], 127, "{run:#}");
+    let err = r.read("artifacts/ssh-noshell/run.stderr.log");
+    assert!(err.contains("the smoke script needs `agentplane-no-such-shell`, which is not on this host"), "{err}");
+}
+
+#[test]
+fn kill_9_of_agentplane_mid_run_leaves_nothing_on_the_host() {
+    let sshd = Sshd::start();
+    let tag = format!("ap-ssh-kill9-{}", std::process::id());
+    let r = Root::new();
+    let started = r.join("started");
+    let smoke = format!(
+        "#!/bin/sh\n{}sh -c 'sleep 300; : {tag}' &\necho \"$(dirname \"$PWD\")\" > {m}.tmp && mv {m}.tmp {m}\nwait\n",
+        escapers(&tag),
+        m = started.display()
+    );
+    r.keygen();
+    r.bundle("ssh-kill9", &smoke, |v| v["spec"]["policy"]["maxRunSeconds"] = 120.into());
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(r.path())
+        .args(["--format", "json", "up", "bundles/ssh-kill9", "--inventory", &inv])
+        .current_dir(r.path())
+        .env_remove("AGENTPLANE_SIGNING_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn agentplane up");
+    wait_for_file(&started, Duration::from_secs(30));
+    let end = Instant::now() + Duration::from_secs(5);
+    while tagged(&tag).len() < 4 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(tagged(&tag).len() >= 4, "the run's processes did not start: the test would prove nothing");
+    let dir = PathBuf::from(std::fs::read_to_string(&started).unwrap().trim());
+    assert!(dir.to_string_lossy().starts_with("/tmp/agentplane-remote-"), "{dir:?}");
+    child.kill().unwrap(); // SIGKILL: no cleanup of any kind on this side
+    child.wait().unwrap();
+    let left = tagged_after(&tag, Duration::from_secs(5));
+    kill_tagged(&tag);
+    assert!(left.is_empty(), "processes of the run outlived agentplane: {left:?}");
+
+    // A run dir a killed agentplane left (its wrapper long gone) is swept by
+    // the next run to that host, as is this run's, whatever happened to it.
+    let planted = PathBuf::from(format!("/tmp/agentplane-remote-planted-{}", std::process::id()));
+    std::fs::create_dir_all(planted.join("products")).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    std::fs::write(planted.join("pid"), gone.id().to_string()).unwrap();
+    let (_r2, run) = run_over_ssh(&sshd, "ssh-after-kill9", "#!/bin/sh\necho next\n", 20, &[]);
+    let planted_left = planted.exists();
+    let _ = std::fs::remove_dir_all(&planted);
+    assert_eq!(run["status"], "success", "{run:#}");
+    assert!(!planted_left, "a stale run dir was not swept by the next run");
+    assert!(!dir.exists(), "the killed run's directory {dir:?} remains");
 }

@@ -1,21 +1,32 @@
 //! The SSH process runner (the `lima-process` backend on an SSH executor).
 //!
 //! One `ssh2` session per run (each connection costs the server ~100–170 ms):
-//! `prepare` creates `/tmp/agentplane-<run id>` (mode 700) on the executor,
-//! uploads the bundle over SFTP and writes the governed environment to a
-//! mode-600 file there (never on a command line, where `ps` would show
-//! secrets to every user of the host); `start` runs the smoke script in its
-//! own remote session and process group (`setsid`), cwd the uploaded bundle,
-//! the remote products directory as `$1` and `AGENTPLANE_PRODUCTS_DIR`; `wait`
-//! streams output and enforces the deadline remotely (TERM the group, KILL
-//! after the grace period, over a second channel); `collect` downloads the
-//! products; `cleanup` kills whatever is left in the group and removes the
-//! remote directory.
+//! `prepare` first removes run directories a killed agentplane left on the
+//! executor (their wrapper is gone), creates `/tmp/agentplane-remote-<run id>`
+//! (mode 700), uploads the bundle over SFTP and writes the governed
+//! environment to a mode-600 file there (never on a command line, where `ps`
+//! would show secrets to every user of the host); `start` runs the remote
+//! wrapper ([`wrapper`]), which runs the smoke script with its `#!`
+//! interpreter (read here, before upload) inside a PID namespace (or the
+//! recorded process-group + sweep fallback), cwd the uploaded bundle, the
+//! remote products directory as `$1` and `AGENTPLANE_PRODUCTS_DIR`; `wait`
+//! streams output, enforces the deadline remotely (TERM every process of the
+//! run, KILL after the grace period, over a second channel) and reads the
+//! wrapper's containment receipt; `collect` downloads the products; `cleanup`
+//! kills whatever may be left and removes the remote directory.
+//!
+//! The wrapper dies with its channel: it watches the channel's stdin, on
+//! which agentplane never writes nor sends EOF (`Channel::send_eof` is never
+//! called; the channel is only closed or dropped once the wrapper has ended
+//! or agentplane gives up on it), so EOF there means agentplane is gone and
+//! the run is killed on the spot.
 //!
 //! A host that vanishes mid-run is noticed either by the transport failing or,
 //! when the network just goes silent, by a liveness round-trip (opening a
 //! channel) after a few idle seconds; `wait` then returns an [`Exit`] whose
 //! `error` says the connection was lost instead of hanging.
+
+mod wrapper;
 
 use anyhow::{Context, Result, bail};
 use ssh2::{Channel, Session};
@@ -27,7 +38,7 @@ use std::time::{Duration, Instant};
 use super::contract::{self, StopSequence, shell_quote};
 use super::{Event, Exit, Job, Runner};
 use crate::ssh::{self, platform};
-use crate::types::{Environment, Isolation, SshTarget};
+use crate::types::{Containment, Environment, Isolation, SshTarget};
 
 /// Connecting (TCP, handshake, host key, auth).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +52,9 @@ const AFTER_KILL: Duration = Duration::from_secs(5);
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 /// How long a liveness round-trip may take before the host counts as gone.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past the deadline (and grace) the remote wrapper waits for
+/// agentplane's stop before it KILLs the run itself (a silent network).
+const BACKSTOP_MARGIN: Duration = Duration::from_secs(30);
 /// Reconnecting to clean up after the connection was lost.
 const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Variables whose value belongs to the host the script runs on: the remote
@@ -51,16 +65,22 @@ pub struct SshRunner {
     executor: String,
     target: SshTarget,
     session: Option<Session>,
-    /// `/tmp/agentplane-<run id>` once created.
+    /// `/tmp/agentplane-remote-<run id>` once created.
     remote_dir: Option<String>,
     /// The smoke script on the remote host (absolute).
     remote_script: String,
+    /// Its `#!` interpreter, read from the script on this host before upload.
+    interpreter: Vec<String>,
+    /// `AGENTPLANE_RUN_ID=<id>`: what every process of the run carries.
+    marker: String,
+    /// The wrapper's containment receipt, read after the script ended.
+    receipt: Option<Containment>,
     channel: Option<Channel>,
     environment: Option<Environment>,
     /// Set when the connection died: later steps do not wait on it.
     lost: Option<String>,
-    /// The script was started and its end (with the wrapper's own kill of its
-    /// group) was not seen: cleanup must kill the group.
+    /// The script was started and its end (with the wrapper's own teardown)
+    /// was not seen: cleanup must kill the run.
     needs_kill: bool,
 }
 
@@ -72,6 +92,9 @@ impl SshRunner {
             session: None,
             remote_dir: None,
             remote_script: String::new(),
+            interpreter: Vec::new(),
+            marker: String::new(),
+            receipt: None,
             channel: None,
             environment: None,
             lost: None,
@@ -92,12 +115,13 @@ impl SshRunner {
         format!("lost connection to {} ({}): {why}", self.executor, ssh::display_target(&self.target))
     }
 
-    /// Send `sig` to the script's remote process group over a new channel.
+    /// Send `sig` to every process of the run over a new channel (see
+    /// [`wrapper::signal_command`]).
     fn signal_group(&self, sig: &str) -> Result<()> {
         let session = self.session()?;
         let dir = self.dir()?;
         session.set_blocking(true);
-        let res = ssh::exec(session, &signal_command(dir, sig), SIGNAL_TIMEOUT);
+        let res = ssh::exec(session, &wrapper::signal_command(dir, &self.marker, sig), SIGNAL_TIMEOUT);
         session.set_blocking(false);
         res.map(|_| ())
     }
@@ -112,22 +136,12 @@ impl SshRunner {
         res.map_err(|e| anyhow::anyhow!("no answer within {}s ({})", PING_TIMEOUT.as_secs(), e.message()))
     }
 
-    /// Kill the script's group if it may still run, and remove the run directory.
-    fn remove_remote(session: &Session, dir: &str, kill: bool) -> Result<()> {
+    /// Kill the run if it may still go on, and remove the run directory.
+    fn remove_remote(session: &Session, dir: &str, marker: &str, kill: bool) -> Result<()> {
         let rm = format!("rm -rf -- {}", shell_quote(dir));
-        let cmd = if kill { format!("{}; {rm}", signal_command(dir, "KILL")) } else { rm };
+        let cmd = if kill { format!("{}{rm}", wrapper::signal_command(dir, marker, "KILL")) } else { rm };
         ssh::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
     }
-}
-
-/// The shell command that signals the group recorded in `DIR/pgid` (falling
-/// back to the single process if it is not a group leader). Always exits 0.
-fn signal_command(dir: &str, sig: &str) -> String {
-    let pgid = shell_quote(&format!("{dir}/pgid"));
-    format!(
-        "pg=$(cat {pgid} 2>/dev/null) && [ -n \"$pg\" ] && \
-         {{ kill -{sig} -- \"-$pg\" 2>/dev/null || kill -{sig} \"$pg\" 2>/dev/null; }}; true"
-    )
 }
 
 /// A run id as a file-name component (it is ours, but never trust a path).
@@ -155,39 +169,6 @@ fn env_file(env: &[(String, String)], remote_products: &str) -> contract::EnvFil
     )
 }
 
-/// The command the SSH server runs for the smoke script.
-///
-/// With `setsid` (util-linux, busybox) the script gets its own session and
-/// process group, so signalling the group never touches the wrapper; the
-/// wrapper waits, kills whatever the script left in its group (as the local
-/// runner does) and exits with the script's status. Without `setsid` the
-/// script is exec'd in place: OpenSSH already makes each command a session
-/// leader.
-fn wrapper_command(dir: &str, script: &str) -> String {
-    let q = |p: &str| shell_quote(&format!("{dir}/{p}"));
-    let keep = HOST_SPECIFIC.iter().map(|k| format!("${{{k}+\"AP_R_{k}=${k}\"}}")).collect::<Vec<_>>().join(" ");
-    let unset = HOST_SPECIFIC.iter().map(|k| format!("AP_R_{k}")).collect::<Vec<_>>().join(" ");
-    // Runs under `env -i`: $1 = env file, $2 = pgid file, $3 = script, $4 = products.
-    let inner = format!(
-        "set -a; . \"$1\" || exit 126; set +a; rm -f \"$1\"; unset {unset}; echo $$ > \"$2\"; \
-         exec /bin/sh \"$3\" \"$4\""
-    );
-    let args = format!("{} {} {} {}", q("env"), q("pgid"), shell_quote(script), q("products"));
-    let run = format!("env -i {keep} /bin/sh -c {} sh {args} </dev/null", shell_quote(&inner));
-    format!(
-        "cd {bundle} || exit 126\n\
-         if command -v setsid >/dev/null 2>&1; then\n\
-         setsid {run} &\n\
-         wait $! 2>/dev/null; rc=$?\n\
-         pg=$(cat {pgid} 2>/dev/null) && [ -n \"$pg\" ] && kill -KILL -- \"-$pg\" 2>/dev/null\n\
-         exit $rc\n\
-         fi\n\
-         exec {run}\n",
-        bundle = q("bundle"),
-        pgid = q("pgid"),
-    )
-}
-
 impl Runner for SshRunner {
     fn executor(&self) -> &str {
         &self.executor
@@ -204,9 +185,11 @@ impl Runner for SshRunner {
 
         // One round trip: create the run directory (fails if it exists, so a
         // planted symlink cannot redirect us) and learn where we are.
-        let dir = format!("/tmp/agentplane-{}", safe_component(&job.run_id));
+        // Runs a killed agentplane left behind on this host go first.
+        let dir = format!("{}{}", wrapper::RUN_DIR_PREFIX, safe_component(&job.run_id));
         let setup = format!(
-            "umask 077 && mkdir {d} && mkdir {d}/products && {}",
+            "{}umask 077 && mkdir {d} && mkdir {d}/products && {}",
+            wrapper::sweep_stale_command(),
             platform::UNAME_COMMAND,
             d = shell_quote(&dir)
         );
@@ -219,6 +202,8 @@ impl Runner for SshRunner {
         self.environment =
             Some(Environment { os: platform.os, arch: platform.arch, kernel: platform.kernel, hostname });
 
+        self.interpreter = contract::interpreter_of(&job.script);
+        self.marker = wrapper::marker(&job.run_id);
         events(Event::Status(format!("uploading bundle to {}:{dir}", self.executor)));
         let sftp = session.sftp().context("cannot start SFTP")?;
         // Never upload evidence: the outDir may sit inside the bundle.
@@ -254,13 +239,21 @@ impl Runner for SshRunner {
         Ok(())
     }
 
-    fn start(&mut self, _job: &Job) -> Result<()> {
-        let cmd = wrapper_command(self.dir()?, &self.remote_script);
+    fn start(&mut self, job: &Job) -> Result<()> {
+        let backstop = (job.timeout + job.grace + BACKSTOP_MARGIN).as_secs();
+        let mut cmd =
+            wrapper::wrapper_command(self.dir()?, &self.remote_script, &self.interpreter, &self.marker, backstop);
+        if std::env::var("AGENTPLANE_CONTAINMENT").is_ok_and(|v| v == "sweep") {
+            // Forced here, forced there: the wrapper reads it from its environment.
+            cmd = format!("AGENTPLANE_CONTAINMENT=sweep\n{cmd}");
+        }
         let session = self.session()?;
         session.set_blocking(true);
         session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let mut channel = session.channel_session().context("cannot open an SSH channel")?;
         self.needs_kill = true;
+        // Never `send_eof` on this channel: EOF on its stdin tells the
+        // wrapper that agentplane is gone, and it kills the run.
         channel.exec(&cmd).context("cannot start the smoke script")?;
         self.channel = Some(channel);
         Ok(())
@@ -335,6 +328,10 @@ impl Runner for SshRunner {
                     "the smoke script's output stayed open {}s after SIGKILL; stopped waiting",
                     AFTER_KILL.as_secs()
                 ));
+                session.set_blocking(true);
+                if let Err(why) = self.read_receipt() {
+                    exit.error = exit.error.map(|e| format!("{e}; {why}"));
+                }
                 return Ok(exit);
             }
 
@@ -374,6 +371,9 @@ impl Runner for SshRunner {
         } else {
             exit.code = Some(status);
         }
+        if let Err(why) = self.read_receipt() {
+            exit.error = Some(why);
+        }
         Ok(exit)
     }
 
@@ -407,14 +407,14 @@ impl Runner for SshRunner {
         let res = match (self.session.take(), &self.lost) {
             (Some(s), None) => {
                 s.set_blocking(true);
-                let r = Self::remove_remote(&s, &dir, self.needs_kill);
+                let r = Self::remove_remote(&s, &dir, &self.marker, self.needs_kill);
                 ssh::disconnect(&s, Duration::from_secs(1));
                 r
             }
             // The old session is dead: one short attempt on a new one.
             _ => match ssh::connect(&self.target, RECONNECT_TIMEOUT) {
                 Ok(s) => {
-                    let r = Self::remove_remote(&s, &dir, self.needs_kill);
+                    let r = Self::remove_remote(&s, &dir, &self.marker, self.needs_kill);
                     ssh::disconnect(&s, Duration::from_secs(1));
                     r
                 }
@@ -426,6 +426,10 @@ impl Runner for SshRunner {
 
     fn isolation(&self) -> Isolation {
         Isolation::Process
+    }
+
+    fn containment(&self) -> Option<Containment> {
+        self.receipt.clone()
     }
 
     fn environment(&self) -> Environment {
@@ -443,8 +447,34 @@ impl SshRunner {
     fn lost_exit(&mut self, mut exit: Exit, why: &str) -> Exit {
         let msg = self.lost_message(why);
         self.lost = Some(msg.clone());
-        exit.error = Some(msg);
+        exit.error = Some(format!(
+            "{msg}; no containment receipt could be read from it, so what still runs there is not known \
+             (the remote wrapper kills the run when its channel closes)"
+        ));
         exit
+    }
+
+    /// Read the wrapper's containment receipt (blocking session). On failure,
+    /// the run's error: without a receipt nothing vouches for the teardown.
+    fn read_receipt(&mut self) -> std::result::Result<(), String> {
+        let read = || -> Result<String> {
+            let dir = self.dir()?;
+            let out = ssh::exec(
+                self.session()?,
+                &format!("cat {}", shell_quote(&format!("{dir}/containment"))),
+                STEP_TIMEOUT,
+            )?;
+            if out.status != 0 {
+                bail!("{}", out.stderr_str().trim());
+            }
+            Ok(out.stdout_str())
+        };
+        let text = read().map_err(|e| format!("no containment receipt from {}: {e:#}", self.executor))?;
+        self.receipt = wrapper::parse_receipt(&text, &self.executor);
+        if self.receipt.is_none() {
+            return Err(format!("unreadable containment receipt from {}: {:?}", self.executor, text.trim()));
+        }
+        Ok(())
     }
 }
 
@@ -458,47 +488,5 @@ mod tests {
         assert_eq!(safe_component("../../etc"), ".._.._etc");
         assert_eq!(safe_component(".."), "run");
         assert_eq!(safe_component(""), "run");
-    }
-
-    /// The wrapper and env file, run by the local `/bin/sh` in a fake run dir:
-    /// quoting, the products override, host-specific variables and `$1`.
-    #[test]
-    fn wrapper_runs_the_script_with_the_governed_environment() {
-        let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("run dir 'q'");
-        std::fs::create_dir_all(dir.join("bundle")).unwrap();
-        std::fs::create_dir_all(dir.join("products")).unwrap();
-        let dir = dir.to_string_lossy().into_owned();
-        std::fs::write(
-            format!("{dir}/bundle/smoke.sh"),
-            "echo \"arg=$1\"; echo \"pd=$AGENTPLANE_PRODUCTS_DIR\"; echo \"secret=$SECRET\"; \
-             echo \"home=$HOME\"; echo \"cwd=$(pwd)\"; env | grep -c '^AP_R_' ; exit 4\n",
-        )
-        .unwrap();
-        let env = vec![
-            ("SECRET".to_string(), "a 'b' \"c\" $d `e`".to_string()),
-            ("HOME".to_string(), "/local/home".to_string()),
-            ("AGENTPLANE_PRODUCTS_DIR".to_string(), "/local/products".to_string()),
-            ("BAD-NAME".to_string(), "x".to_string()),
-        ];
-        let file = env_file(&env, &format!("{dir}/products"));
-        assert_eq!(file.skipped, ["BAD-NAME"]);
-        std::fs::write(format!("{dir}/env"), file.text).unwrap();
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(wrapper_command(&dir, &format!("{dir}/bundle/smoke.sh")))
-            .env("HOME", "/remote/home")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains(&format!("arg={dir}/products\n")), "{text}");
-        assert!(text.contains(&format!("pd={dir}/products\n")), "{text}");
-        assert!(text.contains("secret=a 'b' \"c\" $d `e`\n"), "{text}");
-        assert!(text.contains("home=/remote/home\n"), "{text}");
-        assert!(text.contains(&format!("cwd={dir}/bundle\n")), "{text}");
-        assert!(text.ends_with("0\n"), "helper variables leaked: {text}");
-        assert!(!std::path::Path::new(&format!("{dir}/env")).exists(), "the env file was not removed");
-        assert!(std::path::Path::new(&format!("{dir}/pgid")).exists());
     }
 }
