@@ -326,6 +326,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(alive(tag) >= 3, "the escapers did not start: the test would prove nothing");
+        // The double fork's outer `sh` also carries the tag for a moment:
+        // let the escapers settle before the count the receipt relies on.
+        std::thread::sleep(Duration::from_millis(100));
         held.look();
         child.wait().unwrap();
         held.count_leftovers();
