@@ -302,19 +302,47 @@ pub struct Check {
     pub status: CheckStatus,
     pub message: Option<String>,
     pub pointer: Option<String>,
+    /// Where in the file, when the problem has a position (JSON syntax errors do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl Check {
     pub fn pass(gate: Gate) -> Check {
-        Check { name: gate, status: CheckStatus::Pass, message: None, pointer: None }
+        Check { name: gate, status: CheckStatus::Pass, message: None, pointer: None, line: None, column: None }
     }
 
     pub fn fail(gate: Gate, message: String, pointer: Option<&str>) -> Check {
-        Check { name: gate, status: CheckStatus::Fail, message: Some(message), pointer: pointer.map(str::to_string) }
+        Check {
+            name: gate,
+            status: CheckStatus::Fail,
+            message: Some(message),
+            pointer: pointer.map(str::to_string),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// The same check, located at `line`/`column` of the file.
+    pub fn at(mut self, line: usize, column: usize) -> Check {
+        if line > 0 {
+            self.line = Some(line);
+            self.column = Some(column.max(1));
+        }
+        self
     }
 
     pub fn warn(gate: Gate, message: String, pointer: Option<&str>) -> Check {
-        Check { name: gate, status: CheckStatus::Warn, message: Some(message), pointer: pointer.map(str::to_string) }
+        Check {
+            name: gate,
+            status: CheckStatus::Warn,
+            message: Some(message),
+            pointer: pointer.map(str::to_string),
+            line: None,
+            column: None,
+        }
     }
 }
 

@@ -105,7 +105,11 @@ pub fn validate_cached(
                 // The check carries the pointer; the message gives the position.
                 msg = format!("is not valid JSON: {} (line {}, column {})", s.message, s.line, s.column);
             }
-            report.checks.push(Check::fail(Gate::Parse, msg, pointer.as_deref()));
+            let mut check = Check::fail(Gate::Parse, msg, pointer.as_deref());
+            if let Some(s) = strict {
+                check = check.at(s.line, s.column);
+            }
+            report.checks.push(check);
             return report;
         }
     };

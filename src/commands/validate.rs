@@ -160,8 +160,12 @@ impl Render for Validated {
                 let level = if c.status == Status::Fail { "error" } else { "warning" };
                 let ptr = c.pointer.as_deref().map(|p| format!(" at {}", if p.is_empty() { "/" } else { p }));
                 let msg = format!("{}{}: {}", c.name, ptr.unwrap_or_default(), c.message.as_deref().unwrap_or(""));
+                let pos = match (c.line, c.column) {
+                    (Some(l), Some(col)) => format!(",line={l},col={col}"),
+                    _ => String::new(),
+                };
                 out.line(format!(
-                    "::{level} file={},title={}::{}",
+                    "::{level} file={}{pos},title={}::{}",
                     gh_property(&o.report.path),
                     gh_property(&format!("agentplane {}", c.name)),
                     gh_message(&msg)

@@ -169,3 +169,12 @@ fn escape_sequences_from_evidence_are_shown_not_obeyed() {
     assert!(!out.stdout.contains('\x1b'), "raw escape reached the terminal:\n{:?}", out.stdout);
     assert!(out.stdout.contains("\\x1b[2J"), "{}", out.stdout);
 }
+
+#[test]
+fn github_annotations_carry_the_line_and_column_of_a_syntax_error() {
+    let r = Root::new();
+    r.write("bundles/broken/bundle.json", "{\n  \"apiVersion\": \"x\",\n  \"kind\": \n}\n");
+    let out = r.cmd(&["--format", "github", "validate", "--check", "bundles"]).failed();
+    let line = out.stdout.lines().find(|l| l.starts_with("::error ")).unwrap_or_default().to_string();
+    assert!(line.contains(",line=4,col="), "{}", out.stdout);
+}
