@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::qemu::workdir::WorkDir;
 use super::redactor::{Redactor, StreamRedactor};
 use super::{Event, Job};
 use crate::bundle::LoadedBundle;
@@ -49,9 +50,8 @@ pub const STAGED_SCRIPT: &str = "smoke-script";
 /// bundle directory included), so it digests with the very same
 /// [`digest::compute`] and names as validation, with `scratch/root` as the
 /// root. The scratch directory goes when this value is dropped or closed.
-#[derive(Debug)]
 pub struct StagedBundle {
-    scratch: tempfile::TempDir,
+    scratch: WorkDir,
     /// `scratch/root`: the staged project root.
     pub root: PathBuf,
     /// The staged bundle directory (the script's working directory).
@@ -68,6 +68,15 @@ impl StagedBundle {
         self.scratch.close().context("cannot remove the staged bundle")
     }
 }
+
+impl std::fmt::Debug for StagedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedBundle").field("root", &self.root).field("digest", &self.digest.digest).finish()
+    }
+}
+
+/// The name of a staged bundle's scratch directory, in the temp dir.
+pub const STAGE_PREFIX: &str = "agentplane-stage-";
 
 /// [`stage_bundle`] for a loaded bundle: its root, directory, outDir and script.
 pub fn stage(b: &LoadedBundle, expected: &BundleDigest) -> Result<StagedBundle> {
@@ -109,11 +118,9 @@ pub fn stage_bundle(
     let rel_script = inside(script)?;
     let listed = digest::files(root, dir, exclude, std::slice::from_ref(&script.to_path_buf()))?;
 
-    let scratch =
-        tempfile::Builder::new().prefix("agentplane-stage-").tempdir().context("cannot create a scratch directory")?;
-    // Private before anything is copied in: no one else may change the copy.
-    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o700))
-        .context("cannot make the scratch directory private")?;
+    // Private (0700) before anything is copied in, and owned: a copy left by
+    // a killed agentplane is swept by the next run, as the VM's temp dirs are.
+    let scratch = WorkDir::create(STAGE_PREFIX)?;
     let staged_root = scratch.path().join("root");
     let staged_dir = staged_root.join(&rel_dir);
     std::fs::create_dir_all(&staged_dir).with_context(|| format!("cannot create `{}`", staged_dir.display()))?;
