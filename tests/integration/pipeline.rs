@@ -320,7 +320,9 @@ fn a_bundle_changed_after_validation_is_refused_and_nothing_runs() {
 fn a_script_swapped_during_the_run_stage_never_runs() {
     // An attacker flips the smoke script while `run` checks, stages and runs
     // it: whatever it catches, the swapped script never runs, and a recorded
-    // success is always the validated script's.
+    // success is always the validated script's. (Before the staged copy was
+    // checked, this caught the script swapped between the check and the copy
+    // within the first few attempts.)
     use std::sync::atomic::{AtomicBool, Ordering};
     let r = Root::new();
     r.keygen();
@@ -331,7 +333,7 @@ fn a_script_swapped_during_the_run_stage_never_runs() {
     let b = "bundles/race";
     let script = r.join(&format!("{b}/smoke.sh"));
     let (mut ran, mut refused) = (0, 0);
-    for attempt in 0..12u64 {
+    for attempt in 0..30u64 {
         std::fs::write(&script, good).unwrap();
         r.cmd(&["validate", b]).ok();
         r.cmd(&["place", b]).ok();
@@ -341,14 +343,14 @@ fn a_script_swapped_during_the_run_stage_never_runs() {
             let tmp = r.join("swap.tmp"); // outside the bundle
             std::thread::spawn(move || {
                 // The first swap lands at a different moment of each run.
-                std::thread::sleep(std::time::Duration::from_millis(attempt * 4));
+                std::thread::sleep(std::time::Duration::from_millis(attempt * 2));
                 let mut n = 0u64;
                 while !stop.load(Ordering::SeqCst) {
                     // Swap in whole files (rename), as an attacker would.
                     std::fs::write(&tmp, if n.is_multiple_of(2) { evil.as_str() } else { good }).unwrap();
                     std::fs::rename(&tmp, &script).unwrap();
                     n += 1;
-                    std::thread::sleep(std::time::Duration::from_micros(300));
+                    std::thread::sleep(std::time::Duration::from_micros(100));
                 }
             })
         };
@@ -368,7 +370,7 @@ fn a_script_swapped_during_the_run_stage_never_runs() {
             c => panic!("exit {c}: {}", out.stderr),
         }
     }
-    assert_eq!(ran + refused, 12);
+    assert_eq!(ran + refused, 30);
 }
 
 #[test]
