@@ -87,7 +87,27 @@ pub fn check_files(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<()
 }
 
 /// A file to digest: raw root-relative name, path, is a symlink.
-type Listed = (Vec<u8>, PathBuf, bool);
+pub type Listed = (Vec<u8>, PathBuf, bool);
+
+/// The files [`compute`] digests, in its order, without reading their
+/// contents: what a runner stages so that the staged copy digests the same.
+pub fn files(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<Vec<Listed>> {
+    let (files, bad) = list(root, dir, exclude, extra)?;
+    if bad.is_empty() { Ok(files) } else { Err(BundleFilesError { files: bad }.into()) }
+}
+
+/// [`scan`] plus the `extra` files outside `dir`, sorted by name, each once.
+fn list(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<(Vec<Listed>, Vec<BadFile>)> {
+    let (mut files, bad) = scan(root, dir, exclude)?;
+    for p in extra {
+        if !p.starts_with(dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+            files.push((name_of(root, p), p.clone(), false));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
+    Ok((files, bad))
+}
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
     p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
@@ -145,14 +165,7 @@ pub fn compute_with(
     extra: &[PathBuf],
     known: Option<(&Path, &[u8])>,
 ) -> Result<BundleDigest> {
-    let (mut files, mut bad) = scan(root, dir, exclude)?;
-    for p in extra {
-        if !p.starts_with(dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
-            files.push((name_of(root, p), p.clone(), false));
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
+    let (files, mut bad) = list(root, dir, exclude, extra)?;
 
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");

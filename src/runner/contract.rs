@@ -7,14 +7,20 @@
 //! *what* they copy, which variables the script sees, how long the grace is
 //! and how a value is quoted are decided here.
 
-use anyhow::Result;
-use std::path::{Path, PathBuf};
+use anyhow::{Context, Result};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::qemu::workdir::WorkDir;
 use super::redactor::{Redactor, StreamRedactor};
 use super::{Event, Job};
 use crate::bundle::LoadedBundle;
-use crate::error::Problem;
+use crate::bundle::digest::{self, BundleDigest};
+use crate::error::{Problem, Refusal, RefusalCode};
+use crate::fsx;
 
 /// Host variables a smoke script may see; everything else is dropped.
 pub const ENV_ALLOWLIST: &[&str] =
@@ -30,6 +36,150 @@ pub const GRACE: Duration = Duration::from_secs(2);
 pub const STAGED_BUNDLE: &str = "bundle";
 /// Where a runner stages a smoke script that lives outside the bundle.
 pub const STAGED_SCRIPT: &str = "smoke-script";
+
+// ---------------------------------------------------------------------------
+// The staged bundle: the bytes that run are the bytes the digest covers
+
+/// A bundle copied into a private scratch directory (0700) and checked
+/// against the validated digest: every runner runs, uploads or packs this
+/// copy, never the bundle directory, which anyone who can write to it could
+/// change after the check (DESIGN §6, last paragraph).
+///
+/// The copy is laid out as the project is, `scratch/root/<root-relative
+/// name>` for every file the digest covers (a smoke script outside the
+/// bundle directory included), so it digests with the very same
+/// [`digest::compute`] and names as validation, with `scratch/root` as the
+/// root. The scratch directory goes when this value is dropped or closed.
+pub struct StagedBundle {
+    scratch: WorkDir,
+    /// `scratch/root`: the staged project root.
+    pub root: PathBuf,
+    /// The staged bundle directory (the script's working directory).
+    pub bundle_dir: PathBuf,
+    /// The staged smoke script.
+    pub script: PathBuf,
+    /// The digest of the staged copy (equal to the validated one).
+    pub digest: BundleDigest,
+}
+
+impl StagedBundle {
+    /// Remove the staged copy, saying so when that fails.
+    pub fn close(self) -> Result<()> {
+        self.scratch.close().context("cannot remove the staged bundle")
+    }
+}
+
+impl std::fmt::Debug for StagedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedBundle").field("root", &self.root).field("digest", &self.digest.digest).finish()
+    }
+}
+
+/// The name of a staged bundle's scratch directory, in the temp dir.
+pub const STAGE_PREFIX: &str = "agentplane-stage-";
+
+/// [`stage_bundle`] for a loaded bundle: its root, directory, outDir and script.
+pub fn stage(b: &LoadedBundle, expected: &BundleDigest) -> Result<StagedBundle> {
+    stage_bundle(&b.root, &b.dir, Some(&b.out_dir), &b.script, expected)
+}
+
+/// Copy the files the bundle digest covers (the bundle directory `dir`
+/// without `exclude`, and `script` when it lies outside `dir`; all canonical,
+/// under `root`) into a new private scratch directory, digest the copy and
+/// compare it with `expected`, the validated digest.
+///
+/// Only what the digest's own walk lists is copied: regular files, opened
+/// without following a symlink ([`fsx::open_regular`]), and symlinks that stay
+/// inside the bundle, recreated as links. A link with an absolute target is
+/// refused: in the copy it would still lead to the original, whose bytes were
+/// never checked.
+///
+/// A copy that differs from `expected` is a [`Refusal`] with
+/// [`RefusalCode::BundleChanged`] naming the files that differ
+/// ([`digest::changed_files`]), returned before anything runs. A refusal
+/// rather than a failed run: nothing of the bundle ran, so evidence that
+/// "bundle D ran and failed" would be false, and the chain is left as it
+/// was, as when `ensure_unchanged` refuses, for the bundle to be validated
+/// again.
+pub fn stage_bundle(
+    root: &Path,
+    dir: &Path,
+    exclude: Option<&Path>,
+    script: &Path,
+    expected: &BundleDigest,
+) -> Result<StagedBundle> {
+    let inside = |p: &Path| -> Result<PathBuf> {
+        let rel = p.strip_prefix(root).map_err(|_| {
+            Problem::error(format!("`{}` is not under the project root `{}`", p.display(), root.display()))
+        })?;
+        Ok(rel.to_path_buf())
+    };
+    let rel_dir = inside(dir)?;
+    let rel_script = inside(script)?;
+    let listed = digest::files(root, dir, exclude, std::slice::from_ref(&script.to_path_buf()))?;
+
+    // Private (0700) before anything is copied in, and owned: a copy left by
+    // a killed agentplane is swept by the next run, as the VM's temp dirs are.
+    let scratch = WorkDir::create(STAGE_PREFIX)?;
+    let staged_root = scratch.path().join("root");
+    let staged_dir = staged_root.join(&rel_dir);
+    std::fs::create_dir_all(&staged_dir).with_context(|| format!("cannot create `{}`", staged_dir.display()))?;
+    for (name, path, is_link) in listed {
+        let rel = Path::new(OsStr::from_bytes(&name));
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            anyhow::bail!("`{}` is not a plain root-relative name", fsx::escape_bytes(&name));
+        }
+        let dest = staged_root.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create `{}`", parent.display()))?;
+        }
+        if is_link {
+            let target = std::fs::read_link(&path).with_context(|| format!("cannot read link `{}`", path.display()))?;
+            if target.is_absolute() {
+                return Err(Problem::error(format!(
+                    "`{}` is a symbolic link to the absolute path `{}`: a staged copy of the bundle would \
+                     still read the original there, not the bytes that were checked",
+                    fsx::escape_bytes(&name),
+                    fsx::escape_bytes(target.as_os_str().as_bytes())
+                ))
+                .hint("make the link relative (it must stay inside the bundle), then validate again")
+                .into());
+            }
+            std::os::unix::fs::symlink(&target, &dest)
+                .with_context(|| format!("cannot stage link `{}`", fsx::escape_bytes(&name)))?;
+            continue;
+        }
+        let mut from = fsx::open_regular(&path, None)
+            .map_err(|e| anyhow::anyhow!("cannot stage `{}`: {e}", fsx::escape_bytes(&name)))?;
+        let exec = from.metadata().is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&dest)
+            .with_context(|| format!("cannot create `{}`", dest.display()))?;
+        std::io::copy(&mut from, &mut to).with_context(|| format!("cannot stage `{}`", fsx::escape_bytes(&name)))?;
+        // The digest knows two mode classes: executable or not.
+        to.set_permissions(std::fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }))?;
+    }
+
+    let staged_script = staged_root.join(&rel_script);
+    let now = digest::compute(&staged_root, &staged_dir, None, std::slice::from_ref(&staged_script))?;
+    if now.digest != expected.digest {
+        let changed = digest::changed_files(&expected.files, &now.files);
+        let list = if changed.is_empty() { "the digest differs".to_string() } else { changed.join(", ") };
+        return Err(Refusal::new(
+            RefusalCode::BundleChanged,
+            format!(
+                "bundle `{}` changed while it was staged to run, nothing ran: {list}",
+                fsx::escape_bytes(rel_dir.as_os_str().as_bytes())
+            ),
+        )
+        .hint("find out what changes the bundle, then validate it again to start a new evidence chain")
+        .changed(changed)
+        .into());
+    }
+    Ok(StagedBundle { scratch, root: staged_root, bundle_dir: staged_dir, script: staged_script, digest: now })
+}
 
 // ---------------------------------------------------------------------------
 // What is shipped, and where the script lands
@@ -417,6 +567,109 @@ mod tests {
         for (bundle, products, path, want) in cases {
             assert_eq!(ships(&job(bundle, products, None), Path::new(path)), want, "{bundle} {products} {path}");
         }
+    }
+
+    /// A project root with bundle `b` (outDir `b/out` inside it, holding
+    /// evidence) and its smoke script at `script` (root-relative).
+    fn project(script: &str) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let dir = root.join("b");
+        let out = dir.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("bundle.json"), "{}").unwrap();
+        std::fs::write(dir.join("lib/data.txt"), "data").unwrap();
+        std::fs::write(out.join("run-artifact.json"), "evidence").unwrap();
+        let script = root.join(script);
+        std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+        std::fs::write(&script, "#!/bin/sh\necho good > \"$1/which\"\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (d, root, dir, out, script)
+    }
+
+    fn run_staged(staged: &StagedBundle) -> String {
+        let products = tempfile::tempdir().unwrap();
+        let st = std::process::Command::new("/bin/sh")
+            .arg(&staged.script)
+            .arg(products.path())
+            .current_dir(&staged.bundle_dir)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::read_to_string(products.path().join("which")).unwrap()
+    }
+
+    #[test]
+    fn the_staged_copy_digests_as_validated_and_is_what_runs() {
+        for script in ["b/smoke.sh", "scripts/smoke.sh"] {
+            let (_d, root, dir, out, script) = project(script);
+            let validated = digest::compute(&root, &dir, Some(&out), std::slice::from_ref(&script)).unwrap();
+            let staged = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap();
+            assert_eq!(staged.digest.digest, validated.digest, "{}", script.display());
+            assert_eq!(staged.digest.files, validated.files, "the same names, modes and contents");
+            assert!(!staged.bundle_dir.join("out").exists(), "evidence is not staged");
+            assert_eq!(staged.bundle_dir, staged.root.join("b"));
+            // The original changes after staging: the copy does not.
+            std::fs::write(&script, "#!/bin/sh\necho evil > \"$1/which\"\n").unwrap();
+            std::fs::write(dir.join("lib/data.txt"), "evil").unwrap();
+            let again = digest::compute(&staged.root, &staged.bundle_dir, None, std::slice::from_ref(&staged.script));
+            assert_eq!(again.unwrap().digest, validated.digest);
+            assert_eq!(run_staged(&staged), "good\n", "the staged bytes run");
+            let scratch = staged.root.parent().unwrap().to_path_buf();
+            assert_eq!(std::fs::metadata(&scratch).unwrap().permissions().mode() & 0o777, 0o700);
+            staged.close().unwrap();
+            assert!(!scratch.exists());
+        }
+    }
+
+    #[test]
+    fn a_bundle_changed_before_it_was_staged_is_refused_naming_the_file() {
+        let (_d, root, dir, out, script) = project("b/smoke.sh");
+        let validated = digest::compute(&root, &dir, Some(&out), std::slice::from_ref(&script)).unwrap();
+        std::fs::write(&script, "#!/bin/sh\ntouch \"$1/marker\"\n").unwrap();
+        std::fs::write(dir.join("new.txt"), "x").unwrap();
+        let err = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap_err();
+        let refusal = crate::error::refusal_of(&err).expect("a refusal");
+        assert_eq!(refusal.code, RefusalCode::BundleChanged);
+        assert_eq!(refusal.changed_files, ["b/smoke.sh (changed)", "b/new.txt (added)"]);
+        assert!(refusal.message.contains("b/smoke.sh (changed)"), "{}", refusal.message);
+        // A mode change is a change too.
+        std::fs::write(&script, "#!/bin/sh\necho good > \"$1/which\"\n").unwrap();
+        std::fs::remove_file(dir.join("new.txt")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap_err();
+        assert_eq!(crate::error::refusal_of(&err).unwrap().changed_files, ["b/smoke.sh (changed)"]);
+    }
+
+    #[test]
+    fn non_utf8_names_and_inner_links_stage_and_digest_identically() {
+        let (_d, root, dir, out, script) = project("b/smoke.sh");
+        std::fs::write(dir.join(OsStr::from_bytes(b"f\xff")), "one").unwrap();
+        std::fs::create_dir(dir.join(OsStr::from_bytes(b"d\xfe"))).unwrap();
+        std::fs::write(dir.join(OsStr::from_bytes(b"d\xfe/g")), "two").unwrap();
+        std::os::unix::fs::symlink("lib/data.txt", dir.join("link")).unwrap();
+        let validated = digest::compute(&root, &dir, Some(&out), std::slice::from_ref(&script)).unwrap();
+        assert!(validated.files.iter().any(|f| f.path == "b/f\\xff"));
+        let staged = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap();
+        assert_eq!(staged.digest.files, validated.files);
+        assert_eq!(staged.digest.digest, validated.digest);
+        assert_eq!(std::fs::read(staged.bundle_dir.join(OsStr::from_bytes(b"d\xfe/g"))).unwrap(), b"two");
+        assert_eq!(std::fs::read_link(staged.bundle_dir.join("link")).unwrap(), Path::new("lib/data.txt"));
+    }
+
+    #[test]
+    fn specials_and_absolute_links_are_not_staged() {
+        let (_d, root, dir, out, script) = project("b/smoke.sh");
+        let validated = digest::compute(&root, &dir, Some(&out), std::slice::from_ref(&script)).unwrap();
+        // An absolute link, even one inside the bundle, would read the original.
+        std::os::unix::fs::symlink(dir.join("lib/data.txt"), dir.join("abs")).unwrap();
+        let err = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap_err();
+        assert!(format!("{err:#}").contains("`b/abs` is a symbolic link to the absolute path"), "{err:#}");
+        std::fs::remove_file(dir.join("abs")).unwrap();
+        nix::unistd::mkfifo(&dir.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = stage_bundle(&root, &dir, Some(&out), &script, &validated).unwrap_err();
+        assert!(err.downcast_ref::<digest::BundleFilesError>().is_some(), "{err:#}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The local process runner, the embedded default: the smoke script runs on
-//! this host with the interpreter its `#!` line names, in a scratch copy of
-//! the bundle, with only the governed environment, contained as `contain.rs`
+//! this host with the interpreter its `#!` line names, in the staged copy of
+//! the bundle whose digest was checked before the run ([`Job::bundle_dir`],
+//! [`contract::stage_bundle`]), never in the bundle directory itself, with
+//! only the governed environment, contained as `contain.rs`
 //! describes (a PID namespace the kernel tears down as a whole, or the
 //! recorded fallback). When the deadline passes or the run is canceled every
 //! process of the run gets TERM, then KILL after the grace period; when the
@@ -12,7 +14,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -32,7 +34,6 @@ pub struct LocalRunner {
     executor: String,
     held: Option<Held>,
     receipt: Option<Containment>,
-    scratch: Option<tempfile::TempDir>,
     script: PathBuf,
     cwd: PathBuf,
     child: Option<Child>,
@@ -45,7 +46,6 @@ impl LocalRunner {
             executor: executor.to_string(),
             held: None,
             receipt: None,
-            scratch: None,
             script: PathBuf::new(),
             cwd: PathBuf::new(),
             child: None,
@@ -68,28 +68,6 @@ fn signal_group(group: Option<Pid>, sig: Signal) {
     if let Some(pg) = group {
         let _ = killpg(pg, sig);
     }
-}
-
-/// Copy a directory tree (files, symlinks, modes), skipping `exclude`.
-pub fn copy_tree(from: &Path, to: &Path, exclude: Option<&Path>) -> Result<()> {
-    for entry in walkdir::WalkDir::new(from).follow_links(false) {
-        let entry = entry.with_context(|| format!("cannot read `{}`", from.display()))?;
-        let p = entry.path();
-        if exclude.is_some_and(|x| p.starts_with(x)) {
-            continue;
-        }
-        let rel = p.strip_prefix(from).expect("walkdir yields paths under its root");
-        let dest = to.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&dest)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(p)?, &dest)?;
-        } else {
-            std::fs::copy(p, &dest).with_context(|| format!("cannot copy `{}`", p.display()))?;
-        }
-    }
-    Ok(())
 }
 
 fn reader(mut r: impl Read + Send + 'static, tx: mpsc::Sender<Option<Event>>, stdout: bool) {
@@ -121,19 +99,13 @@ impl Runner for LocalRunner {
     }
 
     fn prepare(&mut self, job: &Job, _events: &mut dyn FnMut(Event)) -> Result<()> {
-        let scratch = tempfile::Builder::new()
-            .prefix("agentplane-run-")
-            .tempdir()
-            .context("cannot create a scratch directory")?;
-        let bundle_copy = scratch.path().join(contract::STAGED_BUNDLE);
-        // The outDir may sit inside the bundle dir: never copy evidence.
-        copy_tree(&job.bundle_dir, &bundle_copy, Some(contract::not_shipped(job)))?;
-        self.script = contract::stage_script(job, scratch.path(), |from, to| {
-            std::fs::copy(from, to).with_context(|| format!("cannot copy `{}`", from.display()))?;
-            Ok(())
-        })?;
-        self.cwd = bundle_copy;
-        self.scratch = Some(scratch);
+        // The job's bundle is already the staged, checked copy: run it where
+        // it is, so that nothing is copied (and could change) after the check.
+        self.script = match &job.script_in_bundle {
+            Some(rel) => job.bundle_dir.join(rel),
+            None => job.script.clone(),
+        };
+        self.cwd = job.bundle_dir.clone();
         Ok(())
     }
 
@@ -235,9 +207,6 @@ impl Runner for LocalRunner {
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         if self.child.is_some() {
             self.signal_group(Signal::SIGKILL);
-        }
-        if let Some(s) = self.scratch.take() {
-            s.close().context("cannot remove the scratch directory")?;
         }
         Ok(())
     }

@@ -110,14 +110,19 @@ pub fn for_target(target: &Target) -> Result<Box<dyn Runner>> {
 #[derive(Debug, Clone)]
 pub struct Job {
     pub run_id: String,
-    /// Canonical project root.
+    /// The staged project root ([`contract::StagedBundle::root`]).
     pub root: PathBuf,
-    /// The bundle directory (canonical); runners copy or upload it, never write into it.
+    /// The staged bundle directory: the private copy whose digest was checked
+    /// against the validated one ([`contract::stage_bundle`]), never the
+    /// bundle directory itself. The local runner runs in it; the SSH and QEMU
+    /// runners upload or pack it.
     pub bundle_dir: PathBuf,
-    /// The smoke script (canonical), inside `root`.
+    /// The staged smoke script, inside `root`.
     pub script: PathBuf,
     /// The smoke script relative to `bundle_dir` when it lives inside it.
     pub script_in_bundle: Option<PathBuf>,
+    /// The validated bundle digest the staged copy matched (`sha256:<hex>`).
+    pub bundle_digest: String,
     /// Where products must end up on this host (empty, created by the caller).
     pub products_dir: PathBuf,
     /// The governed environment: allowlisted host variables, `AGENTPLANE_*`, secrets.
@@ -142,6 +147,7 @@ impl Job {
             root: bundle_dir.parent().map(PathBuf::from).unwrap_or_default(),
             script: bundle_dir.join("smoke.sh"),
             script_in_bundle: Some("smoke.sh".into()),
+            bundle_digest: String::new(),
             bundle_dir,
             products_dir: products_dir.into(),
             env: Vec::new(),

@@ -103,11 +103,14 @@ pub fn replay(
     // The secret names come from the bundle, whose digest was just checked,
     // never from the evidence (which could ask for any variable of ours).
     let secrets = contract::resolve_secrets(b.bundle.secrets_required())?;
+    // What runs is a staged copy checked against the digest just compared.
+    let staged = contract::stage(&b, &now)?;
     let scratch = tempfile::Builder::new().prefix("agentplane-replay-").tempdir()?;
     let products = scratch.path().join("products");
     std::fs::create_dir_all(&products)?;
     let job = run_stage::job_for(
         &b,
+        &staged,
         &format!("replay-{}", crate::fsx::new_id()),
         &target.executor,
         &products,
@@ -122,6 +125,7 @@ pub fn replay(
     for ev in live.finish() {
         super::report_event(reporter, ev);
     }
+    drop(staged);
     // Compare like with like: the recorded products were redacted before they
     // were digested, so the re-run's are too (names and contents).
     super::hygiene::redact_products(&products, scratch.path(), &redactor)?;

@@ -16,7 +16,7 @@ use crate::evidence::artifacts::{
 use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
-use crate::runner::contract::{self, GRACE, LiveRedactor, Secret, governed_env, resolve_secrets};
+use crate::runner::contract::{self, GRACE, LiveRedactor, Secret, StagedBundle, governed_env, resolve_secrets};
 use crate::runner::{self, Event, Job, Outcome, Reach, Target, VmSettings};
 use crate::types::Backend;
 
@@ -52,9 +52,12 @@ pub fn target_for(decision: &PlacementDecision, details: &PlacementDetails, back
     Ok(Target { executor: decision.chosen_executor.clone(), reach, backend })
 }
 
-/// Build the job for a bundle; `products` must be an empty directory.
+/// Build the job for a bundle staged and checked by [`contract::stage`]:
+/// the runner gets the staged copy, never the bundle directory; `products`
+/// must be an empty directory.
 pub fn job_for(
     b: &LoadedBundle,
+    staged: &StagedBundle,
     run_id: &str,
     executor: &str,
     products: &Path,
@@ -65,10 +68,11 @@ pub fn job_for(
     let res = spec.vm.resources.as_ref();
     Job {
         run_id: run_id.to_string(),
-        root: b.root.clone(),
-        bundle_dir: b.dir.clone(),
-        script: b.script.clone(),
-        script_in_bundle: b.script.strip_prefix(&b.dir).ok().map(Path::to_path_buf),
+        root: staged.root.clone(),
+        bundle_dir: staged.bundle_dir.clone(),
+        script: staged.script.clone(),
+        script_in_bundle: staged.script.strip_prefix(&staged.bundle_dir).ok().map(Path::to_path_buf),
+        bundle_digest: staged.digest.digest.clone(),
         products_dir: products.to_path_buf(),
         env: governed_env(b, run_id, executor, products, secrets),
         timeout: Duration::from_secs(b.bundle.max_run_seconds()),
@@ -130,13 +134,18 @@ pub fn run(
             .hint(format!("run `agentplane place {}` first", b.rel_dir))
     })?;
     let secrets = resolve_secrets(b.bundle.secrets_required())?;
+    // Stage the bundle and check the staged copy against the digest just
+    // checked: what runs is this copy, so a file swapped in the bundle
+    // directory from now on changes nothing, and one swapped before the copy
+    // was made is a refusal (nothing runs, no RunArtifact).
+    let staged = contract::stage(&b, &digest)?;
 
     let products = b.out_dir.join(PRODUCTS_DIR);
     if products.exists() {
         std::fs::remove_dir_all(&products).context("cannot clear a stale products directory")?;
     }
     std::fs::create_dir_all(&products).with_context(|| format!("cannot create `{}`", products.display()))?;
-    let job = job_for(&b, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
+    let job = job_for(&b, &staged, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
     let placed = chain.load_details::<PlacementDecision>()?;
     let mut runner = runner::for_target(&target_for(&decision, &placed, b.bundle.spec.vm.backend_intent)?)?;
 
@@ -154,6 +163,7 @@ pub fn run(
     for ev in live.finish() {
         super::report_event(reporter, ev);
     }
+    drop(staged); // the staged copy is the run's scratch: it goes with the run
     // Everything below happens after the runner confirmed containment (its
     // teardown ran in `wait`): nothing of the run can write into the evidence now.
     let (out, out_hit) = redactor.redact(&out);

@@ -300,3 +300,90 @@ fn up_human_output_snapshot() {
     let out = r.up("bundles/example-agent");
     insta::assert_snapshot!("up_human", format!("exit {}\n{}", out.code, crate::util::redact(&out.stdout, r.path())));
 }
+
+#[test]
+fn a_bundle_changed_after_validation_is_refused_and_nothing_runs() {
+    let r = Root::new();
+    r.keygen();
+    r.bundle("swap", "#!/bin/sh\necho good > \"$1/which\"\n", |_| {});
+    let b = "bundles/swap";
+    r.cmd(&["validate", b]).ok();
+    r.cmd(&["place", b]).ok();
+    let marker = r.join("marker");
+    r.write(&format!("{b}/smoke.sh"), format!("#!/bin/sh\ntouch '{}'\n", marker.display()));
+    r.cmd(&["run", b]).failed().stderr_has("bundles/swap/smoke.sh (changed)");
+    assert!(!marker.exists(), "the changed script must not run");
+    assert!(!r.join("artifacts/swap/run-artifact.json").exists(), "no run is recorded");
+}
+
+#[test]
+fn a_script_swapped_during_the_run_stage_never_runs() {
+    // An attacker flips the smoke script while `run` checks, stages and runs
+    // it: whatever it catches, the swapped script never runs, and a recorded
+    // success is always the validated script's. (Before the staged copy was
+    // checked, this caught the script swapped between the check and the copy
+    // within the first few attempts.)
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let r = Root::new();
+    r.keygen();
+    let marker = r.join("evil-ran");
+    let good = "#!/bin/sh\necho good > \"$1/which\"\n";
+    let evil = format!("#!/bin/sh\ntouch '{}'\necho evil > \"$1/which\"\n", marker.display());
+    r.bundle("race", good, |_| {});
+    let b = "bundles/race";
+    let script = r.join(&format!("{b}/smoke.sh"));
+    let (mut ran, mut refused) = (0, 0);
+    for attempt in 0..30u64 {
+        std::fs::write(&script, good).unwrap();
+        r.cmd(&["validate", b]).ok();
+        r.cmd(&["place", b]).ok();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let (stop, script, evil) = (stop.clone(), script.clone(), evil.clone());
+            let tmp = r.join("swap.tmp"); // outside the bundle
+            std::thread::spawn(move || {
+                // The first swap lands at a different moment of each run.
+                std::thread::sleep(std::time::Duration::from_millis(attempt * 2));
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    // Swap in whole files (rename), as an attacker would.
+                    std::fs::write(&tmp, if n.is_multiple_of(2) { evil.as_str() } else { good }).unwrap();
+                    std::fs::rename(&tmp, &script).unwrap();
+                    n += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+            })
+        };
+        let out = r.cmd(&["run", b]);
+        stop.store(true, Ordering::SeqCst);
+        flipper.join().unwrap();
+        assert!(!marker.exists(), "the swapped script ran\n{}", out.stderr);
+        match out.code {
+            0 => {
+                ran += 1;
+                assert_eq!(r.read("artifacts/race/products/which"), "good\n");
+            }
+            1 => {
+                refused += 1;
+                assert!(out.stderr.contains("smoke.sh (changed)"), "{}", out.stderr);
+            }
+            c => panic!("exit {c}: {}", out.stderr),
+        }
+    }
+    assert_eq!(ran + refused, 30);
+}
+
+#[test]
+fn a_bundle_with_non_utf8_names_stages_runs_and_replays() {
+    use std::os::unix::ffi::OsStrExt;
+    let r = Root::new();
+    r.keygen();
+    r.bundle("raw", "#!/bin/sh\ncat \"$(printf 'f\\377')\" > \"$1/copy\"\n", |_| {});
+    let raw = r.join("bundles/raw").join(std::ffi::OsStr::from_bytes(b"f\xff"));
+    std::fs::write(raw, "raw bytes\n").unwrap();
+    r.up("bundles/raw");
+    let run = r.json("artifacts/raw/run-artifact.json");
+    assert_eq!(run["status"], "success", "{run}");
+    assert_eq!(r.read("artifacts/raw/products/copy"), "raw bytes\n");
+    r.cmd(&["replay", "artifacts/raw", "--trusted-key", &r.pubkey()]).ok();
+}

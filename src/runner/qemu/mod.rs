@@ -29,7 +29,7 @@ mod cpio;
 mod initramfs;
 mod kernel;
 mod kvm;
-mod workdir;
+pub(crate) mod workdir;
 
 pub use kvm::KvmVerdict;
 
