@@ -357,6 +357,8 @@ pub enum RejectCode {
     IsolationTooWeak,
     /// No runner can run this backend over this executor's transport.
     RunnerUnsupported,
+    /// The bundle mounts a host path the executor does not allow.
+    HostPathNotAllowed,
     PlatformMismatch,
     SshUnreachable,
     SshHostKeyUnknown,
@@ -377,6 +379,7 @@ impl RejectCode {
             RejectCode::KvmRequired => "kvm-required",
             RejectCode::IsolationTooWeak => "isolation-too-weak",
             RejectCode::RunnerUnsupported => "runner-unsupported",
+            RejectCode::HostPathNotAllowed => "host-path-not-allowed",
             RejectCode::PlatformMismatch => "platform-mismatch",
             RejectCode::SshUnreachable => "ssh-unreachable",
             RejectCode::SshHostKeyUnknown => "ssh-host-key-unknown",
@@ -552,6 +555,7 @@ mod tests {
             RejectCode::KvmRequired,
             RejectCode::IsolationTooWeak,
             RejectCode::RunnerUnsupported,
+            RejectCode::HostPathNotAllowed,
             RejectCode::PlatformMismatch,
             RejectCode::SshUnreachable,
             RejectCode::SshHostKeyUnknown,

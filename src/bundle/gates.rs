@@ -465,6 +465,17 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
             out.push(Check::fail(NAME, "the path contains a NUL byte".into(), Some(&ptr)));
             continue;
         }
+        // An absolute mount source is a path on the executor's host, not in
+        // the bundle: not an escape, but worth seeing; placement admits it
+        // only on an executor that allows it (`capabilities.hostPaths`).
+        if ptr.starts_with("/spec/vm/mounts/") && p.starts_with('/') {
+            out.push(Check::warn(
+                NAME,
+                format!("`{p}` is a host path on the executor: placement requires an executor whose capabilities.hostPaths allow it"),
+                Some(&ptr),
+            ));
+            continue;
+        }
         let (resolved, inside) = resolver.resolve(p);
         if !inside {
             out.push(Check::fail(
@@ -474,10 +485,21 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
             ));
         }
     }
-    if out.is_empty() {
-        out.push(Check::pass(NAME));
+    if !out.iter().any(|c| c.status == Status::Fail) {
+        out.insert(0, Check::pass(NAME));
     }
     out
+}
+
+/// The absolute host paths a bundle mounts (`spec.vm.mounts[].source`).
+pub fn host_paths(v: &Value) -> Vec<String> {
+    let Some(Value::Array(mounts)) = v.pointer("/spec/vm/mounts") else { return Vec::new() };
+    mounts
+        .iter()
+        .filter_map(|m| m.get("source").and_then(Value::as_str))
+        .filter(|s| s.starts_with('/'))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Top-level folders of a project that are never evidence directories: the

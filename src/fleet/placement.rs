@@ -19,6 +19,8 @@ pub struct Request {
     pub acceptable: Option<Vec<Isolation>>,
     /// `--executor`, else `spec.executor.ref`.
     pub pinned: Option<String>,
+    /// Absolute host paths the bundle mounts (`spec.vm.mounts[].source`).
+    pub host_paths: Vec<String>,
 }
 
 /// Why an executor was not chosen: a stable code and a sentence.
@@ -67,6 +69,21 @@ fn backend_ok(e: &Executor, backend: Backend) -> bool {
     }
 }
 
+/// Whether the executor allows mounting `path` from its host: one of its
+/// `capabilities.hostPaths` glob patterns (`/srv/sourceos/**`) matches it.
+/// An executor that declares none allows none.
+pub fn host_path_allowed(e: &Executor, path: &str) -> bool {
+    let opts = glob::MatchOptions { require_literal_separator: true, ..Default::default() };
+    e.caps
+        .get("hostPaths")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .filter_map(|g| glob::Pattern::new(g).ok())
+        .any(|g| g.matches_with(path, opts))
+}
+
 /// The filters that need no network, in the order their reasons are reported.
 pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
     inv.executors
@@ -90,6 +107,11 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
                 Some(Reason::new(
                     RejectCode::IsolationTooWeak,
                     format!("it would provide `{}`; the bundle accepts [{}]", isolation.as_str(), acc.join(", ")),
+                ))
+            } else if let Some(p) = req.host_paths.iter().find(|p| !host_path_allowed(e, p)) {
+                Some(Reason::new(
+                    RejectCode::HostPathNotAllowed,
+                    format!("the bundle mounts the host path `{p}`, which capabilities.hostPaths does not allow here"),
                 ))
             } else if !runner::supports(e.reach.transport(), req.backend) {
                 // Never choose an executor the run could only pretend to use.
@@ -217,7 +239,21 @@ mod tests {
     }
 
     fn req(backend: Backend) -> Request {
-        Request { backend, requires_kvm: false, acceptable: None, pinned: None }
+        Request { backend, requires_kvm: false, acceptable: None, pinned: None, host_paths: Vec::new() }
+    }
+
+    #[test]
+    fn host_paths_need_an_executor_that_allows_them() {
+        let mut allowed = exec("allowed");
+        allowed.caps = serde_json::json!({"hostPaths": ["/srv/sourceos/**"]});
+        let inv = Inventory { path: None, executors: vec![exec("plain"), allowed], default_executor: None };
+        let mut r = req(Backend::LimaProcess);
+        r.host_paths = vec!["/srv/sourceos/cache/x".into()];
+        let c = filter_static(&inv, &r);
+        assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::HostPathNotAllowed);
+        assert!(c[1].rejected.is_none());
+        r.host_paths = vec!["/etc/shadow".into()];
+        assert_eq!(filter_static(&inv, &r)[1].rejected.as_ref().unwrap().code, RejectCode::HostPathNotAllowed);
     }
 
     #[test]

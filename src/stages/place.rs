@@ -61,6 +61,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
             .into());
     }
     let req = Request {
+        host_paths: crate::bundle::gates::host_paths(&b.value),
         backend: b.bundle.spec.vm.backend_intent,
         requires_kvm: b.bundle.spec.vm.requires_kvm.unwrap_or(false),
         acceptable: b.bundle.spec.policy.acceptable_isolation.clone(),

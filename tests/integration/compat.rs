@@ -154,3 +154,50 @@ fn ssh_aliases_resolve_through_ssh_config_and_lima() {
     assert!(rejected.iter().any(|x| x["reason"].as_str().unwrap().contains("127.0.0.1:1")), "{d}");
     assert!(rejected.iter().any(|x| x["reason"].as_str().unwrap().contains("127.0.0.1:2")), "{d}");
 }
+
+/// Absolute host mounts (upstream's `sourceos-asahi-stage` declares virtiofs
+/// mounts of `/srv/sourceos/…`) are a warning at validation and a placement
+/// rule: only an executor whose capabilities.hostPaths allow them qualifies.
+#[test]
+fn absolute_host_mounts_warn_and_need_an_executor_that_allows_them() {
+    let r = Root::with_example();
+    r.bundle("mounts", "exit 0\n", |v| {
+        v["spec"]["vm"]["mounts"] =
+            serde_json::json!([{"type": "virtiofs", "source": "/srv/sourceos/cache", "target": "/cache", "ro": true}])
+    });
+    let out = r.cmd(&["--format", "json", "validate", "bundles/mounts"]).ok().json();
+    let checks = out["bundles"][0]["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"] == "paths-inside-root"
+            && c["status"] == "warn"
+            && c["message"].as_str().unwrap().contains("/srv/sourceos/cache")),
+        "{out}"
+    );
+    let node = |name: &str, caps: serde_json::Value| {
+        serde_json::json!({"name": name, "sshRef": "local", "enabled": true, "platform": {"os": "any", "arch": "any"},
+            "supportedBackends": ["lima-process"], "capabilities": caps, "health": {"state": "ready"}, "trustZone": "t"})
+    };
+    r.inventory(
+        &[node("plain", serde_json::json!({})), node("cache", serde_json::json!({"hostPaths": ["/srv/sourceos/**"]}))],
+        "plain",
+    );
+    let d = r.cmd(&["--format", "json", "place", "bundles/mounts", "--inventory", "inv.json"]).ok().json();
+    assert_eq!(d["chosenExecutor"], "cache", "{d}");
+    assert_eq!(d["rejected"][0]["code"], "host-path-not-allowed", "{d}");
+    // Upstream's bundle that declares such mounts no longer fails paths-inside-root.
+    if let Some(compat) = compat("absolute_host_mounts_warn_and_need_an_executor_that_allows_them") {
+        r.write(
+            "bundles/asahi/bundle.json",
+            std::fs::read(compat.join("upstream-bundles/sourceos-asahi-stage.json")).unwrap(),
+        );
+        let out = r.cmd(&["--format", "json", "validate", "--check", "bundles/asahi"]).json();
+        let fails: Vec<_> = out["bundles"][0]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == "paths-inside-root" && c["status"] == "fail")
+            .map(|c| c["message"].clone())
+            .collect();
+        assert!(fails.iter().all(|m| !m.as_str().unwrap().contains("/srv/")), "{fails:?}");
+    }
+}
