@@ -375,6 +375,34 @@ pub fn resolve_in_root_cached(root: &Path, rel: &str, cache: &LstatCache) -> (Pa
     resolve_path_in_root(root, Path::new(rel), cache)
 }
 
+/// Resolve a path written in a bundle whose (canonical) directory is `dir`,
+/// by the rule for bundle paths (`spec.smoke.script`, `spec.vm.kernel`,
+/// `spec.vm.modulePath`; DESIGN §4 allows both forms):
+/// - a path starting with `./` or `../` is relative to the bundle directory;
+/// - any other relative path is tried against the root first (upstream's form,
+///   `bundles/x/smoke.sh`) and, when nothing exists there, against the bundle
+///   directory (`smoke.sh`); when neither exists the root form is returned;
+/// - an absolute path is taken as it is.
+///
+/// Returns the resolved path and whether it stays inside `root`, exactly as
+/// [`resolve_in_root_cached`]: the inside-the-root rule holds in every case.
+pub fn resolve_bundle_path(root: &Path, dir: &Path, rel: &str, cache: &LstatCache) -> (PathBuf, bool) {
+    let path = Path::new(rel);
+    if path.is_absolute() {
+        return resolve_path_in_root(root, path, cache);
+    }
+    let in_dir = || resolve_path_in_root(root, &dir.join(path), cache);
+    if matches!(path.components().next(), Some(Component::CurDir | Component::ParentDir)) {
+        return in_dir();
+    }
+    let from_root = resolve_path_in_root(root, path, cache);
+    if cache.lstat(&from_root.0).is_some() {
+        return from_root;
+    }
+    let from_dir = in_dir();
+    if cache.lstat(&from_dir.0).is_some() { from_dir } else { from_root }
+}
+
 /// [`resolve_in_root_cached`] for a path that need not be UTF-8 (a file name
 /// found on disk rather than written in a bundle).
 pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (PathBuf, bool) {

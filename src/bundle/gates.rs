@@ -27,11 +27,15 @@ pub fn hint_for(gate: Gate) -> &'static str {
         Gate::SecretsAreRefs => {
             "list secret names in spec.secrets.required and supply values at run time from the environment; never put secret values in a bundle"
         }
-        Gate::PathsInsideRoot => "paths in a bundle are relative to the project root (--root) and must not leave it",
+        Gate::PathsInsideRoot => {
+            "bundle paths are relative to the project root (--root) or, written `./x` or found only there, to the bundle directory; they must not leave the root"
+        }
         Gate::OutDirSafe => {
             "set spec.artifacts.outDir to a folder of its own under the root, e.g. `artifacts/<bundle name>`: validate moves an earlier chain's files aside there, so it may hold nothing but agentplane's evidence"
         }
-        Gate::SmokeScriptPresent => "spec.smoke.script must name an existing file, relative to the project root",
+        Gate::SmokeScriptPresent => {
+            "spec.smoke.script must name an existing file of this bundle: `./smoke.sh` (relative to the bundle directory) or `bundles/<name>/smoke.sh` (relative to the project root)"
+        }
         Gate::BackendSupported => "use one of the backends agentplane runs: lima-process, qemu, microvm, fleet",
     }
 }
@@ -143,11 +147,11 @@ pub fn validate_cached(
         }
     }
 
-    let resolver = Resolver::new(root, cache);
+    let dir = manifest.parent().unwrap_or(root).to_path_buf();
+    let resolver = Resolver::new(root, &dir, cache);
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
-    let dir = manifest.parent().unwrap_or(root).to_path_buf();
     report.checks.extend(paths_inside_root(&resolver, &value));
     let out_check = out_dir_safe(&resolver, &value, &dir);
     let out_safe = out_check.status == Status::Pass;
@@ -165,7 +169,7 @@ pub fn validate_cached(
         .map(|(p, _)| p);
     report.out_dir_resolved = out_dir.clone();
     let script: Vec<PathBuf> = str_at("/spec/smoke/script")
-        .map(|s| resolver.resolve(s))
+        .map(|s| resolver.resolve_bundle(s))
         .filter(|(_, inside)| *inside)
         .map(|(p, _)| p)
         .into_iter()
@@ -415,27 +419,62 @@ fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// Resolves bundle paths against the root, each distinct path once per
-/// bundle and each path component's `lstat` once (bundles name several paths
-/// under the same directories).
+/// Resolves bundle paths, each distinct path once per bundle and each path
+/// component's `lstat` once (bundles name several paths under the same
+/// directories). Two rules, the same the loader and the runners use:
+/// [`Resolver::resolve`] is root-relative (`spec.artifacts.outDir`);
+/// [`Resolver::resolve_bundle`] is the bundle-path rule of
+/// [`fsx::resolve_bundle_path`] (`spec.smoke.script`, `spec.vm.kernel`,
+/// `spec.vm.modulePath`): `./x` and `../x` from the bundle directory, other
+/// relative paths from the root and, when nothing is there, from the bundle
+/// directory. Either way the result must stay inside the root.
+/// A path as written and whether it is a bundle path (not root-relative).
+type Key = (bool, String);
+
 struct Resolver<'r> {
     root: &'r Path,
-    seen: std::cell::RefCell<Vec<(String, (PathBuf, bool))>>,
+    dir: &'r Path,
+    seen: std::cell::RefCell<Vec<(Key, (PathBuf, bool))>>,
     cache: &'r fsx::LstatCache,
 }
 
 impl<'r> Resolver<'r> {
-    fn new(root: &'r Path, cache: &'r fsx::LstatCache) -> Self {
-        Resolver { root, seen: Default::default(), cache }
+    fn new(root: &'r Path, dir: &'r Path, cache: &'r fsx::LstatCache) -> Self {
+        Resolver { root, dir, seen: Default::default(), cache }
     }
 
+    /// A root-relative path.
     fn resolve(&self, rel: &str) -> (PathBuf, bool) {
-        if let Some((_, r)) = self.seen.borrow().iter().find(|(k, _)| k == rel) {
+        self.memo(false, rel)
+    }
+
+    /// A bundle path: see [`fsx::resolve_bundle_path`].
+    fn resolve_bundle(&self, rel: &str) -> (PathBuf, bool) {
+        self.memo(true, rel)
+    }
+
+    fn memo(&self, bundle: bool, rel: &str) -> (PathBuf, bool) {
+        if let Some((_, r)) = self.seen.borrow().iter().find(|((b, k), _)| *b == bundle && k == rel) {
             return r.clone();
         }
-        let r = fsx::resolve_in_root_cached(self.root, rel, self.cache);
-        self.seen.borrow_mut().push((rel.to_string(), r.clone()));
+        let r = match bundle {
+            true => fsx::resolve_bundle_path(self.root, self.dir, rel, self.cache),
+            false => fsx::resolve_in_root_cached(self.root, rel, self.cache),
+        };
+        self.seen.borrow_mut().push(((bundle, rel.to_string()), r.clone()));
         r
+    }
+
+    /// The directory of the nearest bundle other than this one that holds
+    /// `resolved` (a `bundle.json` in an ancestor between it and the root),
+    /// or `None` when the nearest is this bundle's own directory or there is none.
+    fn other_bundle_holding(&self, resolved: &Path) -> Option<PathBuf> {
+        let nearest = resolved
+            .ancestors()
+            .skip(1)
+            .take_while(|a| a.starts_with(self.root) && *a != self.root)
+            .find(|a| std::fs::symlink_metadata(a.join("bundle.json")).is_ok())?;
+        (nearest != self.dir).then(|| nearest.to_path_buf())
     }
 }
 
@@ -443,6 +482,8 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
     let root = resolver.root;
     const NAME: Gate = Gate::PathsInsideRoot;
     let mut paths: Vec<(String, &str)> = Vec::new();
+    // Only outDir (and the mounts below) are root-relative; the rest are bundle paths.
+    const BUNDLE_PATHS: [&str; 3] = ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/vm/kernel"];
     for ptr in ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/artifacts/outDir", "/spec/vm/kernel"] {
         if let Some(Value::String(s)) = v.pointer(ptr) {
             paths.push((ptr.to_string(), s));
@@ -476,7 +517,10 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
             ));
             continue;
         }
-        let (resolved, inside) = resolver.resolve(p);
+        let (resolved, inside) = match BUNDLE_PATHS.contains(&ptr.as_str()) {
+            true => resolver.resolve_bundle(p),
+            false => resolver.resolve(p),
+        };
         if !inside {
             out.push(Check::fail(
                 NAME,
@@ -575,13 +619,25 @@ fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
     let Some(Value::String(p)) = v.pointer(PTR) else {
         return Check::fail(NAME, "no smoke script is named".into(), Some("/spec/smoke"));
     };
-    let (resolved, inside) = resolver.resolve(p);
+    let (resolved, inside) = resolver.resolve_bundle(p);
     if !inside {
         return Check::fail(NAME, format!("`{p}` is outside the root"), Some(PTR));
     }
     // Opened, never read: a FIFO neither blocks nor passes.
     match fsx::open_regular(&resolved, None) {
-        Ok(_) => Check::pass(NAME),
+        // A copied bundle still naming the original's script would run it.
+        Ok(_) => match resolver.other_bundle_holding(&resolved) {
+            Some(other) => Check::warn(
+                NAME,
+                format!(
+                    "`{p}` is `{}`, inside another bundle (`{}`); a copied bundle should name its own script, e.g. `./smoke.sh`",
+                    fsx::rel_to(resolver.root, &resolved),
+                    fsx::rel_to(resolver.root, &other)
+                ),
+                Some(PTR),
+            ),
+            None => Check::pass(NAME),
+        },
         Err(e) if e.kind == Some(fsx::NotRegular::Missing) => {
             Check::fail(NAME, format!("`{p}` does not exist (looked for `{}`)", resolved.display()), Some(PTR))
         }
@@ -637,6 +693,40 @@ mod tests {
         for good in ["artifacts/a", "bundles/a/out", "out/src"] {
             assert_eq!(why(good), None, "{good}");
         }
+    }
+
+    #[test]
+    fn bundle_paths_resolve_from_the_root_then_the_bundle_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        for f in
+            ["bundles/a/bundle.json", "bundles/a/smoke.sh", "bundles/b/bundle.json", "bundles/b/smoke.sh", "top.sh"]
+        {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        std::fs::write(root.join("bundles/a/top.sh"), "").unwrap();
+        let dir = root.join("bundles/a");
+        let cache = fsx::LstatCache::default();
+        let r = Resolver::new(&root, &dir, &cache);
+        let ok = |rel: &str, want: &str| assert_eq!(r.resolve_bundle(rel), (root.join(want), true), "{rel}");
+        ok("smoke.sh", "bundles/a/smoke.sh");
+        ok("./smoke.sh", "bundles/a/smoke.sh");
+        ok("bundles/a/smoke.sh", "bundles/a/smoke.sh");
+        ok("bundles/b/smoke.sh", "bundles/b/smoke.sh");
+        ok("../b/smoke.sh", "bundles/b/smoke.sh");
+        // The root is tried first; `./` means the bundle directory only.
+        ok("top.sh", "top.sh");
+        ok("./top.sh", "bundles/a/top.sh");
+        // Found nowhere: the root form, for the message.
+        ok("missing.sh", "missing.sh");
+        assert!(!r.resolve_bundle("../../../etc/passwd").1);
+        assert!(!r.resolve_bundle("/etc/passwd").1);
+        // outDir stays root-relative.
+        assert_eq!(r.resolve("smoke.sh").0, root.join("smoke.sh"));
+        assert_eq!(r.other_bundle_holding(&root.join("bundles/a/smoke.sh")), None);
+        assert_eq!(r.other_bundle_holding(&root.join("top.sh")), None);
+        assert_eq!(r.other_bundle_holding(&root.join("bundles/b/smoke.sh")), Some(root.join("bundles/b")));
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct LoadedBundle {
     pub value: Value,
     /// Resolved `spec.artifacts.outDir`.
     pub out_dir: PathBuf,
-    /// Resolved `spec.smoke.script`.
+    /// Resolved `spec.smoke.script` (a bundle path: see [`LoadedBundle::resolve_path`]).
     pub script: PathBuf,
 }
 
@@ -36,6 +36,15 @@ impl LoadedBundle {
     /// The bundle digest of DESIGN §4.
     pub fn digest(&self) -> Result<BundleDigest> {
         digest::compute(&self.root, &self.dir, Some(&self.out_dir), std::slice::from_ref(&self.script))
+    }
+
+    /// Resolve a bundle path (`spec.smoke.script`, `spec.vm.kernel`,
+    /// `spec.vm.modulePath`) the way `validate` does: `./x` or `../x` from the
+    /// bundle directory; any other relative path from the root (upstream's
+    /// form) or, when nothing exists there, from the bundle directory. Returns
+    /// the path and whether it stays inside the root.
+    pub fn resolve_path(&self, rel: &str) -> (PathBuf, bool) {
+        fsx::resolve_bundle_path(&self.root, &self.dir, rel, &fsx::LstatCache::default())
     }
 
     pub fn identity(&self) -> String {
@@ -86,7 +95,8 @@ pub fn load_for_stage(root: &Path, arg: &Path) -> Result<LoadedBundle> {
     from_parts(root, manifest, bundle, value)
 }
 
-/// Resolve a typed bundle's paths against the root.
+/// Resolve a typed bundle's paths: outDir against the root, the smoke script
+/// by the bundle-path rule ([`fsx::resolve_bundle_path`]), as the gates do.
 pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) -> Result<LoadedBundle> {
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
     let (out_dir, out_ok) = fsx::resolve_in_root(root, &bundle.spec.artifacts.out_dir);
@@ -105,7 +115,8 @@ pub fn from_parts(root: &Path, manifest: PathBuf, bundle: Bundle, value: Value) 
             .hint(super::gates::hint_for(super::gates::Gate::OutDirSafe))
             .into());
     }
-    let (script, script_ok) = fsx::resolve_in_root(root, &bundle.spec.smoke.script);
+    let (script, script_ok) =
+        fsx::resolve_bundle_path(root, &dir, &bundle.spec.smoke.script, &fsx::LstatCache::default());
     if !script_ok {
         return Err(Problem::failed(format!(
             "`{}`: smoke script `{}` resolves outside the root",

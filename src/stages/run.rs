@@ -81,7 +81,7 @@ pub fn job_for(
         vm: VmSettings {
             mem_mib: res.and_then(|r| r.mem_mib).and_then(|m| u64::try_from(m).ok()),
             vcpu: res.and_then(|r| r.vcpu).and_then(|m| u64::try_from(m).ok()),
-            kernel: spec.vm.kernel.as_ref().map(|k| fsx::resolve_in_root(&b.root, k).0),
+            kernel: spec.vm.kernel.as_ref().map(|k| b.resolve_path(k).0),
             network: spec
                 .vm
                 .network

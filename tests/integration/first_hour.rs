@@ -151,3 +151,68 @@ fn verify_with_the_wrong_key_names_the_key_that_signed() {
     assert!(out.stdout.contains(&signer), "the signing key id is named:\n{}", out.stdout);
     assert!(out.stdout.contains("--trusted-key"), "{}", out.stdout);
 }
+
+/// A bundle whose smoke script prints `ran <name>`, naming it `script`.
+fn bundle_with_script(r: &Root, name: &str, script: &str) {
+    let s = script.to_string();
+    r.bundle(name, &format!("#!/bin/sh\necho 'ran {name}'\n"), move |v| v["spec"]["smoke"]["script"] = s.into());
+}
+
+#[test]
+fn a_smoke_script_may_be_named_relative_to_the_bundle_or_to_the_root() {
+    let r = Root::with_example();
+    for (name, script) in [("plain", "smoke.sh"), ("dotted", "./smoke.sh"), ("upstream", "bundles/upstream/smoke.sh")] {
+        bundle_with_script(&r, name, script);
+        let dir = format!("bundles/{name}");
+        let out = r.cmd(&["validate", "--check", &dir]).ok();
+        assert!(out.stdout.contains("1 bundle: 1 valid"), "{script}: {}", out.stdout);
+        assert!(!out.stdout.contains("another bundle"), "{script}: {}", out.stdout);
+        r.up(&dir);
+        let log = r.read(&format!("artifacts/{name}/run.stdout.log"));
+        assert!(log.contains(&format!("ran {name}")), "{script}: {log}");
+    }
+}
+
+#[test]
+fn a_smoke_script_inside_another_bundle_is_a_warning() {
+    let r = Root::new();
+    bundle_with_script(&r, "other", "smoke.sh");
+    bundle_with_script(&r, "mine", "../other/smoke.sh");
+    let json = r.cmd(&["--format", "json", "validate", "--check", "bundles/mine"]).ok().json();
+    let text = json.to_string();
+    let warn = text.contains("\"warn\"") && text.contains("inside another bundle") && text.contains("bundles/other");
+    assert!(warn, "{text}");
+    // Upstream's form naming the other bundle's script warns too.
+    bundle_with_script(&r, "upstream", "bundles/other/smoke.sh");
+    let out = r.cmd(&["validate", "--check", "bundles/upstream"]).ok();
+    assert!(out.stdout.contains("inside another bundle"), "{}", out.stdout);
+}
+
+#[test]
+fn a_bundle_relative_script_cannot_leave_the_root() {
+    let r = Root::new();
+    bundle_with_script(&r, "escape", "../../../etc/passwd");
+    let out = r.cmd(&["validate", "--check", "bundles/escape"]).failed();
+    assert!(out.stdout.contains("paths-inside-root"), "{}", out.stdout);
+    assert!(out.stdout.contains("outside the root"), "{}", out.stdout);
+}
+
+#[test]
+fn a_copied_bundle_naming_smoke_sh_runs_its_own_script() {
+    let r = Root::with_example();
+    crate::util::copy_dir(&r.join("bundles/example-agent"), &r.join("bundles/my-agent"));
+    let manifest = r
+        .read("bundles/my-agent/bundle.json")
+        .replace("\"name\": \"example-agent\"", "\"name\": \"my-agent\"")
+        .replace("\"outDir\": \"artifacts/example-agent\"", "\"outDir\": \"artifacts/my-agent\"")
+        .replace("\"script\": \"bundles/example-agent/smoke.sh\"", "\"script\": \"smoke.sh\"");
+    r.write("bundles/my-agent/bundle.json", manifest);
+    r.write("bundles/my-agent/smoke.sh", "#!/bin/sh\necho 'my-agent: my own smoke'\n");
+    let out = r.cmd(&["validate", "--check", "bundles"]).ok();
+    assert!(out.stdout.contains("2 bundles: 2 valid"), "{}", out.stdout);
+    assert!(!out.stdout.contains("another bundle"), "{}", out.stdout);
+    r.up("bundles/my-agent");
+    let log = r.read("artifacts/my-agent/run.stdout.log");
+    assert!(log.contains("my-agent: my own smoke"), "{log}");
+    assert!(!log.contains("example-agent: smoke test starting"), "ran the original's script: {log}");
+}
