@@ -1,0 +1,158 @@
+//! The `secrets-are-refs` gate: required secrets are names or refs, and no
+//! inline secret material anywhere in a bundle (private key blocks, values of
+//! password/token/secret keys, well-known token shapes).
+
+use serde_json::Value;
+
+use super::{Check, Gate, kind_of};
+
+/// A secret name: an environment-variable-like identifier, or a reference URI.
+pub(super) fn is_secret_ref(s: &str) -> bool {
+    let ident = !s.is_empty()
+        && s.len() <= 128
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    ident || looks_like_ref(s)
+}
+
+pub(super) fn looks_like_ref(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    s.contains("://")
+        || ["env:", "file:", "vault:", "secret:", "secrets:", "ref:", "urn:"].iter().any(|p| lower.starts_with(p))
+}
+
+/// Key names whose values are secret material when they hold a literal.
+pub(super) fn is_secret_key(key: &str) -> bool {
+    let k: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    // References to secrets are fine: their names say so.
+    if ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"]
+        .iter()
+        .any(|s| k.ends_with(s))
+    {
+        return false;
+    }
+    [
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "privatekey",
+        "accesskey",
+        "clientsecret",
+        "credential",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| k.ends_with(s))
+}
+
+/// Well-known shapes of live credentials.
+pub(super) fn token_shape(s: &str) -> Option<&'static str> {
+    // Every shape below is at least 16 characters; most bundle strings are shorter.
+    if s.len() < 16 {
+        return None;
+    }
+    let word = |prefix: &str, min: usize| {
+        s.match_indices(prefix).any(|(i, _)| {
+            let rest = &s[i + prefix.len()..];
+            rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').count() >= min
+        })
+    };
+    if s.contains("-----BEGIN") && s.contains("PRIVATE KEY") {
+        return Some("a private key block");
+    }
+    if s.match_indices("AKIA").any(|(i, _)| {
+        let r = &s[i + 4..];
+        r.len() >= 16 && r.chars().take(16).all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    }) {
+        return Some("an AWS access key id");
+    }
+    for (prefix, min, what) in [
+        ("ghp_", 30, "a GitHub token"),
+        ("gho_", 30, "a GitHub token"),
+        ("ghs_", 30, "a GitHub token"),
+        ("github_pat_", 30, "a GitHub token"),
+        ("glpat-", 20, "a GitLab token"),
+        ("xoxb-", 10, "a Slack token"),
+        ("xoxp-", 10, "a Slack token"),
+        ("AIza", 35, "a Google API key"),
+        ("sk-", 32, "an API secret key"),
+        ("sk_live_", 20, "a Stripe secret key"),
+    ] {
+        if word(prefix, min) {
+            return Some(what);
+        }
+    }
+    // JSON Web Tokens: three base64url parts, the first two starting with `eyJ`.
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 3 && parts[0].starts_with("eyJ") && parts[1].starts_with("eyJ") && parts[2].len() >= 16 {
+        return Some("a JSON Web Token");
+    }
+    None
+}
+
+pub(super) fn secrets_are_refs(v: &Value) -> Vec<Check> {
+    const NAME: Gate = Gate::SecretsAreRefs;
+    let mut out = Vec::new();
+    if let Some(Value::Array(items)) = v.pointer("/spec/secrets/required") {
+        for (i, item) in items.iter().enumerate() {
+            let ptr = format!("/spec/secrets/required/{i}");
+            match item {
+                Value::String(s) if is_secret_ref(s) => {}
+                Value::String(_) => out.push(Check::fail(
+                    NAME,
+                    "a required secret must be a name or a ref, not a value".into(),
+                    Some(&ptr),
+                )),
+                other => out.push(Check::fail(
+                    NAME,
+                    format!("a required secret is {}, not a name", kind_of(other)),
+                    Some(&ptr),
+                )),
+            }
+        }
+    }
+    let mut stack: Vec<(String, Option<String>, &Value)> = vec![(String::new(), None, v)];
+    while let Some((ptr, key, node)) = stack.pop() {
+        match node {
+            Value::Object(map) => {
+                for (k, child) in map.iter().rev() {
+                    stack.push((format!("{ptr}/{}", escape(k)), Some(k.clone()), child));
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate().rev() {
+                    stack.push((format!("{ptr}/{i}"), key.clone(), child));
+                }
+            }
+            Value::String(s) => {
+                if let Some(what) = token_shape(s) {
+                    out.push(Check::fail(NAME, format!("inline secret material: {what}"), Some(&ptr)));
+                } else if let Some(k) = &key
+                    && is_secret_key(k)
+                    && !s.is_empty()
+                    && s != "UNSET"
+                    && !looks_like_ref(s)
+                {
+                    out.push(Check::fail(
+                        NAME,
+                        format!("`{k}` holds a literal value; secrets must be refs"),
+                        Some(&ptr),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push(Check::pass(NAME));
+    }
+    out
+}
+
+/// RFC 6901 escaping of one pointer token.
+fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}

@@ -1,0 +1,76 @@
+//! Tests of the parent module.
+
+use super::secrets::{is_secret_key, is_secret_ref, token_shape};
+use super::*;
+
+#[test]
+fn secret_refs_and_literals() {
+    assert!(is_secret_ref("EXAMPLE_AGENT_TOKEN_FILE"));
+    assert!(is_secret_ref("secrets://user/token"));
+    assert!(!is_secret_ref("hunter2 is my password"));
+    assert!(is_secret_key("apiToken"));
+    assert!(is_secret_key("db_password"));
+    assert!(!is_secret_key("secretRefRoot"));
+    assert!(!is_secret_key("tokenRef"));
+}
+
+#[test]
+fn misplaced_out_dirs() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    let bundle = root.join("bundles/a");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::create_dir_all(root.join("bundles/b")).unwrap();
+    std::fs::write(root.join("bundles/b/bundle.json"), "{}").unwrap();
+    let why = |rel: &str| out_dir_misplaced(&root, &bundle, &root.join(rel));
+    for bad in ["bundles", "bundles/a", ".git", "src/x", "state/pointers", "vendor/dep/.git/x", "bundles/b"] {
+        assert!(why(bad).is_some(), "{bad}");
+    }
+    assert!(out_dir_misplaced(&root, &bundle, &root).is_some());
+    assert!(why(".agentplane/keys").unwrap().contains("is inside `.agentplane/`"));
+    assert!(why("fleet").unwrap().contains("is `fleet/`"));
+    for good in ["artifacts/a", "bundles/a/out", "out/src"] {
+        assert_eq!(why(good), None, "{good}");
+    }
+}
+
+#[test]
+fn bundle_paths_resolve_from_the_root_then_the_bundle_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    for f in ["bundles/a/bundle.json", "bundles/a/smoke.sh", "bundles/b/bundle.json", "bundles/b/smoke.sh", "top.sh"] {
+        std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        std::fs::write(root.join(f), "").unwrap();
+    }
+    std::fs::write(root.join("bundles/a/top.sh"), "").unwrap();
+    let dir = root.join("bundles/a");
+    let cache = fsx::LstatCache::default();
+    let r = Resolver::new(&root, &dir, &cache);
+    let ok = |rel: &str, want: &str| assert_eq!(r.resolve_bundle(rel), (root.join(want), true), "{rel}");
+    ok("smoke.sh", "bundles/a/smoke.sh");
+    ok("./smoke.sh", "bundles/a/smoke.sh");
+    ok("bundles/a/smoke.sh", "bundles/a/smoke.sh");
+    ok("bundles/b/smoke.sh", "bundles/b/smoke.sh");
+    ok("../b/smoke.sh", "bundles/b/smoke.sh");
+    // The root is tried first; `./` means the bundle directory only.
+    ok("top.sh", "top.sh");
+    ok("./top.sh", "bundles/a/top.sh");
+    // Found nowhere: the root form, for the message.
+    ok("missing.sh", "missing.sh");
+    assert!(!r.resolve_bundle("../../../etc/passwd").1);
+    assert!(!r.resolve_bundle("/etc/passwd").1);
+    // outDir stays root-relative.
+    assert_eq!(r.resolve("smoke.sh").0, root.join("smoke.sh"));
+    assert_eq!(r.other_bundle_holding(&root.join("bundles/a/smoke.sh")), None);
+    assert_eq!(r.other_bundle_holding(&root.join("top.sh")), None);
+    assert_eq!(r.other_bundle_holding(&root.join("bundles/b/smoke.sh")), Some(root.join("bundles/b")));
+}
+
+#[test]
+fn token_shapes() {
+    assert!(token_shape("ghp_0123456789abcdefghijklmnopqrstuvwxyz").is_some());
+    assert!(token_shape("AKIAABCDEFGHIJKLMNOP").is_some());
+    assert!(token_shape("-----BEGIN OPENSSH PRIVATE KEY-----\nabc").is_some());
+    assert!(token_shape("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_none());
+    assert!(token_shape("policy-packs/dev/default").is_none());
+}

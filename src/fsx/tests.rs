@@ -1,0 +1,148 @@
+//! Tests of the file-system helpers.
+
+use super::*;
+
+#[test]
+fn resolve_follows_links_and_catches_escapes() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(root.join("a/b/f"), "x").unwrap();
+    std::os::unix::fs::symlink("b", root.join("a/link")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("a/out")).unwrap();
+    std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+    assert_eq!(resolve_in_root(&root, "a/link/f"), (root.join("a/b/f"), true));
+    assert_eq!(resolve_in_root(&root, "./a/b/../b/f"), (root.join("a/b/f"), true));
+    assert_eq!(resolve_in_root(&root, "a/missing/x"), (root.join("a/missing/x"), true));
+    assert!(!resolve_in_root(&root, "a/out/passwd").1);
+    assert!(!resolve_in_root(&root, "../x").1);
+    assert!(!resolve_in_root(&root, "/etc/passwd").1);
+    assert!(!resolve_in_root(&root, "loop/x").1);
+    assert_eq!(resolve_in_root(&root, "a/b/f").0, root.join("a/b/f").canonicalize().unwrap());
+}
+
+#[test]
+fn only_regular_files_are_read() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    std::fs::write(p("f"), "hello").unwrap();
+    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
+    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    assert_eq!(read_regular(&p("f"), 5).unwrap(), b"hello");
+    assert_eq!(sha256_regular(&p("f")).unwrap().1, 5);
+    let kind = |r: Result<Vec<u8>, RegularError>| r.unwrap_err().kind;
+    assert_eq!(kind(read_regular(&p("f"), 4)), Some(NotRegular::TooLarge { cap: 4, len: 5 }));
+    assert_eq!(kind(read_regular(&p("link"), 99)), Some(NotRegular::Symlink));
+    assert_eq!(kind(read_regular(&p("fifo"), 99)), Some(NotRegular::Fifo));
+    assert_eq!(kind(read_regular(d.path(), 99)), Some(NotRegular::Directory));
+    assert_eq!(kind(read_regular(Path::new("/dev/zero"), 99)), Some(NotRegular::Device));
+    assert_eq!(kind(read_regular(&p("missing"), 99)), Some(NotRegular::Missing));
+    let msg = read_regular(&p("fifo"), 99).unwrap_err().to_string();
+    assert!(msg.contains("fifo") && msg.contains("FIFO"), "{msg}");
+}
+
+mod more {
+    use super::*;
+
+    /// A file that accepts `room` bytes, then fails like a full disk.
+    struct Full {
+        data: std::cell::RefCell<Vec<u8>>,
+        room: usize,
+        fail_sync: bool,
+    }
+
+    impl LineFile for Full {
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(self.data.borrow().len() as u64)
+        }
+        fn write_once(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.room);
+            if n == 0 {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+            }
+            self.room -= n;
+            self.data.borrow_mut().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            if self.fail_sync { Err(std::io::Error::from_raw_os_error(nix::libc::EIO)) } else { Ok(()) }
+        }
+        fn cut(&self, len: u64) -> std::io::Result<()> {
+            self.data.borrow_mut().truncate(len as usize);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_append_leaves_only_whole_lines() {
+        let mut f = Full { data: b"line 1\n".to_vec().into(), room: 12, fail_sync: false };
+        append_whole(&mut f, b"line 2").unwrap();
+        // A short write (the disk filled mid-line) is cut back.
+        assert!(append_whole(&mut f, b"line 3 is long").is_err());
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // A write refused outright leaves the file as it was.
+        assert_eq!(append_whole(&mut f, b"x").unwrap_err().raw_os_error(), Some(nix::libc::ENOSPC));
+        assert_eq!(f.data.borrow().as_slice(), b"line 1\nline 2\n");
+        // So does a failed fsync after a whole write.
+        let mut f = Full { data: Vec::new().into(), room: 99, fail_sync: true };
+        assert!(append_whole(&mut f, b"x").is_err());
+        assert!(f.data.borrow().is_empty());
+    }
+
+    /// A 16 KiB tmpfs, unmounted on drop; `None` where mounting is not allowed.
+    struct TinyFs(tempfile::TempDir);
+
+    impl TinyFs {
+        fn mount() -> Option<TinyFs> {
+            let d = tempfile::tempdir().ok()?;
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+                .arg(d.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(TinyFs(d))
+        }
+    }
+
+    impl Drop for TinyFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    #[test]
+    #[allow(clippy::print_stderr)]
+    fn a_full_disk_mid_line_leaves_the_file_as_it_was() {
+        let Some(fs_) = TinyFs::mount() else {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root); append_whole's own test covers the logic");
+            return;
+        };
+        let chain = fs_.0.path().join("evidence.jsonl");
+        append_line(&chain, b"line 1").unwrap();
+        // Fill the rest of the file system.
+        let mut filler = File::create(fs_.0.path().join("filler")).unwrap();
+        while filler.write(&[b'x'; 4096]).is_ok_and(|n| n > 0) {}
+        let err = append_line(&chain, &[b'y'; 10_000]).unwrap_err();
+        assert!(format!("{err:#}").contains("evidence.jsonl"), "{err:#}");
+        let left = fs::read(&chain).unwrap();
+        assert!(left == b"line 1\n", "the file was not cut back: {} bytes", left.len());
+    }
+
+    #[test]
+    fn appending_to_a_file_writes_whole_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("chain");
+        append_line(&p, b"a").unwrap();
+        append_line(&p, b"b").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"a\nb\n");
+    }
+
+    #[test]
+    fn escaping_shows_every_byte_and_keeps_names_apart() {
+        assert_eq!(escape_bytes("bundles/é.txt".as_bytes()), "bundles/é.txt");
+        assert_eq!(escape_bytes(b"a\xffb\xfe"), "a\\xffb\\xfe");
+        assert_eq!(escape_bytes(b"a\\xff"), "a\\\\xff");
+        assert_eq!(escape_bytes(b"\x1b[31mred\n"), "\\x1b[31mred\\x0a");
+    }
+}
