@@ -56,8 +56,23 @@ impl LoadedBundle {
 /// resolved against the root.
 pub fn manifest_path(root: &Path, arg: &Path) -> Result<PathBuf> {
     let p = if arg.is_absolute() { arg.to_path_buf() } else { root.join(arg) };
-    let manifest = if p.is_dir() { p.join("bundle.json") } else { p };
+    let manifest = if p.is_dir() { p.join("bundle.json") } else { p.clone() };
     if !manifest.is_file() {
+        // A folder of bundles: this command runs one; name them.
+        let found =
+            if p.is_dir() { super::discover::expand(&p).ok().flatten().unwrap_or_default() } else { Vec::new() };
+        if !found.is_empty() {
+            let list: Vec<String> =
+                found.iter().take(20).map(|m| fsx::rel_to(root, m.parent().unwrap_or(root))).collect();
+            return Err(Problem::error(format!(
+                "`{}` holds {} bundles; this command runs one: {}",
+                arg.display(),
+                found.len(),
+                list.join(", ")
+            ))
+            .hint("pass one bundle directory")
+            .into());
+        }
         return Err(Problem::error(format!("no bundle at `{}`", manifest.display()))
             .hint("pass a bundle directory (holding bundle.json) or a bundle.json file")
             .into());

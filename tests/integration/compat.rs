@@ -201,3 +201,17 @@ fn absolute_host_mounts_warn_and_need_an_executor_that_allows_them() {
         assert!(fails.iter().all(|m| !m.as_str().unwrap().contains("/srv/")), "{fails:?}");
     }
 }
+
+/// Upstream's smoke scripts are bash (`#!/usr/bin/env bash`, `set -euo
+/// pipefail`, arrays, `[[ ]]`): they run as their authors wrote them.
+#[test]
+fn a_bash_only_smoke_script_runs_locally_with_its_interpreter() {
+    let r = Root::with_example();
+    r.bundle(
+        "bashy",
+        "#!/usr/bin/env bash\nset -euo pipefail\nparts=(a b c)\nif [[ ${#parts[@]} -eq 3 ]]; then echo \"n=${#parts[@]}\" > \"$1/n.txt\"; fi\n",
+        |_| {},
+    );
+    r.up("bundles/bashy");
+    assert_eq!(r.read("artifacts/bashy/products/n.txt"), "n=3\n");
+}

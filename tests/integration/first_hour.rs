@@ -216,3 +216,17 @@ fn a_copied_bundle_naming_smoke_sh_runs_its_own_script() {
     assert!(log.contains("my-agent: my own smoke"), "{log}");
     assert!(!log.contains("example-agent: smoke test starting"), "ran the original's script: {log}");
 }
+
+#[test]
+fn run_place_and_emit_given_a_folder_of_bundles_name_them() {
+    let r = Root::with_example();
+    r.bundle("second", "exit 0\n", |_| {});
+    for cmd in ["place", "run", "emit"] {
+        let out = r.cmd(&[cmd, "bundles"]).error();
+        assert!(
+            out.stderr.contains("holds 2 bundles") && out.stderr.contains("bundles/second"),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
+}

@@ -525,3 +525,52 @@ fn kill_9_of_agentplane_mid_run_leaves_nothing_on_the_host() {
     assert!(!planted_left, "a stale run dir was not swept by the next run");
     assert!(!dir.exists(), "the killed run's directory {dir:?} remains");
 }
+
+/// Upstream's own inventory names its executor by an ssh_config alias
+/// (`sshRef: lima-nixbuilder`): with Lima's per-instance file in a test
+/// `$HOME/.lima`, placement reaches the real loopback sshd through it, and the
+/// decision records which file resolved the alias.
+#[test]
+fn upstreams_lima_alias_reaches_the_loopback_sshd_through_lima_ssh_config() {
+    let Some(compat) = crate::util::compat("upstreams_lima_alias_reaches_the_loopback_sshd_through_lima_ssh_config")
+    else {
+        return;
+    };
+    let sshd = Sshd::start();
+    let r = validated("lima-alias", "#!/bin/sh\necho via-lima > \"$1/out.txt\"\n", 20);
+    let home = r.join("home");
+    let instance = home.join(".lima/nixbuilder");
+    std::fs::create_dir_all(&instance).unwrap();
+    std::fs::write(
+        instance.join("ssh.config"),
+        format!(
+            "Host lima-nixbuilder\n  IdentityFile \"{}\"\n  User {}\n  Hostname {}\n  Port {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking no\n",
+            sshd.client_key.display(),
+            sshd.user,
+            sshd.host,
+            sshd.port,
+            sshd.known_hosts.display()
+        ),
+    )
+    .unwrap();
+    let mut inv: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(compat.join("upstream-inventory.json")).unwrap()).unwrap();
+    // Upstream declares an aarch64 builder; this sshd is this host.
+    inv["executors"][0]["caps"]["arch"] = std::env::consts::ARCH.into();
+    r.write("upstream-inventory.json", inv.to_string());
+    let home_s = home.display().to_string();
+    let out = r.cmd_env(
+        &["--format", "json", "place", "bundles/lima-alias", "--inventory", "upstream-inventory.json"],
+        &[("HOME", &home_s)],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let d = out.json();
+    assert_eq!(d["chosenExecutor"], "lima-nixbuilder", "{d}");
+    assert_eq!(d["transport"], "ssh");
+    assert_eq!(d["ssh"]["port"], sshd.port);
+    assert!(d["sshConfig"].as_str().unwrap().ends_with(".lima/nixbuilder/ssh.config"), "{d}");
+    // StrictHostKeyChecking no in the file never weakens agentplane: the known_hosts it names is checked.
+    let run = r.cmd_env(&["--format", "json", "run", "bundles/lima-alias"], &[("HOME", &home_s)]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(r.read("artifacts/lima-alias/products/out.txt"), "via-lima\n");
+}
