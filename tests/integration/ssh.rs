@@ -518,6 +518,9 @@ fn kill_9_of_agentplane_mid_run_leaves_nothing_on_the_host() {
     let mut gone = Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
     std::fs::write(planted.join("pid"), gone.id().to_string()).unwrap();
+    // Untouched for longer than the sweep's grace (a just-ended run is still being collected).
+    let old = Command::new("touch").args(["-d", "20 minutes ago"]).arg(&planted).status().unwrap();
+    assert!(old.success());
     let (_r2, run) = run_over_ssh(&sshd, "ssh-after-kill9", "#!/bin/sh\necho next\n", 20, &[]);
     let planted_left = planted.exists();
     let _ = std::fs::remove_dir_all(&planted);

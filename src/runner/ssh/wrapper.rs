@@ -92,7 +92,11 @@ pub fn signal_command(dir: &str, marker: &str, sig: &str) -> String {
 
 /// Remove run directories left behind on this host by runs whose wrapper is
 /// no longer alive (agentplane was killed, the connection dropped): `pid`
-/// names a process that is gone or no longer runs that directory's wrapper.
+/// names a process that is gone or no longer runs that directory's wrapper,
+/// and either its channel was lost (`lost`: its agentplane is gone) or the
+/// directory has not changed for 10 minutes (a run whose wrapper just
+/// ended is still being collected by its agentplane: another run to the same
+/// host must not take its products away).
 /// A directory without `pid` (its run never started) goes after an hour.
 /// Whatever still carries such a run's marker (a fallback run whose wrapper
 /// was killed) is killed first; a namespace died with its wrapper.
@@ -102,6 +106,7 @@ pub fn sweep_stale_command() -> String {
          [ -d \"$ap_x\" ] && [ -O \"$ap_x\" ] || continue\n\
          ap_p=$(cat \"$ap_x/pid\" 2>/dev/null)\n\
          if [ -n \"$ap_p\" ]; then grep -qaF -e \"$ap_x\" \"/proc/$ap_p/cmdline\" 2>/dev/null && continue\n\
+         [ -e \"$ap_x/lost\" ] || [ -n \"$(find \"$ap_x\" -maxdepth 0 -mmin +10 2>/dev/null)\" ] || continue\n\
          else [ -n \"$(find \"$ap_x\" -maxdepth 0 -mmin +60 2>/dev/null)\" ] || continue; fi\n\
          ap_m=$(cat \"$ap_x/marker\" 2>/dev/null)\n\
          for ap_p in $(ap_marked); do kill -KILL \"$ap_p\" 2>/dev/null; done\n\

@@ -369,7 +369,8 @@ fn stale_run_dirs_are_swept_but_live_ones_kept() {
     let dead = format!("{RUN_DIR_PREFIX}test-dead-{n}");
     let live = format!("{RUN_DIR_PREFIX}test-live-{n}");
     let fresh = format!("{RUN_DIR_PREFIX}test-fresh-{n}");
-    for d in [&dead, &live, &fresh] {
+    let ended = format!("{RUN_DIR_PREFIX}test-ended-{n}");
+    for d in [&dead, &live, &fresh, &ended] {
         std::fs::create_dir_all(format!("{d}/products")).unwrap();
     }
     // A pid that is certainly gone, and one alive whose command line names its dir.
@@ -379,6 +380,9 @@ fn stale_run_dirs_are_swept_but_live_ones_kept() {
     // What a fallback run whose wrapper was killed left running.
     let mark = format!("stale-{n}");
     std::fs::write(format!("{dead}/marker"), format!("{}\n", marker(&mark))).unwrap();
+    // The dead run ended long ago; `ended` just now (its agentplane may still be collecting).
+    assert!(Command::new("touch").args(["-d", "20 minutes ago", &dead]).status().unwrap().success());
+    std::fs::write(format!("{ended}/pid"), gone.id().to_string()).unwrap();
     let mut orphan = Command::new("sh")
         .arg("-c")
         .arg(format!("sleep 31; : {mark}"))
@@ -400,18 +404,21 @@ fn stale_run_dirs_are_swept_but_live_ones_kept() {
     };
     let _ = orphan.kill();
     let _ = orphan.wait();
-    let (dead_left, live_left, fresh_left) = (
+    let (dead_left, live_left, fresh_left, ended_left) = (
         std::path::Path::new(&dead).exists(),
         std::path::Path::new(&live).exists(),
         std::path::Path::new(&fresh).exists(),
+        std::path::Path::new(&ended).exists(),
     );
     let _ = std::fs::remove_dir_all(&live);
     let _ = std::fs::remove_dir_all(&fresh);
+    let _ = std::fs::remove_dir_all(&ended);
     assert!(st.success());
     assert!(!dead_left, "a dead run's directory was kept");
     assert!(orphan_killed, "a process carrying the dead run's marker was left running");
     assert!(live_left, "a live run's directory was removed");
     assert!(fresh_left, "a run still being prepared (no pid yet) was removed");
+    assert!(ended_left, "a run whose wrapper just ended (still being collected) was removed");
 }
 
 #[test]
