@@ -132,6 +132,26 @@ pub enum NotRegular {
     TooLarge { cap: u64, len: u64 },
 }
 
+impl NotRegular {
+    /// What a file type is when it is not a regular file (`None` when it is).
+    pub fn of(ft: std::fs::FileType) -> Option<NotRegular> {
+        use std::os::unix::fs::FileTypeExt;
+        Some(if ft.is_file() {
+            return None;
+        } else if ft.is_symlink() {
+            NotRegular::Symlink
+        } else if ft.is_dir() {
+            NotRegular::Directory
+        } else if ft.is_fifo() {
+            NotRegular::Fifo
+        } else if ft.is_socket() {
+            NotRegular::Socket
+        } else {
+            NotRegular::Device
+        })
+    }
+}
+
 impl std::fmt::Display for NotRegular {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -152,7 +172,7 @@ impl std::fmt::Display for NotRegular {
 /// (`fstat`), so nothing can swap it between check and read. `cap` bounds its
 /// size (`None`: any size, for streaming).
 pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
     let file = match OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
         Ok(f) => f,
@@ -167,20 +187,12 @@ pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError>
         }
     };
     let meta = file.metadata().map_err(|e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) })?;
-    let ft = meta.file_type();
-    let not = if ft.is_file() {
-        match cap {
+    let not = match NotRegular::of(meta.file_type()) {
+        None => match cap {
             Some(cap) if meta.len() > cap => Some(NotRegular::TooLarge { cap, len: meta.len() }),
             _ => None,
-        }
-    } else if ft.is_dir() {
-        Some(NotRegular::Directory)
-    } else if ft.is_fifo() {
-        Some(NotRegular::Fifo)
-    } else if ft.is_socket() {
-        Some(NotRegular::Socket)
-    } else {
-        Some(NotRegular::Device)
+        },
+        other => other,
     };
     match not {
         Some(kind) => Err(RegularError { path: path.to_path_buf(), kind: Some(kind), io: None }),

@@ -14,7 +14,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::Path;
 
-use super::chain::{Chain, checkpoint_origin};
+use super::chain::Chain;
 use super::keys::TrustedKey;
 use super::tlog::{self, Checkpoint, NoteKey, TlogProof};
 use crate::fsx;
@@ -33,49 +33,21 @@ pub fn last_checkpoint(chain: &Chain) -> Option<(String, usize)> {
     })
 }
 
-/// Open (verify the signature of) and check a checkpoint against this chain:
-/// its origin is this chain's and its root is the root of the chain's first
-/// `size` lines.
-pub fn open_for(chain: &Chain, text: &str, trusted: &[TrustedKey]) -> Result<Checkpoint> {
-    let run_id = chain.entries.first().map(|e| e.statement.predicate.run_id.as_str()).unwrap_or_default();
-    let origin = checkpoint_origin(run_id);
-    let peek = tlog::note::parse(text).context("not a signed note")?;
-    let claimed = Checkpoint::parse_body(&peek.text).context("not a checkpoint")?;
-    if claimed.origin != origin {
-        bail!("the checkpoint is of another log ({:?}), not this chain's ({origin:?})", claimed.origin);
-    }
-    let cp = Checkpoint::open(text, &note_keys(trusted, &origin)?)
-        .context("its signature does not verify against the trusted keys")?;
+/// Open a checkpoint of the log `origin` with the trusted note keys and check
+/// it against the log's leaves: its root must be the root of the first `size`
+/// leaves. What verify's step 10 runs on every seal's checkpoint, the
+/// `checkpoint` file and each `--since` checkpoint.
+pub fn check_against(text: &str, origin: &str, keys: &[NoteKey], leaves: &[tlog::Hash]) -> Result<Checkpoint> {
+    let cp = Checkpoint::open(text, keys)?;
+    cp.expect_origin(origin)?;
     let size = cp.size as usize;
-    if size > chain.leaves.len() {
-        bail!("it covers {size} entries; the chain has only {} (cut back?)", chain.leaves.len());
+    if size > leaves.len() {
+        bail!("it covers {size} entries; the chain has only {} (cut back)", leaves.len());
     }
-    if tlog::merkle::root(&chain.leaves[..size]) != cp.root {
+    if tlog::merkle::root(&leaves[..size]) != cp.root {
         bail!("its root is not the root of the chain's first {size} entries (history rewritten)");
     }
     Ok(cp)
-}
-
-/// `verify DIR --since CHECKPOINT`: the chain is an append-only extension of
-/// the log the earlier checkpoint signed.
-pub fn check_since(chain: &Chain, older_text: &str, trusted: &[TrustedKey]) -> Result<()> {
-    open_for(chain, older_text, trusted).map(|_| ())
-}
-
-/// The `checkpoint` file of an evidence directory must be the last seal's,
-/// and verify against the chain.
-pub fn check_dir_checkpoint(dir: &Path, chain: &Chain, trusted: &[TrustedKey]) -> Result<()> {
-    let Some((published, _)) = last_checkpoint(chain) else {
-        bail!("no seal of this chain publishes a checkpoint");
-    };
-    let path = dir.join(super::CHECKPOINT_FILE);
-    let on_disk = fsx::read_regular(&path, tlog::note::MAX_NOTE_SIZE as u64)
-        .map_err(|e| anyhow!("{e}"))
-        .and_then(|b| String::from_utf8(b).map_err(|_| anyhow!("`checkpoint` is not UTF-8")))?;
-    if on_disk != published {
-        bail!("`checkpoint` is not the checkpoint the last seal signed");
-    }
-    open_for(chain, &published, trusted).map(|_| ())
 }
 
 /// `prove DIR FILE`: a C2SP tlog-proof that the entry naming FILE is in the

@@ -352,12 +352,6 @@ pub fn redactor(secrets: &[Secret]) -> Redactor {
     Redactor::new(secrets.iter().map(|s| (s.name.as_str(), s.value.as_bytes())))
 }
 
-/// Replace every secret value in `data` with `[redacted:NAME]`. Values shorter
-/// than 3 bytes are left alone: redacting them would shred the log.
-pub fn redact(data: &[u8], secrets: &[Secret]) -> (Vec<u8>, bool) {
-    redactor(secrets).redact(data)
-}
-
 /// Live output, redacted as it streams: a secret split across reads (or
 /// written one byte at a time) is held back until it can be replaced, so it
 /// never reaches a terminal.

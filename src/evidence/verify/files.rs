@@ -97,7 +97,6 @@ impl EvidenceFiles for FsEvidence {
     }
 
     fn list(&self) -> Result<Vec<Listed>, FileError> {
-        use std::os::unix::fs::FileTypeExt;
         let mut out = Vec::new();
         let walk = walkdir::WalkDir::new(&self.dir)
             .min_depth(1)
@@ -111,17 +110,10 @@ impl EvidenceFiles for FsEvidence {
             if ft.is_dir() {
                 continue;
             }
-            let kind = if ft.is_file() {
-                // Not following links: this is the entry's own lstat.
-                Ok(entry.metadata().map_or(0, |m| m.len()))
-            } else if ft.is_symlink() {
-                Err(NotRegular::Symlink)
-            } else if ft.is_fifo() {
-                Err(NotRegular::Fifo)
-            } else if ft.is_socket() {
-                Err(NotRegular::Socket)
-            } else {
-                Err(NotRegular::Device)
+            // Not following links: this is the entry's own lstat.
+            let kind = match NotRegular::of(ft) {
+                None => Ok(entry.metadata().map_or(0, |m| m.len())),
+                Some(k) => Err(k),
             };
             out.push(Listed { name: fsx::rel_to(&self.dir, entry.path()), kind });
         }

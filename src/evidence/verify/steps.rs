@@ -539,16 +539,7 @@ pub fn checkpoints(
     let keys: Vec<tlog::NoteKey> = trusted.iter().filter_map(|k| tlog::NoteKey::new(&origin, k.key).ok()).collect();
     let leaves: Vec<tlog::Hash> = (0..chain.len()).map(|i| tlog::merkle::leaf_hash(chain.line(i))).collect();
     let check = |text: &str| -> Result<Checkpoint, String> {
-        let cp = Checkpoint::open(text, &keys).map_err(|e| format!("{e:#}"))?;
-        cp.expect_origin(&origin).map_err(|e| format!("{e:#}"))?;
-        let size = cp.size as usize;
-        if size > leaves.len() {
-            return Err(format!("it covers {size} entries; the chain has only {} (cut back)", leaves.len()));
-        }
-        if tlog::merkle::root(&leaves[..size]) != cp.root {
-            return Err(format!("its root is not the root of the chain's first {size} entries (history rewritten)"));
-        }
-        Ok(cp)
+        crate::evidence::transparency::check_against(text, &origin, &keys, &leaves).map_err(|e| format!("{e:#}"))
     };
     let mut last = None;
     for (i, w) in work.iter().enumerate() {
