@@ -360,6 +360,10 @@ pub enum RejectCode {
     /// The bundle mounts a host path the executor does not allow.
     HostPathNotAllowed,
     PlatformMismatch,
+    /// A VM executor without `qemu-system-x86_64` (or the one it names).
+    QemuMissing,
+    /// A VM executor without a kernel QEMU can read.
+    KernelMissing,
     SshUnreachable,
     SshHostKeyUnknown,
     SshHostKeyChanged,
@@ -381,6 +385,8 @@ impl RejectCode {
             RejectCode::RunnerUnsupported => "runner-unsupported",
             RejectCode::HostPathNotAllowed => "host-path-not-allowed",
             RejectCode::PlatformMismatch => "platform-mismatch",
+            RejectCode::QemuMissing => "qemu-missing",
+            RejectCode::KernelMissing => "kernel-missing",
             RejectCode::SshUnreachable => "ssh-unreachable",
             RejectCode::SshHostKeyUnknown => "ssh-host-key-unknown",
             RejectCode::SshHostKeyChanged => "ssh-host-key-changed",
@@ -400,6 +406,43 @@ pub struct SshTarget {
     pub user: String,
     pub identity_file: String,
     pub known_hosts_file: String,
+}
+
+/// What the inventory says about VMs on an executor
+/// (`capabilities.vm: {"qemu": PATH, "kernel": PATH}`), paths on that host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VmHostConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
+}
+
+/// `/dev/kvm` as the login sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KvmDevice {
+    /// It exists and the login may open it read-write (a test boot still decides).
+    Usable,
+    /// It exists, but not for this login.
+    Denied,
+    Absent,
+}
+
+/// What the probe found on the host (recorded in the PlacementDecision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VmHost {
+    /// The QEMU binary, when found and executable.
+    pub qemu: Option<String>,
+    /// The kernel to boot, when found and readable.
+    pub kernel: Option<String>,
+    pub kvm: KvmDevice,
+    /// `uname -m`.
+    pub arch: String,
+    /// Why a piece is missing, in the order asked (for messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Normalise OS spellings (`macos` is what `uname -s` calls `darwin`).
@@ -532,6 +575,8 @@ mod tests {
             RejectCode::RunnerUnsupported,
             RejectCode::HostPathNotAllowed,
             RejectCode::PlatformMismatch,
+            RejectCode::QemuMissing,
+            RejectCode::KernelMissing,
             RejectCode::SshUnreachable,
             RejectCode::SshHostKeyUnknown,
             RejectCode::SshHostKeyChanged,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::types::{
     ArtifactKind, Backend, Containment, Isolation, Lane, RejectCode, ReversalStatus, RunStatus, SecretScan,
-    SessionStatus,
+    SessionStatus, VmHost,
 };
 pub use crate::types::{Check, Environment, SshTarget, Transport};
 
@@ -175,6 +175,10 @@ pub struct PlacementDetails {
     /// The platform the probe observed on the chosen executor (`os/arch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_platform: Option<String>,
+    /// For a VM bundle on an SSH executor: the QEMU, kernel and `/dev/kvm`
+    /// the probe found there (the run boots with these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_host: Option<VmHost>,
     /// Each rejection's stable code, in the order of `rejected`.
     pub rejected: Vec<RejectionCode>,
 }
@@ -190,6 +194,7 @@ impl Default for PlacementDetails {
             isolation: Isolation::Process,
             inventory: String::new(),
             observed_platform: None,
+            vm_host: None,
             rejected: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::inventory::{Executor, Inventory, Reach};
 use crate::runner;
+use crate::runner::qemu::remote::host::{KvmDevice, VmHost, VmHostConfig};
 use crate::types::{Backend, Isolation, RejectCode, norm_arch, norm_os};
 
 /// What the bundle asks of an executor.
@@ -41,6 +42,8 @@ impl Reason {
 pub struct Observed {
     pub os: String,
     pub arch: String,
+    /// For a VM bundle on an SSH executor: its QEMU, kernel and KVM.
+    pub vm: Option<VmHost>,
 }
 
 /// One executor's fate.
@@ -128,8 +131,11 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
 }
 
 /// Probe every candidate still standing: this host for `local`, SSH for the
-/// rest (in parallel), then compare the declared platform with what was seen.
-pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
+/// rest (in parallel), then compare the declared platform with what was seen
+/// and, for a VM bundle on an SSH executor, check that the VM can boot there
+/// (QEMU, kernel, KVM when required) and record the isolation it would get.
+pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
+    let vm = req.backend.is_vm();
     raise_fd_limit();
     std::thread::scope(|s| {
         let handles: Vec<_> = cands
@@ -138,12 +144,13 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             .filter(|(_, c)| c.rejected.is_none())
             .map(|(i, c)| {
                 let reach = c.executor.reach.clone();
+                let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
                 let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
                     Reach::Local => {
-                        Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() })
+                        Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None })
                     }
-                    Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout)
-                        .map(|p| Observed { os: p.os, arch: p.arch })
+                    Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout, vm_cfg.as_ref())
+                        .map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
                         .map_err(|f| Reason { code: f.code, detail: f.detail }),
                 });
                 (i, h)
@@ -173,6 +180,36 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             c.rejected = Some(Reason::new(
                 RejectCode::PlatformMismatch,
                 format!("declared {os}/{arch}, observed {}/{}", obs.os, obs.arch),
+            ));
+        }
+    }
+    check_vm_hosts(cands, req);
+}
+
+/// For a VM bundle on an SSH executor: reject the executor when the VM
+/// cannot boot there (QEMU, kernel, KVM when required), and record the
+/// isolation it would really get.
+fn check_vm_hosts(cands: &mut [Candidate], req: &Request) {
+    for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
+        let Some(host) = c.observed.as_ref().and_then(|o| o.vm.as_ref()) else { continue };
+        if let Some((code, detail)) = host.rejection(req.requires_kvm) {
+            c.rejected = Some(Reason::new(code, detail));
+            continue;
+        }
+        // KVM is promised only where the inventory says so and the login can
+        // open /dev/kvm (the run still proves it with a test boot).
+        if host.kvm != KvmDevice::Usable {
+            c.isolation = Isolation::VmTcg;
+        }
+        if let Some(acc) = req.acceptable.as_ref().filter(|a| !a.contains(&c.isolation)) {
+            let acc: Vec<&str> = acc.iter().map(|i| i.as_str()).collect();
+            c.rejected = Some(Reason::new(
+                RejectCode::IsolationTooWeak,
+                format!(
+                    "it would provide `{}` (no usable /dev/kvm there); the bundle accepts [{}]",
+                    c.isolation.as_str(),
+                    acc.join(", ")
+                ),
             ));
         }
     }
@@ -302,13 +339,13 @@ mod tests {
     }
 
     #[test]
-    fn executors_no_runner_serves_are_rejected() {
+    fn vm_backends_on_ssh_executors_are_left_to_the_probe() {
         let local_vm = {
             let mut e = exec("local-vm");
             e.supported_backends = Some(vec!["qemu".into(), "microvm".into()]);
             e
         };
-        // An inventory that lists no backends allows every one; the runner check still applies.
+        // An inventory that lists no backends allows every one.
         let mut ssh_any = ssh("ssh-any", &[]);
         ssh_any.supported_backends = None;
         let inv = Inventory {
@@ -316,12 +353,11 @@ mod tests {
             executors: vec![ssh("ssh-vm", &["qemu", "microvm", "lima-process"]), local_vm, ssh_any],
             default_executor: None,
         };
-        // (backend, [ssh-vm, local-vm, ssh-any]): the reason code, or None when it qualifies.
+        // (backend, [ssh-vm, local-vm, ssh-any]): the reason code, or None when it qualifies so far.
         let backend_unsupported = Some(RejectCode::BackendUnsupported);
-        let runner_unsupported = Some(RejectCode::RunnerUnsupported);
         let table = [
-            (Backend::Qemu, [runner_unsupported, None, runner_unsupported]),
-            (Backend::Microvm, [runner_unsupported, None, runner_unsupported]),
+            (Backend::Qemu, [None, None, None]),
+            (Backend::Microvm, [None, None, None]),
             (Backend::LimaProcess, [None, backend_unsupported, None]),
         ];
         for (backend, want) in table {
@@ -329,10 +365,53 @@ mod tests {
             for (i, w) in want.iter().enumerate() {
                 assert_eq!(got[i].as_ref().map(|r| r.code), *w, "{} for {}", inv.executors[i].name, backend.as_str());
             }
-            for r in got.iter().flatten().filter(|r| r.code == RejectCode::RunnerUnsupported) {
-                assert_eq!(r.detail, format!("no runner runs backend `{}` over ssh yet", backend.as_str()));
-            }
         }
+    }
+
+    #[test]
+    fn what_the_vm_probe_found_decides_after_the_probe() {
+        use crate::types::VmHost;
+        let host = |qemu: Option<&str>, kernel: Option<&str>, kvm: KvmDevice| VmHost {
+            qemu: qemu.map(String::from),
+            kernel: kernel.map(String::from),
+            kvm,
+            arch: "x86_64".into(),
+            problems: vec!["why".into()],
+        };
+        let cand = |h: VmHost| {
+            let mut e = ssh("vm", &["qemu"]);
+            e.kvm = true;
+            Candidate {
+                executor: e,
+                isolation: Isolation::VmKvm,
+                observed: Some(Observed { os: "linux".into(), arch: "x86_64".into(), vm: Some(h) }),
+                rejected: None,
+            }
+        };
+        let ok = host(Some("/q"), Some("/k"), KvmDevice::Usable);
+        let table = [
+            (host(None, Some("/k"), KvmDevice::Usable), false, None, Some(RejectCode::QemuMissing)),
+            (host(Some("/q"), None, KvmDevice::Usable), false, None, Some(RejectCode::KernelMissing)),
+            (host(Some("/q"), Some("/k"), KvmDevice::Denied), true, None, Some(RejectCode::KvmRequired)),
+            (
+                host(Some("/q"), Some("/k"), KvmDevice::Absent),
+                false,
+                Some(vec![Isolation::VmKvm]),
+                Some(RejectCode::IsolationTooWeak),
+            ),
+            (ok.clone(), true, Some(vec![Isolation::VmKvm]), None),
+        ];
+        for (h, requires_kvm, acceptable, want) in table {
+            let mut c = [cand(h.clone())];
+            let mut r = req(Backend::Qemu);
+            r.requires_kvm = requires_kvm;
+            r.acceptable = acceptable;
+            check_vm_hosts(&mut c, &r);
+            assert_eq!(c[0].rejected.as_ref().map(|r| r.code), want, "{h:?}");
+        }
+        let mut c = [cand(host(Some("/q"), Some("/k"), KvmDevice::Absent))];
+        check_vm_hosts(&mut c, &req(Backend::Qemu));
+        assert_eq!(c[0].isolation, Isolation::VmTcg, "KVM is not promised without a usable /dev/kvm");
     }
 
     #[test]
@@ -367,7 +446,7 @@ mod tests {
         e.platform = Some(("linux".into(), "riscv64".into()));
         let inv = Inventory { path: None, executors: vec![e], default_executor: None };
         let mut c = filter_static(&inv, &req(Backend::LimaProcess));
-        probe_all(&mut c, Duration::from_secs(1));
+        probe_all(&mut c, &req(Backend::LimaProcess), Duration::from_secs(1));
         assert_eq!(c[0].rejected.as_ref().unwrap().code, RejectCode::PlatformMismatch);
     }
 }

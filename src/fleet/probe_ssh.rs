@@ -7,21 +7,46 @@
 
 use std::time::{Duration, Instant};
 
-use crate::ssh::platform::{ObservedPlatform, observe};
+use crate::runner::qemu::remote::host::{self, VmHost, VmHostConfig};
+use crate::ssh::platform::{ObservedPlatform, UNAME_COMMAND, parse_uname};
 use crate::ssh::{self, SshFailure};
 use crate::types::SshTarget;
 
-/// Probe `target`: connect and run `uname`, everything within `timeout`.
-pub fn probe(target: &SshTarget, timeout: Duration) -> Result<ObservedPlatform, SshFailure> {
+/// Probe `target`: connect and run `uname` and, for a VM bundle (`vm`), ask
+/// what QEMU, kernel and KVM the host has ([`host`]), all in one round trip
+/// and within `timeout`.
+pub fn probe(
+    target: &SshTarget,
+    timeout: Duration,
+    vm: Option<&VmHostConfig>,
+) -> Result<(ObservedPlatform, Option<VmHost>), SshFailure> {
     let deadline = Instant::now() + timeout;
     let session = ssh::connect_until(target, deadline)?;
-    let observed = observe(&session, deadline).map_err(|e| SshFailure {
+    let command = match vm {
+        Some(cfg) => format!("{UNAME_COMMAND}\n{}", host::command(cfg)),
+        None => UNAME_COMMAND.to_string(),
+    };
+    let observed = (|| -> anyhow::Result<_> {
+        let out = ssh::exec_until(&session, &command, deadline)?;
+        let text = out.stdout_str();
+        let (uname, _) = text.split_once(host::BEGIN).unwrap_or((&text, ""));
+        if out.status != 0 {
+            anyhow::bail!("exited {}: {}", out.status, out.stderr_str().trim());
+        }
+        let (platform, _hostname) = parse_uname(uname)?;
+        let found = match vm {
+            Some(cfg) => Some(host::parse(&text, cfg).ok_or_else(|| anyhow::anyhow!("no answer to the VM probe"))?),
+            None => None,
+        };
+        Ok((platform, found))
+    })()
+    .map_err(|e| SshFailure {
         code: ssh::UNREACHABLE,
         detail: format!("{}: connected, but cannot run `uname`: {e:#}", ssh::display_target(target)),
     });
     // A polite goodbye is one packet; do not let it stretch the budget much.
     ssh::disconnect(&session, Duration::from_millis(200));
-    observed.map(|(platform, _hostname)| platform)
+    observed
 }
 
 #[cfg(test)]
@@ -40,7 +65,7 @@ mod tests {
             known_hosts_file: "/nonexistent".into(),
         };
         let t0 = Instant::now();
-        let err = probe(&target, Duration::from_secs(2)).unwrap_err();
+        let err = probe(&target, Duration::from_secs(2), None).unwrap_err();
         assert_eq!(err.code, ssh::UNREACHABLE, "{err}");
         assert!(t0.elapsed() < Duration::from_secs(2));
     }
@@ -57,7 +82,7 @@ mod tests {
             known_hosts_file: "/nonexistent".into(),
         };
         let t0 = Instant::now();
-        let err = probe(&target, Duration::from_millis(700)).unwrap_err();
+        let err = probe(&target, Duration::from_millis(700), None).unwrap_err();
         let took = t0.elapsed();
         assert_eq!(err.code, ssh::UNREACHABLE, "{err}");
         assert!(took >= Duration::from_millis(600) && took < Duration::from_millis(1500), "{took:?}");

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Problem;
 use crate::types::{Backend, Containment, Environment, Isolation, SshTarget, Transport};
+pub use qemu::remote::host::VmHostConfig;
 
 /// How an executor is reached.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +48,9 @@ pub struct Target {
     pub executor: String,
     pub reach: Reach,
     pub backend: Backend,
+    /// Where QEMU and the kernel are on an SSH executor, when its inventory
+    /// entry names them (`capabilities.vm`); found by probing otherwise.
+    pub vm_host: VmHostConfig,
 }
 
 /// The three runners.
@@ -55,6 +59,8 @@ pub enum Kind {
     Local,
     Ssh,
     Qemu,
+    /// QEMU on an SSH executor.
+    RemoteQemu,
 }
 
 /// The runner for `backend` over `transport`, the one table of DESIGN §6:
@@ -64,16 +70,16 @@ pub enum Kind {
 /// | local | process (`lima-process`, `fleet`, `agent-machine`) | [`Kind::Local`] |
 /// | ssh | process | [`Kind::Ssh`] |
 /// | local | VM (`qemu`, `microvm`) | [`Kind::Qemu`] |
-/// | ssh | VM | none yet (remote VMs are to come) |
+/// | ssh | VM | [`Kind::RemoteQemu`]: the VM boots on the executor |
 ///
-/// A VM backend over SSH must not fall back to QEMU on this host: the
+/// A VM backend over SSH never falls back to QEMU on this host: the
 /// evidence would name the SSH executor for a VM that ran here.
 pub fn kind(transport: Transport, backend: Backend) -> Option<Kind> {
     match (transport, backend.is_vm()) {
         (Transport::Local, false) => Some(Kind::Local),
         (Transport::Ssh, false) => Some(Kind::Ssh),
         (Transport::Local, true) => Some(Kind::Qemu),
-        (Transport::Ssh, true) => None,
+        (Transport::Ssh, true) => Some(Kind::RemoteQemu),
     }
 }
 
@@ -95,7 +101,10 @@ pub fn for_target(target: &Target) -> Result<Box<dyn Runner>> {
         (Some(Kind::Local), _) => Box::new(local::LocalRunner::new(name)),
         (Some(Kind::Ssh), Reach::Ssh(t)) => Box::new(ssh::SshRunner::new(name, t.clone())),
         (Some(Kind::Qemu), _) => Box::new(qemu::QemuRunner::new(name)),
-        (Some(Kind::Ssh), Reach::Local) | (None, _) => {
+        (Some(Kind::RemoteQemu), Reach::Ssh(t)) => {
+            Box::new(qemu::remote::RemoteQemuRunner::new(name, t.clone(), target.vm_host.clone()))
+        }
+        (Some(Kind::Ssh | Kind::RemoteQemu), Reach::Local) | (None, _) => {
             return Err(Problem::error(format!(
                 "executor `{name}`: {}",
                 unsupported_detail(transport, target.backend)
@@ -315,8 +324,8 @@ mod tests {
             (Transport::Ssh, AgentMachine, Some(Kind::Ssh)),
             (Transport::Local, Qemu, Some(Kind::Qemu)),
             (Transport::Local, Microvm, Some(Kind::Qemu)),
-            (Transport::Ssh, Qemu, None),
-            (Transport::Ssh, Microvm, None),
+            (Transport::Ssh, Qemu, Some(Kind::RemoteQemu)),
+            (Transport::Ssh, Microvm, Some(Kind::RemoteQemu)),
         ];
         assert_eq!(table.len(), 2 * ALL.len(), "every combination is listed");
         for (transport, backend, want) in table {
@@ -329,7 +338,8 @@ mod tests {
     fn for_target_builds_the_runner_for_the_executor_or_refuses() {
         for backend in ALL {
             for reach in [Reach::Local, Reach::Ssh(ssh_target())] {
-                let target = Target { executor: "ex-1".into(), reach: reach.clone(), backend };
+                let target =
+                    Target { executor: "ex-1".into(), reach: reach.clone(), backend, vm_host: VmHostConfig::default() };
                 match for_target(&target) {
                     Ok(r) => {
                         assert!(supports(reach.transport(), backend));

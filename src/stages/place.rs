@@ -68,7 +68,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         pinned: pinned.clone(),
     };
     let mut cands = placement::filter_static(&inv, &req);
-    placement::probe_all(&mut cands, opts.probe_timeout);
+    placement::probe_all(&mut cands, &req, opts.probe_timeout);
     let unprobed = cands
         .iter()
         .filter(|c| c.rejected.as_ref().is_some_and(|r| r.code == crate::types::RejectCode::ProbeFailed))
@@ -110,6 +110,7 @@ pub fn place(root: &Path, arg: &Path, signer: &Signer, opts: &Options) -> Result
         isolation: c.isolation,
         inventory: inv.path.as_ref().map(|p| fsx::rel_to(root, p)).unwrap_or_else(|| "implicit".into()),
         observed_platform: c.observed.as_ref().map(|o| format!("{}/{}", o.os, o.arch)),
+        vm_host: c.observed.as_ref().and_then(|o| o.vm.clone()),
         rejected: rejected.iter().map(|(c, r)| RejectionCode { name: c.executor.name.clone(), code: r.code }).collect(),
     };
     let decision = PlacementDecision {

@@ -17,7 +17,7 @@ use crate::evidence::chain::Chain;
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::verify;
 use crate::runner::contract;
-use crate::runner::{self, Reach, Target};
+use crate::runner::{self, Reach, Target, VmHostConfig};
 use crate::stages::run::{self as run_stage, digest_tree};
 use crate::types::Backend;
 
@@ -176,14 +176,17 @@ pub fn replay(
 /// executor of the inventory (`local` is this host too).
 fn target(root: &Path, opts: &Options, backend: Backend) -> Result<Target> {
     Ok(match opts.executor.as_deref() {
-        None | Some("local") => Target { executor: "local".into(), reach: Reach::Local, backend },
+        None | Some("local") => {
+            Target { executor: "local".into(), reach: Reach::Local, backend, vm_host: VmHostConfig::default() }
+        }
         Some(name) => {
             let inv = crate::stages::place::load_inventory(root, opts.inventory.as_deref())?;
             let e = inv.executors.iter().find(|e| e.name == name).ok_or_else(|| {
                 Problem::error(format!("executor `{name}` is not in the inventory"))
                     .hint("pass --executor local or a name from fleet/inventory.json")
             })?;
-            Target { executor: e.name.clone(), reach: e.reach.clone(), backend }
+            let vm_host = VmHostConfig::from_caps(&e.caps);
+            Target { executor: e.name.clone(), reach: e.reach.clone(), backend, vm_host }
         }
     })
 }
@@ -201,7 +204,12 @@ mod tests {
             inventory: None,
         };
         let pick = |executor| target(root.path(), &opts(executor), Backend::LimaProcess);
-        let here = Target { executor: "local".into(), reach: Reach::Local, backend: Backend::LimaProcess };
+        let here = Target {
+            executor: "local".into(),
+            reach: Reach::Local,
+            backend: Backend::LimaProcess,
+            vm_host: VmHostConfig::default(),
+        };
         assert_eq!(pick(None).unwrap(), here, "by default: this host, whatever the evidence recorded");
         assert_eq!(pick(Some("local")).unwrap(), here);
         // The implicit inventory (no fleet/inventory.json) knows only `local`.

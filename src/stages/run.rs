@@ -49,7 +49,13 @@ pub fn target_for(decision: &PlacementDecision, details: &PlacementDetails, back
             .into());
         }
     };
-    Ok(Target { executor: decision.chosen_executor.clone(), reach, backend })
+    // Boot with what placement found on the executor (and recorded).
+    let vm_host = details
+        .vm_host
+        .as_ref()
+        .map(|h| runner::VmHostConfig { qemu: h.qemu.clone(), kernel: h.kernel.clone() })
+        .unwrap_or_default();
+    Ok(Target { executor: decision.chosen_executor.clone(), reach, backend, vm_host })
 }
 
 /// Build the job for a bundle staged and checked by [`contract::stage`]:

@@ -13,6 +13,7 @@ mod pipeline;
 mod place;
 mod qemu;
 mod readme;
+mod remote_vm;
 mod ssh;
 mod sshd;
 mod transparency;

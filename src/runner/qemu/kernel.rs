@@ -45,7 +45,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Compare version-like strings with digit runs as numbers: `6.10` > `6.9`.
-fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;

@@ -29,6 +29,7 @@ mod cpio;
 mod initramfs;
 mod kernel;
 mod kvm;
+pub mod remote;
 pub(crate) mod workdir;
 
 pub use kvm::KvmVerdict;
@@ -113,8 +114,52 @@ impl Ports {
     }
 }
 
-/// The QEMU command line for one boot. ttyS0..ttyS3 are, in order, the
+/// QEMU's arguments for one boot, wherever it runs (here or on an SSH
+/// executor). `serial` are the files behind ttyS0..ttyS3, in order: the
 /// console, stdout, stderr and control ports.
+pub(crate) struct BootArgs<'a> {
+    pub accel: Accel,
+    pub mem_mib: u64,
+    pub vcpu: u64,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub extra_append: &'a str,
+    pub serial: [&'a Path; 4],
+    pub network: bool,
+}
+
+impl BootArgs<'_> {
+    pub(crate) fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut arg = |a: &str| args.push(a.into());
+        for a in ["-accel", self.accel.as_str(), "-m", &self.mem_mib.to_string(), "-smp", &self.vcpu.to_string()] {
+            arg(a);
+        }
+        // No default devices, no display, no monitor: only what is listed here.
+        for a in ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"] {
+            arg(a);
+        }
+        arg("-nic");
+        arg(if self.network { "user,model=e1000" } else { "none" });
+        // quiet + loglevel: keep kernel chatter off even the console; panic=-1
+        // turns a guest panic into a reboot, which -no-reboot turns into an exit.
+        arg("-append");
+        arg(format!("console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4 {}", self.extra_append).trim_end());
+        for (i, p) in self.serial.iter().enumerate() {
+            let mut spec = OsString::from(format!("file,id=ser{i},append=on,path="));
+            spec.push(p.as_os_str());
+            args.push("-chardev".into());
+            args.push(spec);
+            args.push("-serial".into());
+            args.push(format!("chardev:ser{i}").into());
+        }
+        args.extend(["-kernel".into(), self.kernel.into(), "-initrd".into(), self.initrd.into()]);
+        args
+    }
+}
+
+/// The QEMU command line for one boot on this host. ttyS0..ttyS3 are, in
+/// order, the console, stdout, stderr and control ports.
 #[allow(clippy::too_many_arguments)]
 fn qemu_command(
     qemu: &Path,
@@ -143,30 +188,9 @@ fn qemu_command(
         }
         None => Command::new(qemu),
     };
-    let mut args: Vec<OsString> = Vec::new();
-    let mut arg = |a: &str| args.push(a.into());
-    for a in ["-accel", accel.as_str(), "-m", &mem_mib.to_string(), "-smp", &vcpu.to_string()] {
-        arg(a);
-    }
-    // No default devices, no display, no monitor: only what is listed here.
-    for a in ["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"] {
-        arg(a);
-    }
-    arg("-nic");
-    arg(if network { "user,model=e1000" } else { "none" });
-    // quiet + loglevel: keep kernel chatter off even the console; panic=-1
-    // turns a guest panic into a reboot, which -no-reboot turns into an exit.
-    arg("-append");
-    arg(format!("console=ttyS0 quiet loglevel=3 panic=-1 8250.nr_uarts=4 {extra_append}").trim_end());
-    for (i, p) in [&ports.console, &ports.stdout, &ports.stderr, &ports.control].into_iter().enumerate() {
-        let mut spec = OsString::from(format!("file,id=ser{i},append=on,path="));
-        spec.push(p.as_os_str());
-        args.push("-chardev".into());
-        args.push(spec);
-        args.push("-serial".into());
-        args.push(format!("chardev:ser{i}").into());
-    }
-    cmd.arg("-kernel").arg(&boot.path).arg("-initrd").arg(initrd).args(args);
+    let serial = [ports.console.as_path(), &ports.stdout, &ports.stderr, &ports.control];
+    let args = BootArgs { accel, mem_mib, vcpu, kernel: &boot.path, initrd, extra_append, serial, network };
+    cmd.args(args.to_args());
     let log = File::options().append(true).open(&ports.qemu_log);
     let (out, err) = match log.and_then(|f| Ok((f.try_clone()?, f))) {
         Ok((a, b)) => (Stdio::from(a), Stdio::from(b)),

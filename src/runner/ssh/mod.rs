@@ -26,7 +26,7 @@
 //! channel) after a few idle seconds; `wait` then returns an [`Exit`] whose
 //! `error` says the connection was lost instead of hanging.
 
-mod wrapper;
+pub(crate) mod wrapper;
 
 use anyhow::{Context, Result, bail};
 use ssh2::{Channel, Session};
@@ -41,22 +41,22 @@ use crate::ssh::{self, platform};
 use crate::types::{Containment, Environment, Isolation, SshTarget};
 
 /// Connecting (TCP, handshake, host key, auth).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Any one blocking step of staging or collecting (an SFTP call, a short command).
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sending a signal to the remote group over a fresh channel.
-const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// After KILL, how long to wait for the channel to close before giving up.
-const AFTER_KILL: Duration = Duration::from_secs(5);
+pub(crate) const AFTER_KILL: Duration = Duration::from_secs(5);
 /// Silence (no output) after which a liveness round-trip checks the connection.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 /// How long a liveness round-trip may take before the host counts as gone.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past the deadline (and grace) the remote wrapper waits for
 /// agentplane's stop before it KILLs the run itself (a silent network).
-const BACKSTOP_MARGIN: Duration = Duration::from_secs(30);
+pub(crate) const BACKSTOP_MARGIN: Duration = Duration::from_secs(30);
 /// Reconnecting to clean up after the connection was lost.
-const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RECONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Variables whose value belongs to the host the script runs on: the remote
 /// login's value wins over this host's when the governed environment has them.
 const HOST_SPECIFIC: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "PATH"];
@@ -135,17 +135,33 @@ impl SshRunner {
         session.set_blocking(false);
         res.map_err(|e| anyhow::anyhow!("no answer within {}s ({})", PING_TIMEOUT.as_secs(), e.message()))
     }
+}
 
-    /// Kill the run if it may still go on, and remove the run directory.
-    fn remove_remote(session: &Session, dir: &str, marker: &str, kill: bool) -> Result<()> {
-        let rm = format!("rm -rf -- {}", shell_quote(dir));
-        let cmd = if kill { format!("{}{rm}", wrapper::signal_command(dir, marker, "KILL")) } else { rm };
-        ssh::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
-    }
+/// Kill the run in `dir` if it may still go on, and remove the directory.
+pub(crate) fn remove_run_dir(session: &Session, dir: &str, marker: &str, kill: bool) -> Result<()> {
+    let rm = format!("rm -rf -- {}", shell_quote(dir));
+    let cmd = if kill { format!("{}{rm}", wrapper::signal_command(dir, marker, "KILL")) } else { rm };
+    ssh::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
+}
+
+/// The remote wrapper's containment receipt for the run in `dir` (blocking
+/// session). An error says why there is none: without a receipt nothing
+/// vouches for the teardown.
+pub(crate) fn fetch_receipt(session: &Session, dir: &str, executor: &str) -> std::result::Result<Containment, String> {
+    let read = || -> Result<String> {
+        let out = ssh::exec(session, &format!("cat {}", shell_quote(&format!("{dir}/containment"))), STEP_TIMEOUT)?;
+        if out.status != 0 {
+            bail!("{}", out.stderr_str().trim());
+        }
+        Ok(out.stdout_str())
+    };
+    let text = read().map_err(|e| format!("no containment receipt from {executor}: {e:#}"))?;
+    wrapper::parse_receipt(&text, executor)
+        .ok_or_else(|| format!("unreadable containment receipt from {executor}: {:?}", text.trim()))
 }
 
 /// A run id as a file-name component (it is ours, but never trust a path).
-fn safe_component(s: &str) -> String {
+pub(crate) fn safe_component(s: &str) -> String {
     let cleaned: String = s
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
@@ -407,14 +423,14 @@ impl Runner for SshRunner {
         let res = match (self.session.take(), &self.lost) {
             (Some(s), None) => {
                 s.set_blocking(true);
-                let r = Self::remove_remote(&s, &dir, &self.marker, self.needs_kill);
+                let r = remove_run_dir(&s, &dir, &self.marker, self.needs_kill);
                 ssh::disconnect(&s, Duration::from_secs(1));
                 r
             }
             // The old session is dead: one short attempt on a new one.
             _ => match ssh::connect(&self.target, RECONNECT_TIMEOUT) {
                 Ok(s) => {
-                    let r = Self::remove_remote(&s, &dir, &self.marker, self.needs_kill);
+                    let r = remove_run_dir(&s, &dir, &self.marker, self.needs_kill);
                     ssh::disconnect(&s, Duration::from_secs(1));
                     r
                 }
@@ -457,23 +473,12 @@ impl SshRunner {
     /// Read the wrapper's containment receipt (blocking session). On failure,
     /// the run's error: without a receipt nothing vouches for the teardown.
     fn read_receipt(&mut self) -> std::result::Result<(), String> {
-        let read = || -> Result<String> {
-            let dir = self.dir()?;
-            let out = ssh::exec(
-                self.session()?,
-                &format!("cat {}", shell_quote(&format!("{dir}/containment"))),
-                STEP_TIMEOUT,
-            )?;
-            if out.status != 0 {
-                bail!("{}", out.stderr_str().trim());
-            }
-            Ok(out.stdout_str())
-        };
-        let text = read().map_err(|e| format!("no containment receipt from {}: {e:#}", self.executor))?;
-        self.receipt = wrapper::parse_receipt(&text, &self.executor);
-        if self.receipt.is_none() {
-            return Err(format!("unreadable containment receipt from {}: {:?}", self.executor, text.trim()));
-        }
+        let receipt = fetch_receipt(
+            self.session().map_err(|e| format!("{e:#}"))?,
+            self.dir().map_err(|e| format!("{e:#}"))?,
+            &self.executor,
+        )?;
+        self.receipt = Some(receipt);
         Ok(())
     }
 }
