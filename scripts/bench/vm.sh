@@ -15,10 +15,20 @@
 # VM smoke runner can do. agentplane additionally builds its initramfs, carries
 # stdout/stderr/products over serial ports, digests them and signs evidence.
 #
-# Target (issue): agentplane <= 1.2x the raw boot it corresponds to
-# (agentplane vs raw-elf, agentplane-bz vs raw-bzimage).
+# Remote rows (issue #15; skipped with --no-remote or without /usr/sbin/sshd):
+# a throwaway sshd on loopback (root login with a fresh key, strict known_hosts)
+# is the SSH executor.
+#   raw-ssh         ssh -p PORT root@127.0.0.1 qemu-system-x86_64 ... -kernel
+#                   /boot/vmlinuz-* -initrd RAW.cpio (the initramfs already there)
+#   agentplane-ssh  agentplane run bundles/example-vm placed on that executor:
+#                   the VM boots there (compressed kernel: no remote ELF cache),
+#                   the initramfs is built here and uploaded every run, the
+#                   ports are followed over SFTP.
 #
-# Usage: scripts/bench/vm.sh [--runs 5] [--keep]
+# Target (issue): agentplane <= 1.2x the raw boot it corresponds to
+# (agentplane vs raw-elf, agentplane-bz vs raw-bzimage, agentplane-ssh vs raw-ssh).
+#
+# Usage: scripts/bench/vm.sh [--runs 5] [--keep] [--no-remote]
 #   AGENTPLANE=path/to/binary (default target/release/agentplane)
 # Needs qemu-system-x86_64, /bin/busybox (static), /boot/vmlinuz-*, cpio, hyperfine.
 # Results: target/bench/vm.{json,md}
@@ -26,11 +36,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 
-RUNS=5 KEEP=0
+RUNS=5 KEEP=0 REMOTE=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --no-remote) REMOTE=0; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
@@ -44,7 +55,10 @@ KERNEL="$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)"
 [ -n "$KERNEL" ] || die "no /boot/vmlinuz-*: apt-get install linux-image-amd64"
 
 DIR="$(mktemp -d "${TMPDIR:-/tmp}/agentplane-bench-vm.XXXXXX")"
-[ "$KEEP" = 1 ] && echo "vm.sh: work dir kept: $DIR" >&2 || trap 'rm -rf "$DIR"' EXIT
+SSHD_PID=
+cleanup() { [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null; [ "$KEEP" = 1 ] || rm -rf "$DIR"; }
+trap cleanup EXIT
+[ "$KEEP" = 1 ] && echo "vm.sh: work dir kept: $DIR" >&2
 export AGENTPLANE_QEMU_ACCEL=tcg
 export AGENTPLANE_CACHE_DIR="$DIR/cache"
 
@@ -79,18 +93,52 @@ chmod 755 "$R/init"
 RAW="qemu-system-x86_64 -accel tcg -m 256 -smp 1 -nodefaults -no-user-config -display none -no-reboot -nic none -serial stdio -initrd '$DIR/raw.cpio' -append 'console=ttyS0 quiet loglevel=3 panic=-1'"
 try_untimed raw-bzimage "$RAW -kernel '$KERNEL' >'$DIR/raw.out' && grep -q 'hostname: agentplane-vm' '$DIR/raw.out'"
 
+# The SSH executor: a loopback sshd as root, strict host keys.
+REMOTE_ROWS=()
+if [ "$REMOTE" = 1 ] && [ -x /usr/sbin/sshd ]; then
+  S="$DIR/sshd"; mkdir -p "$S" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$S/host" && ssh-keygen -q -t ed25519 -N '' -f "$S/client"
+  cp "$S/client.pub" "$S/authorized_keys"
+  PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  /usr/sbin/sshd -D -e -f /dev/null -p "$PORT" -o ListenAddress=127.0.0.1 -h "$S/host" \
+    -o "AuthorizedKeysFile=$S/authorized_keys" -o StrictModes=no -o "Subsystem=sftp internal-sftp" \
+    -o PermitRootLogin=prohibit-password -o PasswordAuthentication=no 2>"$S/sshd.log" &
+  SSHD_PID=$!
+  echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$S/host.pub")" >"$S/known_hosts"
+  for _ in $(seq 50); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$PORT),0.2)" 2>/dev/null && break; sleep 0.1; done
+  cat >"$DIR/root/inv.json" <<EOF
+{"apiVersion": "agentplane.socioprophet.org/v0.1", "kind": "FleetInventory",
+ "metadata": {"name": "bench", "version": "0.1.0", "createdAt": "2026-11-23T00:00:00Z"},
+ "builders": [], "defaultExecutor": "loopback", "selectionPolicy": {"preferHealthy": true, "requireEnabled": true},
+ "executors": [{"name": "loopback", "sshRef": "root@127.0.0.1:$PORT", "enabled": true,
+   "platform": {"os": "linux", "arch": "x86_64"}, "supportedBackends": ["qemu"], "capabilities": {"kvm": false},
+   "health": {"state": "ready"}, "trustZone": "bench",
+   "ssh": {"host": "127.0.0.1", "port": $PORT, "user": "root", "identityFile": "$S/client", "knownHostsFile": "$S/known_hosts"}}]}
+EOF
+  SSH="ssh -q -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='$S/known_hosts' -i '$S/client' -p $PORT root@127.0.0.1"
+  PREP_SSH="$AP validate -q bundles/example-vm >/dev/null && $AP place bundles/example-vm --inventory inv.json >/dev/null"
+  try_untimed agentplane-ssh "$PREP_SSH && $AP --format json run bundles/example-vm | grep -q '\"isolation\": \"vm-tcg\"'"
+  try_untimed raw-ssh "$SSH \"$RAW -kernel '$KERNEL'\" >'$DIR/raw-ssh.out' && grep -q 'hostname: agentplane-vm' '$DIR/raw-ssh.out'"
+  REMOTE_ROWS=(--command-name raw-ssh --prepare true "$SSH \"$RAW -kernel '$KERNEL'\" >/dev/null"
+    --command-name agentplane-ssh --prepare "$PREP_SSH" "$AP run bundles/example-vm >/dev/null")
+fi
+
 mkdir -p "$RESULTS"
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$RESULTS/vm.json" --export-markdown "$RESULTS/vm.md" \
   --command-name raw-bzimage --prepare true "$RAW -kernel '$KERNEL' >/dev/null" \
   --command-name raw-elf --prepare true "$RAW -kernel '$ELF' >/dev/null" \
   --command-name agentplane --prepare "$PREP" "$AP run bundles/example-vm >/dev/null" \
-  --command-name agentplane-bz --prepare "$PREP" "AGENTPLANE_QEMU_NO_ELF=1 $AP run bundles/example-vm >/dev/null"
+  --command-name agentplane-bz --prepare "$PREP" "AGENTPLANE_QEMU_NO_ELF=1 $AP run bundles/example-vm >/dev/null" \
+  "${REMOTE_ROWS[@]}"
 
 report_medians "$RESULTS/vm.json"
 python3 - "$RESULTS/vm.json" <<'EOF'
 import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
-for mine, raw in (("agentplane", "raw-elf"), ("agentplane-bz", "raw-bzimage"), ("agentplane", "raw-bzimage")):
+pairs = [("agentplane", "raw-elf"), ("agentplane-bz", "raw-bzimage"), ("agentplane", "raw-bzimage"), ("agentplane-ssh", "raw-ssh")]
+for mine, raw in pairs:
+    if mine not in r or raw not in r:
+        continue
     ratio = r[mine] / r[raw]
     verdict = "ok" if ratio <= 1.2 else "over the 1.2x target"
     print(f"{mine:<14} / {raw:<12} = {ratio:.2f}x  ({verdict})")

@@ -234,7 +234,11 @@ pub struct RunArtifact {
     pub duration_ms: u64,
     /// The isolation actually provided.
     pub isolation: Isolation,
+    /// Where the script ran (for a VM: the guest).
     pub environment: Environment,
+    /// For a VM: the machine QEMU ran on (this host, or the SSH executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_host: Option<Environment>,
     pub logs: Vec<FileDigest>,
     pub products: Vec<FileDigest>,
     /// Names (never values) of secrets given to the run; their values were

@@ -266,8 +266,21 @@ fn home() -> String {
 }
 
 /// Work out how to reach a node: `local`, its `ssh` block, or `user@host[:port]`.
+///
+/// `capabilities.lima: "<instance>"` names a Lima instance: it is reached as
+/// the alias `lima-<instance>`, through `$LIMA_HOME/<instance>/ssh.config`
+/// (an `ssh` block still wins for what it states).
 fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
-    if n.ssh_ref == "local" && n.ssh.is_none() {
+    let lima = match n.capabilities.as_ref().and_then(|c| c.get("lima")) {
+        None => None,
+        Some(Value::String(i)) if crate::ssh::config::is_lima_instance(i) => Some(format!("lima-{i}")),
+        Some(other) => {
+            return Err(format!(
+                "capabilities.lima must be a Lima instance name (letters, digits, `-`, `_`, `.`), not {other}"
+            ));
+        }
+    };
+    if n.ssh_ref == "local" && n.ssh.is_none() && lima.is_none() {
         return Ok((Reach::Local, None));
     }
     let default_user = std::env::var("USER").unwrap_or_else(|_| "root".into());
@@ -287,6 +300,9 @@ fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
             port = p.parse().map_err(|_| format!("sshRef `{}` has a bad port", n.ssh_ref))?;
             host = h.to_string();
         }
+    }
+    if let Some(alias) = lima {
+        host = alias;
     }
     let b = n.ssh.as_ref();
     if let Some(b) = b {

@@ -210,6 +210,8 @@ pub struct Outcome {
     pub containment: Option<Containment>,
     pub isolation: Isolation,
     pub environment: Environment,
+    /// For a VM: the machine QEMU ran on.
+    pub vm_host: Option<Environment>,
     pub started: std::time::SystemTime,
     pub duration: Duration,
 }
@@ -236,6 +238,10 @@ pub trait Runner {
     fn isolation(&self) -> Isolation;
     /// Kernel, arch and hostname of where the script ran.
     fn environment(&self) -> Environment;
+    /// For a VM runner: the machine QEMU ran on (known after `prepare`).
+    fn vm_host(&self) -> Option<Environment> {
+        None
+    }
     /// The containment receipt (known after `wait`): which mechanism held the
     /// run, what had to be killed at its end, and the survivors counted after.
     /// `None` when the run never started or the runner cannot tell.
@@ -279,6 +285,7 @@ pub fn execute(runner: &mut dyn Runner, job: &Job, events: &mut dyn FnMut(Event)
         containment,
         isolation: runner.isolation(),
         environment: runner.environment(),
+        vm_host: runner.vm_host(),
         started,
         duration: t0.elapsed(),
     }

@@ -27,10 +27,19 @@ pub struct Resolved {
 /// The places agentplane looks for an alias, for error messages.
 pub fn search_path(alias: &str, home: &Path, lima_home: &Path) -> Vec<PathBuf> {
     let mut v = vec![home.join(".ssh/config")];
-    if let Some(instance) = alias.strip_prefix("lima-") {
+    if let Some(instance) = alias.strip_prefix("lima-").filter(|i| is_lima_instance(i)) {
         v.push(lima_home.join(instance).join("ssh.config"));
     }
     v
+}
+
+/// A Lima instance name: letters, digits, `-`, `_` and `.`, not starting with
+/// `.` or `-` (so never a path out of `$LIMA_HOME`).
+pub fn is_lima_instance(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(['.', '-'])
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `$LIMA_HOME`, else `~/.lima`.
@@ -149,5 +158,18 @@ mod tests {
         assert_eq!((r.target.host.as_str(), r.target.port, r.target.user.as_str()), ("127.0.0.1", 60022, "lima"));
         assert_eq!(search_path("lima-x", home, &lima), vec![home.join(".ssh/config"), lima.join("x/ssh.config")]);
         assert_eq!(resolve("lima-other", home, &lima, "me").unwrap(), None);
+    }
+
+    #[test]
+    fn lima_instance_names_never_leave_lima_home() {
+        for ok in ["default", "nixbuilder", "k8s-1.30", "a_b"] {
+            assert!(is_lima_instance(ok), "{ok}");
+        }
+        for bad in ["", "..", "../etc", "a/b", ".hidden", "-x", "a b", "x\n"] {
+            assert!(!is_lima_instance(bad), "{bad:?}");
+        }
+        let home = Path::new("/h");
+        let lima = Path::new("/h/.lima");
+        assert_eq!(search_path("lima-../../etc", home, lima), vec![home.join(".ssh/config")]);
     }
 }

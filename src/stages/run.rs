@@ -262,6 +262,7 @@ fn build_artifact(
         duration_ms: o.duration.as_millis() as u64,
         isolation: o.isolation,
         environment: o.environment.clone(),
+        vm_host: o.vm_host.clone(),
         logs: vec![log(STDOUT_LOG)?, log(STDERR_LOG)?],
         products: products.to_vec(),
         secrets_provided: secrets.iter().map(|s| s.name.clone()).collect(),

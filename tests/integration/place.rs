@@ -75,11 +75,11 @@ fn isolation_and_kvm_policies_filter() {
 }
 
 /// A `qemu` bundle and an inventory whose only executor is an SSH host that
-/// lists `qemu`: no runner boots a VM over SSH yet, so placement must say so
-/// (before any probe: the host does not exist) rather than choose it and let
-/// the run boot QEMU on this host under the SSH executor's name.
+/// lists `qemu`: the VM would boot *there*, so the host is probed (QEMU,
+/// kernel, KVM: tests/integration/remote_vm.rs) and, being unreachable, is
+/// rejected as such; nothing boots on this host under its name.
 #[test]
-fn a_vm_backend_over_ssh_is_runner_unsupported() {
+fn a_vm_backend_over_ssh_is_probed_on_the_executor() {
     let r = Root::new();
     r.keygen();
     r.bundle("vm", "#!/bin/sh\n", |v| v["spec"]["vm"]["backendIntent"] = "qemu".into());
@@ -99,11 +99,10 @@ fn a_vm_backend_over_ssh_is_runner_unsupported() {
     assert!(d["chosenExecutor"].is_null(), "{d}");
     let rejected = &d["rejected"][0];
     assert_eq!(rejected["name"], "remote-vm", "{d}");
-    assert_eq!(rejected["code"], "runner-unsupported", "{d}");
-    assert!(rejected.to_string().contains("no runner runs backend `qemu` over ssh yet"), "{d}");
+    assert_eq!(rejected["code"], "ssh-unreachable", "{d}");
 
     let out = r.cmd(&["place", "bundles/vm", "--inventory", &inv]).failed();
-    assert!(out.stdout.contains("remote-vm") && out.stdout.contains("runner-unsupported"), "{}", out.stdout);
+    assert!(out.stdout.contains("remote-vm") && out.stdout.contains("ssh-unreachable"), "{}", out.stdout);
     assert!(!r.join("artifacts/vm/placement-decision.json").exists(), "nothing was placed");
 }
 

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 /// The throwaway login the VMs run as.
 const USER: &str = "agentplane-vmtest";
 
+/// The tests that boot a VM take turns, so "QEMU processes of [`USER`]" are
+/// always the running test's own.
+static VM_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn vm_turn() -> std::sync::MutexGuard<'static, ()> {
+    VM_TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Create [`USER`] if missing (the tests run as root: `scripts/test` and CI do).
 fn ensure_user() {
     let exists = Command::new("id").arg(USER).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success();
@@ -103,6 +111,7 @@ fn lima_home(r: &Root, sshd: &Sshd, instance: &str) -> String {
 /// dir gone, then replayed on the same executor with `replay --executor`.
 #[test]
 fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
+    let _turn = vm_turn();
     let sshd = sshd_for_user();
     let r = Root::new();
     r.copy_bundle("example-vm");
@@ -165,6 +174,9 @@ fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
     assert_eq!(artifact["containment"]["survivors"], 0, "{artifact:#}");
     assert_eq!(artifact["containment"]["checked"], true, "{artifact:#}");
     assert!(wait_until(Duration::from_secs(5), || user_vms().is_empty()), "{:?}", user_vms());
+    // The machine QEMU ran on is recorded beside the guest's environment.
+    assert_eq!(artifact["vmHost"]["arch"], "x86_64", "{artifact:#}");
+    assert_eq!(artifact["vmHost"]["os"], "linux", "{artifact:#}");
     let left: Vec<_> = std::fs::read_dir("/tmp")
         .unwrap()
         .flatten()
@@ -224,6 +236,7 @@ fn placed_vm(sshd: &Sshd, name: &str, smoke: &str, max: u64) -> Root {
 /// deadline is left) is killed on the executor by agentplane's deadline.
 #[test]
 fn a_runaway_vm_on_an_ssh_executor_is_killed_there_at_its_deadline() {
+    let _turn = vm_turn();
     let sshd = sshd_for_user();
     let smoke = "for p in $(pidof init); do [ \"$p\" != 1 ] && kill -9 \"$p\"; done\necho unguarded\nsleep 600\n";
     let r = placed_vm(&sshd, "vm-runaway", smoke, 5);
@@ -243,6 +256,7 @@ fn a_runaway_vm_on_an_ssh_executor_is_killed_there_at_its_deadline() {
 
 #[test]
 fn kill_9_of_agentplane_during_a_remote_vm_run_leaves_no_vm_there() {
+    let _turn = vm_turn();
     let sshd = sshd_for_user();
     let r = placed_vm(&sshd, "vm-kill9", "#!/bin/sh\necho started\nsleep 600\n", 300);
     let mut child = Command::new(BIN)
@@ -307,4 +321,47 @@ fn vm_executors_without_qemu_kernel_or_kvm_are_rejected_with_their_codes() {
     // Declared without KVM: rejected before any probe.
     assert_eq!(code_of(&d, "no-qemu"), "kvm-required", "{d:#}");
     assert!(d.to_string().contains("/dev/kvm is there but the login may not open it"), "{d:#}");
+}
+
+/// An executor can name its Lima instance (`capabilities.lima`) instead of
+/// using the `lima-<instance>` alias; a name that could leave `$LIMA_HOME`
+/// is an inventory error.
+#[test]
+fn an_executor_naming_its_lima_instance_is_reached_through_lima_ssh_config() {
+    let sshd = sshd_for_user();
+    let r = Root::new();
+    r.keygen();
+    r.bundle("vm-lima-cap", "#!/bin/sh\ntrue\n", |v| v["spec"]["vm"]["backendIntent"] = "qemu".into());
+    r.cmd(&["validate", "bundles/vm-lima-cap"]).ok();
+    let lima = lima_home(&r, &sshd, "builder");
+    let exec = |instance: &str| {
+        serde_json::json!({
+            "name": "builder",
+            "sshRef": "builder",
+            "enabled": true,
+            "platform": {"os": "linux", "arch": "x86_64"},
+            "supportedBackends": ["qemu"],
+            "capabilities": {"kvm": false, "lima": instance},
+            "health": {"state": "ready"},
+            "trustZone": "test"
+        })
+    };
+    let inv = r.inventory(&[exec("builder")], "builder");
+    let placed =
+        r.cmd_env(&["--format", "json", "place", "bundles/vm-lima-cap", "--inventory", &inv], &[("LIMA_HOME", &lima)]);
+    assert_eq!(placed.code, 0, "{}\n{}", placed.stdout, placed.stderr);
+    let d = placed.json();
+    assert_eq!(d["chosenExecutor"], "builder", "{d:#}");
+    assert_eq!(
+        (d["ssh"]["port"].as_u64(), d["ssh"]["user"].as_str()),
+        (Some(u64::from(sshd.port)), Some(USER)),
+        "{d:#}"
+    );
+    assert!(d["sshConfig"].as_str().unwrap().ends_with("builder/ssh.config"), "{d:#}");
+    assert!(d["vmHost"]["kernel"].is_string(), "{d:#}");
+
+    let inv = r.inventory(&[exec("../../etc")], "builder");
+    let bad = r.cmd_env(&["place", "bundles/vm-lima-cap", "--inventory", &inv], &[("LIMA_HOME", &lima)]);
+    assert_eq!(bad.code, 2, "{}\n{}", bad.stdout, bad.stderr);
+    assert!(bad.stderr.contains("capabilities.lima must be a Lima instance name"), "{}", bad.stderr);
 }

@@ -600,6 +600,10 @@ impl Runner for QemuRunner {
     fn containment(&self) -> Option<Containment> {
         self.receipt.clone()
     }
+
+    fn vm_host(&self) -> Option<Environment> {
+        Some(super::host_environment())
+    }
 }
 
 #[cfg(test)]

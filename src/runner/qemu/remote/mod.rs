@@ -616,6 +616,10 @@ impl Runner for RemoteQemuRunner {
         }
     }
 
+    fn vm_host(&self) -> Option<Environment> {
+        self.host_env.clone()
+    }
+
     fn containment(&self) -> Option<Containment> {
         self.receipt.clone().map(|mut c| {
             if self.host_stopped {
