@@ -116,7 +116,7 @@ if [ "$REMOTE" = 1 ] && [ -x /usr/sbin/sshd ]; then
    "ssh": {"host": "127.0.0.1", "port": $PORT, "user": "root", "identityFile": "$S/client", "knownHostsFile": "$S/known_hosts"}}]}
 EOF
   SSH="ssh -q -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile='$S/known_hosts' -i '$S/client' -p $PORT root@127.0.0.1"
-  PREP_SSH="$AP validate -q bundles/example-vm >/dev/null && $AP place bundles/example-vm --inventory inv.json >/dev/null"
+  PREP_SSH="$AP validate -q bundles/example-vm >/dev/null && $AP place bundles/example-vm --inventory '$DIR/root/inv.json' >/dev/null"
   try_untimed agentplane-ssh "$PREP_SSH && $AP --format json run bundles/example-vm | grep -q '\"isolation\": \"vm-tcg\"'"
   try_untimed raw-ssh "$SSH \"$RAW -kernel '$KERNEL'\" >'$DIR/raw-ssh.out' && grep -q 'hostname: agentplane-vm' '$DIR/raw-ssh.out'"
   REMOTE_ROWS=(--command-name raw-ssh --prepare true "$SSH \"$RAW -kernel '$KERNEL'\" >/dev/null"
