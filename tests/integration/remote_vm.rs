@@ -365,3 +365,34 @@ fn an_executor_naming_its_lima_instance_is_reached_through_lima_ssh_config() {
     assert_eq!(bad.code, 2, "{}\n{}", bad.stdout, bad.stderr);
     assert!(bad.stderr.contains("capabilities.lima must be a Lima instance name"), "{}", bad.stderr);
 }
+
+/// An executor whose "QEMU" starts and dies at once (here `/bin/false`): a
+/// failed run that says the VM never ran the script, with what the executor
+/// printed; its run directory is gone.
+#[test]
+fn a_qemu_that_dies_at_once_on_the_executor_is_a_failed_run_that_says_so() {
+    let sshd = sshd_for_user();
+    let r = Root::new();
+    r.keygen();
+    r.bundle("vm-false", "#!/bin/sh\necho never\n", |v| v["spec"]["vm"]["backendIntent"] = "qemu".into());
+    let inv = r.inventory(&[vm_executor(&sshd, "fake-qemu", serde_json::json!({"qemu": "/bin/false"}))], "fake-qemu");
+    r.cmd(&["validate", "bundles/vm-false"]).ok();
+    r.cmd(&["place", "bundles/vm-false", "--inventory", &inv]).ok();
+    let run = r.cmd(&["--format", "json", "run", "bundles/vm-false"]).failed().json();
+    assert_eq!(run["status"], "failure", "{run:#}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("the VM on fake-qemu powered off before the smoke script finished"), "{run:#}");
+    assert_eq!(run["executor"], "fake-qemu");
+    assert_eq!(r.read("artifacts/vm-false/run.stdout.log"), "");
+    let dirs: Vec<_> = std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            use std::os::unix::fs::MetadataExt;
+            e.file_name().to_string_lossy().starts_with("agentplane-remote-")
+                && e.metadata().is_ok_and(|m| m.uid() == uid_of(USER))
+                && std::fs::read_to_string(e.path().join("boot.sh")).is_ok_and(|b| b.contains("/bin/false"))
+        })
+        .collect();
+    assert!(dirs.is_empty(), "the run dir was left on the executor");
+}
