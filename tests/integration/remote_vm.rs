@@ -4,6 +4,7 @@
 //! missing), so "there" is observably another user's VM: real QEMU under TCG
 //! (the account is not in the `kvm` group).
 
+use crate::ssh::code_of;
 use crate::sshd::Sshd;
 use crate::util::{BIN, Root};
 use std::process::{Command, Stdio};
@@ -55,16 +56,6 @@ fn vm_executor(sshd: &Sshd, name: &str, vm: serde_json::Value) -> serde_json::Va
     e["supportedBackends"] = serde_json::json!(["qemu", "microvm", "lima-process"]);
     e["capabilities"] = serde_json::json!({"kvm": false, "vm": vm});
     e
-}
-
-/// The rejection code recorded for executor `name`.
-fn code_of(decision: &serde_json::Value, name: &str) -> String {
-    decision["rejected"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["name"] == name))
-        .and_then(|x| x["code"].as_str())
-        .unwrap_or_else(|| panic!("no rejection for {name} in {decision:#}"))
-        .to_string()
 }
 
 /// QEMU processes running as [`USER`].
@@ -177,16 +168,7 @@ fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
     // The machine QEMU ran on is recorded beside the guest's environment.
     assert_eq!(artifact["vmHost"]["arch"], "x86_64", "{artifact:#}");
     assert_eq!(artifact["vmHost"]["os"], "linux", "{artifact:#}");
-    let left: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            use std::os::unix::fs::MetadataExt;
-            e.file_name().to_string_lossy().starts_with("agentplane-remote-")
-                && e.metadata().is_ok_and(|m| m.uid() == uid_of(USER))
-        })
-        .map(|e| e.path())
-        .collect();
+    let left = run_dirs_of_user(|_| true);
     assert!(left.is_empty(), "remote run dirs left: {left:?}");
 
     r.cmd(&["emit", b]).ok();
@@ -210,6 +192,20 @@ fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
     let v = replay.json();
     assert_eq!(v["verdict"], "match", "{v:#}");
     assert_eq!(v["executor"], "lima-vmhost", "{v:#}");
+}
+
+/// The test account's remote run directories in `/tmp` that `keep` selects.
+fn run_dirs_of_user(keep: impl Fn(&std::path::Path) -> bool) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = uid_of(USER);
+    std::fs::read_dir("/tmp")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("agentplane-remote-"))
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .map(|e| e.path())
+        .filter(|p| keep(p))
+        .collect()
 }
 
 fn uid_of(user: &str) -> u32 {
@@ -384,15 +380,6 @@ fn a_qemu_that_dies_at_once_on_the_executor_is_a_failed_run_that_says_so() {
     assert!(error.contains("the VM on fake-qemu powered off before the smoke script finished"), "{run:#}");
     assert_eq!(run["executor"], "fake-qemu");
     assert_eq!(r.read("artifacts/vm-false/run.stdout.log"), "");
-    let dirs: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            use std::os::unix::fs::MetadataExt;
-            e.file_name().to_string_lossy().starts_with("agentplane-remote-")
-                && e.metadata().is_ok_and(|m| m.uid() == uid_of(USER))
-                && std::fs::read_to_string(e.path().join("boot.sh")).is_ok_and(|b| b.contains("/bin/false"))
-        })
-        .collect();
+    let dirs = run_dirs_of_user(|d| std::fs::read_to_string(d.join("boot.sh")).is_ok_and(|b| b.contains("/bin/false")));
     assert!(dirs.is_empty(), "the run dir was left on the executor");
 }

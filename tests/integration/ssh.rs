@@ -24,7 +24,7 @@ fn place_json(r: &Root, bundle: &str, inv: &str, timeout: &str) -> Run {
 }
 
 /// The rejection code recorded for executor `name`.
-fn code_of(decision: &serde_json::Value, name: &str) -> String {
+pub(crate) fn code_of(decision: &serde_json::Value, name: &str) -> String {
     decision["rejected"]
         .as_array()
         .and_then(|a| a.iter().find(|x| x["name"] == name))

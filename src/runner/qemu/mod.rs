@@ -289,6 +289,27 @@ fn nic_module(release: Option<&str>) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The isolation a VM had: never more than was used, so TCG unless KVM
+/// actually ran it.
+fn isolation_of(accel: Option<Accel>) -> Isolation {
+    match accel {
+        Some(Accel::Kvm) => Isolation::VmKvm,
+        _ => Isolation::VmTcg,
+    }
+}
+
+/// Where a VM's script ran, as its guest reported (kernel, arch, hostname);
+/// `arch` and `release` (the booted kernel's) stand in for what it did not.
+fn guest_environment(state: &ControlState, arch: &str, release: Option<&str>) -> Environment {
+    let get = |k: &str| state.env.get(k).filter(|v| !v.is_empty()).cloned();
+    Environment {
+        os: "linux".into(),
+        arch: get("arch").unwrap_or_else(|| arch.to_string()),
+        kernel: get("kernel").or_else(|| release.map(str::to_string)).unwrap_or_default(),
+        hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
+    }
+}
+
 /// Runs smoke scripts in a QEMU VM on this host. See the module docs.
 pub struct QemuRunner {
     executor: String,
@@ -579,22 +600,11 @@ impl Runner for QemuRunner {
     }
 
     fn isolation(&self) -> Isolation {
-        // Never claim more than was used: TCG unless KVM actually ran the VM.
-        match self.accel {
-            Some(Accel::Kvm) => Isolation::VmKvm,
-            _ => Isolation::VmTcg,
-        }
+        isolation_of(self.accel)
     }
 
     fn environment(&self) -> Environment {
-        let env = &self.state.env;
-        let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-        Environment {
-            os: "linux".into(),
-            arch: get("arch").unwrap_or_else(|| std::env::consts::ARCH.to_string()),
-            kernel: get("kernel").or_else(|| self.release.clone()).unwrap_or_default(),
-            hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
-        }
+        guest_environment(&self.state, std::env::consts::ARCH, self.release.as_deref())
     }
 
     fn containment(&self) -> Option<Containment> {

@@ -25,11 +25,13 @@
 //! - `cleanup`: kills whatever may be left and removes the run directory.
 
 pub mod host;
+mod kvm;
+mod tail;
 
 use anyhow::{Context, Result, bail};
 use ssh2::{Channel, Session, Sftp};
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -42,48 +44,18 @@ use crate::runner::{Event, Exit, Job, Runner};
 use crate::ssh::{self, platform};
 use crate::types::{Containment, Environment, Isolation, SshTarget};
 use host::{KvmDevice, VmHost, VmHostConfig};
+use tail::RemoteTail;
 
+/// How long the remote wrapper may take, once QEMU has ended, to tear the
+/// run down and write its receipt.
+const WRAPPER_END: Duration = Duration::from_secs(15);
 /// Between two looks at the port files.
 const POLL: Duration = Duration::from_millis(100);
 /// How long one SFTP look may take before the host counts as gone.
 const LOOK_TIMEOUT: Duration = Duration::from_secs(10);
-/// At most this much of one port file per look (the rest comes next time).
-const LOOK_CAP: usize = 1 << 20;
-/// How long a remote KVM test boot may take (as the local probe).
-const KVM_PROBE_SECS: u64 = 3;
 /// The port files in the run directory, in serial-port order, then QEMU's log.
 const PORTS: [&str; 4] = ["console.log", "stdout.log", "stderr.log", "control.log"];
 const QEMU_LOG: &str = "qemu.log";
-
-/// A remote file followed from where the last look stopped.
-struct RemoteTail {
-    file: ssh2::File,
-    offset: u64,
-}
-
-impl RemoteTail {
-    fn open(sftp: &Sftp, path: &str) -> Result<RemoteTail> {
-        let file = sftp.open(Path::new(path)).with_context(|| format!("cannot open remote `{path}`"))?;
-        Ok(RemoteTail { file, offset: 0 })
-    }
-
-    /// What was appended since the last call (at most [`LOOK_CAP`] bytes).
-    fn read_new(&mut self) -> Result<Vec<u8>> {
-        // Seek every time: it also drops libssh2's read-ahead, so bytes
-        // appended after an earlier end of file are read.
-        self.file.seek(SeekFrom::Start(self.offset))?;
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        while out.len() < LOOK_CAP {
-            match self.file.read(&mut buf)? {
-                0 => break,
-                n => out.extend_from_slice(&buf[..n]),
-            }
-        }
-        self.offset += out.len() as u64;
-        Ok(out)
-    }
-}
 
 /// Runs smoke scripts in a QEMU VM on an SSH executor. See the module docs.
 pub struct RemoteQemuRunner {
@@ -178,51 +150,6 @@ impl RemoteQemuRunner {
             }
         }
         s
-    }
-
-    /// Whether KVM really works on the executor: a test boot of the probe
-    /// image under KVM there must reach userspace within the probe timeout.
-    fn kvm_works(&self, sftp: &Sftp, qemu: &str, kernel: &str, busybox: &Path) -> Result<(bool, String)> {
-        match std::env::var("AGENTPLANE_QEMU_ACCEL").ok().as_deref() {
-            Some("tcg") => return Ok((false, "AGENTPLANE_QEMU_ACCEL=tcg".into())),
-            Some("kvm") => return Ok((true, "AGENTPLANE_QEMU_ACCEL=kvm (not probed)".into())),
-            _ => {}
-        }
-        let local = self.local.as_ref().context("the VM was not prepared")?;
-        let probe = local.path().join("probe.cpio");
-        initramfs::write(&probe, busybox, None)?;
-        let dir = self.dir()?;
-        ssh::upload_file(sftp, &probe, Path::new(&format!("{dir}/probe.cpio")))?;
-        let p = |n: &str| PathBuf::from(format!("{dir}/probe-{n}"));
-        let serial = [p("console"), p("stdout"), p("stderr"), p("control")];
-        let (initrd, kernel) = (PathBuf::from(format!("{dir}/probe.cpio")), PathBuf::from(kernel));
-        let args = BootArgs {
-            accel: Accel::Kvm,
-            mem_mib: 128,
-            vcpu: 1,
-            kernel: &kernel,
-            initrd: &initrd,
-            extra_append: "agentplane.probe=1",
-            serial: [&serial[0], &serial[1], &serial[2], &serial[3]],
-            network: false,
-        };
-        let cmd = format!(
-            "cd {d} && : > probe-console && : > probe-stdout && : > probe-stderr && : > probe-control && \
-             timeout -s KILL {KVM_PROBE_SECS} {q} {args} >/dev/null 2>&1; grep -qx @probe-ok probe-control && echo ok; \
-             rm -f probe-* probe.cpio",
-            d = shell_quote(dir),
-            q = shell_quote(qemu),
-            args = quote_args(&args.to_args()),
-        );
-        let out = ssh::exec(self.session()?, &cmd, ssh_runner::STEP_TIMEOUT)?;
-        Ok(if out.stdout_str().trim() == "ok" {
-            (true, format!("a test boot under KVM on {} reached userspace", self.executor))
-        } else {
-            (
-                false,
-                format!("a test boot under KVM on {} did not reach userspace within {KVM_PROBE_SECS} s", self.executor),
-            )
-        })
     }
 
     /// The kernel module the guest needs for a network (Debian builds e1000
@@ -516,8 +443,9 @@ impl Runner for RemoteQemuRunner {
             std::thread::sleep(POLL);
         };
         // The wrapper ends once QEMU has (after its own teardown and receipt).
-        let end = Instant::now() + ssh_runner::AFTER_KILL + POLL;
-        session.set_timeout(ssh::millis(ssh_runner::AFTER_KILL));
+        // Its teardown scans /proc, which a busy host can make slow.
+        let end = Instant::now() + WRAPPER_END;
+        session.set_timeout(ssh::millis(WRAPPER_END));
         let closed = loop {
             match channel.wait_close() {
                 Ok(()) => break true,
@@ -595,25 +523,13 @@ impl Runner for RemoteQemuRunner {
     }
 
     fn isolation(&self) -> Isolation {
-        // Never claim more than was used: TCG unless KVM actually ran the VM.
-        match self.accel {
-            Some(Accel::Kvm) => Isolation::VmKvm,
-            _ => Isolation::VmTcg,
-        }
+        super::isolation_of(self.accel)
     }
 
     fn environment(&self) -> Environment {
-        // The guest's view (its kernel is the executor's image); the host's
-        // arch where the guest did not report.
-        let env = &self.state.env;
-        let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
-        let host_arch = self.host.as_ref().map(|h| h.arch.clone()).unwrap_or_default();
-        Environment {
-            os: "linux".into(),
-            arch: get("arch").unwrap_or(host_arch),
-            kernel: get("kernel").or_else(|| self.release.clone()).unwrap_or_default(),
-            hostname: get("hostname").unwrap_or_else(|| "agentplane-vm".into()),
-        }
+        // The guest's view (its kernel is the executor's image).
+        let host_arch = self.host.as_ref().map(|h| h.arch.as_str()).unwrap_or_default();
+        super::guest_environment(&self.state, host_arch, self.release.as_deref())
     }
 
     fn vm_host(&self) -> Option<Environment> {
