@@ -444,15 +444,11 @@ impl Runner for RemoteQemuRunner {
         };
         // The wrapper ends once QEMU has (after its own teardown and receipt).
         // Its teardown scans /proc, which a busy host can make slow.
-        let end = Instant::now() + WRAPPER_END;
+        // `wait_eof` reads the session until the wrapper's EOF arrives
+        // (`wait_close` alone refuses a channel not yet at EOF, and reads nothing).
+        session.set_blocking(true);
         session.set_timeout(ssh::millis(WRAPPER_END));
-        let closed = loop {
-            match channel.wait_close() {
-                Ok(()) => break true,
-                Err(_) if Instant::now() < end => std::thread::sleep(POLL),
-                Err(_) => break false,
-            }
-        };
+        let closed = channel.wait_eof().and_then(|()| channel.wait_close()).is_ok();
         session.set_timeout(ssh::millis(ssh_runner::STEP_TIMEOUT));
         if closed {
             self.needs_kill = false;
