@@ -206,7 +206,7 @@ impl Runner for RemoteQemuRunner {
             PORTS.iter().chain([&QEMU_LOG]).map(|f| format!(": > {}", shell_quote(&format!("{dir}/{f}")))).collect();
         let setup = format!(
             "{}umask 077 && mkdir {d} && mkdir {d}/bundle {d}/products && {} && \
-             printf '# the VM gets its environment in its initramfs\\n' > {d}/env && {}\n{}",
+             printf '# the VM gets its environment in its initramfs\\n' > {d}/env && {} && {{\n{}}}",
             wrapper::sweep_stale_command(),
             files.join(" && "),
             platform::UNAME_COMMAND,
