@@ -42,7 +42,9 @@ impl Render for Proof {
     }
 
     fn json(&self) -> Value {
-        let mut v = json!({"index": self.proved.index, "size": self.proved.size, "proof": self.proved.proof});
+        let source = if self.proved.indexed { "tlog-index" } else { "chain" };
+        let mut v =
+            json!({"index": self.proved.index, "size": self.proved.size, "source": source, "proof": self.proved.proof});
         if let Target::File(f) = &self.target {
             v["file"] = json!(f);
         }
