@@ -112,7 +112,7 @@ fn from_index(dir: &Path, mut index: TlogIndex, target: &Target) -> Result<Resul
     let chain_path = dir.join(CHAIN_FILE);
     let chain = match fsx::open_regular(&chain_path, Some(fsx::caps::CHAIN)) {
         Ok(f) => f,
-        Err(e) if e.kind == Some(fsx::NotRegular::Missing) => return Err(no_chain(dir).into()),
+        Err(e) if e.kind == Some(fsx::NotRegular::Missing) => return Err(no_chain(dir)),
         Err(e) => return Err(e.into()),
     };
     let len = chain.metadata().with_context(|| format!("cannot read `{}`", chain_path.display()))?.len();
@@ -146,7 +146,7 @@ fn from_index(dir: &Path, mut index: TlogIndex, target: &Target) -> Result<Resul
     }
     let i = match target {
         Target::Entry(i) if *i < n => *i,
-        Target::Entry(_) => return Err(outside(target, n).into()),
+        Target::Entry(_) => return Err(outside(target, n)),
         Target::File(f) => index.lookup(f)?.ok_or_else(|| outside(target, n))?,
     };
     if i >= n {

@@ -79,7 +79,7 @@ pub fn subtree(src: &mut dyn StoredHashes, lo: u64, hi: u64) -> Result<Hash> {
         bail!("empty subtree [{lo}, {hi})");
     }
     let size = hi - lo;
-    if size.is_power_of_two() && lo % size == 0 {
+    if size.is_power_of_two() && lo.is_multiple_of(size) {
         return src.stored(size.trailing_zeros(), lo / size);
     }
     let k = split(size);
