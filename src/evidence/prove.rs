@@ -100,7 +100,12 @@ pub fn from_chain(dir: &Path, target: &Target) -> Result<Proved> {
         }
     }
     .ok_or_else(|| outside(target, size as u64))?;
-    let mut proof = TlogProof::new(&chain.leaves[..size], index as u64, &text)?;
+    // A checkpoint that is not the root of the lines before its seal: the
+    // evidence fails (exit 1), as `verify` would say.
+    let mut proof = TlogProof::new(&chain.leaves[..size], index as u64, &text).map_err(|e| {
+        Refusal::new(RefusalCode::NotProvable, format!("cannot prove {target}: {e:#}"))
+            .hint("run `agentplane verify DIR --trusted-key PUB`: the chain does not match its last checkpoint")
+    })?;
     proof.extra = Some(chain.line(index).to_vec());
     Ok(Proved { proof: proof.format(), index: index as u64, size: size as u64, indexed: false, note: None })
 }

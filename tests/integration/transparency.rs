@@ -56,10 +56,10 @@ fn verify_since_passes_an_extension_and_fails_a_cut_back_a_fork_a_foreign_and_a_
     let full = lines(&r);
     set_lines(&r, &short);
     std::fs::copy(&early, r.join(&format!("{EV}/checkpoint"))).unwrap();
+    std::fs::remove_file(r.join(&format!("{EV}/promotion-artifact.json"))).unwrap();
     // With the later seal's index left behind, verify sees the cut too.
     r.cmd(&["verify", EV, "--trusted-key", &key]).failed().stdout_has("`tlog-index` is not the index");
     std::fs::copy(&early_index, r.join(&format!("{EV}/tlog-index"))).unwrap();
-    std::fs::remove_file(r.join(&format!("{EV}/promotion-artifact.json"))).unwrap();
     r.cmd(&["verify", EV, "--trusted-key", &key]).ok();
     let out = since(&late).failed();
     assert!(out.stdout.contains("--since checkpoint 1") && out.stdout.contains("cut back"), "{}", out.stdout);

@@ -192,3 +192,16 @@ fn a_wrong_index_size_and_a_fifo_chain_are_errors_not_hangs() {
     let e = prove(&f.dir, &Target::Entry(1)).unwrap_err();
     assert!(format!("{e:#}").contains("is a FIFO"), "{e:#}");
 }
+
+#[test]
+fn a_chain_that_is_not_its_checkpoints_log_is_not_provable() {
+    let f = fixture();
+    fs::remove_file(f.dir.join(TLOG_INDEX_FILE)).unwrap();
+    let bytes = fs::read(f.dir.join(CHAIN_FILE)).unwrap();
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    lines.swap(1, 2);
+    fs::write(f.dir.join(CHAIN_FILE), lines.iter().flat_map(|l| [*l, b"\n"].concat()).collect::<Vec<u8>>()).unwrap();
+    let e = prove(&f.dir, &Target::Entry(1)).unwrap_err();
+    assert_eq!(crate::error::exit_of(&e), crate::exit::Exit::Failed, "{e:#}");
+    assert!(format!("{e:#}").contains("root does not match"), "{e:#}");
+}
