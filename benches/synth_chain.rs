@@ -12,8 +12,23 @@
 //! must exit 0.
 //!
 //! Usage (not part of `cargo test`; harness = false):
-//!   cargo bench --bench synth_chain -- OUT [N]      (N default 10000, entries incl. the seal)
+//!   cargo bench --bench synth_chain -- OUT [N] [--bulk] [--all-files]
 //!   SYNTH_CHAIN_DIR=OUT SYNTH_CHAIN_N=N cargo bench --bench synth_chain
+//!     N default 10000, entries incl. the seal.
+//!
+//! `--bulk` (for the prove bench's 1,000,000 entries, where an fsync'd file per
+//! entry would take hours): the first entry is written by `ChainWriter` as
+//! usual; entries 1..N-2 are appended to `evidence.jsonl` in one buffered
+//! write, built with the library's own types exactly as `ChainWriter` builds
+//! them (`Statement`, `Predicate`, `Subject::sha256` of the pretty-printed
+//! artifact, `Envelope::sign`); then `ChainWriter::open` reads the chain back
+//! and `seal()` seals it: the product's seal, checkpoint and `tlog-index`.
+//! Only the artifact files of the first and last two entries are written
+//! (`--all-files`: every one, so that `agentplane verify` can check that a
+//! bulk chain is byte for byte what the product writes; prove.sh does that
+//! on a small one). `prove` reads no artifact file.
+//!
+//! Without `--bulk`:
 //! Idempotent: an OUT this program made before (it holds OUT/.synth-chain) is
 //! rebuilt from scratch; any other non-empty OUT is refused.
 //! Every artifact write is fsync'd (as agentplane does): 10,000 entries take a
@@ -33,6 +48,8 @@ const MARKER: &str = ".synth-chain";
 fn main() -> anyhow::Result<()> {
     // `cargo bench` appends `--bench`; ignore flags.
     let pos: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let flag = |f: &str| std::env::args().any(|a| a == f);
+    let (bulk, all_files) = (flag("--bulk"), flag("--all-files"));
     let out = pos
         .first()
         .cloned()
@@ -69,21 +86,26 @@ fn main() -> anyhow::Result<()> {
     let dir = out.join("evidence");
     let digest = format!("sha256:{}", "ab".repeat(32));
     let mut w = ChainWriter::start(&dir, &signer, "bench@0.1.0", &digest)?;
-    for i in 0..n - 1 {
-        let artifact = SessionArtifact {
-            kind: agentplane::types::ArtifactKind::SessionArtifact,
-            bundle: "bench@0.1.0".into(),
-            captured_at: "2026-11-22T00:00:00.000Z".into(),
-            session_ref: format!("urn:srcos:session:bench-{i:06}"),
-            status: agentplane::types::SessionStatus::Success,
-            run_artifact_ref: None,
-            replay_artifact_ref: None,
-            governance_context: None,
-        };
-        w.write_artifact(&artifact, &[])?;
+    if bulk {
+        w.write_artifact(&session(0), &[])?;
+        let run_id = w.run_id().to_string();
+        drop(w);
+        bulk_append(&dir, &signer, &run_id, &digest, n, all_files)?;
+        let t = Instant::now();
+        let (mut w, _) = ChainWriter::open(&dir, &signer)?;
+        let opened = t.elapsed().as_secs_f64();
+        w.seal()?;
+        eprintln!(
+            "synth_chain: ChainWriter::open {opened:.2} s, seal (checkpoint + tlog-index) {:.2} s",
+            t.elapsed().as_secs_f64() - opened
+        );
+    } else {
+        for i in 0..n - 1 {
+            w.write_artifact(&session(i), &[])?;
+        }
+        w.seal()?;
+        drop(w);
     }
-    w.seal()?;
-    drop(w);
     // The lock file stays (agentplane leaves it too; verify skips it).
     eprintln!(
         "synth_chain: {n} entries ({} SessionArtifact + seal) in {} ({:.1} s)\n  key id {key_id}\n  trusted key {}",
@@ -93,5 +115,69 @@ fn main() -> anyhow::Result<()> {
         pub_path.display()
     );
     println!("{}", dir.display());
+    Ok(())
+}
+
+fn session(i: u64) -> SessionArtifact {
+    SessionArtifact {
+        kind: agentplane::types::ArtifactKind::SessionArtifact,
+        bundle: "bench@0.1.0".into(),
+        captured_at: "2026-11-22T00:00:00.000Z".into(),
+        session_ref: format!("urn:srcos:session:bench-{i:06}"),
+        status: agentplane::types::SessionStatus::Success,
+        run_artifact_ref: None,
+        replay_artifact_ref: None,
+        governance_context: None,
+    }
+}
+
+/// Entries 1..n-2 (SessionArtifacts), as `ChainWriter::write_artifact` makes
+/// them, appended in one buffered write with one fsync (see the module doc).
+fn bulk_append(
+    dir: &std::path::Path,
+    signer: &Signer,
+    run_id: &str,
+    digest: &str,
+    n: u64,
+    all_files: bool,
+) -> anyhow::Result<()> {
+    use agentplane::evidence::dsse::Envelope;
+    use agentplane::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, Subject, predicate_type};
+    use agentplane::types::ArtifactKind;
+    use std::io::Write;
+    let chain = dir.join(agentplane::evidence::CHAIN_FILE);
+    let first = std::fs::read(&chain)?;
+    let mut previous = format!("sha256:{}", agentplane::fsx::sha256_hex(first.strip_suffix(b"\n").unwrap_or(&first)));
+    let mut out = std::io::BufWriter::with_capacity(8 << 20, std::fs::OpenOptions::new().append(true).open(&chain)?);
+    for seq in 1..n - 1 {
+        let mut bytes = serde_json::to_vec_pretty(&session(seq))?;
+        bytes.push(b'\n');
+        let name = format!("session-artifact-{seq}.json");
+        if all_files || seq < 3 || seq + 3 >= n {
+            std::fs::write(dir.join(&name), &bytes)?;
+        }
+        let kind = ArtifactKind::SessionArtifact;
+        let statement = Statement {
+            statement_type: STATEMENT_TYPE.to_string(),
+            predicate_type: predicate_type(kind),
+            predicate: Predicate {
+                kind,
+                seq,
+                run_id: run_id.to_string(),
+                bundle: "bench@0.1.0".into(),
+                bundle_digest: digest.to_string(),
+                previous: previous.clone(),
+                length: None,
+                head: None,
+                details: None,
+            },
+            subject: vec![Subject::sha256(name, agentplane::fsx::sha256_hex(&bytes))],
+        };
+        let line = serde_json::to_vec(&Envelope::sign(&serde_json::to_vec(&statement)?, signer))?;
+        out.write_all(&line)?;
+        out.write_all(b"\n")?;
+        previous = format!("sha256:{}", agentplane::fsx::sha256_hex(&line));
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
 }

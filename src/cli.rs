@@ -174,8 +174,11 @@ pub struct ProveArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// The file whose entry to prove, as the evidence names it (e.g. `run-artifact.json`).
-    #[arg(value_name = "FILE")]
-    pub file: String,
+    #[arg(value_name = "FILE", required_unless_present = "entry", conflicts_with = "entry")]
+    pub file: Option<String>,
+    /// Prove the entry at this index (0 is the chain's first line) instead of naming a file.
+    #[arg(long, value_name = "N")]
+    pub entry: Option<u64>,
 }
 
 #[derive(Debug, Args)]

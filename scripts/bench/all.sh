@@ -3,13 +3,14 @@
 # summary table (from $RESULTS/<bench>-summary.json).
 #
 # Usage: scripts/bench/all.sh [--peers-only] [BENCH...]
-#   BENCH          any of: validate verify run up place (default: all five, in that order)
+#   BENCH          any of: validate verify prove run up place (default: all six, in that order)
 #   --peers-only   time only the peer tools (validate, run, up, place; verify needs agentplane)
 #   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
 #   e.g.  CARGO_TARGET_DIR=/work/bench-target scripts/bench/all.sh
 # A bench that fails (or misses its target) does not stop the others; the exit
 # code is the number of benches that failed or missed a target.
-# Takes ~5-8 minutes on the 2-core machine (verify builds its chain, place ~1 min).
+# Takes ~8-12 minutes on the 2-core machine (verify builds its chain, prove a
+# 1,000,000-entry one (~1 GB in $TMPDIR), place ~1 min).
 # Before each bench it waits (up to $AGENTPLANE_BENCH_WAIT seconds, default 300)
 # for other processes to use under 15% of the CPUs, and says what it saw.
 # vm.sh (QEMU) is not part of this set: run it by itself.
@@ -21,18 +22,18 @@ PEERS=() BENCHES=()
 for a in "$@"; do
   case "$a" in
     --peers-only) PEERS=(--peers-only) ;;
-    validate|verify|run|up|place) BENCHES+=("$a") ;;
+    validate|verify|prove|run|up|place) BENCHES+=("$a") ;;
     -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $a (see --help)" ;;
   esac
 done
-[ "${#BENCHES[@]}" -gt 0 ] || BENCHES=(validate verify run up place)
+[ "${#BENCHES[@]}" -gt 0 ] || BENCHES=(validate verify prove run up place)
 
 "$HERE/setup-peers.sh" --check || exit 2
 failed=0
 for b in "${BENCHES[@]}"; do
   echo; echo "================ $b (load $(loadavg)) ================"
-  if [ "$b" = verify ] && [ "${#PEERS[@]}" -gt 0 ]; then echo "all.sh: verify skipped with --peers-only"; continue; fi
+  if { [ "$b" = verify ] || [ "$b" = prove ]; } && [ "${#PEERS[@]}" -gt 0 ]; then echo "all.sh: $b skipped with --peers-only"; continue; fi
   rm -f "$RESULTS/$b-summary.json"
   wait_quiet "${AGENTPLANE_BENCH_WAIT:-300}"
   "$HERE/$b.sh" "${PEERS[@]}" || { echo "all.sh: $b failed or missed a target" >&2; failed=$((failed + 1)); }

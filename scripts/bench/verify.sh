@@ -19,18 +19,22 @@
 #      (the same DSSE envelopes; verify.py checks signatures, seq and previous
 #      links; agentplane also re-hashes and schema-checks every artifact file,
 #      checks the seal and that no file is unnamed);
-#   4. the raw ed25519 rate again (the target uses the higher of the two runs).
+#   4. the raw ed25519 rate again (the target uses the higher of the two runs);
+#   5. the checkpoint step's cost (benches/checkpoint_cost.rs, in-process,
+#      median of 15): verify_dir beside the work step 10 (checkpoints and
+#      tlog-index) adds, redone with the same library calls.
 # Entries/s = entries / median wall time.
 #
 # Targets (issue): agentplane entries/s >= 70% of the raw single-core
-# verify_strict rate, and >= 5x securesystemslib's (whole process, medians).
+# verify_strict rate, and >= 5x securesystemslib's (whole process, medians);
+# (issue #16) step 10 makes verify at most 10% slower than it is without it.
 #
 # Usage: scripts/bench/verify.sh [--n 10000] [--runs 10] [--evidence DIR --pub PEM] [--keep]
 #   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
 #   --evidence DIR --pub PEM   use an existing chain instead of building one
 # Builds the two bench programs with `cargo bench` (into $CARGO_TARGET_DIR when set).
 # Results: $RESULTS/verify.{json,md}, verify-peer.json, ed25519-rate.json,
-# verify-summary.json. Exit 0 when every target passes.
+# checkpoint-cost.json, verify-summary.json. Exit 0 when every target passes.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
@@ -53,7 +57,7 @@ require_agentplane
 mkdir -p "$RESULTS"
 
 echo "== building benches/ed25519_rate.rs and benches/synth_chain.rs (cargo bench --no-run)" >&2
-(cd "$REPO" && cargo bench -q --no-run --bench ed25519_rate --bench synth_chain) \
+(cd "$REPO" && cargo bench -q --no-run --bench ed25519_rate --bench synth_chain --bench checkpoint_cost) \
   || die "cargo bench --no-run failed"
 bench_prog() { (cd "$REPO" && cargo bench -q --bench "$1" -- "${@:2}"); }
 
@@ -105,6 +109,9 @@ bench_prog ed25519_rate --n 10000 --size 600 | tee -a "$RESULTS/ed25519-rate.out
 RAW1="$(tail -n 1 "$RESULTS/ed25519-rate.out")"
 printf '[%s,%s]\n' "$RAW0" "$RAW1" >"$RESULTS/ed25519-rate.json"
 
+echo "== 5. the checkpoint step (step 10) beside the whole verify, in-process"
+bench_prog checkpoint_cost "$EVID" "$PUB" 15 | tee "$RESULTS/checkpoint-cost.json"
+
 echo
 echo "verify.sh: $LINES entries, $RUNS runs, $(nproc) cores; load before $LOAD0, after $LOAD1; medians:"
 report_medians "$RESULTS/verify.json" agentplane
@@ -115,6 +122,7 @@ res, n = sys.argv[1], int(sys.argv[2])
 r = {x["command"]: x["median"] for x in json.load(open(f"{res}/verify.json"))["results"]}
 raw = json.load(open(f"{res}/ed25519-rate.json"))
 peer_inproc = json.load(open(f"{res}/verify-peer.json"))["envelopesPerSecond"]
+cc = json.load(open(f"{res}/checkpoint-cost.json"))
 strict = max(x["verifyStrictPerSec"] for x in raw)
 batch = max(x["verifyBatch64PerSec"] for x in raw)
 rate = {k: n / v for k, v in r.items()}
@@ -129,17 +137,22 @@ t2 = rate["agentplane"] / rate["securesystemslib"]
 rows = [
     {"what": "agentplane entries/s vs raw single-core verify_strict", "ratio": t1, "target": 0.70, "pass": t1 >= 0.70},
     {"what": "agentplane vs securesystemslib (whole process)", "ratio": t2, "target": 5.0, "pass": t2 >= 5.0},
+    {"what": "verify with step 10 vs without (in-process; 1.10 = 10% slower)", "ratio": 1 + cc["share"],
+     "target": 1.10, "pass": cc["share"] <= 0.10},
 ]
 print(f"target: agentplane >= 70% of raw single-core verify_strict ({strict:,.0f}/s): "
       f"{t1 * 100:.0f}%  {'PASS' if t1 >= 0.7 else 'FAIL'}")
 print(f"target: agentplane >= 5x securesystemslib: {t2:.1f}x  {'PASS' if t2 >= 5 else 'FAIL'}")
+print(f"target: step 10 (checkpoints, tlog-index) {cc['step10Seconds'] * 1e3:.1f} ms of verify's "
+      f"{cc['verifySeconds'] * 1e3:.1f} ms in-process: {cc['share'] * 100:.1f}% slower than without it (<= 10%)  "
+      f"{'PASS' if cc['share'] <= 0.10 else 'FAIL'}")
 summary = {"bench": "verify", "entries": n, "mediansSeconds": r, "entriesPerSecond": rate,
-           "rawEd25519": raw, "securesystemslibInProcessPerSecond": peer_inproc, "targets": rows,
+           "rawEd25519": raw, "securesystemslibInProcessPerSecond": peer_inproc, "checkpointStep": cc, "targets": rows,
            "load": {"before": sys.argv[3], "after": sys.argv[4]}, "pass": all(x["pass"] for x in rows)}
 open(f"{res}/verify-summary.json", "w").write(json.dumps(summary) + "\n")
 sys.exit(0 if summary["pass"] else 1)
 EOF
 rc=$?
 set -e
-echo "results: $RESULTS/verify.json, verify.md, ed25519-rate.json, verify-peer.json, verify-summary.json"
+echo "results: $RESULTS/verify.json, verify.md, ed25519-rate.json, verify-peer.json, checkpoint-cost.json, verify-summary.json"
 exit "$rc"

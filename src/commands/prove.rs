@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::cli::{ProveArgs, VerifyProofArgs};
-use crate::error::{Problem, Refusal, RefusalCode};
-use crate::evidence::chain::Chain;
+use crate::error::Problem;
+use crate::evidence::prove::{self, Proved, Target};
 use crate::evidence::transparency::{self, ProofVerdict};
 use crate::exit::Exit;
 use crate::output::escape::untrusted;
@@ -14,21 +14,22 @@ use crate::output::render::{Render, Style};
 
 pub fn prove(ctx: &Ctx, args: ProveArgs) -> Result<Box<dyn Render>> {
     let dir = ctx.abs(&args.dir);
-    let chain = Chain::read(&dir)?.ok_or_else(|| {
-        Problem::error(format!("`{}` holds no evidence chain", dir.display()))
-            .hint("pass an evidence directory (a bundle's outDir, holding evidence.jsonl)")
-    })?;
-    let proof = transparency::prove(&chain, &args.file).map_err(|e| {
-        Refusal::new(RefusalCode::NotProvable, format!("cannot prove `{}`: {e:#}", args.file))
-            .hint("name a file an entry signed before the last seal (see `agentplane verify DIR`)")
-    })?;
-    Ok(Box::new(Proof { file: args.file, proof }))
+    let target = match (args.file, args.entry) {
+        (Some(f), _) => Target::File(f),
+        (None, Some(i)) => Target::Entry(i),
+        (None, None) => return Err(Problem::error("name a FILE or an --entry N to prove").into()),
+    };
+    let proved = prove::prove(&dir, &target)?;
+    if let Some(note) = &proved.note {
+        ctx.printer.note(format!("note: {}", untrusted(note)));
+    }
+    Ok(Box::new(Proof { target, proved }))
 }
 
 /// A proof, printed as the C2SP text itself (save it to a `.tlog-proof` file).
 pub struct Proof {
-    pub file: String,
-    pub proof: String,
+    pub target: Target,
+    pub proved: Proved,
 }
 
 impl Render for Proof {
@@ -37,11 +38,17 @@ impl Render for Proof {
     }
 
     fn human(&self, _style: Style) -> String {
-        self.proof.clone()
+        self.proved.proof.clone()
     }
 
     fn json(&self) -> Value {
-        json!({"file": self.file, "proof": self.proof})
+        let source = if self.proved.indexed { "tlog-index" } else { "chain" };
+        let mut v =
+            json!({"index": self.proved.index, "size": self.proved.size, "source": source, "proof": self.proved.proof});
+        if let Target::File(f) = &self.target {
+            v["file"] = json!(f);
+        }
+        v
     }
 }
 

@@ -193,9 +193,12 @@ pub struct ChainWriter<'k> {
     bundle_digest: String,
     seq: u64,
     head: String,
-    named: Vec<String>,
-    /// The log so far: one leaf per line, and the hash of every byte written.
+    /// Every subject name so far, with the first entry naming it.
+    named: std::collections::HashMap<String, u64>,
+    /// The log so far: one leaf per line, where each line starts (and the
+    /// file's length last), and the hash of every byte written.
     leaves: Vec<tlog::merkle::Hash>,
+    offsets: Vec<u64>,
     file_sha: Sha256,
 }
 
@@ -227,8 +230,9 @@ impl<'k> ChainWriter<'k> {
             bundle_digest: bundle_digest.to_string(),
             seq: 0,
             head: GENESIS.to_string(),
-            named: Vec::new(),
+            named: Default::default(),
             leaves: Vec::new(),
+            offsets: vec![0],
             file_sha: Sha256::new(),
         })
     }
@@ -242,7 +246,7 @@ impl<'k> ChainWriter<'k> {
         })?;
         let first = &chain.entries[0].statement.predicate;
         let last = chain.entries.last().expect("non-empty");
-        let writer = ChainWriter {
+        let mut writer = ChainWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
             signer,
@@ -251,10 +255,14 @@ impl<'k> ChainWriter<'k> {
             bundle_digest: first.bundle_digest.clone(),
             seq: chain.entries.len() as u64,
             head: last.digest.clone(),
-            named: chain.entries.iter().flat_map(|e| e.statement.subject.iter().map(|s| s.name.clone())).collect(),
+            named: Default::default(),
             leaves: chain.leaves.clone(),
+            offsets: chain.spans.iter().map(|s| s.start as u64).chain([chain.raw.len() as u64]).collect(),
             file_sha: chain.file_sha.clone(),
         };
+        for (i, e) in chain.entries.iter().enumerate() {
+            writer.name(&e.statement.subject, i as u64);
+        }
         Ok((writer, chain))
     }
 
@@ -273,7 +281,7 @@ impl<'k> ChainWriter<'k> {
     /// A file name for an artifact that no earlier entry of this chain names:
     /// the upstream name, or `<stem>-<seq>.json` for a repeat (e.g. a second promotion).
     fn fresh_name(&self, file: &str) -> String {
-        if !self.named.iter().any(|n| n == file) {
+        if !self.named.contains_key(file) {
             return file.to_string();
         }
         let stem = file.trim_end_matches(".json");
@@ -311,6 +319,8 @@ impl<'k> ChainWriter<'k> {
     /// `evidence.jsonl` with the sha256 of every byte before the seal's own
     /// line (the file as it is when the seal is signed), and its predicate
     /// carries the checkpoint text, which is also written to `checkpoint`.
+    /// The log's [`tlog_index`](super::tlog_index) is written first, so that
+    /// `checkpoint` and `tlog-index` always name the same seal once both exist.
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
         let file_hex = hex::encode(self.file_sha.clone().finalize());
@@ -324,7 +334,17 @@ impl<'k> ChainWriter<'k> {
             Some((self.seq, head)),
             Some(serde_json::json!({ "checkpoint": note })),
         )?;
+        let n = self.leaves.len() - 1; // the seal's own line is not in the log it closes
+        let names = self.named.iter().filter(|(_, i)| **i < n as u64).map(|(s, i)| (s.as_str(), *i));
+        let index = super::tlog_index::encode(&self.leaves[..n], &self.offsets[..=n], names);
+        fsx::write_atomic(&self.dir.join(super::TLOG_INDEX_FILE), &index)?;
         fsx::write_atomic(&self.dir.join(super::CHECKPOINT_FILE), note.as_bytes())
+    }
+
+    fn name(&mut self, subjects: &[Subject], entry: u64) {
+        for s in subjects {
+            self.named.entry(s.name.clone()).or_insert(entry);
+        }
     }
 
     fn append(
@@ -364,8 +384,9 @@ impl<'k> ChainWriter<'k> {
             ))
             .hint("the chain was cut back to its last whole entry; free some space, then run the command again")
         })?;
-        self.named.extend(statement.subject.iter().map(|s| s.name.clone()));
+        self.name(&statement.subject, self.seq);
         self.leaves.push(tlog::merkle::leaf_hash(&line));
+        self.offsets.push(self.offsets.last().expect("starts with 0") + line.len() as u64 + 1);
         self.file_sha.update(&line);
         self.file_sha.update(b"\n");
         self.head = format!("sha256:{}", fsx::sha256_hex(&line));
@@ -376,8 +397,8 @@ impl<'k> ChainWriter<'k> {
 
 /// Names of the top-level files agentplane writes in an evidence directory
 /// besides the artifacts: the run's logs (`stages::run::{STDOUT_LOG, STDERR_LOG}`)
-/// and the checkpoint a seal publishes (DESIGN §7).
-pub const OWN_FILES: [&str; 3] = ["run.stdout.log", "run.stderr.log", "checkpoint"];
+/// and the checkpoint and tlog index a seal publishes (DESIGN §7).
+pub const OWN_FILES: [&str; 4] = ["run.stdout.log", "run.stderr.log", "checkpoint", "tlog-index"];
 /// The run's products directory (`stages::run::PRODUCTS_DIR`).
 pub const PRODUCTS: &str = "products";
 /// Prefix of `fsx::write_atomic`'s temporary files.
@@ -415,7 +436,7 @@ impl std::fmt::Display for Foreign {
 /// - and only when `evidence.jsonl` is a regular file (the marker of a chain):
 ///   `evidence.jsonl`; the artifact files (`validation-artifact.json` …, and a
 ///   repeat's `<stem>-<seq>.json`); the run logs `run.stdout.log` and
-///   `run.stderr.log`; `checkpoint`; and the `products/` directory, whose
+///   `run.stderr.log`; `checkpoint` and `tlog-index`; and the `products/` directory, whose
 ///   contents are the smoke script's and are not inspected (they are moved as
 ///   one directory, and a rename never follows a link).
 ///

@@ -2,7 +2,7 @@
 //! checkpoint — a signed note over the RFC 6962 root of the chain's lines —
 //! so an auditor can prove offline that a log only grew since a checkpoint
 //! they saw (`verify --since`) and that one entry is in a checkpointed log
-//! (`prove`, `verify-proof`).
+//! (`prove`, see [`super::prove`]; `verify-proof`).
 //!
 //! A leaf is the exact bytes of one `evidence.jsonl` line, without its
 //! newline. A checkpoint's origin is `agentplane.socioprophet.org/evidence/<runId>`
@@ -48,22 +48,6 @@ pub fn check_against(text: &str, origin: &str, keys: &[NoteKey], leaves: &[tlog:
         bail!("its root is not the root of the chain's first {size} entries (history rewritten)");
     }
     Ok(cp)
-}
-
-/// `prove DIR FILE`: a C2SP tlog-proof that the entry naming FILE is in the
-/// log the last checkpoint signed. The entry's line travels in the proof's
-/// `extra` (its leaf is that line: the inclusion path authenticates it).
-pub fn prove(chain: &Chain, file: &str) -> Result<String> {
-    let (text, size) = last_checkpoint(chain).ok_or_else(|| anyhow!("the chain has no checkpoint (no seal yet)"))?;
-    let index = chain
-        .entries
-        .iter()
-        .take(size)
-        .position(|e| e.statement.subject.iter().any(|s| s.name == file))
-        .ok_or_else(|| anyhow!("no entry before the last checkpoint names `{file}`"))?;
-    let mut proof = TlogProof::new(&chain.leaves[..size], index as u64, &text)?;
-    proof.extra = Some(chain.line(index).to_vec());
-    Ok(proof.format())
 }
 
 /// What `verify-proof` established.

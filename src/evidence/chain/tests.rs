@@ -14,7 +14,7 @@ fn only_agentplane_evidence_is_its_own() {
     fs::write(dir.join("run-artifact.json"), "{}").unwrap();
     assert_eq!(first_foreign(&dir).unwrap().unwrap().path, dir.join("run-artifact.json"));
     fs::write(dir.join(CHAIN_FILE), "").unwrap();
-    for f in ["validation-artifact.json", "promotion-artifact-7.json", "run.stdout.log", "checkpoint"] {
+    for f in ["validation-artifact.json", "promotion-artifact-7.json", "run.stdout.log", "checkpoint", "tlog-index"] {
         fs::write(dir.join(f), "x").unwrap();
     }
     fs::create_dir_all(dir.join("products/any/thing")).unwrap();
@@ -66,5 +66,8 @@ fn a_torn_tail_is_named_as_an_interrupted_write() {
 fn own_file_names_match_the_writers() {
     use crate::stages::run::{PRODUCTS_DIR, STDERR_LOG, STDOUT_LOG};
     assert!(OWN_FILES.contains(&STDOUT_LOG) && OWN_FILES.contains(&STDERR_LOG));
+    assert!(
+        OWN_FILES.contains(&crate::evidence::CHECKPOINT_FILE) && OWN_FILES.contains(&crate::evidence::TLOG_INDEX_FILE)
+    );
     assert_eq!(PRODUCTS, PRODUCTS_DIR);
 }

@@ -6,11 +6,13 @@
 //! - [`note`]: `c2sp.org/signed-note` with Ed25519 signatures.
 //! - [`checkpoint`]: `c2sp.org/tlog-checkpoint` bodies, signing and opening.
 //! - [`proof`]: `c2sp.org/tlog-proof@v1` inclusion proofs bundled with a checkpoint.
+//! - [`stored`]: a tree kept as its stored subtree hashes: O(log n) roots and proofs.
 
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod stored;
 
 #[cfg(test)]
 mod interop_tests;

@@ -31,6 +31,8 @@ pub trait EvidenceFiles: Sync {
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError>;
     /// The lowercase hex sha256 of a log or product, of any size.
     fn hash(&self, name: &str) -> Result<String, FileError>;
+    /// Whether `name` is in the directory at all (as anything, even a link).
+    fn exists(&self, name: &str) -> bool;
     /// Every entry that is not a directory, sorted by name. Symlinks are
     /// listed, never followed; `runs/` (archived chains) is not descended.
     fn list(&self) -> Result<Vec<Listed>, FileError>;
@@ -94,6 +96,10 @@ impl EvidenceFiles for FsEvidence {
 
     fn hash(&self, name: &str) -> Result<String, FileError> {
         fsx::sha256_regular(&self.path(name)?).map(|(hex, _)| hex).map_err(|e| describe(name, &e))
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        std::fs::symlink_metadata(self.dir.join(name)).is_ok()
     }
 
     fn list(&self) -> Result<Vec<Listed>, FileError> {
@@ -176,6 +182,10 @@ impl EvidenceFiles for MemEvidence {
 
     fn hash(&self, name: &str) -> Result<String, FileError> {
         self.get(name, None).map(fsx::sha256_hex)
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.files.contains_key(name)
     }
 
     fn list(&self) -> Result<Vec<Listed>, FileError> {

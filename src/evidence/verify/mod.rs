@@ -33,7 +33,8 @@
 //! 10. **The checkpoints** (`checkpoint`): each seal's C2SP checkpoint is
 //!     signed by a trusted key under this chain's origin and is the RFC 6962
 //!     root of the lines before it; `checkpoint` is the last seal's; each
-//!     `--since` checkpoint is a prefix of this log (it only grew since).
+//!     `--since` checkpoint is a prefix of this log (it only grew since);
+//!     `tlog-index` (when present) is exactly the index of the last seal's log.
 //!
 //! Steps 2–4 and the file work of 6–7 run for all entries on all cores
 //! first ([`steps::per_entry`]); the steps then record their findings in
@@ -42,6 +43,7 @@
 //! once, where it was first seen. A check fails exactly when its own step
 //! recorded a [`Finding`].
 
+mod checkpoints;
 mod files;
 mod findings;
 mod signature;
@@ -156,7 +158,7 @@ pub fn verify_files(files: &dyn EvidenceFiles, label: &str, opts: &Options) -> R
     if let Some(n) = note {
         notes.insert(VerifyCheck::Seal, n);
     }
-    steps::checkpoints(&chain, &work, files, &opts.trusted, &opts.since, &mut f);
+    checkpoints::checkpoints(&chain, &work, files, &opts.trusted, &opts.since, &mut f);
     let first = first.map(|p| (p.run_id, p.bundle, p.bundle_digest));
     Ok(assemble(label, &work, &opts.trusted, f, first, sealed, warnings, notes))
 }

@@ -17,7 +17,7 @@ use super::signature;
 use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, predicate_type};
-use crate::evidence::{CHAIN_FILE, CHECKPOINT_FILE, GENESIS, LOCK_FILE};
+use crate::evidence::{CHAIN_FILE, CHECKPOINT_FILE, GENESIS, LOCK_FILE, TLOG_INDEX_FILE};
 use crate::fsx::{self, NotRegular};
 use crate::types::ArtifactKind;
 use sha2::Digest as _;
@@ -417,7 +417,7 @@ pub fn unnamed_files(listing: Result<Vec<Listed>, String>, work: &[Work], f: &mu
         .collect();
     for l in &listed {
         let base = l.name.rsplit('/').next().unwrap_or(&l.name);
-        let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE {
+        let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE || l.name == TLOG_INDEX_FILE {
             continue; // steps 1 and 10 read them
         } else if l.name == LOCK_FILE {
             match l.kind {
@@ -502,82 +502,5 @@ pub fn seal(
             (false, None)
         }
         _ => (false, Some("final seal not checked: the last entry could not be read".into())),
-    }
-}
-
-/// Step 10: the checkpoints. Each seal's checkpoint (in its predicate) is
-/// signed by a trusted key under this chain's origin and is the RFC 6962 root
-/// of exactly the lines before the seal; `outDir/checkpoint` is the last
-/// seal's; and each `--since` checkpoint (seen earlier by the auditor) is a
-/// prefix of this log: the log only grew since.
-pub fn checkpoints(
-    chain: &RawChain,
-    work: &[Work],
-    files: &dyn EvidenceFiles,
-    trusted: &[crate::evidence::keys::TrustedKey],
-    since: &[String],
-    f: &mut Findings,
-) {
-    use crate::evidence::chain::checkpoint_origin;
-    use crate::evidence::tlog::{self, Checkpoint};
-    // A chain whose structure already failed (an unreadable, missing, extra
-    // or reordered entry, a broken seal) has shown its tampering where it was
-    // first seen: its checkpoints would only say the same thing again.
-    let structural = [
-        VerifyCheck::ChainPresent,
-        VerifyCheck::Envelopes,
-        VerifyCheck::Signatures,
-        VerifyCheck::Statements,
-        VerifyCheck::Links,
-        VerifyCheck::Seal,
-    ];
-    if work.iter().any(|w| w.statement().is_none()) || structural.iter().any(|s| f.first_of(*s).is_some()) {
-        return;
-    }
-    let Some(run_id) = work.first().and_then(Work::statement).map(|s| s.predicate.run_id.clone()) else { return };
-    let origin = checkpoint_origin(&run_id);
-    let keys: Vec<tlog::NoteKey> = trusted.iter().filter_map(|k| tlog::NoteKey::new(&origin, k.key).ok()).collect();
-    let leaves: Vec<tlog::Hash> = (0..chain.len()).map(|i| tlog::merkle::leaf_hash(chain.line(i))).collect();
-    let check = |text: &str| -> Result<Checkpoint, String> {
-        crate::evidence::transparency::check_against(text, &origin, &keys, &leaves).map_err(|e| format!("{e:#}"))
-    };
-    let mut last = None;
-    for (i, w) in work.iter().enumerate() {
-        let Some(s) = w.statement().filter(|s| s.predicate.kind.is_seal()) else { continue };
-        let Some(text) = s.predicate.details.as_ref().and_then(|d| d.get("checkpoint")).and_then(Value::as_str) else {
-            continue; // a seal from before checkpoints
-        };
-        match check(text) {
-            Ok(cp) if cp.size as usize == i => last = Some(text.to_string()),
-            Ok(cp) => f.entry(
-                VerifyCheck::Checkpoint,
-                i,
-                format!("its checkpoint covers {} entries, not the {i} it seals", cp.size),
-            ),
-            Err(e) => f.entry(VerifyCheck::Checkpoint, i, format!("its checkpoint does not verify: {e}")),
-        }
-    }
-    match (files.read_artifact(CHECKPOINT_FILE), &last) {
-        (Ok(bytes), Some(text)) if bytes == text.as_bytes() => {}
-        (Ok(_), Some(_)) => {
-            f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` is not the checkpoint the last seal signed"))
-        }
-        // No seal left to compare with (an unsealed chain, with --allow-unsealed):
-        // the file must still be a signed prefix of this log.
-        (Ok(bytes), None) => {
-            if let Err(e) = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()).and_then(|t| check(&t)) {
-                f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` does not verify against this log: {e}"));
-            }
-        }
-        (Err(e), Some(_)) => f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}`: {e}")),
-        (Err(_), None) => {}
-    }
-    for (n, text) in since.iter().enumerate() {
-        if let Err(e) = check(text) {
-            f.dir(
-                VerifyCheck::Checkpoint,
-                format!("--since checkpoint {}: the log is not an extension of it: {e}", n + 1),
-            );
-        }
     }
 }

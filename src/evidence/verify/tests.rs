@@ -210,6 +210,14 @@ fn rows() -> Vec<Row> {
         row("changed byte in a log", |m, _| flip_last_byte(bytes(m, LOG)), &[SubjectDigests], Some(1)),
         row("changed byte in a product", |m, _| flip_last_byte(bytes(m, PRODUCT)), &[SubjectDigests], Some(1)),
         row("missing product", |m, _| drop(m.files.remove(PRODUCT)), &[SubjectDigests], Some(1)),
+        row("changed byte in the tlog index", |m, _| flip_last_byte(bytes(m, "tlog-index")), &[Checkpoint], None),
+        row(
+            "a tlog index that is a FIFO",
+            |m, _| drop(m.files.insert("tlog-index".into(), MemFile::Special(NotRegular::Fifo))),
+            &[Checkpoint],
+            None,
+        ),
+        row("no tlog index (sealed before it existed)", |m, _| drop(m.files.remove("tlog-index")), &[], None),
         row(
             "missing entry (its files left behind)",
             |m, _| {
