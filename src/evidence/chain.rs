@@ -20,6 +20,9 @@ use crate::fsx;
 use crate::types::ArtifactKind;
 use sha2::{Digest, Sha256};
 
+/// How long [`DirLock::acquire`] waits for a lock that is held.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// An exclusive lock on an evidence directory, released on drop.
 #[derive(Debug)]
 pub struct DirLock {
@@ -36,7 +39,17 @@ impl DirLock {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open lock `{}`", path.display()))?;
-        match file.try_lock() {
+        // A lock can look held for a moment after its holder let go: a
+        // process forked by another thread (between fork and exec) shares
+        // the open file and so the lock. Try again briefly before calling it
+        // another agentplane's.
+        let give_up = std::time::Instant::now() + LOCK_PATIENCE;
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(fs::TryLockError::WouldBlock)) && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            attempt = file.try_lock();
+        }
+        match attempt {
             Ok(()) => Ok(DirLock { _file: file }),
             Err(fs::TryLockError::WouldBlock) => Err(Problem::error(format!(
                 "evidence directory `{}` is being written by another agentplane process",
