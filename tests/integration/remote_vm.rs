@@ -139,6 +139,8 @@ fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
     assert!(host["qemu"].as_str().unwrap().ends_with("qemu-system-x86_64"), "{d:#}");
     assert!(host["kernel"].as_str().unwrap().starts_with("/boot/vmlinuz-"), "{d:#}");
 
+    // Run dirs of earlier runs (a killed agentplane's wait for the next sweep).
+    let dirs_before = run_dirs_of_user(|_| true);
     // Run in the background and watch for the VM on the executor: it must be
     // the test account's process while it runs.
     let child = Command::new(BIN)
@@ -175,7 +177,7 @@ fn a_vm_bundle_on_a_lima_instance_boots_there_as_its_login() {
     // The machine QEMU ran on is recorded beside the guest's environment.
     assert_eq!(artifact["vmHost"]["arch"], "x86_64", "{artifact:#}");
     assert_eq!(artifact["vmHost"]["os"], "linux", "{artifact:#}");
-    let left = run_dirs_of_user(|_| true);
+    let left = run_dirs_of_user(|d| !dirs_before.iter().any(|b| b == d));
     assert!(left.is_empty(), "remote run dirs left: {left:?}");
 
     r.cmd(&["emit", b]).ok();
@@ -378,6 +380,7 @@ fn an_executor_naming_its_lima_instance_is_reached_through_lima_ssh_config() {
 /// printed; its run directory is gone.
 #[test]
 fn a_qemu_that_dies_at_once_on_the_executor_is_a_failed_run_that_says_so() {
+    let _turn = vm_turn();
     let Some(sshd) = sshd_for_user("a_qemu_that_dies_at_once_on_the_executor_is_a_failed_run_that_says_so") else {
         return;
     };
