@@ -44,6 +44,7 @@
 
 mod files;
 mod findings;
+mod fixed_base;
 mod signature;
 mod steps;
 #[cfg(test)]
