@@ -2,7 +2,9 @@
 //!
 //! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
 //! reaches out to executors (SSH in parallel, one thread each, all bounded by
-//! one timeout) so that a fleet of a thousand hosts takes about one timeout.
+//! one timeout) so that a fleet of a thousand hosts takes about one timeout;
+//! no more probes are in flight than there are file descriptors to spare
+//! ([`super::slots`]): a larger fleet is probed in waves.
 
 use std::time::Duration;
 
@@ -127,10 +129,14 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .collect()
 }
 
+/// How a probe that could not get a descriptor says so (`EMFILE`).
+const EMFILE: &str = "(os error 24)";
+
 /// Probe every candidate still standing: this host for `local`, SSH for the
 /// rest (in parallel), then compare the declared platform with what was seen.
 pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
     raise_fd_limit();
+    let slots = super::slots::Slots::new(super::slots::fd_budget());
     std::thread::scope(|s| {
         let handles: Vec<_> = cands
             .iter()
@@ -138,13 +144,29 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
             .filter(|(_, c)| c.rejected.is_none())
             .map(|(i, c)| {
                 let reach = c.executor.reach.clone();
+                let slot = slots.take();
                 let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
                     Reach::Local => {
                         Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into() })
                     }
-                    Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout)
-                        .map(|p| Observed { os: p.os, arch: p.arch })
-                        .map_err(|f| Reason { code: f.code, detail: f.detail }),
+                    Reach::Ssh(t) => {
+                        // Out of descriptors after all (something else took
+                        // them): wait for other probes to give theirs back
+                        // and try again, a few times; never blame the host.
+                        let mut tries = 0;
+                        let seen = loop {
+                            match super::probe_ssh::probe(&t, timeout) {
+                                Err(f) if f.detail.contains(EMFILE) && tries < 20 => {
+                                    tries += 1;
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                                r => break r,
+                            }
+                        };
+                        drop(slot);
+                        seen.map(|p| Observed { os: p.os, arch: p.arch })
+                            .map_err(|f| Reason { code: f.code, detail: f.detail })
+                    }
                 });
                 (i, h)
             })
@@ -158,7 +180,7 @@ pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
                 Ok(obs) => cands[i].observed = Some(obs),
                 // Running out of file descriptors is agentplane's failure, not
                 // the host's: never record it as the host being unreachable.
-                Err(r) if r.detail.contains("(os error 24)") => {
+                Err(r) if r.detail.contains(EMFILE) => {
                     cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
                 }
                 Err(r) => cands[i].rejected = Some(r),
