@@ -10,9 +10,10 @@ use std::sync::{Condvar, Mutex};
 /// a quarter of the limit, at most this many.
 const RESERVE: usize = 64;
 
-/// Descriptors one probe holds at its peak: its socket, and `known_hosts`
-/// while it is read.
-const PER_PROBE: usize = 2;
+/// Descriptors one probe holds while it waits: its socket. (It also reads
+/// `known_hosts` for a moment after connecting; a probe that meets `EMFILE`
+/// then waits and retries, see `placement::probe_all`.)
+const PER_PROBE: usize = 1;
 
 /// A counting semaphore.
 pub struct Slots {
