@@ -20,7 +20,8 @@
 #                               [--work DIR] [--keep]
 #   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
 # Needs ~6 GB of disk for the 1,000,000-entry chain (one artifact file per entry).
-# Results: $RESULTS/scale.tsv (stage, size, wall s, peak RSS KiB, per-item µs, exit).
+# Results: $RESULTS/scale.tsv (stage, size, wall s, peak RSS KiB, per-item µs, exit;
+# validate exits 1: a tenth of the generated bundles are invalid by design).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
