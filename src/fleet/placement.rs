@@ -136,6 +136,11 @@ const EMFILE: &str = "(os error 24)";
 /// rest (in parallel), then compare the declared platform with what was seen.
 pub fn probe_all(cands: &mut [Candidate], timeout: Duration) {
     raise_fd_limit();
+    // One thread per probe, each with its own allocator heap: with
+    // transparent huge pages the kernel zeroes 2 MiB for each heap's first
+    // page. Without them 10,000 silent hosts took 6–8 s instead of 10–14 s
+    // (docs/performance.md §3). Nothing else in `place` gains from them.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let slots = super::slots::Slots::new(super::slots::fd_budget());
     std::thread::scope(|s| {
         let handles: Vec<_> = cands
