@@ -172,6 +172,11 @@ impl std::fmt::Display for NotRegular {
 /// (`fstat`), so nothing can swap it between check and read. `cap` bounds its
 /// size (`None`: any size, for streaming).
 pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError> {
+    open_regular_meta(path, cap).map(|(f, _)| f)
+}
+
+/// [`open_regular`], also returning the open file's metadata.
+pub fn open_regular_meta(path: &Path, cap: Option<u64>) -> Result<(File, fs::Metadata), RegularError> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
     let file = match OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
@@ -196,7 +201,7 @@ pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError>
     };
     match not {
         Some(kind) => Err(RegularError { path: path.to_path_buf(), kind: Some(kind), io: None }),
-        None => Ok(file),
+        None => Ok((file, meta)),
     }
 }
 
@@ -223,8 +228,14 @@ impl std::error::Error for RegularError {}
 
 /// Read a regular file of at most `cap` bytes (see [`open_regular`]).
 pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
-    let mut f = open_regular(path, Some(cap))?;
-    let mut buf = Vec::new();
+    read_regular_meta(path, cap).map(|(b, _)| b)
+}
+
+/// [`read_regular`], also returning the metadata of the file it read.
+pub fn read_regular_meta(path: &Path, cap: u64) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
+    let (mut f, meta) = open_regular_meta(path, Some(cap))?;
+    // Sized from the open file's fstat: one read for the bytes, one to see the end.
+    let mut buf = Vec::with_capacity(meta.len().min(cap) as usize + 1);
     // `take` guards against a file that grows after the fstat.
     (&mut f).take(cap + 1).read_to_end(&mut buf).map_err(|e| RegularError {
         path: path.to_path_buf(),
@@ -238,7 +249,7 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
             io: None,
         });
     }
-    Ok(buf)
+    Ok((buf, meta))
 }
 
 /// A secret named by a `NAME_FILE` variable: the operator's path, so its
@@ -328,6 +339,24 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> (PathBuf, bool) {
 pub struct LstatCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Option<bool>>>);
 
 impl LstatCache {
+    /// Record what is already known of `p` (from a directory listing, or a
+    /// canonical directory), so that no `lstat` asks again.
+    pub fn seed(&self, p: &Path, what: Option<bool>) {
+        self.0.borrow_mut().insert(p.to_path_buf(), what);
+    }
+
+    /// Forget everything at or under `dir` (one bundle's own files), so that
+    /// the cache keeps only what bundles share and does not grow with them.
+    pub fn forget_under(&self, dir: &Path) {
+        self.0.borrow_mut().retain(|k, _| !k.starts_with(dir));
+    }
+
+    /// Whether `p`, or a directory on its way below `root`, was found missing.
+    pub fn known_missing(&self, root: &Path, p: &Path) -> bool {
+        let seen = self.0.borrow();
+        p.ancestors().take_while(|a| a.starts_with(root) && *a != root).any(|a| matches!(seen.get(a), Some(None)))
+    }
+
     fn lstat(&self, p: &Path) -> Option<bool> {
         if let Some(r) = self.0.borrow().get(p) {
             return *r;

@@ -182,6 +182,21 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// `v.pointer(p)` for a pointer written in the source: object keys only (no
+/// `~` escapes), without the allocation per segment that
+/// [`Value::pointer`] makes for unescaping (the gates look up many).
+pub fn at<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
+    debug_assert!(!p.contains('~'), "a constant pointer has no escapes: {p}");
+    if p.is_empty() {
+        return Some(v);
+    }
+    p.strip_prefix('/')?.split('/').try_fold(v, |v, seg| match v {
+        Value::Object(m) => m.get(seg),
+        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ client closes it. Loopback only; exits by itself after --lifetime seconds
 (also on SIGTERM/SIGINT). When all N listen, writes their ports, one per line,
 to PORTS_FILE (atomically: PORTS_FILE.tmp then rename), so a caller can wait
 for the file. Needs about N + (concurrent connections) file descriptors; raises
-its own soft RLIMIT_NOFILE to the hard limit.
+its own soft RLIMIT_NOFILE to the hard limit, and when that is still too few
+(4 per listener are asked for), runs the listeners in several processes.
 """
 import argparse
 import asyncio
@@ -19,15 +20,18 @@ import resource
 import signal
 import socket
 import sys
+import time
 
 
-async def main():
+def parse():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("n", type=int)
     ap.add_argument("ports_file")
     ap.add_argument("--lifetime", type=float, default=120.0)
-    a = ap.parse_args()
+    return ap.parse_args()
 
+
+async def main(a):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, min(hard, 4 * a.n + 256)) if hard != resource.RLIM_INFINITY else max(soft, 4 * a.n + 256)
     if want > soft:
@@ -76,5 +80,48 @@ async def main():
         w.close()
 
 
+def split(a, per):
+    """More listeners than one process has descriptors for (each listener and
+    each accepted connection is one): fork processes of `per` listeners each,
+    then write their ports as one file. SIGTERM/SIGINT reach every child."""
+    children, parts = [], []
+    for i, start in enumerate(range(0, a.n, per)):
+        part = argparse.Namespace(n=min(per, a.n - start), ports_file=f"{a.ports_file}.part{i}", lifetime=a.lifetime)
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(main(part))
+            os._exit(0)
+        children.append(pid)
+        parts.append(part.ports_file)
+
+    def stop(*_):
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not all(os.path.exists(p) for p in parts):
+        if any(os.waitpid(pid, os.WNOHANG) != (0, 0) for pid in children):
+            stop()
+        time.sleep(0.1)
+    tmp = a.ports_file + ".tmp"
+    with open(tmp, "w") as f:
+        for p in parts:
+            f.write(open(p).read())
+    os.replace(tmp, a.ports_file)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    a = parse()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    per = a.n if hard == resource.RLIM_INFINITY else max(1, (hard - 256) // 4)
+    if a.n <= per:
+        asyncio.run(main(a))
+    else:
+        split(a, per)

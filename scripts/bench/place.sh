@@ -150,12 +150,17 @@ d = json.load(open(sys.argv[1]))
 rej = d.get("rejected", [])
 n = int(sys.argv[2])
 # Every silent host must be rejected for the probe timeout, not for a local error.
-timed_out = [r for r in rej if r.get("code") == "ssh-unreachable" and "within the timeout" in r.get("reason", "")]
+# The file's reason starts with its stable code ("ssh-unreachable: ..."); older files had `code`.
+code = lambda r: r.get("code") or r.get("reason", "").split(":", 1)[0]
+# "no SSH banner ... within the timeout", or a TCP connect that timed out (a
+# listener too busy to accept): either way the host's silence, not a local error.
+silent = lambda why: "within the timeout" in why or why.endswith("timed out")
+timed_out = [r for r in rej if code(r) == "ssh-unreachable" and silent(r.get("reason", ""))]
 other = [r for r in rej if r not in timed_out]
 print(f"place.sh: decision: chose {d.get('chosenExecutor')}; {len(timed_out)} of {n} hosts rejected "
       f"for the probe timeout, {len(other)} for something else", file=sys.stderr)
 for r in other[:3]:
-    print(f"  e.g. {r.get('name')}: {r.get('code')}: {r.get('reason')}", file=sys.stderr)
+    print(f"  e.g. {r.get('name')}: {r.get('reason')}", file=sys.stderr)
 sys.exit(0 if d.get("chosenExecutor") == "local" and len(timed_out) == n else 1)
 EOF
   cmds=(--command-name agentplane --prepare "$PREP" "$PLACE" --command-name probe-ref --prepare true "$REF")

@@ -25,8 +25,9 @@
 #      tlog-index) adds, redone with the same library calls.
 # Entries/s = entries / median wall time.
 #
-# Targets (issue): agentplane entries/s >= 70% of the raw single-core
-# verify_strict rate, and >= 5x securesystemslib's (whole process, medians);
+# Targets (issue #17): agentplane entries/s >= 70% of the raw verify_strict
+# rate on every core (single-core rate x nproc: the strict policy's rate on
+# this machine), and >= 5x securesystemslib's (whole process, medians);
 # (issue #16) step 10 makes verify at most 10% slower than it is without it.
 #
 # Usage: scripts/bench/verify.sh [--n 10000] [--runs 10] [--evidence DIR --pub PEM] [--keep]
@@ -132,15 +133,18 @@ fmt = lambda key: ", ".join(format(x[key], ",.0f") for x in raw)
 print(f"  raw verify_strict  {fmt('verifyStrictPerSec')} /s (before, after); "
       f"verify_batch(64) {fmt('verifyBatch64PerSec')} /s")
 print(f"  securesystemslib in-process: {peer_inproc:,.0f} envelopes/s")
-t1 = rate["agentplane"] / strict
+import os
+cores = os.cpu_count() or 1
+strict_all = strict * cores  # the rate of the strict policy on every core
+t1 = rate["agentplane"] / strict_all
 t2 = rate["agentplane"] / rate["securesystemslib"]
 rows = [
-    {"what": "agentplane entries/s vs raw single-core verify_strict", "ratio": t1, "target": 0.70, "pass": t1 >= 0.70},
+    {"what": f"agentplane entries/s vs raw verify_strict on {cores} cores", "ratio": t1, "target": 0.70, "pass": t1 >= 0.70},
     {"what": "agentplane vs securesystemslib (whole process)", "ratio": t2, "target": 5.0, "pass": t2 >= 5.0},
     {"what": "verify with step 10 vs without (in-process; 1.10 = 10% slower)", "ratio": 1 + cc["share"],
      "target": 1.10, "pass": cc["share"] <= 0.10},
 ]
-print(f"target: agentplane >= 70% of raw single-core verify_strict ({strict:,.0f}/s): "
+print(f"target: agentplane >= 70% of raw verify_strict on {cores} cores ({strict:,.0f}/s x {cores}): "
       f"{t1 * 100:.0f}%  {'PASS' if t1 >= 0.7 else 'FAIL'}")
 print(f"target: agentplane >= 5x securesystemslib: {t2:.1f}x  {'PASS' if t2 >= 5 else 'FAIL'}")
 print(f"target: step 10 (checkpoints, tlog-index) {cc['step10Seconds'] * 1e3:.1f} ms of verify's "

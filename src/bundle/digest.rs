@@ -76,37 +76,51 @@ impl std::error::Error for BundleFilesError {}
 /// `exclude` is the canonical outDir; `extra` are files outside `dir` that the
 /// bundle depends on (the smoke script), named root-relative.
 pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<BundleDigest> {
-    compute_with(root, dir, exclude, extra, None)
+    compute_scanned(root, scan(root, dir, exclude)?, extra, None)
 }
 
 /// Only the check of what lives in the bundle (no contents are read): the
 /// [`BundleFilesError`] that [`compute`] would return, if any.
 pub fn check_files(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<()> {
-    let (_, bad) = scan(root, dir, exclude)?;
-    if bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: bad }.into()) }
+    check_scan(&scan(root, dir, exclude)?)
+}
+
+/// [`check_files`] for a listing already taken.
+pub fn check_scan(scan: &Scan) -> Result<()> {
+    if scan.bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: scan.bad.clone() }.into()) }
 }
 
 /// A file to digest: raw root-relative name, path, is a symlink.
 pub type Listed = (Vec<u8>, PathBuf, bool);
 
+/// What lives in a bundle directory (not in its outDir), listed once: the
+/// files to digest, in name order, and those that may not be there.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// The bundle directory listed.
+    pub dir: PathBuf,
+    pub files: Vec<Listed>,
+    pub bad: Vec<BadFile>,
+}
+
 /// The files [`compute`] digests, in its order, without reading their
 /// contents: what a runner stages so that the staged copy digests the same.
 pub fn files(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<Vec<Listed>> {
-    let (files, bad) = list(root, dir, exclude, extra)?;
+    let (files, bad) = list(root, scan(root, dir, exclude)?, extra);
     if bad.is_empty() { Ok(files) } else { Err(BundleFilesError { files: bad }.into()) }
 }
 
-/// [`scan`] plus the `extra` files outside `dir`, sorted by name, each once.
-fn list(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<(Vec<Listed>, Vec<BadFile>)> {
-    let (mut files, bad) = scan(root, dir, exclude)?;
+/// The scan plus the `extra` files outside its directory, sorted by name, each once.
+fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile>) {
+    let Scan { dir, mut files, bad } = scan;
     for p in extra {
-        if !p.starts_with(dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+        if !p.starts_with(&dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
             files.push((name_of(root, p), p.clone(), false));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
-    Ok((files, bad))
+    (files, bad)
 }
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
@@ -114,7 +128,7 @@ fn name_of(root: &Path, p: &Path) -> Vec<u8> {
 }
 
 /// Walk `dir` (not into `exclude`): the files to digest, and those that may not be there.
-fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<(Vec<Listed>, Vec<BadFile>)> {
+pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
     let mut files = Vec::new();
     let mut bad = Vec::new();
     let walk = WalkDir::new(dir)
@@ -154,18 +168,17 @@ fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<(Vec<Listed>,
         }
         files.push((name, path.to_path_buf(), ft.is_symlink()));
     }
-    Ok((files, bad))
+    Ok(Scan { dir: dir.to_path_buf(), files, bad })
 }
 
-/// [`compute`], reusing bytes already read (e.g. the manifest) instead of reading them again.
-pub fn compute_with(
-    root: &Path,
-    dir: &Path,
-    exclude: Option<&Path>,
-    extra: &[PathBuf],
-    known: Option<(&Path, &[u8])>,
-) -> Result<BundleDigest> {
-    let (files, mut bad) = list(root, dir, exclude, extra)?;
+/// Bytes already read (e.g. the manifest), with the file's mode bits, so
+/// that [`compute_scanned`] need not read or stat it again.
+pub type Known<'a> = (&'a Path, &'a [u8], u32);
+
+/// [`compute`] over a listing already taken (see [`scan`]), reusing bytes
+/// already read instead of reading them again.
+pub fn compute_scanned(root: &Path, scan: Scan, extra: &[PathBuf], known: Option<Known>) -> Result<BundleDigest> {
+    let (files, mut bad) = list(root, scan, extra);
 
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
@@ -185,30 +198,26 @@ pub fn compute_with(
             header(&mut total, "link", content.len() as u64);
             total.update(content);
             ("link", fsx::sha256_hex(content))
-        } else if let Some((_, bytes)) = known.filter(|(p, _)| *p == path) {
-            let mode = match fs::metadata(&path) {
-                Ok(m) if m.permissions().mode() & 0o111 != 0 => "755",
-                _ => "644",
-            };
+        } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| *p == path) {
+            let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
             total.update(bytes);
             (mode, fsx::sha256_hex(bytes))
         } else {
-            let mut f = match fsx::open_regular(&path, None) {
-                Ok(f) => f,
+            let (mut f, meta) = match fsx::open_regular_meta(&path, None) {
+                Ok(fm) => fm,
                 Err(e) => {
                     let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());
                     bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
                     continue;
                 }
             };
-            let meta = f.metadata().with_context(|| format!("cannot stat `{}`", path.display()))?;
             let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, meta.len());
             // Stream exactly the length the header promised: a file that
             // shrinks while it is read is an error, one that grows is cut.
             let mut own = Sha256::new();
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; (meta.len() as usize).clamp(1, 64 * 1024)];
             let mut left = meta.len();
             let mut reader = (&mut f).take(left);
             while left > 0 {

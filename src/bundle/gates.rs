@@ -12,6 +12,7 @@ use super::load;
 use super::model::{Backend, Bundle};
 use super::schema::SchemaChecker;
 use crate::fsx;
+use crate::json::at;
 use secrets::secrets_are_refs;
 
 pub use crate::types::{Check, CheckStatus as Status, Gate};
@@ -100,7 +101,7 @@ pub fn validate_cached(
     };
 
     // parse
-    let (bytes, value) = match load::read_manifest(&manifest) {
+    let (bytes, value, mode) = match load::read_manifest_mode(&manifest) {
         Ok(bv) => bv,
         Err(e) => {
             let mut msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
@@ -128,13 +129,13 @@ pub fn validate_cached(
         ));
         return report;
     }
-    let name = value.pointer("/metadata/name").and_then(Value::as_str);
-    let version = value.pointer("/metadata/version").and_then(Value::as_str);
+    let name = at(&value, "/metadata/name").and_then(Value::as_str);
+    let version = at(&value, "/metadata/version").and_then(Value::as_str);
     if let (Some(n), Some(v)) = (name, version) {
         report.bundle = Some(format!("{n}@{v}"));
     }
-    report.governance_context = value.pointer("/spec/governanceContext").cloned();
-    report.lane = value.pointer("/spec/policy/lane").and_then(|l| super::model::Lane::deserialize(l).ok());
+    report.governance_context = at(&value, "/spec/governanceContext").cloned();
+    report.lane = at(&value, "/spec/policy/lane").and_then(|l| super::model::Lane::deserialize(l).ok());
     report.metadata = value.get("metadata").cloned();
     report.extensions = crate::evidence::artifacts::bundle_extensions(&value);
 
@@ -149,7 +150,25 @@ pub fn validate_cached(
     }
 
     let dir = manifest.parent().unwrap_or(root).to_path_buf();
+    // The manifest is canonical: its directory is a real one.
+    cache.seed(&dir, Some(false));
     let resolver = Resolver::new(root, &dir, cache);
+    // What lives in the bundle and its digest need only the directory and the
+    // outDir to leave out, so even a schema-invalid bundle gets them and can
+    // record its failure. The directory is listed once, first: the gates'
+    // path checks then take what the listing saw instead of asking again.
+    let str_at = |ptr: &str| at(&value, ptr).and_then(Value::as_str);
+    let out_dir = str_at("/spec/artifacts/outDir")
+        .map(|o| resolver.resolve(o))
+        .filter(|(p, inside)| *inside && !dir.starts_with(p))
+        .map(|(p, _)| p);
+    let scanned = super::digest::scan(root, &dir, out_dir.as_deref());
+    if let Ok(scan) = &scanned {
+        for (_, path, is_link) in &scan.files {
+            cache.seed(path, Some(*is_link));
+        }
+    }
+    let listed_regular = |p: &Path| scanned.as_ref().is_ok_and(|s| s.files.iter().any(|(_, f, l)| !l && f == p));
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
@@ -157,17 +176,10 @@ pub fn validate_cached(
     let out_check = out_dir_safe(&resolver, &value, &dir);
     let out_safe = out_check.status == Status::Pass;
     report.checks.push(out_check);
-    report.checks.push(smoke_script_present(&resolver, &value));
+    report.checks.push(smoke_script_present(&resolver, &value, &listed_regular));
     report.checks.push(backend_supported(&value));
 
-    // What lives in the bundle and its digest need only the directory and the
-    // outDir to leave out, so even a schema-invalid bundle gets them and can
-    // record its failure. Evidence is written only to a safe outDir.
-    let str_at = |ptr: &str| value.pointer(ptr).and_then(Value::as_str);
-    let out_dir = str_at("/spec/artifacts/outDir")
-        .map(|o| resolver.resolve(o))
-        .filter(|(p, inside)| *inside && !dir.starts_with(p))
-        .map(|(p, _)| p);
+    // Evidence is written only to a safe outDir.
     report.out_dir_resolved = out_dir.clone();
     let script: Vec<PathBuf> = str_at("/spec/smoke/script")
         .map(|s| resolver.resolve_bundle(s))
@@ -175,11 +187,10 @@ pub fn validate_cached(
         .map(|(p, _)| p)
         .into_iter()
         .collect();
-    let digest = if with_digest {
-        super::digest::compute_with(root, &dir, out_dir.as_deref(), &script, Some((&manifest, &bytes))).map(Some)
-    } else {
-        super::digest::check_files(root, &dir, out_dir.as_deref()).map(|()| None)
-    };
+    let digest = scanned.and_then(|scan| match with_digest {
+        true => super::digest::compute_scanned(root, scan, &script, Some((&manifest, &bytes, mode))).map(Some),
+        false => super::digest::check_scan(&scan).map(|()| None),
+    });
     match digest {
         Ok(Some(d)) => {
             report.digest = Some(d.digest);
@@ -209,6 +220,7 @@ pub fn validate_cached(
             report.checks.sort_by_key(|c| Gate::ALL.iter().position(|g| *g == c.name));
         }
     }
+    cache.forget_under(&dir);
     report.valid = !report.checks.iter().any(|c| c.status == Status::Fail);
     if report.valid {
         // Schema-valid JSON that the types reject would be a bug in the
@@ -241,7 +253,7 @@ fn kind_of(v: &Value) -> &'static str {
 fn license_policy(v: &Value) -> Check {
     const NAME: Gate = Gate::LicensePolicy;
     const PTR: &str = "/metadata/licensePolicy/allowAGPL";
-    match v.pointer(PTR) {
+    match at(v, PTR) {
         Some(Value::Bool(false)) => Check::pass(NAME),
         Some(Value::Bool(true)) => {
             Check::fail(NAME, "allowAGPL is true; bundles must not ship AGPL code".into(), Some(PTR))
@@ -254,7 +266,7 @@ fn license_policy(v: &Value) -> Check {
 fn max_run_seconds(v: &Value) -> Check {
     const NAME: Gate = Gate::MaxRunSeconds;
     const PTR: &str = "/spec/policy/maxRunSeconds";
-    match v.pointer(PTR) {
+    match at(v, PTR) {
         None => Check::fail(
             NAME,
             "maxRunSeconds is not set; every bundle must say how long it may run".into(),
@@ -319,11 +331,12 @@ impl<'r> Resolver<'r> {
     /// `resolved` (a `bundle.json` in an ancestor between it and the root),
     /// or `None` when the nearest is this bundle's own directory or there is none.
     fn other_bundle_holding(&self, resolved: &Path) -> Option<PathBuf> {
+        // This bundle's own directory holds the manifest just read: no need to look.
         let nearest = resolved
             .ancestors()
             .skip(1)
             .take_while(|a| a.starts_with(self.root) && *a != self.root)
-            .find(|a| std::fs::symlink_metadata(a.join("bundle.json")).is_ok())?;
+            .find(|a| *a == self.dir || std::fs::symlink_metadata(a.join("bundle.json")).is_ok())?;
         (nearest != self.dir).then(|| nearest.to_path_buf())
     }
 }
@@ -335,11 +348,11 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
     // Only outDir (and the mounts below) are root-relative; the rest are bundle paths.
     const BUNDLE_PATHS: [&str; 3] = ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/vm/kernel"];
     for ptr in ["/spec/smoke/script", "/spec/vm/modulePath", "/spec/artifacts/outDir", "/spec/vm/kernel"] {
-        if let Some(Value::String(s)) = v.pointer(ptr) {
+        if let Some(Value::String(s)) = at(v, ptr) {
             paths.push((ptr.to_string(), s));
         }
     }
-    if let Some(Value::Array(mounts)) = v.pointer("/spec/vm/mounts") {
+    if let Some(Value::Array(mounts)) = at(v, "/spec/vm/mounts") {
         for (i, m) in mounts.iter().enumerate() {
             if let Some(Value::String(s)) = m.get("source") {
                 paths.push((format!("/spec/vm/mounts/{i}/source"), s));
@@ -387,7 +400,7 @@ fn paths_inside_root(resolver: &Resolver, v: &Value) -> Vec<Check> {
 
 /// The absolute host paths a bundle mounts (`spec.vm.mounts[].source`).
 pub fn host_paths(v: &Value) -> Vec<String> {
-    let Some(Value::Array(mounts)) = v.pointer("/spec/vm/mounts") else { return Vec::new() };
+    let Some(Value::Array(mounts)) = at(v, "/spec/vm/mounts") else { return Vec::new() };
     mounts
         .iter()
         .filter_map(|m| m.get("source").and_then(Value::as_str))
@@ -405,6 +418,15 @@ pub const RESERVED_DIRS: [&str; 6] = [".git", ".agentplane", "state", "fleet", "
 /// holding it, a bundle directory, or a reserved folder or anything inside one
 /// (and any `.git` or `.agentplane` at any depth). `None` when none applies.
 pub fn out_dir_misplaced(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<String> {
+    misplaced_by_name(root, bundle_dir, resolved).or_else(|| {
+        std::fs::symlink_metadata(resolved.join("bundle.json"))
+            .is_ok()
+            .then(|| "outDir is a bundle directory (it holds a bundle.json)".into())
+    })
+}
+
+/// [`out_dir_misplaced`] without looking at the disk: the rules on the path alone.
+fn misplaced_by_name(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<String> {
     if resolved == root {
         return Some("outDir is the project root itself; use a folder under it".into());
     }
@@ -424,16 +446,13 @@ pub fn out_dir_misplaced(root: &Path, bundle_dir: &Path, resolved: &Path) -> Opt
     if let Some(c) = rel.components().map(|c| c.as_os_str()).find(|c| *c == ".git" || *c == ".agentplane") {
         return Some(format!("outDir is in a `{}` folder, never evidence", c.to_string_lossy()));
     }
-    if std::fs::symlink_metadata(resolved.join("bundle.json")).is_ok() {
-        return Some("outDir is a bundle directory (it holds a bundle.json)".into());
-    }
     None
 }
 
 fn out_dir_safe(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Check {
     const NAME: Gate = Gate::OutDirSafe;
     const PTR: &str = "/spec/artifacts/outDir";
-    let p = match v.pointer(PTR) {
+    let p = match at(v, PTR) {
         Some(Value::String(p)) if !p.is_empty() && !p.contains('\0') => p,
         Some(Value::String(_)) => return Check::fail(NAME, "outDir is empty or holds a NUL byte".into(), Some(PTR)),
         Some(other) => return Check::fail(NAME, format!("outDir is {}, not a path", kind_of(other)), Some(PTR)),
@@ -443,8 +462,17 @@ fn out_dir_safe(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Check {
     if !inside {
         return Check::fail(NAME, format!("`{p}` is outside the root; evidence is written only under it"), Some(PTR));
     }
-    if let Some(why) = out_dir_misplaced(resolver.root, bundle_dir, &resolved) {
+    // A folder not there yet holds no bundle and nothing foreign.
+    let missing = resolver.cache.known_missing(resolver.root, &resolved);
+    let misplaced = match missing {
+        true => misplaced_by_name(resolver.root, bundle_dir, &resolved),
+        false => out_dir_misplaced(resolver.root, bundle_dir, &resolved),
+    };
+    if let Some(why) = misplaced {
         return Check::fail(NAME, format!("`{p}`: {why}"), Some(PTR));
+    }
+    if missing {
+        return Check::pass(NAME);
     }
     match crate::evidence::chain::first_foreign(&resolved) {
         Ok(None) => Check::pass(NAME),
@@ -463,10 +491,12 @@ fn out_dir_safe(resolver: &Resolver, v: &Value, bundle_dir: &Path) -> Check {
     }
 }
 
-fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
+/// `listed_regular`: whether the bundle directory's listing saw a path as a
+/// regular file (then it need not be opened to know it is one).
+fn smoke_script_present(resolver: &Resolver, v: &Value, listed_regular: &dyn Fn(&Path) -> bool) -> Check {
     const NAME: Gate = Gate::SmokeScriptPresent;
     const PTR: &str = "/spec/smoke/script";
-    let Some(Value::String(p)) = v.pointer(PTR) else {
+    let Some(Value::String(p)) = at(v, PTR) else {
         return Check::fail(NAME, "no smoke script is named".into(), Some("/spec/smoke"));
     };
     let (resolved, inside) = resolver.resolve_bundle(p);
@@ -474,7 +504,11 @@ fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
         return Check::fail(NAME, format!("`{p}` is outside the root"), Some(PTR));
     }
     // Opened, never read: a FIFO neither blocks nor passes.
-    match fsx::open_regular(&resolved, None) {
+    let opened = match listed_regular(&resolved) {
+        true => Ok(()),
+        false => fsx::open_regular(&resolved, None).map(drop),
+    };
+    match opened {
         // A copied bundle still naming the original's script would run it.
         Ok(_) => match resolver.other_bundle_holding(&resolved) {
             Some(other) => Check::warn(
@@ -501,7 +535,7 @@ fn smoke_script_present(resolver: &Resolver, v: &Value) -> Check {
 fn backend_supported(v: &Value) -> Check {
     const NAME: Gate = Gate::BackendSupported;
     const PTR: &str = "/spec/vm/backendIntent";
-    match v.pointer(PTR) {
+    match at(v, PTR) {
         // agent-machine is upstream vocabulary that no agentplane runner runs.
         Some(Value::String(b)) if Backend::parse(b).is_some_and(|b| b != Backend::AgentMachine) => Check::pass(NAME),
         Some(Value::String(b)) => Check::fail(NAME, format!("backend `{b}` is not one agentplane can run"), Some(PTR)),

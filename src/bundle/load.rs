@@ -87,13 +87,19 @@ pub fn manifest_path(root: &Path, arg: &Path) -> Result<PathBuf> {
 /// parsed strictly ([`crate::json::parse_strict`]): a repeated key is an error
 /// whose chain holds the [`crate::json::StrictJsonError`] with its pointer.
 pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
-    let bytes = fsx::read_regular(path, MAX_MANIFEST_BYTES)?;
+    read_manifest_mode(path).map(|(b, v, _)| (b, v))
+}
+
+/// [`read_manifest`], also returning the file's mode bits (from the same `fstat`).
+pub fn read_manifest_mode(path: &Path) -> Result<(Vec<u8>, Value, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (bytes, meta) = fsx::read_regular_meta(path, MAX_MANIFEST_BYTES)?;
     if let Err(e) = std::str::from_utf8(&bytes) {
         anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to());
     }
     let value = crate::json::parse_strict(&bytes)
         .map_err(|e| anyhow::Error::new(e).context(format!("`{}` is not valid JSON", path.display())))?;
-    Ok((bytes, value))
+    Ok((bytes, value, meta.permissions().mode()))
 }
 
 /// Load a bundle that a later stage will act on. Anything wrong with it is a

@@ -3,5 +3,6 @@
 pub mod inventory;
 pub mod placement;
 pub mod probe_ssh;
+mod slots;
 
 pub use inventory::{Executor, Inventory, Reach};

@@ -2,7 +2,9 @@
 //!
 //! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
 //! reaches out to executors (SSH in parallel, one thread each, all bounded by
-//! one timeout) so that a fleet of a thousand hosts takes about one timeout.
+//! one timeout) so that a fleet of a thousand hosts takes about one timeout;
+//! no more probes are in flight than there are file descriptors to spare
+//! ([`super::slots`]): a larger fleet is probed in waves.
 
 use std::time::Duration;
 
@@ -130,6 +132,9 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .collect()
 }
 
+/// How a probe that could not get a descriptor says so (`EMFILE`).
+const EMFILE: &str = "(os error 24)";
+
 /// Probe every candidate still standing: this host for `local`, SSH for the
 /// rest (in parallel), then compare the declared platform with what was seen
 /// and, for a VM bundle on an SSH executor, check that the VM can boot there
@@ -137,6 +142,12 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
 pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
     let vm = req.backend.is_vm();
     raise_fd_limit();
+    // One thread per probe, each with its own allocator heap: with
+    // transparent huge pages the kernel zeroes 2 MiB for each heap's first
+    // page. Without them 10,000 silent hosts took 6–8 s instead of 10–14 s
+    // (docs/performance.md §3). Nothing else in `place` gains from them.
+    let _ = nix::sys::prctl::set_thp_disable(true);
+    let slots = super::slots::Slots::new(super::slots::fd_budget());
     std::thread::scope(|s| {
         let handles: Vec<_> = cands
             .iter()
@@ -145,13 +156,29 @@ pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
             .map(|(i, c)| {
                 let reach = c.executor.reach.clone();
                 let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
+                let slot = slots.take();
                 let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
                     Reach::Local => {
                         Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None })
                     }
-                    Reach::Ssh(t) => super::probe_ssh::probe(&t, timeout, vm_cfg.as_ref())
-                        .map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
-                        .map_err(|f| Reason { code: f.code, detail: f.detail }),
+                    Reach::Ssh(t) => {
+                        // Out of descriptors after all (something else took
+                        // them): wait for other probes to give theirs back
+                        // and try again, a few times; never blame the host.
+                        let mut tries = 0;
+                        let seen = loop {
+                            match super::probe_ssh::probe(&t, timeout, vm_cfg.as_ref()) {
+                                Err(f) if f.detail.contains(EMFILE) && tries < 20 => {
+                                    tries += 1;
+                                    std::thread::sleep(Duration::from_millis(50));
+                                }
+                                r => break r,
+                            }
+                        };
+                        drop(slot);
+                        seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
+                            .map_err(|f| Reason { code: f.code, detail: f.detail })
+                    }
                 });
                 (i, h)
             })
@@ -165,7 +192,7 @@ pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
                 Ok(obs) => cands[i].observed = Some(obs),
                 // Running out of file descriptors is agentplane's failure, not
                 // the host's: never record it as the host being unreachable.
-                Err(r) if r.detail.contains("(os error 24)") => {
+                Err(r) if r.detail.contains(EMFILE) => {
                     cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
                 }
                 Err(r) => cands[i].rejected = Some(r),

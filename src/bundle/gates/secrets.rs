@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::{Check, Gate, kind_of};
+use crate::json::at;
 
 /// A secret name: an environment-variable-like identifier, or a reference URI.
 pub(super) fn is_secret_ref(s: &str) -> bool {
@@ -96,7 +97,7 @@ pub(super) fn token_shape(s: &str) -> Option<&'static str> {
 pub(super) fn secrets_are_refs(v: &Value) -> Vec<Check> {
     const NAME: Gate = Gate::SecretsAreRefs;
     let mut out = Vec::new();
-    if let Some(Value::Array(items)) = v.pointer("/spec/secrets/required") {
+    if let Some(Value::Array(items)) = at(v, "/spec/secrets/required") {
         for (i, item) in items.iter().enumerate() {
             let ptr = format!("/spec/secrets/required/{i}");
             match item {
@@ -114,45 +115,67 @@ pub(super) fn secrets_are_refs(v: &Value) -> Vec<Check> {
             }
         }
     }
-    let mut stack: Vec<(String, Option<String>, &Value)> = vec![(String::new(), None, v)];
-    while let Some((ptr, key, node)) = stack.pop() {
-        match node {
-            Value::Object(map) => {
-                for (k, child) in map.iter().rev() {
-                    stack.push((format!("{ptr}/{}", escape(k)), Some(k.clone()), child));
-                }
-            }
-            Value::Array(items) => {
-                for (i, child) in items.iter().enumerate().rev() {
-                    stack.push((format!("{ptr}/{i}"), key.clone(), child));
-                }
-            }
-            Value::String(s) => {
-                if let Some(what) = token_shape(s) {
-                    out.push(Check::fail(NAME, format!("inline secret material: {what}"), Some(&ptr)));
-                } else if let Some(k) = &key
-                    && is_secret_key(k)
-                    && !s.is_empty()
-                    && s != "UNSET"
-                    && !looks_like_ref(s)
-                {
-                    out.push(Check::fail(
-                        NAME,
-                        format!("`{k}` holds a literal value; secrets must be refs"),
-                        Some(&ptr),
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
+    walk(v, None, &mut Vec::new(), &mut out);
     if out.is_empty() {
         out.push(Check::pass(NAME));
     }
     out
 }
 
-/// RFC 6901 escaping of one pointer token.
-fn escape(token: &str) -> String {
-    token.replace('~', "~0").replace('/', "~1")
+/// One step of the way to a node: an object key or an array index.
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The JSON pointer of a path (RFC 6901 escaping), made only for a finding.
+fn pointer(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        out.push('/');
+        match step {
+            Step::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
+            Step::Index(i) => out.push_str(&i.to_string()),
+        }
+    }
+    out
+}
+
+/// Every string in document order, with the key it is the value of (array
+/// items take their array's key).
+fn walk<'a>(node: &'a Value, key: Option<&'a str>, path: &mut Vec<Step<'a>>, out: &mut Vec<Check>) {
+    const NAME: Gate = Gate::SecretsAreRefs;
+    match node {
+        Value::Object(map) => {
+            for (k, child) in map {
+                path.push(Step::Key(k));
+                walk(child, Some(k), path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                walk(child, key, path, out);
+                path.pop();
+            }
+        }
+        Value::String(s) => {
+            if let Some(what) = token_shape(s) {
+                out.push(Check::fail(NAME, format!("inline secret material: {what}"), Some(&pointer(path))));
+            } else if let Some(k) = key
+                && !s.is_empty()
+                && s != "UNSET"
+                && is_secret_key(k)
+                && !looks_like_ref(s)
+            {
+                out.push(Check::fail(
+                    NAME,
+                    format!("`{k}` holds a literal value; secrets must be refs"),
+                    Some(&pointer(path)),
+                ));
+            }
+        }
+        _ => {}
+    }
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::evidence::{CHAIN_FILE, RUNS_DIR};
+use crate::evidence::{CHAIN_FILE, LOCK_FILE, RUNS_DIR};
 use crate::fsx::{self, NotRegular, RegularError};
 
 /// Why a file could not be read, naming it (relative to the evidence directory).
@@ -19,7 +19,9 @@ pub type FileError = String;
 pub struct Listed {
     /// `/`-separated path relative to the evidence directory.
     pub name: String,
-    /// The size of a regular file, or what the entry is instead.
+    /// The size of a regular file, or what the entry is instead. On disk only
+    /// `.agentplane.lock`'s size is measured (the one size step 8 judges); other
+    /// files list as 0.
     pub kind: Result<u64, NotRegular>,
 }
 
@@ -116,9 +118,13 @@ impl EvidenceFiles for FsEvidence {
             if ft.is_dir() {
                 continue;
             }
-            // Not following links: this is the entry's own lstat.
+            // Not following links: the type is the listing's own. Only the
+            // lock's size is judged (step 8), so only the lock is stat'ed.
             let kind = match NotRegular::of(ft) {
-                None => Ok(entry.metadata().map_or(0, |m| m.len())),
+                None if entry.depth() == 1 && entry.file_name() == LOCK_FILE => {
+                    Ok(entry.metadata().map_or(0, |m| m.len()))
+                }
+                None => Ok(0),
                 Some(k) => Err(k),
             };
             out.push(Listed { name: fsx::rel_to(&self.dir, entry.path()), kind });

@@ -46,6 +46,7 @@
 mod checkpoints;
 mod files;
 mod findings;
+mod fixed_base;
 mod signature;
 mod steps;
 #[cfg(test)]

@@ -133,9 +133,10 @@ pub fn per_entry(
     let idx: Vec<usize> = (0..chain.len()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let per = idx.len().div_ceil(threads).max(64);
+    let policy = signature::Strict::new(trusted, chain.len());
     let one = |i: usize| {
         let skip = chain.torn && i + 1 == chain.len();
-        entry_work(chain.line(i), skip, files, trusted, validators)
+        entry_work(chain.line(i), skip, files, trusted, &policy, validators)
     };
     std::thread::scope(|s| {
         let handles: Vec<_> = idx
@@ -159,6 +160,7 @@ fn entry_work(
     skip: bool,
     files: &dyn EvidenceFiles,
     trusted: &[TrustedKey],
+    policy: &signature::Strict,
     validators: &Validators,
 ) -> Work {
     let mut w = Work { digest: format!("sha256:{}", fsx::sha256_hex(bytes)), ..Work::default() };
@@ -174,7 +176,7 @@ fn entry_work(
     };
     w.envelope = Some(Ok(()));
     // The signature is checked over the exact payload bytes before they are parsed.
-    match signature::check(&env.payload_type, &body, &env.signatures[0].keyid, &sig, trusted) {
+    match policy.check(&env.payload_type, &body, &env.signatures[0].keyid, &sig) {
         Some(k) => w.signature = Some(Ok(k)),
         None => {
             // Name the key the envelope says signed it, so the auditor knows
