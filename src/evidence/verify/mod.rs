@@ -46,7 +46,6 @@
 mod checkpoints;
 mod files;
 mod findings;
-mod fixed_base;
 mod signature;
 mod steps;
 #[cfg(test)]

@@ -24,49 +24,39 @@
 //! strict for every entry; trusted keys of small order are also refused when
 //! they are loaded (`keys::load_public`).
 //!
-//! For a long chain, [`Strict`] computes the same decision with fixed-base
-//! tables for the signing key ([`super::fixed_base`]): the accepted set is
-//! still exactly `verify_strict`'s, checked against it by the tests there.
+//! A faster path was tried and dropped (round 3): fixed-base tables for the
+//! signing key that computed `[s]B - [k]A` with precomputed multiples, tested
+//! to decide exactly as `verify_strict`. It halved the cost, but it was our
+//! own implementation of the verification equation on curve arithmetic, and
+//! agentplane never hand-rolls crypto: every signature is decided by
+//! ed25519-dalek's `verify_strict` itself.
 //!
 //! The price of strict alone, measured on the 10,000-entry bench chain (`benches/synth_chain.rs`,
 //! release build, a loaded 2-vCPU VM): ~24 µs more per entry on one core
 //! (old ~340–410 ms, strict ~610–660 ms), ~220 → ~340–390 ms on two cores.
 
 use ed25519_dalek::Signature;
-use std::sync::OnceLock;
 
-use super::fixed_base::{self, KeyTable};
 use crate::evidence::dsse;
 use crate::evidence::keys::TrustedKey;
 
 pub const DOES_NOT_VERIFY: &str =
     "the signature does not verify against any trusted key (changed, or signed by an untrusted key)";
 
-/// The strict policy over a set of trusted keys. For a long chain each key
-/// that signs gets a [`KeyTable`] (built on first use, shared by the
-/// workers), which decides exactly what `verify_strict` decides in about
-/// half the time; a short chain uses `verify_strict` itself.
+/// The strict policy over a set of trusted keys: `verify_strict` for every
+/// signature.
 pub struct Strict<'k> {
     trusted: &'k [TrustedKey],
-    tables: Option<Vec<OnceLock<Option<KeyTable>>>>,
 }
 
 impl<'k> Strict<'k> {
-    /// The policy for checking `entries` signatures.
-    pub fn new(trusted: &'k [TrustedKey], entries: usize) -> Strict<'k> {
-        let tables = (entries >= fixed_base::WORTH_IT).then(|| trusted.iter().map(|_| OnceLock::new()).collect());
-        Strict { trusted, tables }
+    pub fn new(trusted: &'k [TrustedKey]) -> Strict<'k> {
+        Strict { trusted }
     }
 
     /// Whether `sig` over `msg` verifies strictly under trusted key `k`.
     fn verifies(&self, k: usize, msg: &[u8], sig: &[u8; 64]) -> bool {
-        match &self.tables {
-            // No table for a key of small order: strict refuses every signature under it.
-            Some(t) => {
-                t[k].get_or_init(|| KeyTable::new(&self.trusted[k].key)).as_ref().is_some_and(|t| t.verify(msg, sig))
-            }
-            None => self.trusted[k].key.verify_strict(msg, &Signature::from_bytes(sig)).is_ok(),
-        }
+        self.trusted[k].key.verify_strict(msg, &Signature::from_bytes(sig)).is_ok()
     }
 
     /// Verify `sig` over PAE(`payload_type`, `body`) against the trusted keys,
@@ -84,7 +74,7 @@ impl<'k> Strict<'k> {
 /// [`Strict::check`] for one signature.
 #[cfg(test)]
 pub fn check(payload_type: &str, body: &[u8], keyid: &str, sig: &[u8; 64], trusted: &[TrustedKey]) -> Option<usize> {
-    Strict::new(trusted, 1).check(payload_type, body, keyid, sig)
+    Strict::new(trusted).check(payload_type, body, keyid, sig)
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ pub fn per_entry(
     let idx: Vec<usize> = (0..chain.len()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let per = idx.len().div_ceil(threads).max(64);
-    let policy = signature::Strict::new(trusted, chain.len());
+    let policy = signature::Strict::new(trusted);
     let one = |i: usize| {
         let skip = chain.torn && i + 1 == chain.len();
         entry_work(chain.line(i), skip, files, trusted, &policy, validators)
