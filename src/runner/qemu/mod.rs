@@ -30,6 +30,7 @@ mod initramfs;
 mod kernel;
 mod kvm;
 pub mod remote;
+mod watch;
 pub(crate) mod workdir;
 
 pub use kvm::KvmVerdict;
@@ -42,14 +43,14 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::contract::{self, Stop};
 use super::{Event, Exit, Job, Runner};
 use crate::types::{Containment, Environment, Isolation, Mechanism};
-use channel::{ControlState, LineSplitter, Record, Tail};
+use channel::{ControlState, Tail};
 use kernel::BootImage;
+use watch::{Verdict, Watch};
 
 /// What to install when a piece is missing (Debian/Ubuntu package names).
 pub(crate) const INSTALL_HINT: &str = "install with `apt-get install qemu-system-x86 busybox-static linux-image-amd64`";
@@ -498,75 +499,41 @@ impl Runner for QemuRunner {
         let spawned_at = self.spawned_at.context("the VM was not started")?;
         let (mut out, mut err, mut ctl) =
             (Tail::open(&ports.stdout)?, Tail::open(&ports.stderr)?, Tail::open(&ports.control)?);
-        let mut lines = LineSplitter::default();
-        // The script's deadline, once it has started: the boot does not count.
-        let mut script_deadline: Option<Instant> = None;
-        let mut last_report = Instant::now();
+        let mut watch = Watch::new(spawned_at, deadline);
         let mut exit = Exit::default();
         loop {
             let exited = self.child.as_mut().context("the VM was not started")?.try_wait()?.is_some();
             // Read after checking for exit, so nothing written before it is missed.
-            let (o, e, c) = (out.read_new()?, err.read_new()?, ctl.read_new()?);
-            if !o.is_empty() {
-                events(Event::Stdout(o));
-            }
-            if !e.is_empty() {
-                events(Event::Stderr(e));
-            }
-            if !c.is_empty() {
-                last_report = Instant::now();
-            }
-            for line in lines.push(&c) {
-                match self.state.feed(&line).context("the guest's control stream is garbled")? {
-                    Some(Record::Started) => {
-                        let now = Instant::now();
-                        script_deadline = Some(deadline + now.duration_since(spawned_at));
-                        let secs = now.duration_since(spawned_at).as_secs_f64();
-                        events(Event::Status(format!("VM up after {secs:.1} s; running the smoke script")));
-                    }
-                    Some(Record::Warn(w)) => events(Event::Status(format!("guest: {w}"))),
-                    _ => {}
-                }
-            }
+            let c = ctl.read_new()?;
+            watch.absorb(&mut self.state, (out.read_new()?, err.read_new()?, &c), None, events)?;
             if exited {
                 break;
             }
-            let now = Instant::now();
-            if job.cancel.load(Ordering::SeqCst) {
-                exit.canceled = true;
-            } else if !self.state.started && now >= spawned_at + BOOT_TIMEOUT {
-                self.stop_vm()?;
-                bail!(
-                    "the VM did not start the smoke script within {} s{}",
-                    BOOT_TIMEOUT.as_secs(),
-                    self.diagnostics()
-                );
-            } else if self.state.exit.is_none() && script_deadline.is_some_and(|d| now >= d + job.grace + HOST_SLACK) {
-                exit.timed_out = true;
-            } else if self.state.exit.is_some() && now >= last_report + REPORT_STALL {
-                self.stop_vm()?;
-                bail!("the VM stopped reporting while sending products{}", self.diagnostics());
-            }
-            if exit.canceled || exit.timed_out {
-                // The guest gets no say: the VM goes, and the script with it.
-                self.host_stopped = true;
-                self.stop_vm()?;
-                exit.signal = Some("SIGKILL".into());
-                if let Some(g) = &self.state.exit {
-                    exit.code = g.code;
+            match watch.verdict(&self.state, job, &mut exit) {
+                Verdict::Running => std::thread::sleep(POLL),
+                Verdict::Stop => {
+                    // The guest gets no say: the VM goes, and the script with it.
+                    self.host_stopped = true;
+                    self.stop_vm()?;
+                    return Ok(watch::stopped(&self.state, exit));
                 }
-                return Ok(exit);
+                Verdict::BootTimeout => {
+                    self.stop_vm()?;
+                    bail!(
+                        "the VM did not start the smoke script within {} s{}",
+                        BOOT_TIMEOUT.as_secs(),
+                        self.diagnostics()
+                    );
+                }
+                Verdict::Stalled => {
+                    self.stop_vm()?;
+                    bail!("the VM stopped reporting while sending products{}", self.diagnostics());
+                }
             }
-            std::thread::sleep(POLL);
         }
         // The VM is off. Products cut short by that are `collect`'s to report.
-        let Some(g) = self.state.exit.clone() else {
-            bail!("the VM powered off before the smoke script finished{}", self.diagnostics());
-        };
-        exit.code = g.code;
-        exit.signal = g.signal;
-        exit.timed_out = g.timed_out;
-        Ok(exit)
+        watch::powered_off(&self.state, exit)
+            .ok_or_else(|| anyhow::anyhow!("the VM powered off before the smoke script finished{}", self.diagnostics()))
     }
 
     fn collect(&mut self, job: &Job) -> Result<()> {

@@ -33,11 +33,11 @@ use ssh2::{Channel, Session, Sftp};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::channel::{self, ControlState, LineSplitter, Record};
-use super::{Accel, BOOT_TIMEOUT, BootArgs, HOST_SLACK, REPORT_STALL, initramfs, workdir};
+use super::channel::{self, ControlState};
+use super::watch::{self, Verdict, Watch};
+use super::{Accel, BOOT_TIMEOUT, BootArgs, HOST_SLACK, initramfs, workdir};
 use crate::runner::contract::shell_quote;
 use crate::runner::ssh::{self as ssh_runner, wrapper};
 use crate::runner::{Event, Exit, Job, Runner};
@@ -348,9 +348,7 @@ impl Runner for RemoteQemuRunner {
         let (mut out, mut err, mut ctl) = (open(PORTS[1])?, open(PORTS[2])?, open(PORTS[3])?);
         let mut copy = File::options().append(true).open(self.local_control()?)?;
         let spawned_at = self.spawned_at.context("the VM was not started")?;
-        let mut lines = LineSplitter::default();
-        let mut script_deadline: Option<Instant> = None;
-        let mut last_report = Instant::now();
+        let mut watch = Watch::new(spawned_at, deadline);
         let mut wrapper_said = Vec::new();
         let mut exit = Exit::default();
         let mut channel = self.channel.take().context("the VM was not started")?;
@@ -382,65 +380,40 @@ impl Runner for RemoteQemuRunner {
                 Ok(t) => t,
                 Err(e) => return Ok(self.lost_exit(exit, &format!("cannot read the VM's output: {e:#}"))),
             };
-            if !o.is_empty() {
-                events(Event::Stdout(o));
-            }
-            if !e.is_empty() {
-                events(Event::Stderr(e));
-            }
             if !c.is_empty() {
-                last_report = Instant::now();
                 copy.write_all(&c).context("cannot keep the control stream")?;
             }
-            for line in lines.push(&c) {
-                match self.state.feed(&line).context("the guest's control stream is garbled")? {
-                    Some(Record::Started) => {
-                        let now = Instant::now();
-                        script_deadline = Some(deadline + now.duration_since(spawned_at));
-                        let secs = now.duration_since(spawned_at).as_secs_f64();
-                        events(Event::Status(format!(
-                            "VM up on {} after {secs:.1} s; running the smoke script",
-                            self.executor
-                        )));
-                    }
-                    Some(Record::Warn(w)) => events(Event::Status(format!("guest: {w}"))),
-                    _ => {}
-                }
-            }
+            let executor = self.executor.clone();
+            watch.absorb(&mut self.state, (o, e, &c), Some(&executor), events)?;
             if exited {
                 break Ok(());
             }
-            let now = Instant::now();
-            if job.cancel.load(Ordering::SeqCst) {
-                exit.canceled = true;
-            } else if !self.state.started && now >= spawned_at + BOOT_TIMEOUT {
-                self.kill_vm()?;
-                break Err(anyhow::anyhow!(
-                    "the VM on {} did not start the smoke script within {} s{}",
-                    self.executor,
-                    BOOT_TIMEOUT.as_secs(),
-                    self.diagnostics()
-                ));
-            } else if self.state.exit.is_none() && script_deadline.is_some_and(|d| now >= d + job.grace + HOST_SLACK) {
-                exit.timed_out = true;
-            } else if self.state.exit.is_some() && now >= last_report + REPORT_STALL {
-                self.kill_vm()?;
-                break Err(anyhow::anyhow!(
-                    "the VM on {} stopped reporting while sending products{}",
-                    self.executor,
-                    self.diagnostics()
-                ));
-            }
-            if exit.canceled || exit.timed_out {
-                // The guest gets no say: the VM goes, and the script with it.
-                self.kill_vm()?;
-                exit.signal = Some("SIGKILL".into());
-                if let Some(g) = &self.state.exit {
-                    exit.code = g.code;
+            match watch.verdict(&self.state, job, &mut exit) {
+                Verdict::Running => std::thread::sleep(POLL),
+                Verdict::Stop => {
+                    // The guest gets no say: the VM goes, and the script with it.
+                    self.kill_vm()?;
+                    exit = watch::stopped(&self.state, exit);
+                    break Ok(());
                 }
-                break Ok(());
+                Verdict::BootTimeout => {
+                    self.kill_vm()?;
+                    break Err(anyhow::anyhow!(
+                        "the VM on {} did not start the smoke script within {} s{}",
+                        self.executor,
+                        BOOT_TIMEOUT.as_secs(),
+                        self.diagnostics()
+                    ));
+                }
+                Verdict::Stalled => {
+                    self.kill_vm()?;
+                    break Err(anyhow::anyhow!(
+                        "the VM on {} stopped reporting while sending products{}",
+                        self.executor,
+                        self.diagnostics()
+                    ));
+                }
             }
-            std::thread::sleep(POLL);
         };
         // The wrapper ends once QEMU has (after its own teardown and receipt).
         // Its teardown scans /proc, which a busy host can make slow.
@@ -462,20 +435,16 @@ impl Runner for RemoteQemuRunner {
         if exit.canceled || exit.timed_out {
             return Ok(exit);
         }
-        let Some(g) = self.state.exit.clone() else {
+        watch::powered_off(&self.state, exit).ok_or_else(|| {
             let said = String::from_utf8_lossy(&wrapper_said);
             let said = said.trim();
-            bail!(
+            anyhow::anyhow!(
                 "the VM on {} powered off before the smoke script finished{}{}",
                 self.executor,
                 if said.is_empty() { String::new() } else { format!("\n  wrapper: {said}") },
                 self.diagnostics()
-            );
-        };
-        exit.code = g.code;
-        exit.signal = g.signal;
-        exit.timed_out = g.timed_out;
-        Ok(exit)
+            )
+        })
     }
 
     fn collect(&mut self, job: &Job) -> Result<()> {
