@@ -120,3 +120,49 @@ pub(super) fn powered_off(state: &ControlState, mut exit: Exit) -> Option<Exit> 
     exit.timed_out = g.timed_out;
     Some(exit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ago(d: Duration) -> Instant {
+        Instant::now().checked_sub(d).expect("the clock is past boot")
+    }
+
+    #[test]
+    fn the_host_deadlines_in_order() {
+        let job = Job::for_test("/b", "/p");
+        let state = ControlState::default();
+        let mut exit = Exit::default();
+        // Just started: keep watching.
+        assert_eq!(Watch::new(Instant::now(), Instant::now()).verdict(&state, &job, &mut exit), Verdict::Running);
+        // Not booted within the boot timeout.
+        let slow = Watch::new(ago(BOOT_TIMEOUT + Duration::from_secs(1)), Instant::now());
+        assert_eq!(slow.verdict(&state, &job, &mut exit), Verdict::BootTimeout);
+        assert!(!exit.timed_out && !exit.canceled);
+        // Ctrl-C wins over everything.
+        job.cancel.store(true, Ordering::SeqCst);
+        assert_eq!(slow.verdict(&state, &job, &mut exit), Verdict::Stop);
+        assert!(exit.canceled);
+    }
+
+    #[test]
+    fn the_script_deadline_counts_from_its_start_not_from_power_on() {
+        let job = Job::for_test("/b", "/p");
+        let mut state = ControlState::default();
+        let spawned = ago(Duration::from_secs(30));
+        // The job's deadline passed long ago, counted from power-on …
+        let mut w = Watch::new(spawned, ago(Duration::from_secs(29)));
+        let mut events = |_| {};
+        // … but the script starts only now.
+        w.absorb(&mut state, (Vec::new(), Vec::new(), b"@started\n"), None, &mut events).unwrap();
+        let mut exit = Exit::default();
+        assert!(state.started);
+        assert_eq!(w.verdict(&state, &job, &mut exit), Verdict::Running, "the boot did not count");
+        w.script_deadline = Some(ago(job.grace + HOST_SLACK + Duration::from_secs(1)));
+        assert_eq!(w.verdict(&state, &job, &mut exit), Verdict::Stop);
+        assert!(exit.timed_out);
+        assert!(powered_off(&state, Exit::default()).is_none(), "no exit reported: no clean power-off");
+    }
+}
