@@ -66,9 +66,21 @@ fn vm_executor(sshd: &Sshd, name: &str, vm: serde_json::Value) -> serde_json::Va
 }
 
 /// QEMU processes running as [`USER`].
+/// By process name (`comm`, cut to 15 characters), not command line: the
+/// placement probe's shell names `qemu-system-x86_64` in its text too.
 fn user_vms() -> Vec<String> {
-    let out = Command::new("pgrep").args(["-a", "-u", USER, "-f", "qemu-system"]).output().unwrap();
+    let out = Command::new("pgrep").args(["-a", "-u", USER, "-x", "qemu-system-x86"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Every live (not zombie) process of [`USER`].
+fn user_processes() -> Vec<String> {
+    let out = Command::new("ps").args(["-o", "pid=,stat=,args=", "-u", USER]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|st| !st.starts_with('Z')))
+        .map(|l| l.chars().take(160).collect())
+        .collect()
 }
 
 fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -282,12 +294,20 @@ fn kill_9_of_agentplane_during_a_remote_vm_run_leaves_no_vm_there() {
         "the VM outlived agentplane on the executor: {:?}",
         user_vms()
     );
+    // Nothing else of the run either: the remote wrapper and its helpers end
+    // too (the login's processes; the VM tests take turns, so they are this run's).
+    assert!(
+        wait_until(Duration::from_secs(10), || user_processes().is_empty()),
+        "processes of the run outlived agentplane on the executor: {:?}",
+        user_processes()
+    );
 }
 
 /// Executors that cannot boot the VM are rejected with their own codes, from
 /// what the probe found there (no VM is booted for this).
 #[test]
 fn vm_executors_without_qemu_kernel_or_kvm_are_rejected_with_their_codes() {
+    let _turn = vm_turn();
     let Some(sshd) = sshd_for_user("vm_executors_without_qemu_kernel_or_kvm_are_rejected_with_their_codes") else {
         return;
     };
@@ -335,6 +355,7 @@ fn vm_executors_without_qemu_kernel_or_kvm_are_rejected_with_their_codes() {
 /// is an inventory error.
 #[test]
 fn an_executor_naming_its_lima_instance_is_reached_through_lima_ssh_config() {
+    let _turn = vm_turn();
     let Some(sshd) = sshd_for_user("an_executor_naming_its_lima_instance_is_reached_through_lima_ssh_config") else {
         return;
     };

@@ -198,6 +198,11 @@ exec 3<&-
 $ap_ss $ap_pre env -i {keep} /bin/sh -c {inner} sh {args} </dev/null &
 ap_s=$!
 echo "$ap_s" > "$ap_d/pgid"
+# From here on the wrapper writes to the channel no more (only the script
+# does): a killed agentplane closes the channel, and a shell message such as
+# "Killed" would then end the wrapper by SIGPIPE before its teardown, leaving
+# its helpers behind without a receipt.
+exec >/dev/null 2>&1
 ap_nsv=; ap_l=
 if [ -n "$ap_pre" ]; then
   ap_i=0
