@@ -144,6 +144,39 @@ pub(crate) fn remove_run_dir(session: &Session, dir: &str, marker: &str, kill: b
     ssh::exec_ok(session, &cmd, STEP_TIMEOUT).map(|_| ())
 }
 
+/// The end of a remote run, for every runner that keeps a run directory on
+/// an SSH host: kill what may still run there (`kill`) and remove `dir`, over
+/// `session` while it is alive, else over one short new connection (`lost`:
+/// the old one died); then disconnect.
+pub(crate) fn end_remote_run(
+    session: Option<Session>,
+    lost: bool,
+    target: &SshTarget,
+    dir: Option<String>,
+    marker: &str,
+    kill: bool,
+    executor: &str,
+) -> Result<()> {
+    let Some(dir) = dir else {
+        if let Some(s) = session {
+            ssh::disconnect(&s, Duration::from_secs(1));
+        }
+        return Ok(());
+    };
+    let session = match (session, lost) {
+        (Some(s), false) => Ok(s),
+        _ => ssh::connect(target, RECONNECT_TIMEOUT).map_err(anyhow::Error::new),
+    };
+    session
+        .and_then(|s| {
+            s.set_blocking(true);
+            let r = remove_run_dir(&s, &dir, marker, kill);
+            ssh::disconnect(&s, Duration::from_secs(1));
+            r
+        })
+        .with_context(|| format!("cannot remove `{dir}` on {executor}"))
+}
+
 /// The remote wrapper's containment receipt for the run in `dir` (blocking
 /// session). An error says why there is none: without a receipt nothing
 /// vouches for the teardown.
@@ -414,30 +447,15 @@ impl Runner for SshRunner {
 
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         self.channel = None;
-        let Some(dir) = self.remote_dir.take() else {
-            if let Some(s) = self.session.take() {
-                ssh::disconnect(&s, Duration::from_secs(1));
-            }
-            return Ok(());
-        };
-        let res = match (self.session.take(), &self.lost) {
-            (Some(s), None) => {
-                s.set_blocking(true);
-                let r = remove_run_dir(&s, &dir, &self.marker, self.needs_kill);
-                ssh::disconnect(&s, Duration::from_secs(1));
-                r
-            }
-            // The old session is dead: one short attempt on a new one.
-            _ => match ssh::connect(&self.target, RECONNECT_TIMEOUT) {
-                Ok(s) => {
-                    let r = remove_run_dir(&s, &dir, &self.marker, self.needs_kill);
-                    ssh::disconnect(&s, Duration::from_secs(1));
-                    r
-                }
-                Err(e) => Err(anyhow::Error::new(e)),
-            },
-        };
-        res.with_context(|| format!("cannot remove `{dir}` on {}", self.executor))
+        end_remote_run(
+            self.session.take(),
+            self.lost.is_some(),
+            &self.target,
+            self.remote_dir.take(),
+            &self.marker,
+            self.needs_kill,
+            &self.executor,
+        )
     }
 
     fn isolation(&self) -> Isolation {

@@ -467,24 +467,16 @@ impl Runner for RemoteQemuRunner {
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         self.channel = None;
         let local = self.local.take().map(workdir::WorkDir::close).unwrap_or(Ok(()));
-        let Some(dir) = self.remote_dir.take() else {
-            if let Some(s) = self.session.take() {
-                ssh::disconnect(&s, Duration::from_secs(1));
-            }
-            return local;
-        };
-        let session = match (self.session.take(), &self.lost) {
-            (Some(s), None) => Ok(s),
-            // The old session is dead: one short attempt on a new one.
-            _ => ssh::connect(&self.target, ssh_runner::RECONNECT_TIMEOUT).map_err(anyhow::Error::new),
-        };
-        let removed = session.and_then(|s| {
-            s.set_blocking(true);
-            let r = ssh_runner::remove_run_dir(&s, &dir, &self.marker, self.needs_kill);
-            ssh::disconnect(&s, Duration::from_secs(1));
-            r
-        });
-        removed.with_context(|| format!("cannot remove `{dir}` on {}", self.executor)).and(local)
+        let removed = ssh_runner::end_remote_run(
+            self.session.take(),
+            self.lost.is_some(),
+            &self.target,
+            self.remote_dir.take(),
+            &self.marker,
+            self.needs_kill,
+            &self.executor,
+        );
+        removed.and(local)
     }
 
     fn isolation(&self) -> Isolation {
