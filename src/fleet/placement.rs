@@ -1,17 +1,20 @@
 //! Placement: which executor may run a bundle, and why every other one may not.
 //!
 //! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
-//! reaches out to executors (SSH in parallel, one thread each, all bounded by
-//! one timeout) so that a fleet of a thousand hosts takes about one timeout;
+//! reaches out to executors (SSH in parallel: one loop waits for every host
+//! to speak, a thread each for those that do, every host bounded by its own
+//! timeout) so that a fleet of ten thousand hosts takes about one timeout;
 //! no more probes are in flight than there are file descriptors to spare
 //! ([`super::slots`]): a larger fleet is probed in waves.
 
 use std::time::Duration;
 
+use super::banners::{self, Heard};
 use super::inventory::{Executor, Inventory, Reach};
+use super::slots::Slots;
 use crate::runner;
 use crate::runner::qemu::remote::host::{KvmDevice, VmHost, VmHostConfig};
-use crate::types::{Backend, Isolation, RejectCode, norm_arch, norm_os};
+use crate::types::{Backend, Isolation, RejectCode, SshTarget, norm_arch, norm_os};
 
 /// What the bundle asks of an executor.
 #[derive(Debug, Clone)]
@@ -139,66 +142,81 @@ const EMFILE: &str = "(os error 24)";
 /// rest (in parallel), then compare the declared platform with what was seen
 /// and, for a VM bundle on an SSH executor, check that the VM can boot there
 /// (QEMU, kernel, KVM when required) and record the isolation it would get.
+///
+/// SSH hosts are connected to and waited for in one loop ([`super::banners`]);
+/// each host that speaks gets a thread for the rest of its probe (handshake,
+/// host key, login, `uname`) within what is left of its own deadline.
 pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
     let vm = req.backend.is_vm();
     raise_fd_limit();
-    // One thread per probe, each with its own allocator heap: with
-    // transparent huge pages the kernel zeroes 2 MiB for each heap's first
-    // page. Without them 10,000 silent hosts took 6–8 s instead of 10–14 s
-    // (docs/performance.md §3). Nothing else in `place` gains from them.
+    // Each probe thread gets its own allocator heap: with transparent huge
+    // pages the kernel zeroes 2 MiB for each heap's first page. When a thread
+    // per host was the rule, 10,000 silent hosts took 6–8 s without them
+    // instead of 10–14 s (docs/performance.md §3); a fleet of hosts that
+    // speak still costs a thread each. Nothing else in `place` gains from them.
     let _ = nix::sys::prctl::set_thp_disable(true);
-    let slots = super::slots::Slots::new(super::slots::fd_budget());
+    let slots = Slots::new(super::slots::fd_budget());
+    let mut results: Vec<(usize, Result<Observed, Reason>)> = Vec::new();
+    let mut ssh: Vec<(usize, &SshTarget)> = Vec::new();
+    for (i, c) in cands.iter().enumerate().filter(|(_, c)| c.rejected.is_none()) {
+        match &c.executor.reach {
+            Reach::Local => results.push((
+                i,
+                Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None }),
+            )),
+            Reach::Ssh(t) => ssh.push((i, t)),
+        }
+    }
+    let all: &[Candidate] = cands;
     std::thread::scope(|s| {
-        let handles: Vec<_> = cands
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.rejected.is_none())
-            .map(|(i, c)| {
-                let reach = c.executor.reach.clone();
+        let mut probes = Vec::new();
+        banners::listen(&ssh, timeout, &slots, |i, heard, slot| match heard {
+            Heard::Failed(f) => results.push((i, Err(Reason { code: f.code, detail: f.detail }))),
+            Heard::Spoke { stream, deadline } => {
+                let c = &all[i];
+                let Reach::Ssh(target) = &c.executor.reach else { return };
                 let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
-                let slot = slots.take();
-                let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
-                    Reach::Local => {
-                        Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None })
+                let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || {
+                    let mut seen = super::probe_ssh::probe_over(stream, target, deadline, vm_cfg.as_ref());
+                    // Out of descriptors after all (known_hosts, the
+                    // identity: something else took them): wait for other
+                    // probes to give theirs back and probe again from the
+                    // start, a few times; never blame the host.
+                    let mut tries = 0;
+                    while let Err(f) = &seen
+                        && f.detail.contains(EMFILE)
+                        && tries < 20
+                    {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                        seen = super::probe_ssh::probe(target, timeout, vm_cfg.as_ref());
                     }
-                    Reach::Ssh(t) => {
-                        // Out of descriptors after all (something else took
-                        // them): wait for other probes to give theirs back
-                        // and try again, a few times; never blame the host.
-                        let mut tries = 0;
-                        let seen = loop {
-                            match super::probe_ssh::probe(&t, timeout, vm_cfg.as_ref()) {
-                                Err(f) if f.detail.contains(EMFILE) && tries < 20 => {
-                                    tries += 1;
-                                    std::thread::sleep(Duration::from_millis(50));
-                                }
-                                r => break r,
-                            }
-                        };
-                        drop(slot);
-                        seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
-                            .map_err(|f| Reason { code: f.code, detail: f.detail })
-                    }
+                    drop(slot);
+                    seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
+                        .map_err(|f| Reason { code: f.code, detail: f.detail })
                 });
-                (i, h)
-            })
-            .collect();
-        for (i, h) in handles {
+                probes.push((i, h));
+            }
+        });
+        for (i, h) in probes {
             let result = match h {
                 Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new(RejectCode::ProbeFailed, "the probe crashed"))),
                 Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
             };
-            match result {
-                Ok(obs) => cands[i].observed = Some(obs),
-                // Running out of file descriptors is agentplane's failure, not
-                // the host's: never record it as the host being unreachable.
-                Err(r) if r.detail.contains(EMFILE) => {
-                    cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
-                }
-                Err(r) => cands[i].rejected = Some(r),
-            }
+            results.push((i, result));
         }
     });
+    for (i, result) in results {
+        match result {
+            Ok(obs) => cands[i].observed = Some(obs),
+            // Running out of file descriptors is agentplane's failure, not
+            // the host's: never record it as the host being unreachable.
+            Err(r) if r.detail.contains(EMFILE) => {
+                cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
+            }
+            Err(r) => cands[i].rejected = Some(r),
+        }
+    }
     for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
         if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
             // `any` (agentplane's reading): the executor runs wherever this is.

@@ -10,9 +10,9 @@ use std::sync::{Condvar, Mutex};
 /// a quarter of the limit, at most this many.
 const RESERVE: usize = 64;
 
-/// Descriptors one probe holds while it waits: its socket. (It also reads
-/// `known_hosts` for a moment after connecting; a probe that meets `EMFILE`
-/// then waits and retries, see `placement::probe_all`.)
+/// Descriptors one probe holds while it waits: its socket. (A host that
+/// speaks is also read `known_hosts` for, for a moment; a probe that meets
+/// `EMFILE` then waits and retries, see `placement::probe_all`.)
 const PER_PROBE: usize = 1;
 
 /// A counting semaphore.
@@ -27,6 +27,16 @@ pub struct Slot<'s>(&'s Slots);
 impl Slots {
     pub fn new(n: usize) -> Slots {
         Slots { free: Mutex::new(n.max(1)), freed: Condvar::new() }
+    }
+
+    /// A free place, if there is one now.
+    pub fn try_take(&self) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if *free == 0 {
+            return None;
+        }
+        *free -= 1;
+        Some(Slot(self))
     }
 
     /// Wait for a free place.
@@ -80,6 +90,16 @@ mod tests {
             }
         });
         assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+    }
+
+    #[test]
+    fn try_take_never_waits() {
+        let slots = Slots::new(1);
+        let one = slots.try_take();
+        assert!(one.is_some());
+        assert!(slots.try_take().is_none());
+        drop(one);
+        assert!(slots.try_take().is_some());
     }
 
     #[test]
