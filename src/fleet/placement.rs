@@ -135,6 +135,16 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .collect()
 }
 
+/// At most this many loops wait for SSH hosts to speak ([`banners`]), one per
+/// core, and one for every this many hosts.
+const MAX_LOOPS: usize = 4;
+const HOSTS_PER_LOOP: usize = 256;
+
+/// A probe (or a loop of them) panicked: agentplane's failure, not the host's.
+fn crashed() -> Reason {
+    Reason::new(RejectCode::ProbeFailed, "the probe crashed")
+}
+
 /// How a probe that could not get a descriptor says so (`EMFILE`).
 const EMFILE: &str = "(os error 24)";
 
@@ -168,42 +178,34 @@ pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
         }
     }
     let all: &[Candidate] = cands;
+    // A few loops, one per core: opening 10,000 loopback connections is
+    // kernel work (~0.1 ms each here), and each host's deadline starts when
+    // its connect does.
+    let loops = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_LOOPS)
+        .min(ssh.len().div_ceil(HOSTS_PER_LOOP))
+        .max(1);
+    let groups: Vec<Vec<(usize, &SshTarget)>> =
+        (0..loops).map(|k| ssh.iter().skip(k).step_by(loops).copied().collect()).collect();
     std::thread::scope(|s| {
-        let mut probes = Vec::new();
-        banners::listen(&ssh, timeout, &slots, |i, heard, slot| match heard {
-            Heard::Failed(f) => results.push((i, Err(Reason { code: f.code, detail: f.detail }))),
-            Heard::Spoke { stream, deadline } => {
-                let c = &all[i];
-                let Reach::Ssh(target) = &c.executor.reach else { return };
-                let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
-                let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || {
-                    let mut seen = super::probe_ssh::probe_over(stream, target, deadline, vm_cfg.as_ref());
-                    // Out of descriptors after all (known_hosts, the
-                    // identity: something else took them): wait for other
-                    // probes to give theirs back and probe again from the
-                    // start, a few times; never blame the host.
-                    let mut tries = 0;
-                    while let Err(f) = &seen
-                        && f.detail.contains(EMFILE)
-                        && tries < 20
-                    {
-                        tries += 1;
-                        std::thread::sleep(Duration::from_millis(50));
-                        seen = super::probe_ssh::probe(target, timeout, vm_cfg.as_ref());
-                    }
-                    drop(slot);
-                    seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
-                        .map_err(|f| Reason { code: f.code, detail: f.detail })
-                });
-                probes.push((i, h));
+        let slots = &slots;
+        let helpers: Vec<_> = groups[1..]
+            .iter()
+            .map(|g| {
+                (g, std::thread::Builder::new().spawn_scoped(s, move || listen_group(s, g, all, slots, timeout, vm)))
+            })
+            .collect();
+        results.extend(listen_group(s, &groups[0], all, slots, timeout, vm));
+        for (group, h) in helpers {
+            match h {
+                Ok(h) => match h.join() {
+                    Ok(done) => results.extend(done),
+                    Err(_) => results.extend(group.iter().map(|&(i, _)| (i, Err(crashed())))),
+                },
+                // No thread for this loop: run it here.
+                Err(_) => results.extend(listen_group(s, group, all, slots, timeout, vm)),
             }
-        });
-        for (i, h) in probes {
-            let result = match h {
-                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new(RejectCode::ProbeFailed, "the probe crashed"))),
-                Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
-            };
-            results.push((i, result));
         }
     });
     for (i, result) in results {
@@ -229,6 +231,56 @@ pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
         }
     }
     check_vm_hosts(cands, req);
+}
+
+/// Listen to one group of SSH hosts ([`banners::listen`]) and give each one
+/// that speaks a thread for the rest of its probe; what became of each.
+fn listen_group<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    group: &[(usize, &SshTarget)],
+    all: &'env [Candidate],
+    slots: &'env Slots,
+    timeout: Duration,
+    vm: bool,
+) -> Vec<(usize, Result<Observed, Reason>)> {
+    let mut done = Vec::with_capacity(group.len());
+    let mut probes = Vec::new();
+    banners::listen(group, timeout, slots, |i, heard, slot| match heard {
+        Heard::Failed(f) => done.push((i, Err(Reason { code: f.code, detail: f.detail }))),
+        Heard::Spoke { stream, deadline } => {
+            let c = &all[i];
+            let Reach::Ssh(target) = &c.executor.reach else { return };
+            let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
+            let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || {
+                let mut seen = super::probe_ssh::probe_over(stream, target, deadline, vm_cfg.as_ref());
+                // Out of descriptors after all (known_hosts, the
+                // identity: something else took them): wait for other
+                // probes to give theirs back and probe again from the
+                // start, a few times; never blame the host.
+                let mut tries = 0;
+                while let Err(f) = &seen
+                    && f.detail.contains(EMFILE)
+                    && tries < 20
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                    seen = super::probe_ssh::probe(target, timeout, vm_cfg.as_ref());
+                }
+                drop(slot);
+                seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
+                    .map_err(|f| Reason { code: f.code, detail: f.detail })
+            });
+            probes.push((i, h));
+        }
+    });
+    for (i, h) in probes {
+        let result = match h {
+            Ok(h) => h.join().unwrap_or_else(|_| Err(crashed())),
+            Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
+        };
+        done.push((i, result));
+    }
+    done
 }
 
 /// For a VM bundle on an SSH executor: reject the executor when the VM
