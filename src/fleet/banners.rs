@@ -33,13 +33,13 @@ use crate::ssh::{self, SshFailure};
 use crate::types::{RejectCode, SshTarget};
 
 /// What became of one host before its deadline.
-#[derive(Debug)]
-pub enum Heard {
+pub enum Heard<'s> {
     /// It spoke: its identification line waits in `stream`, unread. (Or it
     /// closed the connection, reset it or sent a NUL: libssh2 refuses those
     /// at once, and its handshake says so in the words it always used.)
-    /// The probe goes on within `deadline`.
-    Spoke { stream: TcpStream, deadline: Instant },
+    /// The probe goes on within `deadline`, holding `slot` until it is done
+    /// with the socket.
+    Spoke { stream: TcpStream, deadline: Instant, slot: Slot<'s> },
     /// Rejected without a handshake: its name does not resolve, its port
     /// refuses or never answers, it stayed silent until its deadline, or it
     /// sent more than an SSH server would before its identification line.
@@ -65,21 +65,21 @@ const BATCH: usize = 1024;
 
 /// Connect to every host in `hosts` (the caller's index, the target) and wait
 /// for each to speak, each within `timeout` from its own start, no more at
-/// once than `slots` allows; tell `heard` what became of each, with the slot
-/// it holds (a host that spoke keeps its socket open: drop the slot when the
-/// probe is done with it).
+/// once than `slots` allows; tell `heard` what became of each. (The slot of
+/// a host rejected here is given back here, never waited for: several loops
+/// may share `slots`.)
 pub fn listen<'s>(
     hosts: &[(usize, &SshTarget)],
     timeout: Duration,
     slots: &'s Slots,
-    mut heard: impl FnMut(usize, Heard, Slot<'s>),
+    mut heard: impl FnMut(usize, Heard<'s>),
 ) {
     let epoll = match Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC) {
         Ok(e) => e,
         Err(e) => {
             // Agentplane's failure, not the hosts': none of them is blamed.
             for &(i, t) in hosts {
-                heard(i, Heard::Failed(not_probed(t, &format!("cannot watch sockets: {e}"))), slots.take());
+                heard(i, Heard::Failed(not_probed(t, &format!("cannot watch sockets: {e}"))));
             }
             return;
         }
@@ -98,16 +98,11 @@ pub fn listen<'s>(
                 let Some(slot) = slots.try_take() else { break };
                 pending.pop_front();
                 match fleet.start(i, target, slot) {
-                    Ok(Some((h, slot))) => heard(i, h, slot),
+                    Ok(Some(h)) => heard(i, h),
                     Ok(None) => {}
-                    Err(OutOfDescriptors { slot, addr, error }) => {
-                        drop(slot);
+                    Err(OutOfDescriptors { addr, error }) => {
                         if tries + 1 >= EMFILE_TRIES {
-                            heard(
-                                i,
-                                Heard::Failed(ssh::unreachable(target, ssh::connect_failed(&addr, &error))),
-                                slots.take(),
-                            );
+                            heard(i, Heard::Failed(ssh::unreachable(target, ssh::connect_failed(&addr, &error))));
                         } else {
                             pending.push_front((i, target, tries + 1));
                             paused_until = Some(Instant::now() + EMFILE_PAUSE);
@@ -133,25 +128,25 @@ pub fn listen<'s>(
             Err(e) => {
                 // Cannot wait on the sockets any more: agentplane's failure.
                 let why = format!("cannot wait on sockets: {e}");
-                for (i, target, slot) in fleet.abandon() {
-                    heard(i, Heard::Failed(not_probed(target, &why)), slot);
+                for (i, target) in fleet.abandon() {
+                    heard(i, Heard::Failed(not_probed(target, &why)));
                 }
                 for (i, target, _) in pending.drain(..) {
-                    heard(i, Heard::Failed(not_probed(target, &why)), slots.take());
+                    heard(i, Heard::Failed(not_probed(target, &why)));
                 }
                 return;
             }
         };
         for ev in &events[..n] {
-            if let Some((i, h, slot)) = fleet.on_event(ev.data() as usize, ev.events(), &mut buf) {
-                heard(i, h, slot);
+            if let Some((i, h)) = fleet.on_event(ev.data() as usize, ev.events(), &mut buf) {
+                heard(i, h);
             }
         }
-        while let Some((i, h, slot)) = fleet.on_resolved() {
-            heard(i, h, slot);
+        while let Some((i, h)) = fleet.on_resolved() {
+            heard(i, h);
         }
-        while let Some((i, h, slot)) = fleet.expire(Instant::now()) {
-            heard(i, h, slot);
+        while let Some((i, h)) = fleet.expire(Instant::now()) {
+            heard(i, h);
         }
     }
 }
@@ -194,8 +189,7 @@ struct Host<'t, 's> {
 type Resolved = (usize, u64, Result<Vec<SocketAddr>, String>);
 
 /// The socket could not be opened: this process has no descriptor to spare.
-struct OutOfDescriptors<'s> {
-    slot: Slot<'s>,
+struct OutOfDescriptors {
     addr: SocketAddr,
     error: std::io::Error,
 }
@@ -216,8 +210,8 @@ struct Fleet<'t, 's> {
     resolved_rx: mpsc::Receiver<Resolved>,
 }
 
-/// What a finished host hands back: the caller's index, the verdict, its slot.
-type Done<'s> = (usize, Heard, Slot<'s>);
+/// What a finished host hands back: the caller's index and the verdict.
+type Done<'s> = (usize, Heard<'s>);
 
 impl<'t, 's> Fleet<'t, 's> {
     fn new(epoll: Epoll, timeout: Duration) -> Self {
@@ -251,10 +245,10 @@ impl<'t, 's> Fleet<'t, 's> {
         index: usize,
         target: &'t SshTarget,
         slot: Slot<'s>,
-    ) -> Result<Option<(Heard, Slot<'s>)>, OutOfDescriptors<'s>> {
+    ) -> Result<Option<Heard<'s>>, OutOfDescriptors> {
         let deadline = Instant::now() + self.timeout;
         if let Err(why) = ssh::check_host_name(&target.host) {
-            return Ok(Some((Heard::Failed(ssh::unreachable(target, why)), slot)));
+            return Ok(Some(Heard::Failed(ssh::unreachable(target, why))));
         }
         self.serial += 1;
         let serial = self.serial;
@@ -267,11 +261,11 @@ impl<'t, 's> Fleet<'t, 's> {
                 Ok(stage) => stage,
                 Err(Refused::NoDescriptor(error)) => {
                     self.free.push(key);
-                    return Err(OutOfDescriptors { slot, addr, error });
+                    return Err(OutOfDescriptors { addr, error });
                 }
                 Err(Refused::Host(failure)) => {
                     self.free.push(key);
-                    return Ok(Some((failure.into_heard(target), slot)));
+                    return Ok(Some(failure.into_heard(target)));
                 }
             }
         } else {
@@ -284,7 +278,7 @@ impl<'t, 's> Fleet<'t, 's> {
             if let Err(e) = spawned {
                 self.free.push(key);
                 let why = format!("cannot start a resolver thread: {e}");
-                return Ok(Some((Heard::Failed(ssh::unreachable(target, why)), slot)));
+                return Ok(Some(Heard::Failed(ssh::unreachable(target, why))));
             }
             self.resolving += 1;
             Stage::Resolving
@@ -369,7 +363,7 @@ impl<'t, 's> Fleet<'t, 's> {
             Look::Spoke => {
                 let host = self.take(key)?;
                 let Stage::Waiting { stream } = host.stage else { return None };
-                Some((host.index, Heard::Spoke { stream, deadline: host.deadline }, host.slot))
+                Some((host.index, Heard::Spoke { stream, deadline: host.deadline, slot: host.slot }))
             }
             Look::TooMuch => self.finish(key, |t| {
                 Heard::Failed(ssh::unreachable(
@@ -389,6 +383,10 @@ impl<'t, 's> Fleet<'t, 's> {
             self.resolving -= 1;
             // Its host may have run out of time meanwhile (and the key gone to another).
             if self.hosts.get(key).and_then(Option::as_ref).is_none_or(|h| h.serial != serial) {
+                continue;
+            }
+            // Too late: `expire` says the resolver timed out, as it did.
+            if self.hosts[key].as_ref().is_some_and(|h| Instant::now() >= h.deadline) {
                 continue;
             }
             let addrs = match result {
@@ -422,7 +420,7 @@ impl<'t, 's> Fleet<'t, 's> {
                 Stage::Connecting { addrs, at, .. } => ssh::connect_timed_out(&addrs[*at]),
                 Stage::Waiting { .. } => ssh::no_banner_in_time(ssh::WAIT_TIMED_OUT),
             };
-            return Some((host.index, Heard::Failed(ssh::unreachable(host.target, why)), host.slot));
+            return Some((host.index, Heard::Failed(ssh::unreachable(host.target, why))));
         }
         None
     }
@@ -441,15 +439,16 @@ impl<'t, 's> Fleet<'t, 's> {
         Some(host)
     }
 
-    /// `key`'s host is decided: `verdict` of its target.
-    fn finish(&mut self, key: usize, verdict: impl FnOnce(&SshTarget) -> Heard) -> Option<Done<'s>> {
+    /// `key`'s host is decided: `verdict` of its target. (Its slot is given
+    /// back: the host is done with.)
+    fn finish(&mut self, key: usize, verdict: impl FnOnce(&SshTarget) -> Heard<'s>) -> Option<Done<'s>> {
         let host = self.take(key)?;
-        Some((host.index, verdict(host.target), host.slot))
+        Some((host.index, verdict(host.target)))
     }
 
     /// Give up on every host in flight.
-    fn abandon(&mut self) -> Vec<(usize, &'t SshTarget, Slot<'s>)> {
-        (0..self.hosts.len()).filter_map(|k| self.take(k)).map(|h| (h.index, h.target, h.slot)).collect()
+    fn abandon(&mut self) -> Vec<(usize, &'t SshTarget)> {
+        (0..self.hosts.len()).filter_map(|k| self.take(k)).map(|h| (h.index, h.target)).collect()
     }
 }
 
@@ -468,7 +467,7 @@ enum ConnectFailure {
 }
 
 impl ConnectFailure {
-    fn into_heard(self, target: &SshTarget) -> Heard {
+    fn into_heard<'s>(self, target: &SshTarget) -> Heard<'s> {
         Heard::Failed(match self {
             ConnectFailure::Failed(addr, e) => ssh::unreachable(target, ssh::connect_failed(&addr, &e)),
             ConnectFailure::CannotWatch(e) => not_probed(target, &format!("cannot watch its socket: {e}")),
@@ -583,7 +582,7 @@ mod tests {
         let slots = Slots::new(slots);
         let hosts: Vec<(usize, &SshTarget)> = targets.iter().enumerate().collect();
         let mut got: Vec<Option<Result<String, SshFailure>>> = targets.iter().map(|_| None).collect();
-        listen(&hosts, timeout, &slots, |i, heard, _slot| {
+        listen(&hosts, timeout, &slots, |i, heard| {
             assert!(got[i].is_none(), "{i} heard twice");
             got[i] = Some(match heard {
                 Heard::Spoke { stream, .. } => {

@@ -245,9 +245,9 @@ fn listen_group<'scope, 'env>(
 ) -> Vec<(usize, Result<Observed, Reason>)> {
     let mut done = Vec::with_capacity(group.len());
     let mut probes = Vec::new();
-    banners::listen(group, timeout, slots, |i, heard, slot| match heard {
+    banners::listen(group, timeout, slots, |i, heard| match heard {
         Heard::Failed(f) => done.push((i, Err(Reason { code: f.code, detail: f.detail }))),
-        Heard::Spoke { stream, deadline } => {
+        Heard::Spoke { stream, deadline, slot } => {
             let c = &all[i];
             let Reach::Ssh(target) = &c.executor.reach else { return };
             let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
