@@ -101,8 +101,14 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     let r = validated("bad-ssh", "#!/bin/sh\necho hi\n", 20);
     let key = sshd.client_key.clone();
     let kh = sshd.known_hosts.clone();
-    let closed = crate::sshd::free_port();
     let silent: Vec<_> = (0..4).map(|_| silent_listener()).collect();
+    // Hosts that speak, badly: an identification line begun and never
+    // ended, a first line that never ends, a connection closed at once.
+    let partial = greeting_listener(Some(b"SSH-2.0-OpenSSH_9".to_vec()));
+    let endless = greeting_listener(Some(vec![b'x'; 100_000]));
+    let hangup = greeting_listener(None);
+    // A free port, taken after the listeners so that none of them gets it.
+    let closed = crate::sshd::free_port();
     let mut bad = vec![
         sshd.executor_json_with("changed", sshd.port, &key, &sshd.wrong_known_hosts()),
         sshd.executor_json_with("unknown", sshd.port, &key, &sshd.empty_known_hosts()),
@@ -118,11 +124,6 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     for (i, (port, _)) in silent.iter().enumerate() {
         bad.push(sshd.executor_json_with(&format!("silent{i}"), *port, &key, &kh));
     }
-    // Hosts that speak, badly: an identification line begun and never
-    // ended, a first line that never ends, a connection closed at once.
-    let partial = greeting_listener(Some(b"SSH-2.0-OpenSSH_9".to_vec()));
-    let endless = greeting_listener(Some(vec![b'x'; 100_000]));
-    let hangup = greeting_listener(None);
     for (name, (port, _)) in [("partial", &partial), ("endless", &endless), ("hangup", &hangup)] {
         bad.push(sshd.executor_json_with(name, *port, &key, &kh));
     }
