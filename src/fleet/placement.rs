@@ -1,7 +1,7 @@
 //! Placement: which executor may run a bundle, and why every other one may not.
 //!
 //! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
-//! reaches out to executors (SSH in parallel: one loop waits for every host
+//! reaches out to executors (SSH in parallel: a few loops wait for every host
 //! to speak, a thread each for those that do, every host bounded by its own
 //! timeout) so that a fleet of ten thousand hosts takes about one timeout;
 //! no more probes are in flight than there are file descriptors to spare
@@ -153,9 +153,10 @@ const EMFILE: &str = "(os error 24)";
 /// and, for a VM bundle on an SSH executor, check that the VM can boot there
 /// (QEMU, kernel, KVM when required) and record the isolation it would get.
 ///
-/// SSH hosts are connected to and waited for in one loop ([`super::banners`]);
-/// each host that speaks gets a thread for the rest of its probe (handshake,
-/// host key, login, `uname`) within what is left of its own deadline.
+/// SSH hosts are connected to and waited for in a few loops, one per core
+/// ([`super::banners`]); each host that speaks gets a thread for the rest of
+/// its probe (handshake, host key, login, `uname`) within what is left of its
+/// own deadline.
 pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
     let vm = req.backend.is_vm();
     raise_fd_limit();

@@ -1,7 +1,7 @@
 //! The placement probe for SSH executors: connect (strict host key, public
 //! key auth) and ask the host what it is, all within one deadline.
 //!
-//! Placement waits for every host's identification line in one loop
+//! Placement waits for every host's identification line in a few loops
 //! (`fleet::banners`) and calls [`probe_over`] from one thread per host that
 //! spoke; nothing here takes a process-wide lock (libssh2 is initialised once
 //! by `ssh2`), so probing a large fleet costs about one timeout, not one per
