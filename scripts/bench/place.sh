@@ -25,6 +25,8 @@
 # Usage: scripts/bench/place.sh [--hosts 1000] [--probe-timeout 3] [--runs 5]
 #                               [--inventory-only DIR] [--lifetime SECONDS]
 #   AGENTPLANE=path/to/binary (default ${CARGO_TARGET_DIR:-target}/release/agentplane)
+#   --baseline BIN        also time BIN (an earlier agentplane build) in the same
+#                         hyperfine run, as `agentplane-base`, to compare on a busy machine
 #   --peers-only          time only the probe-ref.py yardstick (before agentplane is built)
 #   --fd-limit N          run agentplane under `ulimit -n N` (default: the raised
 #                         limit below); e.g. 256 shows what agentplane does when it
@@ -37,7 +39,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
 
-HOSTS=1000 PT=3 RUNS=5 ONLY="" LIFETIME="" PEERS_ONLY=0 FDLIM=""
+HOSTS=1000 PT=3 RUNS=5 ONLY="" LIFETIME="" PEERS_ONLY=0 FDLIM="" BASE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --hosts) HOSTS="$2"; shift 2 ;;
@@ -46,13 +48,15 @@ while [ $# -gt 0 ]; do
     --inventory-only) ONLY="$2"; shift 2 ;;
     --lifetime) LIFETIME="$2"; shift 2 ;;
     --peers-only) PEERS_ONLY=1; shift ;;
+    --baseline) BASE="$2"; shift 2 ;;
     --fd-limit) FDLIM="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 # Listener lifetime: enough for warmup + runs + the untimed try, at least 120 s.
-[ -n "$LIFETIME" ] || LIFETIME=$(( (RUNS + 2) * PT * 4 + 10 * PT + 30 ))
+[ -n "$LIFETIME" ] || LIFETIME=$(( (RUNS + 2) * PT * (${BASE:+2} + 4) + 10 * PT + 30 ))
+[ -z "$BASE" ] || [ -x "$BASE" ] || die "--baseline $BASE: not an executable"
 [ "$LIFETIME" -ge 120 ] || LIFETIME=120
 [ -n "$ONLY" ] || require_hyperfine
 [ -n "$ONLY" ] || [ "$PEERS_ONLY" = 1 ] || require_agentplane
@@ -163,7 +167,14 @@ for r in other[:3]:
     print(f"  e.g. {r.get('name')}: {r.get('reason')}", file=sys.stderr)
 sys.exit(0 if d.get("chosenExecutor") == "local" and len(timed_out) == n else 1)
 EOF
-  cmds=(--command-name agentplane --prepare "$PREP" "$PLACE" --command-name probe-ref --prepare true "$REF")
+  cmds=(--command-name agentplane --prepare "$PREP" "$PLACE")
+  if [ -n "$BASE" ]; then
+    BPLACE="'$BASE' --root '$DIR' place bundles/trivial --inventory '$INV' --probe-timeout $PT"
+    [ -z "$FDLIM" ] || BPLACE="ulimit -n $FDLIM && $BPLACE"
+    BPREP="rm -rf '$DIR/artifacts/trivial' && '$BASE' --root '$DIR' validate bundles/trivial >/dev/null"
+    cmds+=(--command-name agentplane-base --prepare "$BPREP" "$BPLACE")
+  fi
+  cmds+=(--command-name probe-ref --prepare true "$REF")
 fi
 
 mkdir -p "$RESULTS"

@@ -211,8 +211,10 @@ impl Inventory {
             (nodes, inv.default_executor)
         };
         let mut executors = Vec::with_capacity(nodes.len());
+        // A set, not a scan of those before: linear in the fleet's size.
+        let mut names = std::collections::HashSet::with_capacity(nodes.len());
         for (i, n) in nodes.into_iter().enumerate() {
-            if executors.iter().any(|e: &Executor| e.name == n.name) {
+            if !names.insert(n.name.clone()) {
                 return Err(bad(format!("at `/executors/{i}/name`: duplicate executor name `{}`", n.name)));
             }
             let (reach, ssh_config) = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
@@ -232,7 +234,7 @@ impl Inventory {
             });
         }
         if let Some(d) = &default_executor
-            && !executors.iter().any(|e| &e.name == d)
+            && !names.contains(d)
         {
             return Err(bad(format!("at `/defaultExecutor`: `{d}` is not an executor in this inventory")));
         }
@@ -353,4 +355,52 @@ fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
         target.known_hosts_file = expand(kh);
     }
     Ok((Reach::Ssh(target), via))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, executors: &[&str], default: &str) -> PathBuf {
+        let nodes: Vec<Value> = executors
+            .iter()
+            .map(|name| {
+                serde_json::json!({
+                    "name": name, "sshRef": "local", "enabled": true,
+                    "supportedBackends": ["lima-process"], "capabilities": {"kvm": false},
+                    "health": {"state": "ready"}, "trustZone": "test"
+                })
+            })
+            .collect();
+        let inv = serde_json::json!({
+            "apiVersion": "agentplane.socioprophet.org/v0.1",
+            "kind": "FleetInventory",
+            "metadata": {"name": "test", "version": "0.1.0", "createdAt": "2026-11-22T00:00:00Z"},
+            "builders": [],
+            "executors": nodes,
+            "defaultExecutor": default,
+            "selectionPolicy": {"preferHealthy": true, "requireEnabled": true}
+        });
+        let p = dir.join("inv.json");
+        std::fs::write(&p, inv.to_string()).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_name_given_twice_is_refused_at_its_second_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Inventory::load(&write(dir.path(), &["a", "b", "c", "b"], "a"), true).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("at `/executors/3/name`: duplicate executor name `b`"), "{msg}");
+    }
+
+    #[test]
+    fn the_default_must_be_one_of_the_executors() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::load(&write(dir.path(), &["a", "b"], "b"), true).unwrap();
+        assert_eq!(inv.executors.len(), 2);
+        let err = Inventory::load(&write(dir.path(), &["a", "b"], "zzz"), true).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("at `/defaultExecutor`: `zzz` is not an executor in this inventory"), "{msg}");
+    }
 }

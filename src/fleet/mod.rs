@@ -1,5 +1,6 @@
 //! The fleet: inventory loading (both upstream shapes), probes, and placement.
 
+mod banners;
 pub mod inventory;
 pub mod placement;
 pub mod probe_ssh;

@@ -1,17 +1,20 @@
 //! Placement: which executor may run a bundle, and why every other one may not.
 //!
 //! [`filter_static`] and [`choose`] are pure functions over data; [`probe_all`]
-//! reaches out to executors (SSH in parallel, one thread each, all bounded by
-//! one timeout) so that a fleet of a thousand hosts takes about one timeout;
+//! reaches out to executors (SSH in parallel: a few loops wait for every host
+//! to speak, a thread each for those that do, every host bounded by its own
+//! timeout) so that a fleet of ten thousand hosts takes about one timeout;
 //! no more probes are in flight than there are file descriptors to spare
 //! ([`super::slots`]): a larger fleet is probed in waves.
 
 use std::time::Duration;
 
+use super::banners::{self, Heard};
 use super::inventory::{Executor, Inventory, Reach};
+use super::slots::Slots;
 use crate::runner;
 use crate::runner::qemu::remote::host::{KvmDevice, VmHost, VmHostConfig};
-use crate::types::{Backend, Isolation, RejectCode, norm_arch, norm_os};
+use crate::types::{Backend, Isolation, RejectCode, SshTarget, norm_arch, norm_os};
 
 /// What the bundle asks of an executor.
 #[derive(Debug, Clone)]
@@ -132,6 +135,16 @@ pub fn filter_static(inv: &Inventory, req: &Request) -> Vec<Candidate> {
         .collect()
 }
 
+/// At most this many loops wait for SSH hosts to speak ([`banners`]), one per
+/// core, and one for every this many hosts.
+const MAX_LOOPS: usize = 4;
+const HOSTS_PER_LOOP: usize = 256;
+
+/// A probe (or a loop of them) panicked: agentplane's failure, not the host's.
+fn crashed() -> Reason {
+    Reason::new(RejectCode::ProbeFailed, "the probe crashed")
+}
+
 /// How a probe that could not get a descriptor says so (`EMFILE`).
 const EMFILE: &str = "(os error 24)";
 
@@ -139,66 +152,74 @@ const EMFILE: &str = "(os error 24)";
 /// rest (in parallel), then compare the declared platform with what was seen
 /// and, for a VM bundle on an SSH executor, check that the VM can boot there
 /// (QEMU, kernel, KVM when required) and record the isolation it would get.
+///
+/// SSH hosts are connected to and waited for in a few loops, one per core
+/// ([`super::banners`]); each host that speaks gets a thread for the rest of
+/// its probe (handshake, host key, login, `uname`) within what is left of its
+/// own deadline.
 pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
     let vm = req.backend.is_vm();
     raise_fd_limit();
-    // One thread per probe, each with its own allocator heap: with
-    // transparent huge pages the kernel zeroes 2 MiB for each heap's first
-    // page. Without them 10,000 silent hosts took 6–8 s instead of 10–14 s
-    // (docs/performance.md §3). Nothing else in `place` gains from them.
+    // Each probe thread gets its own allocator heap: with transparent huge
+    // pages the kernel zeroes 2 MiB for each heap's first page. When a thread
+    // per host was the rule, 10,000 silent hosts took 6–8 s without them
+    // instead of 10–14 s (docs/performance.md §3); a fleet of hosts that
+    // speak still costs a thread each. Nothing else in `place` gains from them.
     let _ = nix::sys::prctl::set_thp_disable(true);
-    let slots = super::slots::Slots::new(super::slots::fd_budget());
+    let slots = Slots::new(super::slots::fd_budget());
+    let mut results: Vec<(usize, Result<Observed, Reason>)> = Vec::new();
+    let mut ssh: Vec<(usize, &SshTarget)> = Vec::new();
+    for (i, c) in cands.iter().enumerate().filter(|(_, c)| c.rejected.is_none()) {
+        match &c.executor.reach {
+            Reach::Local => results.push((
+                i,
+                Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None }),
+            )),
+            Reach::Ssh(t) => ssh.push((i, t)),
+        }
+    }
+    let all: &[Candidate] = cands;
+    // A few loops, one per core: opening 10,000 loopback connections is
+    // kernel work (~0.1 ms each here), and each host's deadline starts when
+    // its connect does.
+    let loops = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_LOOPS)
+        .min(ssh.len().div_ceil(HOSTS_PER_LOOP))
+        .max(1);
+    let groups: Vec<Vec<(usize, &SshTarget)>> =
+        (0..loops).map(|k| ssh.iter().skip(k).step_by(loops).copied().collect()).collect();
     std::thread::scope(|s| {
-        let handles: Vec<_> = cands
+        let slots = &slots;
+        let helpers: Vec<_> = groups[1..]
             .iter()
-            .enumerate()
-            .filter(|(_, c)| c.rejected.is_none())
-            .map(|(i, c)| {
-                let reach = c.executor.reach.clone();
-                let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
-                let slot = slots.take();
-                let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || match reach {
-                    Reach::Local => {
-                        Ok(Observed { os: std::env::consts::OS.into(), arch: std::env::consts::ARCH.into(), vm: None })
-                    }
-                    Reach::Ssh(t) => {
-                        // Out of descriptors after all (something else took
-                        // them): wait for other probes to give theirs back
-                        // and try again, a few times; never blame the host.
-                        let mut tries = 0;
-                        let seen = loop {
-                            match super::probe_ssh::probe(&t, timeout, vm_cfg.as_ref()) {
-                                Err(f) if f.detail.contains(EMFILE) && tries < 20 => {
-                                    tries += 1;
-                                    std::thread::sleep(Duration::from_millis(50));
-                                }
-                                r => break r,
-                            }
-                        };
-                        drop(slot);
-                        seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
-                            .map_err(|f| Reason { code: f.code, detail: f.detail })
-                    }
-                });
-                (i, h)
+            .map(|g| {
+                (g, std::thread::Builder::new().spawn_scoped(s, move || listen_group(s, g, all, slots, timeout, vm)))
             })
             .collect();
-        for (i, h) in handles {
-            let result = match h {
-                Ok(h) => h.join().unwrap_or_else(|_| Err(Reason::new(RejectCode::ProbeFailed, "the probe crashed"))),
-                Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
-            };
-            match result {
-                Ok(obs) => cands[i].observed = Some(obs),
-                // Running out of file descriptors is agentplane's failure, not
-                // the host's: never record it as the host being unreachable.
-                Err(r) if r.detail.contains(EMFILE) => {
-                    cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
-                }
-                Err(r) => cands[i].rejected = Some(r),
+        results.extend(listen_group(s, &groups[0], all, slots, timeout, vm));
+        for (group, h) in helpers {
+            match h {
+                Ok(h) => match h.join() {
+                    Ok(done) => results.extend(done),
+                    Err(_) => results.extend(group.iter().map(|&(i, _)| (i, Err(crashed())))),
+                },
+                // No thread for this loop: run it here.
+                Err(_) => results.extend(listen_group(s, group, all, slots, timeout, vm)),
             }
         }
     });
+    for (i, result) in results {
+        match result {
+            Ok(obs) => cands[i].observed = Some(obs),
+            // Running out of file descriptors is agentplane's failure, not
+            // the host's: never record it as the host being unreachable.
+            Err(r) if r.detail.contains(EMFILE) => {
+                cands[i].rejected = Some(Reason::new(RejectCode::ProbeFailed, format!("not probed: {}", r.detail)))
+            }
+            Err(r) => cands[i].rejected = Some(r),
+        }
+    }
     for c in cands.iter_mut().filter(|c| c.rejected.is_none()) {
         if let (Some((os, arch)), Some(obs)) = (&c.executor.platform, &c.observed)
             // `any` (agentplane's reading): the executor runs wherever this is.
@@ -211,6 +232,56 @@ pub fn probe_all(cands: &mut [Candidate], req: &Request, timeout: Duration) {
         }
     }
     check_vm_hosts(cands, req);
+}
+
+/// Listen to one group of SSH hosts ([`banners::listen`]) and give each one
+/// that speaks a thread for the rest of its probe; what became of each.
+fn listen_group<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    group: &[(usize, &SshTarget)],
+    all: &'env [Candidate],
+    slots: &'env Slots,
+    timeout: Duration,
+    vm: bool,
+) -> Vec<(usize, Result<Observed, Reason>)> {
+    let mut done = Vec::with_capacity(group.len());
+    let mut probes = Vec::new();
+    banners::listen(group, timeout, slots, |i, heard| match heard {
+        Heard::Failed(f) => done.push((i, Err(Reason { code: f.code, detail: f.detail }))),
+        Heard::Spoke { stream, deadline, slot } => {
+            let c = &all[i];
+            let Reach::Ssh(target) = &c.executor.reach else { return };
+            let vm_cfg = vm.then(|| VmHostConfig::from_caps(&c.executor.caps));
+            let h = std::thread::Builder::new().stack_size(256 * 1024).spawn_scoped(s, move || {
+                let mut seen = super::probe_ssh::probe_over(stream, target, deadline, vm_cfg.as_ref());
+                // Out of descriptors after all (known_hosts, the
+                // identity: something else took them): wait for other
+                // probes to give theirs back and probe again from the
+                // start, a few times; never blame the host.
+                let mut tries = 0;
+                while let Err(f) = &seen
+                    && f.detail.contains(EMFILE)
+                    && tries < 20
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                    seen = super::probe_ssh::probe(target, timeout, vm_cfg.as_ref());
+                }
+                drop(slot);
+                seen.map(|(p, vm)| Observed { os: p.os, arch: p.arch, vm })
+                    .map_err(|f| Reason { code: f.code, detail: f.detail })
+            });
+            probes.push((i, h));
+        }
+    });
+    for (i, h) in probes {
+        let result = match h {
+            Ok(h) => h.join().unwrap_or_else(|_| Err(crashed())),
+            Err(e) => Err(Reason::new(RejectCode::ProbeFailed, format!("cannot start a probe thread: {e}"))),
+        };
+        done.push((i, result));
+    }
+    done
 }
 
 /// For a VM bundle on an SSH executor: reject the executor when the VM

@@ -1,10 +1,13 @@
 //! The placement probe for SSH executors: connect (strict host key, public
 //! key auth) and ask the host what it is, all within one deadline.
 //!
-//! Placement calls [`probe`] from one thread per executor; nothing here takes
-//! a process-wide lock (libssh2 is initialised once by `ssh2`), so probing a
-//! large fleet costs about one timeout, not one per host.
+//! Placement waits for every host's identification line in a few loops
+//! (`fleet::banners`) and calls [`probe_over`] from one thread per host that
+//! spoke; nothing here takes a process-wide lock (libssh2 is initialised once
+//! by `ssh2`), so probing a large fleet costs about one timeout, not one per
+//! host. [`probe`] does all of it on the calling thread.
 
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::runner::qemu::remote::host::{self, VmHost, VmHostConfig};
@@ -22,12 +25,34 @@ pub fn probe(
 ) -> Result<(ObservedPlatform, Option<VmHost>), SshFailure> {
     let deadline = Instant::now() + timeout;
     let session = ssh::connect_until(target, deadline)?;
+    ask(&session, target, deadline, vm)
+}
+
+/// [`probe`] over a connection to `target` that the caller opened (and heard
+/// the host's identification line on, unread), within the host's `deadline`.
+pub fn probe_over(
+    tcp: TcpStream,
+    target: &SshTarget,
+    deadline: Instant,
+    vm: Option<&VmHostConfig>,
+) -> Result<(ObservedPlatform, Option<VmHost>), SshFailure> {
+    let session = ssh::connect_over(tcp, target, deadline)?;
+    ask(&session, target, deadline, vm)
+}
+
+/// Run `uname` (and the VM probe) in one round trip, then say goodbye.
+fn ask(
+    session: &ssh2::Session,
+    target: &SshTarget,
+    deadline: Instant,
+    vm: Option<&VmHostConfig>,
+) -> Result<(ObservedPlatform, Option<VmHost>), SshFailure> {
     let command = match vm {
         Some(cfg) => format!("{UNAME_COMMAND}\n{}", host::command(cfg)),
         None => UNAME_COMMAND.to_string(),
     };
     let observed = (|| -> anyhow::Result<_> {
-        let out = ssh::exec_until(&session, &command, deadline)?;
+        let out = ssh::exec_until(session, &command, deadline)?;
         let text = out.stdout_str();
         let (uname, _) = text.split_once(host::BEGIN).unwrap_or((&text, ""));
         if out.status != 0 {
@@ -45,7 +70,7 @@ pub fn probe(
         detail: format!("{}: connected, but cannot run `uname`: {e:#}", ssh::display_target(target)),
     });
     // A polite goodbye is one packet; do not let it stretch the budget much.
-    ssh::disconnect(&session, Duration::from_millis(200));
+    ssh::disconnect(session, Duration::from_millis(200));
     observed
 }
 

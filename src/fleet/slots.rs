@@ -4,21 +4,21 @@
 //! never the hosts'). A fleet that fits is probed all at once: about one
 //! probe timeout in all.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Descriptors kept back for everything else (the inventory, keys, output):
 /// a quarter of the limit, at most this many.
 const RESERVE: usize = 64;
 
-/// Descriptors one probe holds while it waits: its socket. (It also reads
-/// `known_hosts` for a moment after connecting; a probe that meets `EMFILE`
-/// then waits and retries, see `placement::probe_all`.)
+/// Descriptors one probe holds while it waits: its socket. (A host that
+/// speaks is also read `known_hosts` for, for a moment; a probe that meets
+/// `EMFILE` then waits and retries, see `placement::probe_all`.)
 const PER_PROBE: usize = 1;
 
-/// A counting semaphore.
+/// A counting semaphore that is never waited on: the loops that take places
+/// ([`super::banners`]) look again when they next wake.
 pub struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
+    free: AtomicUsize,
 }
 
 /// One probe's place; given back when dropped.
@@ -26,24 +26,18 @@ pub struct Slot<'s>(&'s Slots);
 
 impl Slots {
     pub fn new(n: usize) -> Slots {
-        Slots { free: Mutex::new(n.max(1)), freed: Condvar::new() }
+        Slots { free: AtomicUsize::new(n.max(1)) }
     }
 
-    /// Wait for a free place.
-    pub fn take(&self) -> Slot<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        Slot(self)
+    /// A free place, if there is one now.
+    pub fn try_take(&self) -> Option<Slot<'_>> {
+        self.free.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).ok().map(|_| Slot(self))
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.0.freed.notify_one();
+        self.0.free.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -61,25 +55,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_more_than_n_at_once() {
+    fn no_more_than_n_at_once_across_threads() {
         let slots = Slots::new(3);
-        let busy = std::sync::atomic::AtomicUsize::new(0);
-        let most = std::sync::atomic::AtomicUsize::new(0);
+        let held = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|s| {
-            for _ in 0..20 {
-                let slot = slots.take();
-                let (busy, most) = (&busy, &most);
-                s.spawn(move || {
-                    use std::sync::atomic::Ordering::SeqCst;
-                    let now = busy.fetch_add(1, SeqCst) + 1;
-                    most.fetch_max(now, SeqCst);
-                    std::thread::yield_now();
-                    busy.fetch_sub(1, SeqCst);
-                    drop(slot);
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if let Some(slot) = slots.try_take() {
+                            held.lock().unwrap().push(slot);
+                        }
+                    }
                 });
             }
         });
-        assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+        let mut held = held.into_inner().unwrap();
+        assert_eq!(held.len(), 3);
+        held.pop();
+        assert!(slots.try_take().is_some(), "a place given back is free again");
+    }
+
+    #[test]
+    fn try_take_never_waits() {
+        let slots = Slots::new(1);
+        let one = slots.try_take();
+        assert!(one.is_some());
+        assert!(slots.try_take().is_none());
+        drop(one);
+        assert!(slots.try_take().is_some());
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! Opening an authenticated session: resolve, connect, handshake, check the
 //! host key, authenticate, all within one deadline.
+//!
+//! [`connect_until`] does all of it; [`connect_over`] does the part after the
+//! TCP connection, for a caller that opened the connection itself (placement
+//! waits for many hosts' identification lines at once, `fleet::banners`).
+//! The pieces of resolving and connecting that such a caller needs, and the
+//! sentences it reports with, are here too, so both paths say the same.
 
 use ssh2::Session;
 use std::fs;
@@ -23,15 +29,40 @@ pub fn connect(target: &SshTarget, timeout: Duration) -> Result<Session, SshFail
 /// [`connect`] with an absolute deadline, so a caller can bound connect plus
 /// what follows (the probe's `uname`) by one budget.
 pub fn connect_until(target: &SshTarget, deadline: Instant) -> Result<Session, SshFailure> {
-    let who = display_target(target);
-    let unreachable = |detail: String| SshFailure::new(UNREACHABLE, format!("{who}: {detail}"));
-
-    // ssh2 turns names into C strings with `unwrap`: refuse what would panic.
-    if target.host.is_empty() || target.host.contains(['\0', ' ', '\t', '\n']) {
-        return Err(unreachable(format!("invalid host name {:?}", target.host)));
-    }
+    let unreachable = |detail: String| unreachable(target, detail);
+    check_host_name(&target.host).map_err(&unreachable)?;
     let addrs = resolve(&target.host, target.port, deadline).map_err(&unreachable)?;
     let tcp = tcp_connect(&addrs, deadline).map_err(&unreachable)?;
+    connect_over(tcp, target, deadline)
+}
+
+/// `target` cannot be reached, for this reason.
+pub(crate) fn unreachable(target: &SshTarget, detail: String) -> SshFailure {
+    SshFailure::new(UNREACHABLE, format!("{}: {detail}", display_target(target)))
+}
+
+/// ssh2 turns names into C strings with `unwrap`: refuse what would panic.
+pub(crate) fn check_host_name(host: &str) -> Result<(), String> {
+    if host.is_empty() || host.contains(['\0', ' ', '\t', '\n']) {
+        return Err(format!("invalid host name {host:?}"));
+    }
+    Ok(())
+}
+
+/// The rest of [`connect_until`] over a TCP connection to `target` that the
+/// caller opened (blocking or not; the host's identification line may be
+/// waiting in it unread, for libssh2 to read in the handshake): handshake,
+/// host key, authentication, within `deadline`.
+pub fn connect_over(tcp: TcpStream, target: &SshTarget, deadline: Instant) -> Result<Session, SshFailure> {
+    let who = display_target(target);
+    let unreachable = |detail: String| SshFailure::new(UNREACHABLE, format!("{who}: {detail}"));
+    let left = remaining(deadline);
+    let _ = tcp.set_nonblocking(false);
+    // libssh2 polls the socket itself; these only guard any direct use.
+    let _ = tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+    let _ = tcp.set_write_timeout(Some(left.max(Duration::from_millis(1))));
+    // SSH exchanges many small packets: do not let Nagle delay them.
+    let _ = tcp.set_nodelay(true);
 
     let mut session = Session::new().map_err(|e| unreachable(format!("cannot create an SSH session: {e}")))?;
     // Read known_hosts before the handshake so the host key algorithms it
@@ -50,7 +81,7 @@ pub fn connect_until(target: &SshTarget, deadline: Instant) -> Result<Session, S
     set_remaining_timeout(&session, deadline).map_err(|()| unreachable("timed out before the SSH handshake".into()))?;
     session.handshake().map_err(|e| {
         if is_timeout(&e) {
-            unreachable(format!("no SSH banner or handshake within the timeout ({})", e.message()))
+            unreachable(no_banner_in_time(e.message()))
         } else {
             unreachable(format!("SSH handshake failed: {}", e.message()))
         }
@@ -93,24 +124,64 @@ pub fn disconnect(session: &Session, timeout: Duration) {
 /// Resolve `host:port`; a name is resolved on a helper thread so a slow
 /// resolver cannot outlive the deadline (the thread finishes on its own).
 fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+    if let Some(addr) = ip_literal(host, port) {
+        return Ok(vec![addr]);
     }
     let (tx, rx) = mpsc::channel();
-    let name = bare.to_string();
+    let name = bare_host(host).to_string();
     std::thread::Builder::new()
         .name("ssh-resolve".into())
         .spawn(move || {
-            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+            let _ = tx.send(lookup(&name, port));
         })
         .map_err(|e| format!("cannot start a resolver thread: {e}"))?;
     match rx.recv_timeout(remaining(deadline)) {
-        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
-        Ok(Ok(_)) => Err(format!("`{bare}` resolves to no address")),
-        Ok(Err(e)) => Err(format!("cannot resolve `{bare}`: {e}")),
-        Err(_) => Err(format!("resolving `{bare}` timed out")),
+        Ok(r) => r,
+        Err(_) => Err(resolve_timed_out(host)),
     }
+}
+
+/// A host written as an address (`10.0.0.1`, `[::1]`) needs no resolver.
+pub(crate) fn ip_literal(host: &str, port: u16) -> Option<SocketAddr> {
+    bare_host(host).parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, port))
+}
+
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Ask the system resolver (blocking, as long as it takes) for `host`'s addresses.
+pub(crate) fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let bare = bare_host(host);
+    match (bare, port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()) {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(format!("`{bare}` resolves to no address")),
+        Err(e) => Err(format!("cannot resolve `{bare}`: {e}")),
+    }
+}
+
+/// The resolver did not answer before the deadline.
+pub(crate) fn resolve_timed_out(host: &str) -> String {
+    format!("resolving `{}` timed out", bare_host(host))
+}
+
+/// A TCP connect to `addr` failed.
+pub(crate) fn connect_failed(addr: &SocketAddr, e: &std::io::Error) -> String {
+    format!("cannot connect to {addr}: {e}")
+}
+
+/// A TCP connect to `addr` did not complete before the deadline.
+pub(crate) fn connect_timed_out(addr: &SocketAddr) -> String {
+    format!("connecting to {addr} timed out")
+}
+
+/// What libssh2 says when its handshake waited out the deadline; a caller
+/// that waits for the banner itself reports a silent host in the same words.
+pub(crate) const WAIT_TIMED_OUT: &str = "Timed out waiting on socket";
+
+/// The host said nothing that starts an SSH session before the deadline.
+pub(crate) fn no_banner_in_time(why: &str) -> String {
+    format!("no SSH banner or handshake within the timeout ({why})")
 }
 
 /// Connect to the first address that accepts before the deadline.
@@ -119,21 +190,12 @@ fn tcp_connect(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, Str
     for addr in addrs {
         let left = remaining(deadline);
         if left.is_zero() {
-            return Err(format!("connecting to {addr} timed out"));
+            return Err(connect_timed_out(addr));
         }
         match TcpStream::connect_timeout(addr, left) {
-            Ok(s) => {
-                // libssh2 polls the socket itself; these only guard any direct use.
-                let _ = s.set_read_timeout(Some(left));
-                let _ = s.set_write_timeout(Some(left));
-                // SSH exchanges many small packets: do not let Nagle delay them.
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                last = format!("connecting to {addr} timed out");
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => last = connect_timed_out(addr),
+            Err(e) => last = connect_failed(addr, &e),
         }
     }
     Err(last)

@@ -16,7 +16,11 @@ mod known_hosts;
 pub mod platform;
 mod sftp;
 
-pub use connect::{connect, connect_until, disconnect, millis};
+pub(crate) use connect::{
+    WAIT_TIMED_OUT, check_host_name, connect_failed, connect_timed_out, ip_literal, lookup, no_banner_in_time,
+    resolve_timed_out, unreachable,
+};
+pub use connect::{connect, connect_over, connect_until, disconnect, millis};
 pub use exec::{ExecOutput, exec, exec_ok, exec_until};
 pub use sftp::{TransferReport, download_dir, upload_dir, upload_file};
 

@@ -51,6 +51,32 @@ fn silent_listener() -> (u16, std::thread::JoinHandle<()>) {
     (port, h)
 }
 
+/// A listener that sends `greeting` to each connection and holds it open
+/// without another word; with `None`, it closes each connection at once.
+fn greeting_listener(greeting: Option<Vec<u8>>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        l.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < end {
+            match (l.accept(), &greeting) {
+                (Ok((mut s, _)), Some(g)) => {
+                    // What fits in the socket buffers: the prober may never read it all.
+                    s.set_nonblocking(true).unwrap();
+                    let _ = s.write(g);
+                    held.push(s);
+                }
+                (Ok((s, _)), None) => drop(s),
+                (Err(_), _) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    (port, h)
+}
+
 #[test]
 fn placement_probes_a_real_sshd_and_chooses_it() {
     let sshd = Sshd::start();
@@ -75,8 +101,14 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     let r = validated("bad-ssh", "#!/bin/sh\necho hi\n", 20);
     let key = sshd.client_key.clone();
     let kh = sshd.known_hosts.clone();
-    let closed = crate::sshd::free_port();
     let silent: Vec<_> = (0..4).map(|_| silent_listener()).collect();
+    // Hosts that speak, badly: an identification line begun and never
+    // ended, a first line that never ends, a connection closed at once.
+    let partial = greeting_listener(Some(b"SSH-2.0-OpenSSH_9".to_vec()));
+    let endless = greeting_listener(Some(vec![b'x'; 100_000]));
+    let hangup = greeting_listener(None);
+    // A free port, taken after the listeners so that none of them gets it.
+    let closed = crate::sshd::free_port();
     let mut bad = vec![
         sshd.executor_json_with("changed", sshd.port, &key, &sshd.wrong_known_hosts()),
         sshd.executor_json_with("unknown", sshd.port, &key, &sshd.empty_known_hosts()),
@@ -91,6 +123,9 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     bad.push(nowhere);
     for (i, (port, _)) in silent.iter().enumerate() {
         bad.push(sshd.executor_json_with(&format!("silent{i}"), *port, &key, &kh));
+    }
+    for (name, (port, _)) in [("partial", &partial), ("endless", &endless), ("hangup", &hangup)] {
+        bad.push(sshd.executor_json_with(name, *port, &key, &kh));
     }
 
     // Nothing qualifies: exit 1, each executor named with its reason. Four
@@ -110,10 +145,25 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
         ("nowhere", "ssh-unreachable"),
         ("silent0", "ssh-unreachable"),
         ("silent3", "ssh-unreachable"),
+        ("partial", "ssh-unreachable"),
+        ("endless", "ssh-unreachable"),
+        ("hangup", "ssh-unreachable"),
     ];
     for (name, code) in expect {
         assert_eq!(code_of(&d, name), code, "{name}: {d:#}");
     }
+    let reason_of = |name: &str| {
+        d["rejected"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for name in ["silent0", "partial"] {
+        assert!(reason_of(name).contains("no SSH banner or handshake within the timeout"), "{name}: {d:#}");
+    }
+    assert!(reason_of("endless").contains("not an SSH server"), "{d:#}");
+    assert!(reason_of("hangup").contains("SSH handshake failed"), "{d:#}");
+    assert!(reason_of("closed").contains("cannot connect to 127.0.0.1:"), "{d:#}");
     assert!(took >= Duration::from_millis(1900), "the silent hosts were not waited for: {took:?}");
     assert!(took < Duration::from_secs(6), "probes did not run in parallel within the timeout: {took:?}");
 
