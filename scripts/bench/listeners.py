@@ -31,7 +31,21 @@ def parse():
     return ap.parse_args()
 
 
+def backstop(lifetime):
+    """Whatever the event loop is doing, this process is gone a little after
+    its lifetime (SIGALRM's default action ends it), and at once when the
+    process that started it dies (PR_SET_PDEATHSIG): a listener left behind
+    holds thousands of ports and descriptors and spoils the next run."""
+    signal.alarm(int(lifetime) + 10)
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 async def main(a):
+    backstop(a.lifetime)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = max(soft, min(hard, 4 * a.n + 256)) if hard != resource.RLIM_INFINITY else max(soft, 4 * a.n + 256)
     if want > soft:
@@ -89,8 +103,12 @@ def split(a, per):
         part = argparse.Namespace(n=min(per, a.n - start), ports_file=f"{a.ports_file}.part{i}", lifetime=a.lifetime)
         pid = os.fork()
         if pid == 0:
-            asyncio.run(main(part))
-            os._exit(0)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                asyncio.run(main(part))
+            finally:
+                os._exit(0)
         children.append(pid)
         parts.append(part.ports_file)
 
