@@ -208,20 +208,20 @@ fn github_lines(s: &Shown, out: &mut Lines) {
     }
 }
 
-/// Write `element` (pretty JSON at depth 0) as an element of an array two
-/// levels deep: each of its lines indented by four more spaces, as
-/// `serde_json`'s pretty printer puts it in the whole document.
-fn write_nested(element: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
-    out.write_all(b"    ")?;
+/// Append `element` (pretty JSON at depth 0) to `out` as an element of an
+/// array two levels deep: each of its lines indented by four more spaces, as
+/// `serde_json`'s pretty printer puts it in the whole document. (A newline in
+/// pretty JSON is always layout: one in a string is written `\n`.)
+fn nest(element: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"    ");
     let mut lines = element.split(|&b| b == b'\n');
     if let Some(first) = lines.next() {
-        out.write_all(first)?;
+        out.extend_from_slice(first);
     }
     for line in lines {
-        out.write_all(b"\n    ")?;
-        out.write_all(line)?;
+        out.extend_from_slice(b"\n    ");
+        out.extend_from_slice(line);
     }
-    Ok(())
 }
 
 impl Render for Validated {
@@ -263,10 +263,11 @@ impl Render for Validated {
     /// as `serde_json::to_writer_pretty` of the whole.
     fn write_json(&self, out: &mut dyn Write) -> Result<()> {
         write!(out, "{{\n  \"valid\": {},\n  \"bundles\": [", self.all_valid())?;
-        let mut element = Vec::new();
+        let (mut element, mut nested) = (Vec::new(), Vec::new());
         let mut first = true;
         self.each(|s| {
             element.clear();
+            nested.clear();
             let b = JsonBundle {
                 path: &s.path,
                 bundle: s.bundle.as_deref(),
@@ -275,9 +276,10 @@ impl Render for Validated {
                 checks: &s.checks,
             };
             serde_json::to_writer_pretty(&mut element, &b)?;
-            out.write_all(if first { b"\n" } else { b",\n" })?;
+            nested.extend_from_slice(if first { b"\n" } else { b",\n" });
             first = false;
-            Ok(write_nested(&element, out)?)
+            nest(&element, &mut nested);
+            Ok(out.write_all(&nested)?)
         })?;
         out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })?;
         Ok(())
