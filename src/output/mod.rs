@@ -6,6 +6,7 @@ pub mod escape;
 pub mod printer;
 pub mod render;
 pub mod reporter;
+pub mod spool;
 
 pub use printer::Printer;
 pub use render::{Render, Style};

@@ -38,34 +38,45 @@ impl Printer {
     /// Print an outcome in the chosen format and return its exit code. The
     /// json document is printed whatever `--quiet` says (it is the data).
     pub fn emit(&self, outcome: &dyn Render) -> Exit {
-        match self.format {
-            Format::Json => {
-                // Written in one go (stdout is line-buffered: piecemeal costs a syscall a line).
-                let mut buf = serde_json::to_vec_pretty(&outcome.json()).unwrap_or_default();
-                buf.push(b'\n');
-                self.raw_out(&buf);
-            }
-            Format::Github => {
-                if let Some(text) = outcome.github() {
-                    self.raw_out(text.as_bytes());
-                }
-            }
+        let written = match self.format {
+            Format::Json => self.to_stdout(|out| outcome.write_json(out)),
+            Format::Github => self.to_stdout(|out| outcome.write_github(out)),
             Format::Human if outcome.human_is_diagnostic() => {
                 let style = Style { color: self.color && self.stderr_tty };
                 self.raw_err(outcome.human(style).as_bytes());
+                Ok(())
             }
-            Format::Human => {
-                if !self.quiet {
-                    self.raw_out(outcome.human(self.style()).as_bytes());
-                }
-            }
-        }
-        match outcome.stopped_by() {
+            Format::Human if self.quiet => Ok(()),
+            Format::Human => self.to_stdout(|out| outcome.write_human(self.style(), out)),
+        };
+        let exit = match outcome.stopped_by() {
             Some(err) => {
                 self.error(err);
                 outcome.exit().worst(crate::error::exit_of(err))
             }
             None => outcome.exit(),
+        };
+        match written {
+            Ok(()) => exit,
+            // The outcome could not be written whole (not stdout's fault): say so.
+            Err(err) => {
+                self.error(&err);
+                exit.worst(Exit::Error)
+            }
+        }
+    }
+
+    /// Run `write` on a buffered stdout (stdout itself is line-buffered: a
+    /// syscall a line). A failing stdout (a closed pipe) is ignored, as a
+    /// reader that stopped reading wants no more; any other error is returned.
+    fn to_stdout(&self, write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let mut out =
+            Stdout { inner: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()), failed: false };
+        let written = write(&mut out);
+        let _ = out.flush();
+        match written {
+            Err(_) if out.failed => Ok(()),
+            other => other,
         }
     }
 
@@ -118,5 +129,22 @@ impl Printer {
         pb.set_message(msg);
         pb.enable_steady_tick(std::time::Duration::from_millis(100));
         Some(pb)
+    }
+}
+
+/// Stdout that remembers whether it failed, so that its errors can be told
+/// from the outcome's own.
+struct Stdout<W: Write> {
+    inner: W,
+    failed: bool,
+}
+
+impl<W: Write> Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|_| self.failed = true)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|_| self.failed = true)
     }
 }

@@ -1,8 +1,9 @@
 //! One renderer for every command's outcome: each outcome knows its exit code,
-//! its human text and its one JSON document. Only `validate` also speaks
-//! GitHub annotations (`--format github`).
+//! its human text and its one JSON document, and writes them to the printer's
+//! stream. Only `validate` also speaks GitHub annotations (`--format github`).
 
 use serde_json::Value;
+use std::io::Write;
 
 use crate::exit::Exit;
 
@@ -53,6 +54,28 @@ pub trait Render {
     /// printed even with `--quiet`.
     fn human_is_diagnostic(&self) -> bool {
         false
+    }
+
+    /// [`Render::human`] written to `out`. An outcome too large to hold as one
+    /// string (`validate` over many bundles) writes it piece by piece instead.
+    /// An error is the outcome's own or `out`'s.
+    fn write_human(&self, style: Style, out: &mut dyn Write) -> anyhow::Result<()> {
+        Ok(out.write_all(self.human(style).as_bytes())?)
+    }
+
+    /// [`Render::json`] written to `out`, pretty, with a final newline.
+    fn write_json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let mut buf = serde_json::to_vec_pretty(&self.json())?;
+        buf.push(b'\n');
+        Ok(out.write_all(&buf)?)
+    }
+
+    /// [`Render::github`] written to `out` (nothing when there is none).
+    fn write_github(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        match self.github() {
+            Some(text) => Ok(out.write_all(text.as_bytes())?),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! `validate`: every gate on every bundle found, and (unless `--check`) a
 //! ValidationArtifact that starts each valid-enough bundle's evidence chain.
 
-use crate::types::ArtifactKind;
+use crate::types::{ArtifactKind, Check, Gate};
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::bundle::discover;
@@ -14,6 +15,9 @@ use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
 
+pub mod ordered;
+pub mod shared;
+
 /// One bundle's result, with where its artifact went.
 #[derive(Debug)]
 pub struct Outcome {
@@ -24,13 +28,93 @@ pub struct Outcome {
     pub not_written: Option<String>,
 }
 
-/// Find every `bundle.json` under `paths` (resolved against `root`).
+/// What `validate` shows of one bundle: the report's visible part, kept
+/// (in a [`crate::output::spool::Spool`]) until the output can be rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shown {
+    pub path: String,
+    pub bundle: Option<String>,
+    pub valid: bool,
+    pub digest: Option<String>,
+    pub checks: Vec<Check>,
+    /// The resolved outDir for the cross-bundle check, when not done yet:
+    /// an exact key (escaped bytes) and the root-relative form messages show.
+    pub out_dir: Option<(String, String)>,
+    /// Where the ValidationArtifact went, root-relative.
+    pub written: Option<String>,
+    /// Why no artifact was written (outDir unusable), when not `--check`.
+    pub not_written: Option<String>,
+}
+
+impl Shown {
+    /// A report whose outDir still needs the cross-bundle check.
+    pub fn unshared(root: &Path, r: Report) -> Shown {
+        let out_dir = r
+            .out_dir_resolved
+            .as_ref()
+            .map(|d| (fsx::escape_bytes(std::os::unix::ffi::OsStrExt::as_bytes(d.as_os_str())), fsx::rel_to(root, d)));
+        Shown { out_dir, ..Shown::settled(root, Outcome { report: r, written: None, not_written: None }) }
+    }
+
+    /// An outcome after every check, its artifact written or not.
+    pub fn settled(root: &Path, o: Outcome) -> Shown {
+        let r = o.report;
+        Shown {
+            path: r.path,
+            bundle: r.bundle,
+            valid: r.valid,
+            digest: r.digest,
+            checks: r.checks,
+            out_dir: None,
+            written: o.written.map(|w| fsx::rel_to(root, &w)),
+            not_written: o.not_written,
+        }
+    }
+
+    /// About the bytes this holds, for the spool's budget.
+    pub fn weight(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let check = |c: &Check| std::mem::size_of::<Check>() + text(&c.message) + text(&c.pointer);
+        std::mem::size_of::<Shown>()
+            + self.path.len()
+            + text(&self.bundle)
+            + text(&self.digest)
+            + self.checks.iter().map(check).sum::<usize>()
+            + self.out_dir.as_ref().map_or(0, |(k, s)| k.len() + s.len())
+            + text(&self.written)
+            + text(&self.not_written)
+    }
+
+    /// This bundle's outDir is also that of `others`: it fails `out-dir-safe`
+    /// (the message of [`shared_out_dirs`]).
+    pub fn share_out_dir(&mut self, shown_dir: &str, others: &[&str]) {
+        self.checks.push(shared_out_dir_check(shown_dir, others));
+        self.valid = false;
+    }
+}
+
+fn shared_out_dir_check(shown_dir: &str, others: &[&str]) -> Check {
+    Check::fail(
+        Gate::OutDirSafe,
+        format!("outDir `{shown_dir}` is also the outDir of {}", others.join(", ")),
+        Some("/spec/artifacts/outDir"),
+    )
+}
+
+/// Find every `bundle.json` under `paths` (resolved against `root`), sorted.
 pub fn find(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut manifests = Vec::new();
+    Ok(discover(root, paths)?.collect())
+}
+
+/// [`find`] as a stream, in the same order: the directories are walked as
+/// the stream is read. A path that does not exist is an error before anything
+/// is found.
+pub fn discover(root: &Path, paths: &[PathBuf]) -> Result<discover::Merged<discover::Walk>> {
+    let mut walks = Vec::with_capacity(paths.len());
     for p in paths {
         let abs = if p.is_absolute() { p.clone() } else { root.join(p) };
-        match discover::expand(&abs)? {
-            Some(found) => manifests.extend(found),
+        match discover::Walk::new(&abs) {
+            Some(walk) => walks.push(walk),
             None => {
                 return Err(Problem::error(format!("`{}` does not exist", p.display()))
                     .hint("pass a bundle directory, a bundle.json, or a folder of bundles")
@@ -38,37 +122,54 @@ pub fn find(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             }
         }
     }
-    manifests.sort();
-    manifests.dedup();
-    Ok(manifests)
+    Ok(discover::Merged::new(walks))
 }
 
-/// Run the gates on every manifest, on all cores.
+/// Bundles checked at once beyond the one handed over: bounds the reports in memory.
+pub const WINDOW: usize = 256;
+
+/// Run the gates on every manifest, on all cores, and hand each report to
+/// `sink` in the manifests' order. At most [`WINDOW`] reports exist at a
+/// time. The cross-bundle check (a shared outDir) is the caller's: see
+/// [`shared_out_dirs`] and [`shared`].
 /// `with_digest`: also compute each bundle digest (needed to write artifacts or show it).
-pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Result<Vec<Report>> {
+pub fn check_each(
+    root: &Path,
+    manifests: impl Iterator<Item = PathBuf> + Send,
+    with_digest: bool,
+    sink: impl FnMut(Report) -> Result<()>,
+) -> Result<()> {
+    check_each_in(root, manifests, with_digest, WINDOW, sink)
+}
+
+/// [`check_each`] with its window given (tests use small ones).
+pub(crate) fn check_each_in(
+    root: &Path,
+    manifests: impl Iterator<Item = PathBuf> + Send,
+    with_digest: bool,
+    window: usize,
+    sink: impl FnMut(Report) -> Result<()>,
+) -> Result<()> {
     let checker = SchemaChecker::new()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(manifests.len().max(1));
-    let per = manifests.len().div_ceil(threads).max(1);
-    let reports = std::thread::scope(|s| {
-        let handles: Vec<_> = manifests
-            .chunks(per)
-            .map(|chunk| {
-                let checker = &checker;
-                s.spawn(move || {
-                    let cache = crate::fsx::LstatCache::default();
-                    chunk
-                        .iter()
-                        .map(|m| gates::validate_cached(root, m, checker, with_digest, &cache))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect::<Vec<_>>()
-    });
-    if reports.len() != manifests.len() {
-        anyhow::bail!("a validation worker failed; {} of {} bundles were checked", reports.len(), manifests.len());
-    }
-    let mut reports = reports;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let check = |cache: &fsx::LstatCache, m: PathBuf| gates::validate_cached(root, &m, &checker, with_digest, cache);
+    ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {
+        ordered::Stopped::Sink(e) => e,
+        ordered::Stopped::Panicked(at) => {
+            anyhow::anyhow!("a validation worker failed on bundle {}; {at} bundles were checked", at + 1)
+        }
+    })
+}
+
+/// Run the gates on every manifest, on all cores, including the
+/// cross-bundle check: every report in memory, for a few bundles (`up`) or
+/// to write their artifacts.
+pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Result<Vec<Report>> {
+    let mut reports = Vec::with_capacity(manifests.len());
+    check_each(root, manifests.iter().cloned(), with_digest, |r| {
+        reports.push(r);
+        Ok(())
+    })?;
     shared_out_dirs(root, &mut reports);
     Ok(reports)
 }
@@ -76,7 +177,6 @@ pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Resul
 /// Two bundles with one outDir would archive each other's evidence and mix
 /// their chains: each fails `out-dir-safe`, naming the other.
 fn shared_out_dirs(root: &Path, reports: &mut [Report]) {
-    use crate::types::{Check, Gate};
     let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<usize>> = Default::default();
     for (i, r) in reports.iter().enumerate() {
         if let Some(d) = &r.out_dir_resolved {
@@ -86,12 +186,9 @@ fn shared_out_dirs(root: &Path, reports: &mut [Report]) {
     for (dir, idx) in by_dir.into_iter().filter(|(_, v)| v.len() > 1) {
         for &i in &idx {
             let others: Vec<String> = idx.iter().filter(|&&j| j != i).map(|&j| reports[j].path.clone()).collect();
+            let others: Vec<&str> = others.iter().map(String::as_str).collect();
             let r = &mut reports[i];
-            r.checks.push(Check::fail(
-                Gate::OutDirSafe,
-                format!("outDir `{}` is also the outDir of {}", fsx::rel_to(root, &dir), others.join(", ")),
-                Some("/spec/artifacts/outDir"),
-            ));
+            r.checks.push(shared_out_dir_check(&fsx::rel_to(root, &dir), &others));
             r.valid = false;
             r.out_dir = None;
         }

@@ -24,7 +24,26 @@ pub(super) fn looks_like_ref(s: &str) -> bool {
 
 /// Key names whose values are secret material when they hold a literal.
 pub(super) fn is_secret_key(key: &str) -> bool {
-    let k: String = key.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    // The key's ASCII letters and digits, lowercase: on the stack for any
+    // usual key (this runs for every string in every bundle).
+    let mut small = [0u8; 64];
+    let mut len = 0;
+    let mut long = Vec::new();
+    for b in key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| b.to_ascii_lowercase()) {
+        match small.get_mut(len) {
+            Some(slot) => *slot = b,
+            None => {
+                if long.is_empty() {
+                    long.extend_from_slice(&small);
+                }
+                long.push(b);
+            }
+        }
+        len += 1;
+    }
+    let k = if long.is_empty() { &small[..len] } else { &long[..] };
+    // Only ASCII went in.
+    let k = std::str::from_utf8(k).unwrap_or_default();
     // References to secrets are fine: their names say so.
     if ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"]
         .iter()
@@ -54,6 +73,10 @@ pub(super) fn token_shape(s: &str) -> Option<&'static str> {
     // Every shape below is at least 16 characters; most bundle strings are shorter.
     if s.len() < 16 {
         return None;
+    }
+    // One pass for every prefix below; most strings hold none of them.
+    if !SHAPE_PREFIXES.get_or_init(shape_prefixes).as_ref().is_none_or(|ac| ac.is_match(s)) {
+        return jwt(s);
     }
     let word = |prefix: &str, min: usize| {
         s.match_indices(prefix).any(|(i, _)| {
@@ -86,12 +109,43 @@ pub(super) fn token_shape(s: &str) -> Option<&'static str> {
             return Some(what);
         }
     }
-    // JSON Web Tokens: three base64url parts, the first two starting with `eyJ`.
+    jwt(s)
+}
+
+/// JSON Web Tokens: three base64url parts, the first two starting with `eyJ`.
+fn jwt(s: &str) -> Option<&'static str> {
+    if !s.starts_with("eyJ") {
+        return None;
+    }
     let parts: Vec<&str> = s.split('.').collect();
     if parts.len() == 3 && parts[0].starts_with("eyJ") && parts[1].starts_with("eyJ") && parts[2].len() >= 16 {
         return Some("a JSON Web Token");
     }
     None
+}
+
+/// Every literal [`token_shape`] looks for before its own rules: a string
+/// holding none of them can only be a JSON Web Token.
+const SHAPES: [&str; 12] = [
+    "-----BEGIN",
+    "AKIA",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+    "AIza",
+    "sk-",
+    "sk_live_",
+];
+
+static SHAPE_PREFIXES: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
+
+/// `None` if the automaton cannot be built: every string then takes the full checks.
+fn shape_prefixes() -> Option<aho_corasick::AhoCorasick> {
+    aho_corasick::AhoCorasick::new(SHAPES).ok()
 }
 
 pub(super) fn secrets_are_refs(v: &Value) -> Vec<Check> {

@@ -12,6 +12,12 @@ fn secret_refs_and_literals() {
     assert!(is_secret_key("db_password"));
     assert!(!is_secret_key("secretRefRoot"));
     assert!(!is_secret_key("tokenRef"));
+    // Long keys (past the stack buffer) are judged the same way.
+    let long = format!("{}_api_Token", "x".repeat(100));
+    assert!(is_secret_key(&long));
+    assert!(!is_secret_key(&format!("{long}_ref")));
+    assert!(is_secret_key("Client-Secret"));
+    assert!(!is_secret_key("ünïcode"));
 }
 
 #[test]
@@ -68,6 +74,26 @@ fn bundle_paths_resolve_from_the_root_then_the_bundle_directory() {
 
 #[test]
 fn token_shapes() {
+    // Each shape is found when it is the only thing to find (the one-pass
+    // filter in front of the rules lets every prefix through).
+    for (s, what) in [
+        ("xx -----BEGIN RSA PRIVATE KEY----- yy", "a private key block"),
+        ("id AKIAABCDEFGHIJKLMNOP", "an AWS access key id"),
+        ("gho_0123456789abcdefghijklmnopqrstuvwxyz", "a GitHub token"),
+        ("ghs_0123456789abcdefghijklmnopqrstuvwxyz", "a GitHub token"),
+        ("github_pat_0123456789abcdefghijklmnopqrstuvwxyz", "a GitHub token"),
+        ("glpat-0123456789abcdefghijklmn", "a GitLab token"),
+        ("xoxb-0123456789abc", "a Slack token"),
+        ("xoxp-0123456789abc", "a Slack token"),
+        ("AIza0123456789abcdefghijklmnopqrstuvwxyzAB", "a Google API key"),
+        ("sk-0123456789abcdefghijklmnopqrstuvwxyz", "an API secret key"),
+        ("sk_live_0123456789abcdefghijkl", "a Stripe secret key"),
+        ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefghijklmnopqrstuv", "a JSON Web Token"),
+    ] {
+        assert_eq!(token_shape(s), Some(what), "{s}");
+    }
+    assert_eq!(token_shape("a perfectly ordinary sentence"), None);
+    assert_eq!(token_shape("x.eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefghijklmnopqrstuv"), None);
     assert!(token_shape("ghp_0123456789abcdefghijklmnopqrstuvwxyz").is_some());
     assert!(token_shape("AKIAABCDEFGHIJKLMNOP").is_some());
     assert!(token_shape("-----BEGIN OPENSSH PRIVATE KEY-----\nabc").is_some());
