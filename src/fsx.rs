@@ -335,30 +335,66 @@ pub fn resolve_in_root(root: &Path, rel: &str) -> (PathBuf, bool) {
 
 /// What `lstat` said about a path: `None` missing, `Some(true)` a symlink.
 /// One cache serves a whole `validate` worker: bundles share directories.
+///
+/// Entries made since the last [`LstatCache::forget_under`] are remembered in
+/// order, so forgetting one bundle's files costs what that bundle added, not
+/// a scan of everything every earlier bundle left behind (paths outside their
+/// own directory, e.g. a tree validated with the wrong `--root`, made that
+/// quadratic: 2,000 such bundles took ~5x as long as valid ones). What stays
+/// is capped: past [`LstatCache::MAX_KEPT`] entries the cache starts over,
+/// which costs only repeated `lstat`s.
 #[derive(Debug, Default)]
-pub struct LstatCache(std::cell::RefCell<std::collections::HashMap<PathBuf, Option<bool>>>);
+pub struct LstatCache(std::cell::RefCell<LstatEntries>);
+
+#[derive(Debug, Default)]
+struct LstatEntries {
+    seen: std::collections::HashMap<PathBuf, Option<bool>>,
+    added: Vec<PathBuf>,
+}
+
+impl LstatEntries {
+    fn insert(&mut self, p: PathBuf, what: Option<bool>) {
+        if self.seen.len() >= LstatCache::MAX_KEPT {
+            self.seen.clear();
+            self.added.clear();
+        }
+        if self.seen.insert(p.clone(), what).is_none() {
+            self.added.push(p);
+        }
+    }
+}
 
 impl LstatCache {
+    /// Most entries kept across bundles before the cache starts over.
+    pub const MAX_KEPT: usize = 65_536;
+
     /// Record what is already known of `p` (from a directory listing, or a
     /// canonical directory), so that no `lstat` asks again.
     pub fn seed(&self, p: &Path, what: Option<bool>) {
         self.0.borrow_mut().insert(p.to_path_buf(), what);
     }
 
-    /// Forget everything at or under `dir` (one bundle's own files), so that
-    /// the cache keeps only what bundles share and does not grow with them.
+    /// Forget everything at or under `dir` (one bundle's own files) that was
+    /// added since the last call, so that the cache keeps only what bundles
+    /// share and does not grow with them.
     pub fn forget_under(&self, dir: &Path) {
-        self.0.borrow_mut().retain(|k, _| !k.starts_with(dir));
+        let mut e = self.0.borrow_mut();
+        let LstatEntries { seen, added } = &mut *e;
+        for p in added.drain(..) {
+            if p.starts_with(dir) {
+                seen.remove(&p);
+            }
+        }
     }
 
     /// Whether `p`, or a directory on its way below `root`, was found missing.
     pub fn known_missing(&self, root: &Path, p: &Path) -> bool {
-        let seen = self.0.borrow();
-        p.ancestors().take_while(|a| a.starts_with(root) && *a != root).any(|a| matches!(seen.get(a), Some(None)))
+        let e = self.0.borrow();
+        p.ancestors().take_while(|a| a.starts_with(root) && *a != root).any(|a| matches!(e.seen.get(a), Some(None)))
     }
 
     fn lstat(&self, p: &Path) -> Option<bool> {
-        if let Some(r) = self.0.borrow().get(p) {
+        if let Some(r) = self.0.borrow().seen.get(p) {
             return *r;
         }
         let r = std::fs::symlink_metadata(p).ok().map(|m| m.file_type().is_symlink());

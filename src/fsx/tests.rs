@@ -146,3 +146,34 @@ mod more {
         assert_eq!(escape_bytes(b"\x1b[31mred\n"), "\\x1b[31mred\\x0a");
     }
 }
+
+#[test]
+fn the_lstat_cache_forgets_a_bundle_own_entries_and_keeps_shared_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().canonicalize().unwrap();
+    let (a, b, shared) = (root.join("a"), root.join("b"), root.join("lib"));
+    let cache = LstatCache::default();
+    // Bundle a: its own missing file, and a missing path outside it.
+    cache.seed(&a.join("smoke.sh"), None);
+    cache.seed(&shared.join("x"), None);
+    cache.forget_under(&a);
+    assert!(!cache.known_missing(&root, &a.join("smoke.sh")), "a's own entry is forgotten");
+    assert!(cache.known_missing(&root, &shared.join("x")), "what bundles share is kept");
+    // Bundle b's pass does not revisit a's leftovers, and forgets only b's.
+    cache.seed(&b.join("smoke.sh"), None);
+    cache.forget_under(&b);
+    assert!(!cache.known_missing(&root, &b.join("smoke.sh")));
+    assert!(cache.known_missing(&root, &shared.join("x")));
+}
+
+#[test]
+fn the_lstat_cache_starts_over_past_its_cap() {
+    let root = Path::new("/nonexistent-root");
+    let cache = LstatCache::default();
+    for i in 0..LstatCache::MAX_KEPT + 10 {
+        cache.seed(&root.join(format!("elsewhere-{i}")), None);
+        cache.forget_under(&root.join("bundle"));
+    }
+    assert!(!cache.known_missing(root, &root.join("elsewhere-0")), "the oldest entries went with the cap");
+    assert!(cache.known_missing(root, &root.join(format!("elsewhere-{}", LstatCache::MAX_KEPT + 9))));
+}
