@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use super::files::EvidenceFiles;
 use super::findings::{Findings, VerifyCheck};
+use super::index_check::IndexCheck;
 use super::reader::{ChainReader, WINDOW, Window};
 use super::steps::Work;
 use crate::evidence::chain::checkpoint_origin;
@@ -21,7 +22,7 @@ use crate::evidence::keys::TrustedKey;
 use crate::evidence::statement::Statement;
 use crate::evidence::tlog::{self, Checkpoint, merkle::RootBuilder};
 use crate::evidence::transparency::{check_root, open_for};
-use crate::evidence::{CHECKPOINT_FILE, TLOG_INDEX_FILE, tlog_index};
+use crate::evidence::{CHECKPOINT_FILE, TLOG_INDEX_FILE};
 
 /// A checkpoint opened (signature and origin), waiting for the root of the
 /// log at its size; or why it did not open.
@@ -35,7 +36,7 @@ type CheckpointFile = (Result<Vec<u8>, String>, Option<Pending>);
 
 /// What step 10 carries through the stream.
 #[derive(Default)]
-pub struct Checkpoints {
+pub struct Checkpoints<'a> {
     /// The log's origin and trusted note keys, once entry 0 was read
     /// (`None`: it could not be, and step 10 will not run).
     origin: Option<(String, Vec<tlog::NoteKey>)>,
@@ -49,26 +50,17 @@ pub struct Checkpoints {
     /// The `checkpoint` file: read when the origin became known, opened when it is text.
     file: Option<CheckpointFile>,
     since: Vec<Pending>,
-    /// What the `tlog-index` is compared with, when there is one.
-    index: Option<IndexParts>,
+    /// The `tlog-index`, when there is one: compared as the stream goes (or why it cannot be read).
+    index: Option<Result<IndexCheck<'a>, String>>,
 }
 
-/// Everything [`tlog_index::encode`] needs of the log.
-#[derive(Default)]
-struct IndexParts {
-    leaves: Vec<tlog::Hash>,
-    /// Where each line starts, and (last) where the next would.
-    offsets: Vec<u64>,
-    names: Vec<(String, u64)>,
-}
-
-impl Checkpoints {
+impl<'a> Checkpoints<'a> {
     /// Before the first leaf: the origin (from entry 0, `first`), and the
     /// checkpoints whose sizes are known now (the file's, each `--since`).
     pub fn begin(
         &mut self,
         first: Option<&Statement>,
-        files: &dyn EvidenceFiles,
+        files: &'a dyn EvidenceFiles,
         trusted: &[TrustedKey],
         since: &[String],
     ) {
@@ -84,7 +76,7 @@ impl Checkpoints {
         self.file = Some((file, opened));
         self.since = since.iter().map(|t| self.open(t)).collect();
         if files.exists(TLOG_INDEX_FILE) {
-            self.index = Some(IndexParts::default());
+            self.index = Some(files.open_at(TLOG_INDEX_FILE).map(IndexCheck::new));
         }
     }
 
@@ -119,12 +111,8 @@ impl Checkpoints {
                     p => self.seals.push((i, p)),
                 }
             }
-            if let Some(ix) = &mut self.index {
-                ix.leaves.push(x.leaf);
-                ix.offsets.push(at);
-                if let Some(s) = st {
-                    ix.names.extend(s.subject.iter().map(|x| (x.name.clone(), i as u64)));
-                }
+            if let Some(Ok(ix)) = &mut self.index {
+                ix.line(i as u64, at, &x.leaf, st.into_iter().flat_map(|s| s.subject.iter().map(|x| x.name.as_str())));
             }
             at += w.line(k).len() as u64 + 1;
             self.tree.push(x.leaf);
@@ -188,7 +176,7 @@ impl Checkpoints {
             _ => {}
         }
         if let Some(ix) = self.index.take() {
-            index_matches(ix, end, last_at, files, f);
+            index_matches(ix, len, end, last_at, f);
         }
         for (n, p) in std::mem::take(&mut self.since).into_iter().enumerate() {
             if let Err(e) = check(p) {
@@ -234,18 +222,14 @@ fn seal_checkpoint(s: &Statement) -> Option<&str> {
 /// `checkpoint` file's): a cache `prove` reads, so it is checked here rather
 /// than left as a file no entry explains. Absent is fine (evidence sealed
 /// before it existed); present without any checkpoint is not.
-fn index_matches(mut ix: IndexParts, end: u64, last_at: Option<usize>, files: &dyn EvidenceFiles, f: &mut Findings) {
+fn index_matches(ix: Result<IndexCheck, String>, lines: u64, end: u64, last_at: Option<usize>, f: &mut Findings) {
     let Some(n) = last_at else {
         f.dir(VerifyCheck::Checkpoint, format!("`{TLOG_INDEX_FILE}` is here but no seal published a checkpoint"));
         return;
     };
-    ix.offsets.push(end);
-    let n = n.min(ix.leaves.len());
-    let names = ix.names.iter().filter(|(_, i)| (*i as usize) < n).map(|(s, i)| (s.as_str(), *i));
-    let expected = crate::fsx::sha256_hex(&tlog_index::encode(&ix.leaves[..n], &ix.offsets[..=n], names));
-    match files.hash(TLOG_INDEX_FILE) {
-        Ok(got) if got == expected => {}
-        Ok(_) => f.dir(
+    match ix.and_then(|ix| ix.matches(n as u64, lines, end)) {
+        Ok(true) => {}
+        Ok(false) => f.dir(
             VerifyCheck::Checkpoint,
             format!("`{TLOG_INDEX_FILE}` is not the index of the log the last seal's checkpoint signs"),
         ),

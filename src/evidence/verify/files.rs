@@ -35,6 +35,8 @@ pub trait EvidenceFiles: Sync {
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError>;
     /// The lowercase hex sha256 of a log or product, of any size.
     fn hash(&self, name: &str) -> Result<String, FileError>;
+    /// A regular file of any size, for reads at offsets (`tlog-index`, compared in place).
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError>;
     /// Whether `name` is in the directory at all (as anything, even a link).
     fn exists(&self, name: &str) -> bool;
     /// Every entry that is not a directory, handed to `each` one by one in
@@ -42,6 +44,39 @@ pub trait EvidenceFiles: Sync {
     /// lists in constant memory). Symlinks are listed, never followed;
     /// `runs/` (archived chains) is not descended.
     fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError>;
+}
+
+/// A file read at offsets.
+pub trait ReadAt: Send + Sync {
+    /// Fill `buf` from byte `at` (an error past the end).
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()>;
+    /// Its length when opened.
+    fn len(&self) -> u64;
+}
+
+struct FileAt(std::fs::File, u64);
+
+impl ReadAt for FileAt {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, at)
+    }
+
+    fn len(&self) -> u64 {
+        self.1
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let at = usize::try_from(at).map_err(std::io::Error::other)?;
+        let src = self.get(at..at.saturating_add(buf.len())).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
 }
 
 /// An evidence directory on disk.
@@ -108,6 +143,11 @@ impl EvidenceFiles for FsEvidence {
 
     fn exists(&self, name: &str) -> bool {
         std::fs::symlink_metadata(self.dir.join(name)).is_ok()
+    }
+
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError> {
+        let (f, meta) = fsx::open_regular_meta(&self.path(name)?, None).map_err(|e| describe(name, &e))?;
+        Ok(Box::new(FileAt(f, meta.len())))
     }
 
     fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError> {
@@ -220,6 +260,10 @@ impl EvidenceFiles for MemEvidence {
 
     fn exists(&self, name: &str) -> bool {
         self.files.contains_key(name)
+    }
+
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError> {
+        self.get(name, None).map(|b| Box::new(b) as Box<dyn ReadAt>)
     }
 
     fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError> {

@@ -50,6 +50,7 @@
 mod checkpoints;
 mod files;
 mod findings;
+mod index_check;
 mod named;
 mod reader;
 mod signature;
@@ -155,13 +156,13 @@ struct Stream<'a> {
     links: steps::Links,
     named: named::NameSet,
     seals: steps::Seals,
-    checkpoints: checkpoints::Checkpoints,
+    checkpoints: checkpoints::Checkpoints<'a>,
     /// The first entry that could not be read.
     unreadable: Option<usize>,
     rows: Vec<EntryResult>,
 }
 
-impl Stream<'_> {
+impl<'a> Stream<'a> {
     /// Record a window's findings, step by step, and its report lines.
     fn apply(&mut self, w: &Window, work: &[Work], f: &mut Findings) {
         f.start_window(w.first, w.len());

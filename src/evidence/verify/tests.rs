@@ -711,3 +711,28 @@ fn unnamed_files_are_reported_in_walk_order() {
     assert_eq!(missing.len(), 1, "{:?}", r.findings);
     assert_eq!((missing[0].step, missing[0].entry), (SubjectDigests, Some(1)));
 }
+
+/// The `tlog-index` is compared in place: any byte changed, a byte more or
+/// less, is a finding of step 10 alone.
+#[test]
+fn every_byte_of_the_tlog_index_is_checked() {
+    let f = fixture();
+    let clean = bytes(&mut f.a.clone(), "tlog-index").clone();
+    let mut variants: Vec<Vec<u8>> = (0..clean.len())
+        .map(|i| {
+            let mut b = clean.clone();
+            b[i] ^= 0x40;
+            b
+        })
+        .collect();
+    variants.push(clean[..clean.len() - 1].to_vec());
+    variants.push([clean.as_slice(), &[0]].concat());
+    variants.push(Vec::new());
+    for (n, v) in variants.into_iter().enumerate() {
+        let mut m = f.a.clone();
+        *bytes(&mut m, "tlog-index") = v;
+        let r = verify_files(&m, "mem", &opts(&f.key)).unwrap();
+        let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+        assert_eq!(failed, [Checkpoint], "variant {n}: {:?}", r.findings);
+    }
+}
