@@ -35,8 +35,9 @@ impl Cursor {
     /// The next `N` bytes (the file's layout keeps every record inside it).
     fn next<const N: usize>(&mut self, file: &dyn ReadAt) -> std::io::Result<[u8; N]> {
         if self.pos + N > self.buf.len() {
+            // Whole records only: none is ever split across two reads.
             let left = file.len().saturating_sub(self.at) as usize;
-            let n = CHUNK.max(N).min(left).max(N);
+            let n = ((CHUNK / N).min(left / N)).max(1) * N;
             self.buf.resize(n, 0);
             file.read_exact_at(&mut self.buf, self.at)?;
             self.at += n as u64;
@@ -199,4 +200,24 @@ impl<'a> IndexCheck<'a> {
 
 fn unreadable(e: &std::io::Error) -> String {
     format!("cannot read `{TLOG_INDEX_FILE}`: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_records_of_any_size_across_its_chunks() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let file: &[u8] = &bytes;
+        for at in [0u64, 7, 32] {
+            let mut c = Cursor::new(at);
+            let mut got = Vec::new();
+            while (got.len() as u64) + at + 24 <= file.len() as u64 {
+                got.extend_from_slice(&c.next::<24>(&file).unwrap());
+            }
+            assert_eq!(got, bytes[at as usize..at as usize + got.len()], "from {at}");
+            assert!(c.next::<24>(&file).is_err(), "past the end");
+        }
+    }
 }
