@@ -48,6 +48,7 @@
 //! was first seen. A check fails exactly when its own step recorded a [`Finding`].
 
 mod checkpoints;
+mod entries;
 mod files;
 mod findings;
 mod index_check;
@@ -65,6 +66,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use entries::Entries;
 pub use files::{EvidenceFiles, FsEvidence, Listed};
 pub use findings::{Finding, Findings, VerifyCheck};
 
@@ -84,8 +86,7 @@ pub struct Options {
     pub since: Vec<String>,
 }
 
-/// One chain entry's line in the report (kept for every entry: small, and
-/// sharing what repeats).
+/// One chain entry's line in the report (stored compactly, [`Entries`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryResult {
     pub seq: usize,
@@ -121,7 +122,7 @@ pub struct Report {
     pub bundle: Option<String>,
     pub bundle_digest: Option<String>,
     pub sealed: bool,
-    pub entries: Vec<EntryResult>,
+    pub entries: Entries,
     pub checks: Vec<CheckResult>,
     /// The first failure, as `entry N (Kind): why` or a directory-level reason.
     pub first_failure: Option<String>,
@@ -151,15 +152,13 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
 struct Stream<'a> {
     files: &'a dyn EvidenceFiles,
     opts: &'a Options,
-    /// The trusted keys' ids, shared by the report's lines.
-    signers: Vec<Arc<str>>,
     links: steps::Links,
     named: named::NameSet,
     seals: steps::Seals,
     checkpoints: checkpoints::Checkpoints<'a>,
     /// The first entry that could not be read.
     unreadable: Option<usize>,
-    rows: Vec<EntryResult>,
+    rows: entries::EntriesWriter,
 }
 
 impl<'a> Stream<'a> {
@@ -185,16 +184,13 @@ impl<'a> Stream<'a> {
             if st.is_none() {
                 self.unreadable.get_or_insert(i);
             }
-            self.rows.push(EntryResult {
-                seq: i,
-                kind: st.map(|s| s.predicate.kind),
-                file: st
-                    .filter(|s| !s.predicate.kind.is_seal())
-                    .and_then(|s| s.subject.first())
-                    .map(|x| x.name.clone()),
-                signer: x.signature.as_ref().and_then(|r| r.as_ref().ok()).map(|&k| self.signers[k].clone()),
-                result: f.first_in_window(i).map_or(Cow::Borrowed("ok"), Cow::Owned),
-            });
+            let result = f.first_in_window(i);
+            self.rows.push(
+                st.map(|s| s.predicate.kind),
+                st.filter(|s| !s.predicate.kind.is_seal()).and_then(|s| s.subject.first()).map(|x| x.name.as_str()),
+                x.signature.as_ref().and_then(|r| r.as_ref().ok()).copied(),
+                result.as_deref(),
+            );
         }
     }
 }
@@ -229,7 +225,7 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
         Ok(r) => ChainReader::new(r),
         Err(e) => {
             f.dir(VerifyCheck::ChainPresent, e);
-            return Ok(assemble(label, Vec::new(), f, None, false, warnings, notes));
+            return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
         }
     };
     let mut next = match reader.next_window(window) {
@@ -238,18 +234,17 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
     };
     if let Err(e) = next {
         f.dir(VerifyCheck::ChainPresent, e);
-        return Ok(assemble(label, Vec::new(), f, None, false, warnings, notes));
+        return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
     }
     let mut s = Stream {
         files,
         opts,
-        signers: opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect(),
         links: steps::Links::default(),
         named: named::NameSet::new(),
         seals: steps::Seals::default(),
         checkpoints: checkpoints::Checkpoints::default(),
         unreadable: None,
-        rows: Vec::new(),
+        rows: entries::EntriesWriter::new(opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect()),
     };
     // Two windows in flight: the workers check one while this thread records
     // the one before and reads the one after.
@@ -293,19 +288,17 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
     // findings are the first of a seal's line only when nothing came before.
     let mut rows = s.rows;
     for x in f.of(VerifyCheck::Seal).iter().chain(f.of(VerifyCheck::Checkpoint)) {
-        if let Some(row) = x.entry.and_then(|i| rows.get_mut(i))
-            && row.result == "ok"
-        {
-            row.result = Cow::Owned(x.message.clone());
+        if let Some(i) = x.entry {
+            rows.late(i, &x.message);
         }
     }
-    Ok(assemble(label, rows, f, s.links.first, sealed, warnings, notes))
+    Ok(assemble(label, rows.finish(), f, s.links.first, sealed, warnings, notes))
 }
 
 /// The report: one line per entry, one result per check, the first failure.
 fn assemble(
     label: &str,
-    entries: Vec<EntryResult>,
+    entries: Entries,
     f: Findings,
     first: Option<Predicate>,
     sealed: bool,
