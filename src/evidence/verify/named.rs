@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-type Key = [u8; 15];
+pub type Key = [u8; 15];
 
 /// Whether the name was named once already by an entry in good standing (step 6).
 type Claimed = bool;
@@ -39,15 +39,18 @@ impl NameSet {
         k
     }
 
-    /// Step 8: an entry names `name`.
-    pub fn mention(&mut self, name: &str) {
-        self.names.entry(self.key(name)).or_insert(false);
+    /// Step 8: an entry names `name`. Returns its key, for [`NameSet::claim`].
+    pub fn mention(&mut self, name: &str) -> Key {
+        let key = self.key(name);
+        self.names.entry(key).or_insert(false);
+        key
     }
 
-    /// Step 6: an entry in good standing names `name`, whose file checked
-    /// out. False when one already did (the name is named twice).
-    pub fn claim(&mut self, name: &str) -> bool {
-        let c = self.names.entry(self.key(name)).or_insert(false);
+    /// Step 6: an entry in good standing names the name of `key` (from
+    /// [`NameSet::mention`]), whose file checked out. False when one already
+    /// did (the name is named twice).
+    pub fn claim(&mut self, key: Key) -> bool {
+        let c = self.names.entry(key).or_insert(false);
         !std::mem::replace(c, true)
     }
 

@@ -384,16 +384,15 @@ pub fn subjects(w: &Window, work: &[Work], named: &mut NameSet, f: &mut Findings
         if s.predicate.kind.is_seal() {
             continue;
         }
-        for subj in &s.subject {
-            named.mention(&subj.name);
-        }
+        // (`x.subjects` are the statement's subjects, in order: one key each.)
+        let keys: Vec<_> = s.subject.iter().map(|subj| named.mention(&subj.name)).collect();
         if f.entry_failed(i) {
             continue;
         }
-        for (name, result) in &x.subjects {
+        for ((name, result), key) in x.subjects.iter().zip(keys) {
             if let Err(why) = result {
                 f.entry(VerifyCheck::SubjectDigests, i, why.clone());
-            } else if !named.claim(name) {
+            } else if !named.claim(key) {
                 f.entry(VerifyCheck::SubjectDigests, i, format!("`{name}` is named twice (duplicated entry)"));
             }
         }
