@@ -63,13 +63,13 @@ pub fn report_human(r: &Report, style: Style) -> String {
     let mut out = Lines::default();
     let kind = |e: &verify::EntryResult| e.kind.map_or("?", |k| k.as_str());
     let file = |e: &verify::EntryResult| untrusted(e.file.as_deref().unwrap_or("-"));
-    let kw = r.entries.iter().map(|e| kind(e).len()).max().unwrap_or(4).max(4);
-    let fw = r.entries.iter().map(|e| file(e).chars().count()).max().unwrap_or(4).clamp(4, 60);
+    let kw = r.entries.iter().map(|e| kind(&e).len()).max().unwrap_or(4).max(4);
+    let fw = r.entries.iter().map(|e| file(&e).chars().count()).max().unwrap_or(4).clamp(4, 60);
     out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
     for e in &r.entries {
         let signer = e.signer.as_deref().map(|s| &s[..16.min(s.len())]).unwrap_or("-");
         let result = if e.result == "ok" { style.paint("ok", "32") } else { style.paint(&untrusted(&e.result), "31") };
-        out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  {result}", e.seq, kind(e), file(e), signer));
+        out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  {result}", e.seq, kind(&e), file(&e), signer));
     }
     for w in &r.warnings {
         out.line(format!("{} {}", style.paint("warning:", "33"), untrusted(w)));

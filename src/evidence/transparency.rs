@@ -38,16 +38,31 @@ pub fn last_checkpoint(chain: &Chain) -> Option<(String, usize)> {
 /// leaves. What verify's step 10 runs on every seal's checkpoint, the
 /// `checkpoint` file and each `--since` checkpoint.
 pub fn check_against(text: &str, origin: &str, keys: &[NoteKey], leaves: &[tlog::Hash]) -> Result<Checkpoint> {
+    let cp = open_for(text, origin, keys)?;
+    check_root(&cp, leaves.len() as u64, |size| tlog::merkle::root(&leaves[..size as usize]))?;
+    Ok(cp)
+}
+
+/// The first half of [`check_against`]: the checkpoint is signed by a trusted
+/// note key and is of the log `origin`.
+pub fn open_for(text: &str, origin: &str, keys: &[NoteKey]) -> Result<Checkpoint> {
     let cp = Checkpoint::open(text, keys)?;
     cp.expect_origin(origin)?;
-    let size = cp.size as usize;
-    if size > leaves.len() {
-        bail!("it covers {size} entries; the chain has only {} (cut back)", leaves.len());
+    Ok(cp)
+}
+
+/// The second half of [`check_against`], for a log of `len` leaves whose
+/// root at a size is `root_at(size)` (asked only for a size up to `len`):
+/// verify keeps a running tree head, not every leaf.
+pub fn check_root(cp: &Checkpoint, len: u64, root_at: impl FnOnce(u64) -> tlog::Hash) -> Result<()> {
+    let size = cp.size;
+    if size > len {
+        bail!("it covers {size} entries; the chain has only {len} (cut back)");
     }
-    if tlog::merkle::root(&leaves[..size]) != cp.root {
+    if root_at(size) != cp.root {
         bail!("its root is not the root of the chain's first {size} entries (history rewritten)");
     }
-    Ok(cp)
+    Ok(())
 }
 
 /// What `verify-proof` established.

@@ -81,7 +81,8 @@ pub fn promote(
                 .hint("pass --approval-key KEY: the private key of an approver other than the run's signer")
         })?;
         let approver = Signer::load(path)?;
-        let run_signers: Vec<String> = report.entries.iter().filter_map(|e| e.signer.clone()).collect();
+        let run_signers: Vec<String> =
+            report.entries.iter().filter_map(|e| e.signer.as_deref().map(str::to_string)).collect();
         if run_signers.iter().any(|s| s == approver.key_id()) || approver.key_id() == signer.key_id() {
             return Err(Refusal::new(
                 RefusalCode::ApprovalRequired,

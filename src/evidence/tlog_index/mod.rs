@@ -45,12 +45,12 @@ pub const MAGIC: &[u8; 16] = b"ap-tlog-index/1\n";
 /// Largest index read (bytes): ≈ 100 bytes per entry, so ten million entries,
 /// beyond the chain's own cap ([`fsx::caps::CHAIN`]).
 pub const MAX_INDEX: u64 = 1 << 30;
-const HEADER: u64 = 32;
-const KEY: usize = 16;
-const NAME_RECORD: u64 = KEY as u64 + 8;
+pub(crate) const HEADER: u64 = 32;
+pub(crate) const KEY: usize = 16;
+pub(crate) const NAME_RECORD: u64 = KEY as u64 + 8;
 
 /// The lookup key of a subject name: the first 16 bytes of its sha256.
-fn name_key(name: &str) -> [u8; KEY] {
+pub(crate) fn name_key(name: &str) -> [u8; KEY] {
     let d = Sha256::digest(name.as_bytes());
     let mut k = [0u8; KEY];
     k.copy_from_slice(&d[..KEY]);

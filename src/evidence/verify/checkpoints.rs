@@ -1,93 +1,220 @@
 //! Step 10 (see the list in [`super`]): the checkpoints, and the `tlog-index`
 //! the last one's seal wrote for `prove`.
+//!
+//! The log's RFC 6962 tree head is kept as it grows (a frontier of at most
+//! 64 hashes, [`tlog::merkle::RootBuilder`]), not as every leaf: each
+//! checkpoint whose size is known before the stream reaches it (a seal's own
+//! size, the `checkpoint` file's, each `--since`) has its root captured when
+//! the stream passes that size. Only a seal whose checkpoint claims an earlier
+//! size (a stale or forged one, a finding either way) needs a root the stream
+//! has passed: those are answered by one more pass over the chain at the end.
 
 use serde_json::Value;
+use std::collections::HashMap;
 
 use super::files::EvidenceFiles;
 use super::findings::{Findings, VerifyCheck};
-use super::steps::{RawChain, Work};
+use super::index_check::IndexCheck;
+use super::reader::{ChainReader, WINDOW, Window};
+use super::steps::Work;
 use crate::evidence::chain::checkpoint_origin;
-use crate::evidence::tlog::{self, Checkpoint};
-use crate::evidence::{CHECKPOINT_FILE, TLOG_INDEX_FILE, tlog_index};
+use crate::evidence::keys::TrustedKey;
+use crate::evidence::statement::Statement;
+use crate::evidence::tlog::{self, Checkpoint, merkle::RootBuilder};
+use crate::evidence::transparency::{check_root, open_for};
+use crate::evidence::{CHECKPOINT_FILE, TLOG_INDEX_FILE};
 
-/// Step 10: the checkpoints. Each seal's checkpoint (in its predicate) is
-/// signed by a trusted key under this chain's origin and is the RFC 6962 root
-/// of exactly the lines before the seal; `outDir/checkpoint` is the last
-/// seal's; and each `--since` checkpoint (seen earlier by the auditor) is a
-/// prefix of this log: the log only grew since.
-pub fn checkpoints(
-    chain: &RawChain,
-    work: &[Work],
-    files: &dyn EvidenceFiles,
-    trusted: &[crate::evidence::keys::TrustedKey],
-    since: &[String],
-    f: &mut Findings,
-) {
-    // A chain whose structure already failed (an unreadable, missing, extra
-    // or reordered entry, a broken seal) has shown its tampering where it was
-    // first seen: its checkpoints would only say the same thing again.
-    let structural = [
-        VerifyCheck::ChainPresent,
-        VerifyCheck::Envelopes,
-        VerifyCheck::Signatures,
-        VerifyCheck::Statements,
-        VerifyCheck::Links,
-        VerifyCheck::Seal,
-    ];
-    if work.iter().any(|w| w.statement().is_none()) || structural.iter().any(|s| f.first_of(*s).is_some()) {
-        return;
+/// A checkpoint opened (signature and origin), waiting for the root of the
+/// log at its size; or why it did not open.
+enum Pending {
+    Failed(String),
+    Root(Checkpoint),
+}
+
+/// The `checkpoint` file's bytes (or why not), and the checkpoint they open to.
+type CheckpointFile = (Result<Vec<u8>, String>, Option<Pending>);
+
+/// What step 10 carries through the stream.
+#[derive(Default)]
+pub struct Checkpoints<'a> {
+    /// The log's origin and trusted note keys, once entry 0 was read
+    /// (`None`: it could not be, and step 10 will not run).
+    origin: Option<(String, Vec<tlog::NoteKey>)>,
+    tree: RootBuilder,
+    /// Roots wanted, by log size: filled as the stream passes each size.
+    roots: HashMap<u64, Option<tlog::Hash>>,
+    /// Seals whose checkpoint is not simply the root at their own position, in order.
+    seals: Vec<(usize, Pending)>,
+    /// The last seal whose checkpoint verified at its own position: its text and position.
+    last: Option<(String, usize)>,
+    /// The `checkpoint` file: read when the origin became known, opened when it is text.
+    file: Option<CheckpointFile>,
+    since: Vec<Pending>,
+    /// The `tlog-index`, when there is one: compared as the stream goes (or why it cannot be read).
+    index: Option<Result<IndexCheck<'a>, String>>,
+}
+
+impl<'a> Checkpoints<'a> {
+    /// Before the first leaf: the origin (from entry 0, `first`), and the
+    /// checkpoints whose sizes are known now (the file's, each `--since`).
+    pub fn begin(
+        &mut self,
+        first: Option<&Statement>,
+        files: &'a dyn EvidenceFiles,
+        trusted: &[TrustedKey],
+        since: &[String],
+    ) {
+        let Some(s) = first else { return };
+        let origin = checkpoint_origin(&s.predicate.run_id);
+        let keys: Vec<tlog::NoteKey> = trusted.iter().filter_map(|k| tlog::NoteKey::new(&origin, k.key).ok()).collect();
+        self.origin = Some((origin, keys));
+        let file = files.read_artifact(CHECKPOINT_FILE);
+        let opened = file.as_ref().ok().map(|bytes| match std::str::from_utf8(bytes) {
+            Ok(t) => self.open(t),
+            Err(_) => Pending::Failed("not UTF-8".into()),
+        });
+        self.file = Some((file, opened));
+        self.since = since.iter().map(|t| self.open(t)).collect();
+        if files.exists(TLOG_INDEX_FILE) {
+            self.index = Some(files.open_at(TLOG_INDEX_FILE).map(IndexCheck::new));
+        }
     }
-    let Some(run_id) = work.first().and_then(Work::statement).map(|s| s.predicate.run_id.clone()) else { return };
-    let origin = checkpoint_origin(&run_id);
-    let keys: Vec<tlog::NoteKey> = trusted.iter().filter_map(|k| tlog::NoteKey::new(&origin, k.key).ok()).collect();
-    let leaves: Vec<tlog::Hash> = (0..chain.len()).map(|i| tlog::merkle::leaf_hash(chain.line(i))).collect();
-    let check = |text: &str| -> Result<Checkpoint, String> {
-        crate::evidence::transparency::check_against(text, &origin, &keys, &leaves).map_err(|e| format!("{e:#}"))
-    };
-    let mut last = None;
-    let mut last_at = None;
-    for (i, w) in work.iter().enumerate() {
-        let Some(s) = w.statement().filter(|s| s.predicate.kind.is_seal()) else { continue };
-        let Some(text) = s.predicate.details.as_ref().and_then(|d| d.get("checkpoint")).and_then(Value::as_str) else {
-            continue; // a seal from before checkpoints
+
+    /// Open `text` and ask for the root at its size.
+    fn open(&mut self, text: &str) -> Pending {
+        let Some((origin, keys)) = &self.origin else { return Pending::Failed(String::new()) };
+        match open_for(text, origin, keys) {
+            Ok(cp) => {
+                let now = (cp.size == self.tree.size()).then(|| self.tree.root());
+                // A size the stream has passed stays `None` until the last pass.
+                self.roots.entry(cp.size).or_insert(now);
+                Pending::Root(cp)
+            }
+            Err(e) => Pending::Failed(format!("{e:#}")),
+        }
+    }
+
+    /// A window of the stream: its seals' checkpoints, then its leaves.
+    pub fn window(&mut self, w: &Window, work: &[Work]) {
+        if self.origin.is_none() {
+            return;
+        }
+        let mut at = w.offset;
+        for (k, x) in work.iter().enumerate() {
+            let i = w.first + k;
+            let st = x.statement();
+            if let Some(text) = st.filter(|s| s.predicate.kind.is_seal()).and_then(seal_checkpoint) {
+                match self.open(text) {
+                    Pending::Root(cp) if cp.size == i as u64 && cp.root == self.tree.root() => {
+                        self.last = Some((text.to_string(), i));
+                    }
+                    p => self.seals.push((i, p)),
+                }
+            }
+            if let Some(Ok(ix)) = &mut self.index {
+                ix.line(i as u64, at, &x.leaf, st.into_iter().flat_map(|s| s.subject.iter().map(|x| x.name.as_str())));
+            }
+            at += w.line(k).len() as u64 + 1;
+            self.tree.push(x.leaf);
+            if let Some(slot) = self.roots.get_mut(&self.tree.size())
+                && slot.is_none()
+            {
+                *slot = Some(self.tree.root());
+            }
+        }
+    }
+
+    /// Once every entry was seen (`end`: where the chain's bytes end). Runs
+    /// only when `runs`: a chain whose structure already failed has shown
+    /// its tampering where it was first seen.
+    pub fn end(mut self, runs: bool, end: u64, files: &dyn EvidenceFiles, f: &mut Findings) {
+        if !runs || self.origin.is_none() {
+            return;
+        }
+        let len = self.tree.size();
+        if self.roots.iter().any(|(&size, root)| root.is_none() && size <= len) {
+            self.rescan(files);
+        }
+        let roots = &self.roots;
+        let check = |p: Pending| -> Result<Checkpoint, String> {
+            match p {
+                Pending::Failed(e) => Err(e),
+                Pending::Root(cp) => {
+                    check_root(&cp, len, |size| roots.get(&size).copied().flatten().unwrap_or_default())
+                        .map_err(|e| format!("{e:#}"))?;
+                    Ok(cp)
+                }
+            }
         };
-        match check(text) {
-            Ok(cp) if cp.size as usize == i => (last, last_at) = (Some(text.to_string()), Some(i)),
-            Ok(cp) => f.entry(
+        for (i, p) in std::mem::take(&mut self.seals) {
+            match check(p) {
+                Ok(cp) if cp.size as usize == i => {} // (not reached: these verified as they came)
+                Ok(cp) => f.entry(
+                    VerifyCheck::Checkpoint,
+                    i,
+                    format!("its checkpoint covers {} entries, not the {i} it seals", cp.size),
+                ),
+                Err(e) => f.entry(VerifyCheck::Checkpoint, i, format!("its checkpoint does not verify: {e}")),
+            }
+        }
+        let mut last_at = self.last.as_ref().map(|(_, i)| *i);
+        match (self.file.take(), &self.last) {
+            (Some((Ok(bytes), _)), Some((text, _))) if bytes == text.as_bytes() => {}
+            (Some((Ok(_), _)), Some(_)) => f.dir(
                 VerifyCheck::Checkpoint,
-                i,
-                format!("its checkpoint covers {} entries, not the {i} it seals", cp.size),
+                format!("`{CHECKPOINT_FILE}` is not the checkpoint the last seal signed"),
             ),
-            Err(e) => f.entry(VerifyCheck::Checkpoint, i, format!("its checkpoint does not verify: {e}")),
-        }
-    }
-    match (files.read_artifact(CHECKPOINT_FILE), &last) {
-        (Ok(bytes), Some(text)) if bytes == text.as_bytes() => {}
-        (Ok(_), Some(_)) => {
-            f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` is not the checkpoint the last seal signed"))
-        }
-        // No seal left to compare with (an unsealed chain, with --allow-unsealed):
-        // the file must still be a signed prefix of this log (and the index is its log's).
-        (Ok(bytes), None) => {
-            match String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string()).and_then(|t| check(&t)) {
+            // No seal left to compare with (an unsealed chain, with --allow-unsealed):
+            // the file must still be a signed prefix of this log (and the index is its log's).
+            (Some((Ok(_), Some(p))), None) => match check(p) {
                 Ok(cp) => last_at = Some(cp.size as usize),
                 Err(e) => {
                     f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}` does not verify against this log: {e}"))
                 }
+            },
+            (Some((Err(e), _)), Some(_)) => f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}`: {e}")),
+            _ => {}
+        }
+        if let Some(ix) = self.index.take() {
+            index_matches(ix, len, end, last_at, f);
+        }
+        for (n, p) in std::mem::take(&mut self.since).into_iter().enumerate() {
+            if let Err(e) = check(p) {
+                f.dir(
+                    VerifyCheck::Checkpoint,
+                    format!("--since checkpoint {}: the log is not an extension of it: {e}", n + 1),
+                );
             }
         }
-        (Err(e), Some(_)) => f.dir(VerifyCheck::Checkpoint, format!("`{CHECKPOINT_FILE}`: {e}")),
-        (Err(_), None) => {}
     }
-    tlog_index(chain, work, files, &leaves, last_at, f);
-    for (n, text) in since.iter().enumerate() {
-        if let Err(e) = check(text) {
-            f.dir(
-                VerifyCheck::Checkpoint,
-                format!("--since checkpoint {}: the log is not an extension of it: {e}", n + 1),
-            );
+
+    /// One more pass over the chain for the roots at sizes the stream had
+    /// passed when they were asked for. (A chain that changed since reads as
+    /// a different log: a root that does not match.)
+    fn rescan(&mut self, files: &dyn EvidenceFiles) {
+        let Ok(r) = files.chain() else { return };
+        let mut reader = ChainReader::new(r);
+        let mut tree = RootBuilder::new();
+        if let Some(slot) = self.roots.get_mut(&0) {
+            slot.get_or_insert(tree.root());
+        }
+        while let Ok(w) = reader.next_window(WINDOW) {
+            if w.is_empty() {
+                break;
+            }
+            for (_, line) in w.iter() {
+                tree.push_leaf(line);
+                if let Some(slot) = self.roots.get_mut(&tree.size()) {
+                    slot.get_or_insert(tree.root());
+                }
+            }
         }
     }
+}
+
+/// The checkpoint a seal published (absent from seals made before checkpoints).
+fn seal_checkpoint(s: &Statement) -> Option<&str> {
+    s.predicate.details.as_ref().and_then(|d| d.get("checkpoint")).and_then(Value::as_str)
 }
 
 /// `tlog-index`, when present, must be exactly the index of the log the last
@@ -95,35 +222,14 @@ pub fn checkpoints(
 /// `checkpoint` file's): a cache `prove` reads, so it is checked here rather
 /// than left as a file no entry explains. Absent is fine (evidence sealed
 /// before it existed); present without any checkpoint is not.
-fn tlog_index(
-    chain: &RawChain,
-    work: &[Work],
-    files: &dyn EvidenceFiles,
-    leaves: &[tlog::Hash],
-    last_at: Option<usize>,
-    f: &mut Findings,
-) {
-    if !files.exists(TLOG_INDEX_FILE) {
-        return;
-    }
+fn index_matches(ix: Result<IndexCheck, String>, lines: u64, end: u64, last_at: Option<usize>, f: &mut Findings) {
     let Some(n) = last_at else {
         f.dir(VerifyCheck::Checkpoint, format!("`{TLOG_INDEX_FILE}` is here but no seal published a checkpoint"));
         return;
     };
-    let mut offsets = Vec::with_capacity(n + 1);
-    offsets.push(0u64);
-    for i in 0..n {
-        offsets.push(offsets[i] + chain.line(i).len() as u64 + 1);
-    }
-    let names = work[..n]
-        .iter()
-        .enumerate()
-        .filter_map(|(i, w)| w.statement().map(|s| (i, s)))
-        .flat_map(|(i, s)| s.subject.iter().map(move |x| (x.name.as_str(), i as u64)));
-    let expected = crate::fsx::sha256_hex(&tlog_index::encode(&leaves[..n], &offsets, names));
-    match files.hash(TLOG_INDEX_FILE) {
-        Ok(got) if got == expected => {}
-        Ok(_) => f.dir(
+    match ix.and_then(|ix| ix.matches(n as u64, lines, end)) {
+        Ok(true) => {}
+        Ok(false) => f.dir(
             VerifyCheck::Checkpoint,
             format!("`{TLOG_INDEX_FILE}` is not the index of the log the last seal's checkpoint signs"),
         ),

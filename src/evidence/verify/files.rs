@@ -6,6 +6,7 @@
 //! belongs is an error naming the file, never a hang, never a read through a
 //! link to somewhere else, never unbounded memory.
 
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use crate::evidence::{CHAIN_FILE, LOCK_FILE, RUNS_DIR};
@@ -27,17 +28,55 @@ pub struct Listed {
 
 /// Read access to one evidence directory.
 pub trait EvidenceFiles: Sync {
-    /// The exact bytes of `evidence.jsonl`.
-    fn chain(&self) -> Result<Vec<u8>, FileError>;
+    /// The exact bytes of `evidence.jsonl`, as a stream (read in windows,
+    /// never whole); at most [`fsx::caps::CHAIN`] bytes are handed out.
+    fn chain(&self) -> Result<Box<dyn Read + Send + '_>, FileError>;
     /// The bytes of an artifact (a JSON document, capped at [`fsx::caps::DOCUMENT`]).
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError>;
     /// The lowercase hex sha256 of a log or product, of any size.
     fn hash(&self, name: &str) -> Result<String, FileError>;
+    /// A regular file of any size, for reads at offsets (`tlog-index`, compared in place).
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError>;
     /// Whether `name` is in the directory at all (as anything, even a link).
     fn exists(&self, name: &str) -> bool;
-    /// Every entry that is not a directory, sorted by name. Symlinks are
-    /// listed, never followed; `runs/` (archived chains) is not descended.
-    fn list(&self) -> Result<Vec<Listed>, FileError>;
+    /// Every entry that is not a directory, handed to `each` one by one in
+    /// no particular order (nothing is held: a directory of a million files
+    /// lists in constant memory). Symlinks are listed, never followed;
+    /// `runs/` (archived chains) is not descended.
+    fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError>;
+}
+
+/// A file read at offsets.
+pub trait ReadAt: Send + Sync {
+    /// Fill `buf` from byte `at` (an error past the end).
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()>;
+    /// Its length when opened.
+    fn len(&self) -> u64;
+}
+
+struct FileAt(std::fs::File, u64);
+
+impl ReadAt for FileAt {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.0, buf, at)
+    }
+
+    fn len(&self) -> u64 {
+        self.1
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        let at = usize::try_from(at).map_err(std::io::Error::other)?;
+        let src = self.get(at..at.saturating_add(buf.len())).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
 }
 
 /// An evidence directory on disk.
@@ -88,8 +127,10 @@ fn describe(name: &str, e: &RegularError) -> FileError {
 }
 
 impl EvidenceFiles for FsEvidence {
-    fn chain(&self) -> Result<Vec<u8>, FileError> {
-        fsx::read_regular(&self.dir.join(CHAIN_FILE), fsx::caps::CHAIN).map_err(|e| describe(CHAIN_FILE, &e))
+    fn chain(&self) -> Result<Box<dyn Read + Send + '_>, FileError> {
+        let f = fsx::open_regular(&self.dir.join(CHAIN_FILE), Some(fsx::caps::CHAIN))
+            .map_err(|e| describe(CHAIN_FILE, &e))?;
+        Ok(Box::new(Capped { inner: f.take(fsx::caps::CHAIN + 1), read: 0 }))
     }
 
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError> {
@@ -104,12 +145,17 @@ impl EvidenceFiles for FsEvidence {
         std::fs::symlink_metadata(self.dir.join(name)).is_ok()
     }
 
-    fn list(&self) -> Result<Vec<Listed>, FileError> {
-        let mut out = Vec::new();
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError> {
+        let (f, meta) = fsx::open_regular_meta(&self.path(name)?, None).map_err(|e| describe(name, &e))?;
+        Ok(Box::new(FileAt(f, meta.len())))
+    }
+
+    fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError> {
+        // Unsorted: walkdir sorts by reading a whole directory first, and an
+        // evidence directory holds one file per entry. Step 8 sorts what it reports.
         let walk = walkdir::WalkDir::new(&self.dir)
             .min_depth(1)
             .follow_links(false)
-            .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| !(e.depth() == 1 && e.file_type().is_dir() && e.file_name() == RUNS_DIR));
         for entry in walk {
@@ -127,9 +173,31 @@ impl EvidenceFiles for FsEvidence {
                 None => Ok(0),
                 Some(k) => Err(k),
             };
-            out.push(Listed { name: fsx::rel_to(&self.dir, entry.path()), kind });
+            each(Listed { name: fsx::rel_to(&self.dir, entry.path()), kind });
         }
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// The chain file read through its cap: a file that grew past
+/// [`fsx::caps::CHAIN`] after it was opened is an error, never more memory.
+struct Capped<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > fsx::caps::CHAIN {
+            let cap = fsx::caps::CHAIN;
+            return Err(std::io::Error::other(format!(
+                "`{CHAIN_FILE}` {}",
+                NotRegular::TooLarge { cap, len: self.read }
+            )));
+        }
+        Ok(n)
     }
 }
 
@@ -178,8 +246,8 @@ impl MemEvidence {
 
 #[cfg(test)]
 impl EvidenceFiles for MemEvidence {
-    fn chain(&self) -> Result<Vec<u8>, FileError> {
-        self.get(CHAIN_FILE, Some(fsx::caps::CHAIN)).map(<[u8]>::to_vec)
+    fn chain(&self) -> Result<Box<dyn Read + Send + '_>, FileError> {
+        self.get(CHAIN_FILE, Some(fsx::caps::CHAIN)).map(|b| Box::new(b) as Box<dyn Read + Send>)
     }
 
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError> {
@@ -194,18 +262,21 @@ impl EvidenceFiles for MemEvidence {
         self.files.contains_key(name)
     }
 
-    fn list(&self) -> Result<Vec<Listed>, FileError> {
-        Ok(self
-            .files
-            .iter()
-            .filter(|(n, _)| !n.starts_with(&format!("{RUNS_DIR}/")))
-            .map(|(n, f)| Listed {
+    fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError> {
+        self.get(name, None).map(|b| Box::new(b) as Box<dyn ReadAt>)
+    }
+
+    fn list(&self, each: &mut dyn FnMut(Listed)) -> Result<(), FileError> {
+        // Reversed: callers must not depend on the order.
+        for (n, f) in self.files.iter().rev().filter(|(n, _)| !n.starts_with(&format!("{RUNS_DIR}/"))) {
+            each(Listed {
                 name: n.clone(),
                 kind: match f {
                     MemFile::Bytes(b) => Ok(b.len() as u64),
                     MemFile::Special(k) => Err(*k),
                 },
-            })
-            .collect())
+            });
+        }
+        Ok(())
     }
 }

@@ -81,49 +81,77 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Findings in the order the steps recorded them: step by step, and within
-/// a step entry by entry, so "the first finding of entry N" is deterministic.
+/// Findings by step, and within a step in the order recorded (entry by
+/// entry), so "the first finding of entry N" is deterministic however the
+/// chain was cut into windows. Held: the findings themselves (none for a
+/// chain that verifies) and the current window's per-entry state.
 #[derive(Debug, Default)]
 pub struct Findings {
-    list: Vec<Finding>,
-    /// `failed[i]`: entry `i` has a finding already (from this or an earlier step).
-    failed: Vec<bool>,
+    by_step: [Vec<Finding>; VerifyCheck::ALL.len()],
+    /// The first entry of the window being checked.
+    base: usize,
+    /// `first[i - base]`: the first finding of entry `i` of this window (from
+    /// the lowest step that failed it: steps record their findings in order).
+    first: Vec<Option<String>>,
 }
 
 impl Findings {
     pub fn entry(&mut self, step: VerifyCheck, entry: usize, message: impl Into<String>) {
-        if self.failed.len() <= entry {
-            self.failed.resize(entry + 1, false);
+        let message = message.into();
+        if let Some(slot) = entry.checked_sub(self.base).and_then(|i| self.first.get_mut(i))
+            && slot.is_none()
+        {
+            *slot = Some(message.clone());
         }
-        self.failed[entry] = true;
-        self.list.push(Finding { step, entry: Some(entry), message: message.into() });
+        self.by_step[step as usize].push(Finding { step, entry: Some(entry), message });
     }
 
     pub fn dir(&mut self, step: VerifyCheck, message: impl Into<String>) {
-        self.list.push(Finding { step, entry: None, message: message.into() });
+        self.by_step[step as usize].push(Finding { step, entry: None, message: message.into() });
     }
 
-    /// Whether entry `i` failed a step already run.
+    /// Start the window of `len` entries from `base`: per-entry state is kept for it only.
+    pub fn start_window(&mut self, base: usize, len: usize) {
+        self.base = base;
+        self.first.clear();
+        self.first.resize(len, None);
+    }
+
+    /// Whether entry `i` (of the current window) failed a step already run.
     pub fn entry_failed(&self, i: usize) -> bool {
-        self.failed.get(i).copied().unwrap_or(false)
+        i.checked_sub(self.base).and_then(|i| self.first.get(i)).is_some_and(Option::is_some)
+    }
+
+    /// Entry `i`'s first finding so far (the lowest step that failed it), of the current window.
+    pub fn first_in_window(&mut self, i: usize) -> Option<String> {
+        i.checked_sub(self.base).and_then(|i| self.first.get_mut(i)).and_then(Option::take)
     }
 
     /// The first finding of `step`, if it found anything.
     pub fn first_of(&self, step: VerifyCheck) -> Option<&Finding> {
-        self.list.iter().find(|f| f.step == step)
+        self.by_step[step as usize].first()
     }
 
-    /// Entry `i`'s first finding (the lowest step that failed it).
-    pub fn first_for_entry(&self, i: usize) -> Option<&Finding> {
-        self.list.iter().find(|f| f.entry == Some(i))
+    /// Everything `step` found, in order.
+    pub fn of(&self, step: VerifyCheck) -> &[Finding] {
+        &self.by_step[step as usize]
+    }
+
+    /// Drop what `step` found (a step that turned out not to apply).
+    pub fn clear(&mut self, step: VerifyCheck) {
+        self.by_step[step as usize].clear();
     }
 
     /// The first directory-level finding, in step order.
     pub fn first_for_dir(&self) -> Option<&Finding> {
-        self.list.iter().find(|f| f.entry.is_none())
+        self.by_step.iter().flatten().find(|f| f.entry.is_none())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_step.iter().all(Vec::is_empty)
     }
 
     pub fn into_vec(self) -> Vec<Finding> {
-        self.list
+        self.by_step.into_iter().flatten().collect()
     }
 }

@@ -36,16 +36,24 @@
 //!     `--since` checkpoint is a prefix of this log (it only grew since);
 //!     `tlog-index` (when present) is exactly the index of the last seal's log.
 //!
-//! Steps 2–4 and the file work of 6–7 run for all entries on all cores
-//! first ([`steps::per_entry`]); the steps then record their findings in
-//! order, so each entry's first finding is deterministic. An entry that
-//! failed a step is not checked by steps 6 and 7, so one tampering shows up
-//! once, where it was first seen. A check fails exactly when its own step
-//! recorded a [`Finding`].
+//! The chain is read as a stream, in windows of [`reader::WINDOW`] lines:
+//! steps 2–4 and the file work of 6–7 run for a window's entries on all
+//! cores ([`steps::per_entry`]) while the steps record the previous window's
+//! findings in order, carrying what they need from the windows before (the
+//! previous line's digest, the run, the names seen, the seal's running
+//! digest, the log's tree head). So memory does not grow with the chain but
+//! for the report's one line per entry and the names seen ([`named`]).
+//! Each entry's first finding is deterministic. An entry that failed a step
+//! is not checked by steps 6 and 7, so one tampering shows up once, where it
+//! was first seen. A check fails exactly when its own step recorded a [`Finding`].
 
 mod checkpoints;
+mod entries;
 mod files;
 mod findings;
+mod index_check;
+mod named;
+mod reader;
 mod signature;
 mod steps;
 #[cfg(test)]
@@ -53,15 +61,22 @@ mod tests;
 
 use anyhow::Result;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+pub use entries::Entries;
 pub use files::{EvidenceFiles, FsEvidence, Listed};
 pub use findings::{Finding, Findings, VerifyCheck};
 
 use super::keys::TrustedKey;
 use crate::error::Problem;
+use crate::evidence::CHAIN_FILE;
+use crate::evidence::statement::Predicate;
 use crate::types::ArtifactKind;
+use reader::{ChainReader, WINDOW, Window};
+use steps::Work;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -71,16 +86,21 @@ pub struct Options {
     pub since: Vec<String>,
 }
 
-/// One chain entry's line in the report.
+/// One chain entry's line in the report (stored compactly, [`Entries`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct EntryResult {
     pub seq: usize,
     pub kind: Option<ArtifactKind>,
     pub file: Option<String>,
-    /// Key id of the trusted key whose signature verified.
-    pub signer: Option<String>,
+    /// Key id of the trusted key whose signature verified (one copy per key).
+    #[serde(serialize_with = "shared_str")]
+    pub signer: Option<Arc<str>>,
     /// `ok`, or the first thing wrong with this entry.
-    pub result: String,
+    pub result: Cow<'static, str>,
+}
+
+fn shared_str<S: serde::Serializer>(s: &Option<Arc<str>>, out: S) -> Result<S::Ok, S::Error> {
+    s.as_deref().serialize(out)
 }
 
 /// One named check over the whole directory.
@@ -102,7 +122,7 @@ pub struct Report {
     pub bundle: Option<String>,
     pub bundle_digest: Option<String>,
     pub sealed: bool,
-    pub entries: Vec<EntryResult>,
+    pub entries: Entries,
     pub checks: Vec<CheckResult>,
     /// The first failure, as `entry N (Kind): why` or a directory-level reason.
     pub first_failure: Option<String>,
@@ -128,73 +148,168 @@ pub fn verify_dir(dir: &Path, opts: &Options) -> Result<Report> {
     verify_files(&FsEvidence::new(dir), &dir.display().to_string(), opts)
 }
 
+/// What verification carries from one window to the next.
+struct Stream<'a> {
+    files: &'a dyn EvidenceFiles,
+    opts: &'a Options,
+    links: steps::Links,
+    named: named::NameSet,
+    seals: steps::Seals,
+    checkpoints: checkpoints::Checkpoints<'a>,
+    /// The first entry that could not be read.
+    unreadable: Option<usize>,
+    rows: entries::EntriesWriter,
+}
+
+impl<'a> Stream<'a> {
+    /// Record a window's findings, step by step, and its report lines.
+    fn apply(&mut self, w: &Window, work: &[Work], f: &mut Findings) {
+        f.start_window(w.first, w.len());
+        if w.first == 0 {
+            let first = work.first().and_then(Work::statement);
+            self.checkpoints.begin(first, self.files, &self.opts.trusted, &self.opts.since);
+        }
+        steps::torn(w, f);
+        steps::envelopes(w, work, f);
+        steps::signatures(w, work, f);
+        steps::statements(w, work, f);
+        steps::links(w, work, &mut self.links, f);
+        steps::subjects(w, work, &mut self.named, f);
+        steps::schemas(w, work, f);
+        steps::seals(w, work, &mut self.seals);
+        self.checkpoints.window(w, work);
+        for (k, x) in work.iter().enumerate() {
+            let i = w.first + k;
+            let st = x.statement();
+            if st.is_none() {
+                self.unreadable.get_or_insert(i);
+            }
+            let result = f.first_in_window(i);
+            self.rows.push(
+                st.map(|s| s.predicate.kind),
+                st.filter(|s| !s.predicate.kind.is_seal()).and_then(|s| s.subject.first()).map(|x| x.name.as_str()),
+                x.signature.as_ref().and_then(|r| r.as_ref().ok()).copied(),
+                result.as_deref(),
+            );
+        }
+    }
+}
+
+/// The steps whose failure means the chain's structure is broken: step 10
+/// would only say the same thing again.
+const STRUCTURAL: [VerifyCheck; 6] = [
+    VerifyCheck::ChainPresent,
+    VerifyCheck::Envelopes,
+    VerifyCheck::Signatures,
+    VerifyCheck::Statements,
+    VerifyCheck::Links,
+    VerifyCheck::Seal,
+];
+
 /// Verify the evidence `files` give access to (`label` names it in the report).
 pub fn verify_files(files: &dyn EvidenceFiles, label: &str, opts: &Options) -> Result<Report> {
+    verify_windows(files, label, opts, WINDOW)
+}
+
+/// [`verify_files`], reading the chain `window` lines at a time (the tests
+/// vary it: the report must not depend on where the windows fall).
+fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window: usize) -> Result<Report> {
     let validators = steps::artifact_validators()?;
+    let policy = signature::Strict::new(&opts.trusted);
     let mut f = Findings::default();
     let mut warnings = Vec::new();
     let mut notes: BTreeMap<VerifyCheck, String> = BTreeMap::new();
 
-    let Some(chain) = steps::read_chain(files, &mut f) else {
-        return Ok(assemble(label, &[], &opts.trusted, f, None, false, warnings, notes));
+    // Step 1: a regular file, not empty, of whole lines.
+    let mut reader = match files.chain() {
+        Ok(r) => ChainReader::new(r),
+        Err(e) => {
+            f.dir(VerifyCheck::ChainPresent, e);
+            return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
+        }
     };
-    // The directory listing (step 8) needs no entry: take it meanwhile.
-    let (work, listing) = std::thread::scope(|s| {
-        let listing = s.spawn(|| files.list());
-        let work = steps::per_entry(&chain, files, &opts.trusted, &validators);
-        let listing = listing.join().unwrap_or_else(|_| Err("the directory could not be listed".into()));
-        (work, listing)
-    });
-    steps::envelopes(&work, &mut f);
-    steps::signatures(&work, &mut f);
-    steps::statements(&work, &mut f);
-    let first = steps::links(&work, &mut f);
-    steps::subjects(&work, &mut f);
-    steps::schemas(&work, &mut f);
-    if let Some(n) = steps::unnamed_files(listing, &work, &mut f) {
+    let mut next = match reader.next_window(window) {
+        Ok(w) if w.is_empty() => Err(format!("`{CHAIN_FILE}` is empty")),
+        other => other,
+    };
+    if let Err(e) = next {
+        f.dir(VerifyCheck::ChainPresent, e);
+        return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
+    }
+    let mut s = Stream {
+        files,
+        opts,
+        links: steps::Links::default(),
+        named: named::NameSet::new(),
+        seals: steps::Seals::default(),
+        checkpoints: checkpoints::Checkpoints::default(),
+        unreadable: None,
+        rows: entries::EntriesWriter::new(opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect()),
+    };
+    // Two windows in flight: the workers check one while this thread records
+    // the one before and reads the one after.
+    let mut done: Option<(Window, Vec<Work>)> = None;
+    while let Ok(w) = next.as_ref()
+        && !w.is_empty()
+    {
+        let (work, after) = std::thread::scope(|sc| {
+            let workers = sc.spawn(|| steps::per_entry(w, files, &opts.trusted, &policy, &validators));
+            if let Some((pw, pwork)) = done.take() {
+                s.apply(&pw, &pwork, &mut f);
+            }
+            let after = reader.next_window(window);
+            let work = workers.join().unwrap_or_else(|_| {
+                let dead = Work { envelope: Some(Err("this entry could not be checked".into())), ..Work::default() };
+                vec![dead; w.len()]
+            });
+            (work, after)
+        });
+        let w = std::mem::replace(&mut next, after).unwrap_or_default();
+        done = Some((w, work));
+    }
+    if let Some((pw, pwork)) = done.take() {
+        s.apply(&pw, &pwork, &mut f);
+    }
+    if let Err(e) = next {
+        // The stream broke off (the file grew past its cap, or a read failed).
+        f.dir(VerifyCheck::ChainPresent, e);
+    }
+
+    if let Some(n) = steps::unnamed_files(files, &s.named, s.unreadable, &mut f) {
         notes.insert(VerifyCheck::NoUnnamedFiles, n);
     }
-    let (sealed, note) = steps::seal(&chain, &work, opts.allow_unsealed, &mut f, &mut warnings);
+    let (sealed, note) = steps::seal_end(s.seals, !s.rows.is_empty(), opts.allow_unsealed, &mut f, &mut warnings);
     if let Some(n) = note {
         notes.insert(VerifyCheck::Seal, n);
     }
-    checkpoints::checkpoints(&chain, &work, files, &opts.trusted, &opts.since, &mut f);
-    let first = first.map(|p| (p.run_id, p.bundle, p.bundle_digest));
-    Ok(assemble(label, &work, &opts.trusted, f, first, sealed, warnings, notes))
+    let runs = s.unreadable.is_none() && STRUCTURAL.iter().all(|c| f.first_of(*c).is_none());
+    s.checkpoints.end(runs, reader.offset(), files, &mut f);
+    // Steps 9 and 10 judge seals once the whole chain was seen: their
+    // findings are the first of a seal's line only when nothing came before.
+    let mut rows = s.rows;
+    for x in f.of(VerifyCheck::Seal).iter().chain(f.of(VerifyCheck::Checkpoint)) {
+        if let Some(i) = x.entry {
+            rows.late(i, &x.message);
+        }
+    }
+    Ok(assemble(label, rows.finish(), f, s.links.first, sealed, warnings, notes))
 }
 
 /// The report: one line per entry, one result per check, the first failure.
-#[allow(clippy::too_many_arguments)]
 fn assemble(
     label: &str,
-    work: &[steps::Work],
-    trusted: &[TrustedKey],
+    entries: Entries,
     f: Findings,
-    first: Option<(String, String, String)>,
+    first: Option<Predicate>,
     sealed: bool,
     warnings: Vec<String>,
     notes: BTreeMap<VerifyCheck, String>,
 ) -> Report {
-    let mut entries = Vec::with_capacity(work.len());
-    let mut first_failure = None;
-    for (i, w) in work.iter().enumerate() {
-        let st = w.statement();
-        let kind = st.map(|s| s.predicate.kind);
-        let problem = f.first_for_entry(i).map(|x| x.message.clone());
-        if first_failure.is_none()
-            && let Some(p) = &problem
-        {
-            first_failure = Some(format!("entry {i} ({}): {p}", kind.map_or("unreadable", ArtifactKind::as_str)));
-        }
-        entries.push(EntryResult {
-            seq: i,
-            kind,
-            file: st.filter(|s| !s.predicate.kind.is_seal()).and_then(|s| s.subject.first()).map(|x| x.name.clone()),
-            signer: w.signature.as_ref().and_then(|r| r.as_ref().ok()).map(|&k| trusted[k].id.clone()),
-            result: problem.unwrap_or_else(|| "ok".into()),
-        });
-    }
-    let first_failure = first_failure.or_else(|| f.first_for_dir().map(|x| x.message.clone()));
+    let first_failure = entries
+        .iter()
+        .find(|e| e.result != "ok")
+        .map(|e| format!("entry {} ({}): {}", e.seq, e.kind.map_or("unreadable", ArtifactKind::as_str), e.result))
+        .or_else(|| f.first_for_dir().map(|x| x.message.clone()));
     let checks = VerifyCheck::ALL
         .iter()
         .map(|&name| {
@@ -205,17 +320,13 @@ fn assemble(
             CheckResult { name, ok: found.is_none(), detail: found.or_else(|| notes.get(&name).cloned()) }
         })
         .collect();
-    let (run_id, bundle, bundle_digest) = match first {
-        Some((r, b, d)) => (Some(r), Some(b), Some(d)),
-        None => (None, None, None),
-    };
     let findings = f.into_vec();
     Report {
         dir: label.to_string(),
         verified: findings.is_empty(),
-        run_id,
-        bundle,
-        bundle_digest,
+        run_id: first.as_ref().map(|p| p.run_id.clone()),
+        bundle: first.as_ref().map(|p| p.bundle.clone()),
+        bundle_digest: first.map(|p| p.bundle_digest),
         sealed,
         entries,
         checks,

@@ -1,22 +1,28 @@
 //! The numbered steps of verification (see the list in [`super`]).
 //!
 //! Steps 2, 3, 4 and the file halves of 6 and 7 look at one entry only, so
-//! [`per_entry`] does that work for every entry on all cores first; each step
-//! function then applies its own results in entry order. Findings are
-//! recorded step by step, so an entry's first finding is the one a strictly
-//! sequential run would have found.
+//! [`per_entry`] does that work for a window of entries on all cores; each
+//! step function then applies its own results to the window in entry order,
+//! with what it carries from the windows before (the previous line's digest,
+//! the first entry's run, the names seen). Findings are recorded step by
+//! step, so an entry's first finding is the one a strictly sequential run
+//! would have found.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
+use std::collections::BTreeMap;
 use std::path::{Component, Path};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::files::{EvidenceFiles, Listed};
 use super::findings::{Findings, VerifyCheck};
+use super::named::NameSet;
+use super::reader::Window;
 use super::signature;
 use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
 use crate::evidence::keys::TrustedKey;
 use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, predicate_type};
+use crate::evidence::tlog;
 use crate::evidence::{CHAIN_FILE, CHECKPOINT_FILE, GENESIS, LOCK_FILE, TLOG_INDEX_FILE};
 use crate::fsx::{self, NotRegular};
 use crate::types::ArtifactKind;
@@ -25,30 +31,14 @@ use sha2::Digest as _;
 /// The prefix of agentplane's temporary files (`fsx::write_atomic`).
 pub const TMP_PREFIX: &str = ".agentplane-tmp-";
 
-/// Step 1's result: the chain's exact bytes, cut into lines.
-pub struct RawChain {
-    bytes: Vec<u8>,
-    lines: Vec<Range<usize>>,
-    /// The last line has no newline (a torn write or a truncation).
-    torn: bool,
-}
-
-impl RawChain {
-    pub fn line(&self, i: usize) -> &[u8] {
-        &self.bytes[self.lines[i].clone()]
-    }
-
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-}
-
 /// What one entry's own content says, before it is compared with its
 /// neighbours. Each step's slot is `None` when an earlier step failed.
 #[derive(Debug, Default, Clone)]
 pub struct Work {
     /// `sha256:<hex>` of the line's exact bytes (the next entry's `previous`).
     pub digest: String,
+    /// The line's RFC 6962 leaf hash (step 10).
+    pub leaf: tlog::Hash,
     /// Step 2.
     pub envelope: Option<Result<(), String>>,
     /// Step 3: the index of the trusted key that verified.
@@ -88,71 +78,67 @@ pub fn artifact_validators() -> anyhow::Result<Validators> {
     Ok(v)
 }
 
-/// Step 1: read `evidence.jsonl` (a regular file, capped) and split it into
-/// lines. Every line must end in a newline; a partial last line is a torn
-/// write or a truncation.
-pub fn read_chain(files: &dyn EvidenceFiles, f: &mut Findings) -> Option<RawChain> {
-    let bytes = match files.chain() {
-        Ok(b) => b,
-        Err(e) => {
-            f.dir(VerifyCheck::ChainPresent, e);
-            return None;
-        }
-    };
-    if bytes.is_empty() {
-        f.dir(VerifyCheck::ChainPresent, format!("`{CHAIN_FILE}` is empty"));
-        return None;
-    }
-    let mut lines = Vec::new();
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'\n' {
-            lines.push(start..i);
-            start = i + 1;
-        }
-    }
-    let torn = start < bytes.len();
-    if torn {
-        lines.push(start..bytes.len());
+/// Step 1 for a window: its last line, when the chain's last has no newline,
+/// is a torn write or a truncation.
+pub fn torn(w: &Window, f: &mut Findings) {
+    if w.torn {
         f.entry(
             VerifyCheck::ChainPresent,
-            lines.len() - 1,
+            w.first + w.len() - 1,
             format!("a partial line with no newline: `{CHAIN_FILE}` was truncated or torn"),
         );
     }
-    Some(RawChain { bytes, lines, torn })
 }
 
-/// The per-entry work of steps 2, 3, 4, 6 and 7, for every entry, on all cores.
+/// Entries a worker takes at a time from the window.
+const BATCH: usize = 16;
+
+/// The per-entry work of steps 2, 3, 4, 6 and 7 for a window's entries, on
+/// all cores (each worker takes the next few entries until none are left).
 pub fn per_entry(
-    chain: &RawChain,
+    w: &Window,
     files: &dyn EvidenceFiles,
     trusted: &[TrustedKey],
+    policy: &signature::Strict,
     validators: &Validators,
 ) -> Vec<Work> {
-    let idx: Vec<usize> = (0..chain.len()).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let per = idx.len().div_ceil(threads).max(64);
-    let policy = signature::Strict::new(trusted);
-    let one = |i: usize| {
-        let skip = chain.torn && i + 1 == chain.len();
-        entry_work(chain.line(i), skip, files, trusted, &policy, validators)
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(w.len().div_ceil(BATCH));
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Option<Work>>> = Mutex::new((0..w.len()).map(|_| None).collect());
+    let worker = || {
+        let mut mine = Vec::new();
+        loop {
+            let at = next.fetch_add(BATCH, Ordering::Relaxed);
+            if at >= w.len() {
+                break;
+            }
+            for k in at..(at + BATCH).min(w.len()) {
+                mine.push((k, entry_work(w.line(k), w.is_torn(k), files, trusted, policy, validators)));
+            }
+        }
+        let mut done = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (k, work) in mine {
+            done[k] = Some(work);
+        }
     };
     std::thread::scope(|s| {
-        let handles: Vec<_> = idx
-            .chunks(per)
-            .map(|chunk| (chunk.len(), s.spawn(move || chunk.iter().map(|&i| one(i)).collect::<Vec<_>>())))
-            .collect();
-        let mut out = Vec::with_capacity(idx.len());
-        for (n, h) in handles {
-            // A worker that died leaves its entries unchecked: fail them, never pass them.
-            out.extend(h.join().unwrap_or_else(|_| {
-                let dead = Work { envelope: Some(Err("this entry could not be checked".into())), ..Work::default() };
-                vec![dead; n]
-            }));
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
+        // The calling thread works too; a worker that died leaves its entries
+        // unchecked (`None`), failed below, never passed.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(worker));
+        for h in helpers {
+            let _ = h.join();
         }
-        out
-    })
+    });
+    let done = done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    done.into_iter()
+        .map(|w| {
+            w.unwrap_or_else(|| Work {
+                envelope: Some(Err("this entry could not be checked".into())),
+                ..Work::default()
+            })
+        })
+        .collect()
 }
 
 fn entry_work(
@@ -163,7 +149,11 @@ fn entry_work(
     policy: &signature::Strict,
     validators: &Validators,
 ) -> Work {
-    let mut w = Work { digest: format!("sha256:{}", fsx::sha256_hex(bytes)), ..Work::default() };
+    let mut w = Work {
+        digest: format!("sha256:{}", fsx::sha256_hex(bytes)),
+        leaf: tlog::merkle::leaf_hash(bytes),
+        ..Work::default()
+    };
     if skip {
         return w;
     }
@@ -318,40 +308,57 @@ fn safe_name(name: &str) -> bool {
     !name.is_empty() && Path::new(name).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-/// Record one step's per-entry results.
-fn apply<T>(work: &[Work], f: &mut Findings, step: VerifyCheck, slot: impl Fn(&Work) -> &Option<Result<T, String>>) {
-    for (i, w) in work.iter().enumerate() {
-        if let Some(Err(why)) = slot(w) {
-            f.entry(step, i, why.clone());
+/// Record one step's per-entry results for a window.
+fn apply<T>(
+    w: &Window,
+    work: &[Work],
+    f: &mut Findings,
+    step: VerifyCheck,
+    slot: impl Fn(&Work) -> &Option<Result<T, String>>,
+) {
+    for (k, x) in work.iter().enumerate() {
+        if let Some(Err(why)) = slot(x) {
+            f.entry(step, w.first + k, why.clone());
         }
     }
 }
 
 /// Step 2: each line is a DSSE envelope with our payload type and one signature.
-pub fn envelopes(work: &[Work], f: &mut Findings) {
-    apply(work, f, VerifyCheck::Envelopes, |w| &w.envelope);
+pub fn envelopes(w: &Window, work: &[Work], f: &mut Findings) {
+    apply(w, work, f, VerifyCheck::Envelopes, |x| &x.envelope);
 }
 
 /// Step 3: each signature verifies, strictly, against a trusted key
 /// (never one the evidence carries), over PAE(payloadType, exact payload).
-pub fn signatures(work: &[Work], f: &mut Findings) {
-    apply(work, f, VerifyCheck::Signatures, |w| &w.signature);
+pub fn signatures(w: &Window, work: &[Work], f: &mut Findings) {
+    apply(w, work, f, VerifyCheck::Signatures, |x| &x.signature);
 }
 
 /// Step 4: each verified payload is an in-toto Statement v1 for its kind.
-pub fn statements(work: &[Work], f: &mut Findings) {
-    apply(work, f, VerifyCheck::Statements, |w| &w.statement);
+pub fn statements(w: &Window, work: &[Work], f: &mut Findings) {
+    apply(w, work, f, VerifyCheck::Statements, |x| &x.statement);
+}
+
+/// What step 5 carries from one window to the next.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// The digest of the last line seen (`None` before the first).
+    prev: Option<String>,
+    /// The first readable entry's predicate: its runId, bundle and digest are the chain's.
+    pub first: Option<Predicate>,
 }
 
 /// Step 5: the links. `seq` counts from 0; `previous` is the digest of the
 /// previous line's exact bytes; one runId, bundle and bundle digest
-/// throughout (those of the first readable entry, which is returned).
-pub fn links(work: &[Work], f: &mut Findings) -> Option<Predicate> {
-    let first = work.iter().find_map(Work::statement).map(|s| s.predicate.clone());
-    for (i, w) in work.iter().enumerate() {
-        let (Some(s), Some(r)) = (w.statement(), &first) else { continue };
+/// throughout (those of the first readable entry, kept in `links`).
+pub fn links(w: &Window, work: &[Work], links: &mut Links, f: &mut Findings) {
+    for (k, x) in work.iter().enumerate() {
+        let i = w.first + k;
+        let prev = links.prev.replace(x.digest.clone());
+        let Some(s) = x.statement() else { continue };
+        let r = links.first.get_or_insert_with(|| s.predicate.clone());
         let p = &s.predicate;
-        let expected_prev = if i == 0 { GENESIS } else { work[i - 1].digest.as_str() };
+        let expected_prev = prev.as_deref().unwrap_or(GENESIS);
         let why = if p.seq != i as u64 {
             format!("seq is {} where {i} belongs (missing, extra or reordered entry)", p.seq)
         } else if p.previous != expected_prev {
@@ -365,22 +372,27 @@ pub fn links(work: &[Work], f: &mut Findings) -> Option<Predicate> {
         };
         f.entry(VerifyCheck::Links, i, why);
     }
-    first
 }
 
 /// Step 6: for every entry still in good standing, each file it names has
-/// the signed digest, and no file is named twice.
-pub fn subjects(work: &[Work], f: &mut Findings) {
-    let mut named: HashSet<&str> = HashSet::new();
-    for (i, w) in work.iter().enumerate() {
-        let Some(s) = w.statement() else { continue };
-        if s.predicate.kind.is_seal() || f.entry_failed(i) {
+/// the signed digest, and no file is named twice. Every name a readable
+/// entry gives is remembered for step 8.
+pub fn subjects(w: &Window, work: &[Work], named: &mut NameSet, f: &mut Findings) {
+    for (k, x) in work.iter().enumerate() {
+        let i = w.first + k;
+        let Some(s) = x.statement() else { continue };
+        if s.predicate.kind.is_seal() {
             continue;
         }
-        for (name, result) in &w.subjects {
+        // (`x.subjects` are the statement's subjects, in order: one key each.)
+        let keys: Vec<_> = s.subject.iter().map(|subj| named.mention(&subj.name)).collect();
+        if f.entry_failed(i) {
+            continue;
+        }
+        for ((name, result), key) in x.subjects.iter().zip(keys) {
             if let Err(why) = result {
                 f.entry(VerifyCheck::SubjectDigests, i, why.clone());
-            } else if !named.insert(name) {
+            } else if !named.claim(key) {
                 f.entry(VerifyCheck::SubjectDigests, i, format!("`{name}` is named twice (duplicated entry)"));
             }
         }
@@ -388,9 +400,10 @@ pub fn subjects(work: &[Work], f: &mut Findings) {
 }
 
 /// Step 7: every artifact whose file checked out matches its schema, kind and bundle.
-pub fn schemas(work: &[Work], f: &mut Findings) {
-    for (i, w) in work.iter().enumerate() {
-        if let Some(Err(why)) = &w.artifact
+pub fn schemas(w: &Window, work: &[Work], f: &mut Findings) {
+    for (k, x) in work.iter().enumerate() {
+        let i = w.first + k;
+        if let Some(Err(why)) = &x.artifact
             && !f.entry_failed(i)
         {
             f.entry(VerifyCheck::Schemas, i, why.clone());
@@ -400,43 +413,47 @@ pub fn schemas(work: &[Work], f: &mut Findings) {
 
 /// Step 8: nothing in the directory that the chain does not name. The lock
 /// must be an empty regular file; a temp file is never left by agentplane.
-/// `listing` is [`EvidenceFiles::list`], taken while the per-entry work ran.
-/// Returns a note when the unnamed-file part could not be checked.
-pub fn unnamed_files(listing: Result<Vec<Listed>, String>, work: &[Work], f: &mut Findings) -> Option<String> {
-    let listed = match listing {
-        Ok(l) => l,
-        Err(e) => {
-            f.dir(VerifyCheck::NoUnnamedFiles, e);
-            return None;
-        }
-    };
-    let unreadable = work.iter().position(|w| w.statement().is_none());
-    let named: HashSet<&str> = work
-        .iter()
-        .filter_map(Work::statement)
-        .filter(|s| !s.predicate.kind.is_seal())
-        .flat_map(|s| s.subject.iter().map(|x| x.name.as_str()))
-        .collect();
-    for l in &listed {
+/// Run once every entry was seen (`named`; `unreadable` is the first entry
+/// that could not be read, whose names are unknown). The listing comes in no
+/// order: its findings are reported sorted by path, as a walk of the
+/// directory in name order would meet them. Returns a note when the
+/// unnamed-file part could not be checked.
+pub fn unnamed_files(
+    files: &dyn EvidenceFiles,
+    named: &NameSet,
+    unreadable: Option<usize>,
+    f: &mut Findings,
+) -> Option<String> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let listed = files.list(&mut |l: Listed| {
         let base = l.name.rsplit('/').next().unwrap_or(&l.name);
         let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE || l.name == TLOG_INDEX_FILE {
-            continue; // steps 1 and 10 read them
+            return; // steps 1 and 10 read them
         } else if l.name == LOCK_FILE {
             match l.kind {
-                Ok(0) => continue,
+                Ok(0) => return,
                 Ok(n) => format!("`{LOCK_FILE}` is not empty ({n} bytes); agentplane's lock file always is"),
                 Err(k) => format!("`{LOCK_FILE}` {k}"),
             }
         } else if base.starts_with(TMP_PREFIX) {
             format!("`{}` is a temporary file: agentplane's atomic writes never leave one behind", l.name)
-        } else if unreadable.is_none() && !named.contains(l.name.as_str()) {
+        } else if unreadable.is_none() && !named.contains(&l.name) {
             match l.kind {
                 Ok(_) => format!("`{}` is in the directory but no entry names it", l.name),
                 Err(k) => format!("`{}` is in the directory but no entry names it ({})", l.name, what(k)),
             }
         } else {
-            continue;
+            return;
         };
+        found.push((l.name, why));
+    });
+    if let Err(e) = listed {
+        f.dir(VerifyCheck::NoUnnamedFiles, e);
+        return None;
+    }
+    // Path order: component by component, as a sorted walk visits them.
+    found.sort_by(|(a, _), (b, _)| Path::new(a).cmp(Path::new(b)));
+    for (_, why) in found {
         f.dir(VerifyCheck::NoUnnamedFiles, why);
     }
     unreadable.map(|i| format!("unnamed files not checked: entry {i} could not be read, so what it names is unknown"))
@@ -455,46 +472,78 @@ fn what(k: NotRegular) -> &'static str {
     }
 }
 
-/// Step 9: the seals. Each closes exactly the entries before it, naming the
-/// chain with the digest of the entry it closes, and the chain ends in one
-/// (with `allow_unsealed`, a missing final seal is a warning).
-/// Returns whether the chain is sealed, and a note when that is unknown.
-pub fn seal(
-    chain: &RawChain,
-    work: &[Work],
+/// What step 9 carries from one window to the next.
+pub struct Seals {
+    /// sha256 of every line so far, each with its newline.
+    prefix: sha2::Sha256,
+    /// Findings so far, each with whether it stands only if no link broke
+    /// anywhere in the chain (known at the end).
+    found: Vec<(usize, String, bool)>,
+    /// Whether the last entry seen was a seal (`None`: it could not be read).
+    last: Option<bool>,
+}
+
+impl Default for Seals {
+    fn default() -> Self {
+        Seals { prefix: sha2::Sha256::new(), found: Vec::new(), last: None }
+    }
+}
+
+/// Step 9 for a window: each seal closes exactly the entries before it,
+/// naming the chain with the digest of every byte before its own line.
+pub fn seals(w: &Window, work: &[Work], seals: &mut Seals) {
+    for (k, x) in work.iter().enumerate() {
+        let i = w.first + k;
+        let st = x.statement();
+        seals.last = st.map(|s| s.predicate.kind.is_seal());
+        let line = w.line(k);
+        let Some(s) = st.filter(|s| s.predicate.kind.is_seal()) else {
+            seals.prefix.update(line);
+            seals.prefix.update(b"\n");
+            continue;
+        };
+        // A seal's subject is `evidence.jsonl` with the sha256 of every byte
+        // before the seal's own line: the file as it was when the seal was signed.
+        let before = hex::encode(seals.prefix.clone().finalize());
+        seals.prefix.update(line);
+        seals.prefix.update(b"\n");
+        let p = &s.predicate;
+        if p.length != Some(p.seq) || p.head.as_deref() != Some(p.previous.as_str()) {
+            seals.found.push((i, "the seal's length or head does not match the chain it closes".into(), false));
+        } else if s.subject.len() != 1
+            || s.subject[0].name != CHAIN_FILE
+            || s.subject[0].sha256_hex() != Some(before.as_str())
+        {
+            // (After a broken link the prefix is known to differ: that
+            // tampering is reported where it was first seen, not here.)
+            seals.found.push((
+                i,
+                format!("the seal's subject is not `{CHAIN_FILE}` as it was when the seal was signed"),
+                true,
+            ));
+        }
+    }
+}
+
+/// Step 9, once every entry was seen: record the seals' findings, and the
+/// chain must end in one (with `allow_unsealed`, a missing final seal is a
+/// warning). Returns whether the chain is sealed, and a note when that is unknown.
+pub fn seal_end(
+    seals: Seals,
+    any_entry: bool,
     allow_unsealed: bool,
     f: &mut Findings,
     warnings: &mut Vec<String>,
 ) -> (bool, Option<String>) {
-    // A seal's subject is `evidence.jsonl` with the sha256 of every byte
-    // before the seal's own line: the file as it was when the seal was signed.
-    let mut prefix = sha2::Sha256::new();
-    for (i, w) in work.iter().enumerate() {
-        let before = hex::encode(prefix.clone().finalize());
-        prefix.update(chain.line(i));
-        prefix.update(b"\n");
-        let Some(s) = w.statement().filter(|s| s.predicate.kind.is_seal()) else { continue };
-        let p = &s.predicate;
-        // (After a broken link the prefix is known to differ: that tampering
-        // was already reported where it was first seen.)
-        let links_held = f.first_of(VerifyCheck::Links).is_none();
-        if p.length != Some(p.seq) || p.head.as_deref() != Some(p.previous.as_str()) {
-            f.entry(VerifyCheck::Seal, i, "the seal's length or head does not match the chain it closes");
-        } else if links_held
-            && (s.subject.len() != 1
-                || s.subject[0].name != CHAIN_FILE
-                || s.subject[0].sha256_hex() != Some(before.as_str()))
-        {
-            f.entry(
-                VerifyCheck::Seal,
-                i,
-                format!("the seal's subject is not `{CHAIN_FILE}` as it was when the seal was signed"),
-            );
+    let links_held = f.first_of(VerifyCheck::Links).is_none();
+    for (i, why, only_if_links_held) in seals.found {
+        if links_held || !only_if_links_held {
+            f.entry(VerifyCheck::Seal, i, why);
         }
     }
-    match work.last().map(Work::statement) {
-        Some(Some(s)) if s.predicate.kind.is_seal() => (true, None),
-        Some(Some(_)) => {
+    match (any_entry, seals.last) {
+        (true, Some(true)) => (true, None),
+        (true, Some(false)) => {
             let msg = "the chain does not end in a seal (truncated, or the run never finished)".to_string();
             if allow_unsealed {
                 warnings.push(msg);
@@ -503,6 +552,7 @@ pub fn seal(
             }
             (false, None)
         }
-        _ => (false, Some("final seal not checked: the last entry could not be read".into())),
+        (true, None) => (false, Some("final seal not checked: the last entry could not be read".into())),
+        (false, _) => (false, None),
     }
 }

@@ -560,3 +560,179 @@ fn the_file_system_reads_regular_files_only() {
         assert!(!all.contains(&passwd), "{what}: the digest of /etc/passwd leaked");
     }
 }
+
+fn opts(key: &TrustedKey) -> Options {
+    Options { trusted: vec![key.clone()], allow_unsealed: false, since: Vec::new() }
+}
+
+/// The report, as json, reading the chain `window` lines at a time.
+fn report_in_windows(m: &MemEvidence, opts: &Options, window: usize) -> serde_json::Value {
+    serde_json::to_value(verify_windows(m, "mem", opts, window).unwrap()).unwrap()
+}
+
+/// Where the windows fall changes nothing: every tampering of the table read
+/// one line at a time, two, three... (so each break, seal and torn line falls
+/// at a window's edge and inside one) gives the report of a single window.
+#[test]
+fn every_window_size_gives_the_same_report() {
+    let f = fixture();
+    for row in rows() {
+        let mut m = f.a.clone();
+        (row.tamper)(&mut m, f);
+        let o = opts(if row.untrusted { &f.other } else { &f.key });
+        let whole = report_in_windows(&m, &o, reader::WINDOW);
+        for window in 1..=5 {
+            assert_eq!(report_in_windows(&m, &o, window), whole, "{}: windows of {window}", row.name);
+        }
+    }
+}
+
+/// A chain sealed twice: 0–2, the seal 3, 4–5, the seal 6.
+fn twice_sealed() -> &'static MemEvidence {
+    static M: OnceLock<MemEvidence> = OnceLock::new();
+    M.get_or_init(|| {
+        let f = fixture();
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("twice");
+        run(&dir, &f.signer, false);
+        let (mut w, _) = ChainWriter::open(&dir, &f.signer).unwrap();
+        w.write_artifact(&session(3), &[]).unwrap();
+        w.write_artifact(&session(4), &[]).unwrap();
+        w.seal().unwrap();
+        drop(w);
+        MemEvidence::load(&dir)
+    })
+}
+
+fn statement_of(line: &[u8]) -> Statement {
+    let env: crate::evidence::dsse::Envelope = serde_json::from_slice(line).unwrap();
+    serde_json::from_slice(&env.body().unwrap()).unwrap()
+}
+
+#[test]
+fn a_seal_inside_a_window_verifies_in_every_window_size() {
+    let f = fixture();
+    let m = twice_sealed();
+    let whole = report_in_windows(m, &opts(&f.key), reader::WINDOW);
+    assert_eq!(whole["verified"], true, "{whole:#}");
+    assert_eq!(whole["entries"].as_array().unwrap().len(), 7);
+    for window in 1..=8 {
+        assert_eq!(report_in_windows(m, &opts(&f.key), window), whole, "windows of {window}");
+    }
+}
+
+/// The last seal re-signed with an earlier checkpoint (`size`, its text): a
+/// size the stream had passed when the seal named it.
+fn reseal_with_checkpoint(f: &Fixture, details: Option<serde_json::Value>) -> MemEvidence {
+    let mut m = twice_sealed().clone();
+    let l = lines(&mut m);
+    let hex = file_hex(&l[..6]);
+    append_signed(&mut m, f, |p| {
+        let seq = p.seq;
+        let head = p.previous.clone();
+        statement(
+            ArtifactKind::Seal,
+            vec![Subject::sha256(CHAIN, hex.clone())],
+            Predicate { length: Some(seq), head: Some(head), details: details.clone(), ..p },
+        )
+    });
+    m
+}
+
+/// A seal carrying a correctly signed checkpoint of 2 entries, a size no
+/// other checkpoint names: its root comes from one more pass over the chain.
+#[test]
+fn a_checkpoint_of_a_passed_size_is_judged_by_the_root_at_that_size() {
+    let f = fixture();
+    let mut m = twice_sealed().clone();
+    let l = lines(&mut m);
+    let origin = crate::evidence::chain::checkpoint_origin(&statement_of(&l[0]).predicate.run_id);
+    let leaves: Vec<_> = l.iter().map(|x| crate::evidence::tlog::merkle::leaf_hash(x)).collect();
+    for (root, why) in [
+        (crate::evidence::tlog::merkle::root(&leaves[..2]), "its checkpoint covers 2 entries, not the 6 it seals"),
+        (
+            crate::evidence::tlog::merkle::root(&leaves[..1]),
+            "its checkpoint does not verify: its root is not the root of the chain's first 2 entries (history rewritten)",
+        ),
+    ] {
+        let note = crate::evidence::tlog::Checkpoint::sign(&origin, 2, &root, &origin, &f.signer).unwrap();
+        let m = reseal_with_checkpoint(f, Some(serde_json::json!({ "checkpoint": note })));
+        let whole = report_in_windows(&m, &opts(&f.key), reader::WINDOW);
+        assert_eq!(whole["entries"][6]["result"], why, "{whole:#}");
+        for window in 1..=8 {
+            assert_eq!(report_in_windows(&m, &opts(&f.key), window), whole, "windows of {window}");
+        }
+    }
+}
+
+/// The last seal re-signed with the first seal's checkpoint.
+#[test]
+fn a_stale_checkpoint_is_judged_by_the_root_at_its_own_size() {
+    let f = fixture();
+    let mut m = twice_sealed().clone();
+    let l = lines(&mut m);
+    let first_seal = statement_of(&l[3]);
+    let m = reseal_with_checkpoint(f, first_seal.predicate.details.clone());
+    let whole = report_in_windows(&m, &opts(&f.key), reader::WINDOW);
+    let r: Vec<&serde_json::Value> =
+        whole["findings"].as_array().unwrap().iter().filter(|x| x["step"] == "checkpoint").collect();
+    assert_eq!(r[0]["entry"], 6, "{whole:#}");
+    assert_eq!(r[0]["message"], "its checkpoint covers 3 entries, not the 6 it seals", "{whole:#}");
+    assert_eq!(whole["entries"][6]["result"], "its checkpoint covers 3 entries, not the 6 it seals");
+    for window in 1..=8 {
+        assert_eq!(report_in_windows(&m, &opts(&f.key), window), whole, "windows of {window}");
+    }
+}
+
+/// The listing comes in no order; unnamed files are reported in the order a
+/// sorted walk meets them (`a/b` before `a.txt`), and a missing named file
+/// and an extra one are each found once.
+#[test]
+fn unnamed_files_are_reported_in_walk_order() {
+    let f = fixture();
+    let mut m = f.a.clone();
+    m.files.insert("a.txt".into(), MemFile::Bytes(b"x".to_vec()));
+    m.files.insert("a/b".into(), MemFile::Bytes(b"y".to_vec()));
+    m.files.insert("0".into(), MemFile::Special(NotRegular::Fifo));
+    let r = verify_files(&m, "mem", &opts(&f.key)).unwrap();
+    let unnamed: Vec<&str> =
+        r.findings.iter().filter(|x| x.step == NoUnnamedFiles).map(|x| x.message.as_str()).collect();
+    assert_eq!(
+        unnamed,
+        [
+            "`0` is in the directory but no entry names it (a FIFO)",
+            "`a/b` is in the directory but no entry names it",
+            "`a.txt` is in the directory but no entry names it",
+        ]
+    );
+    m.files.remove(PRODUCT);
+    let r = verify_files(&m, "mem", &opts(&f.key)).unwrap();
+    let missing: Vec<&Finding> = r.findings.iter().filter(|x| x.message.contains(PRODUCT)).collect();
+    assert_eq!(missing.len(), 1, "{:?}", r.findings);
+    assert_eq!((missing[0].step, missing[0].entry), (SubjectDigests, Some(1)));
+}
+
+/// The `tlog-index` is compared in place: any byte changed, a byte more or
+/// less, is a finding of step 10 alone.
+#[test]
+fn every_byte_of_the_tlog_index_is_checked() {
+    let f = fixture();
+    let clean = bytes(&mut f.a.clone(), "tlog-index").clone();
+    let mut variants: Vec<Vec<u8>> = (0..clean.len())
+        .map(|i| {
+            let mut b = clean.clone();
+            b[i] ^= 0x40;
+            b
+        })
+        .collect();
+    variants.push(clean[..clean.len() - 1].to_vec());
+    variants.push([clean.as_slice(), &[0]].concat());
+    variants.push(Vec::new());
+    for (n, v) in variants.into_iter().enumerate() {
+        let mut m = f.a.clone();
+        *bytes(&mut m, "tlog-index") = v;
+        let r = verify_files(&m, "mem", &opts(&f.key)).unwrap();
+        let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+        assert_eq!(failed, [Checkpoint], "variant {n}: {:?}", r.findings);
+    }
+}
