@@ -33,8 +33,7 @@ pub fn schema_for(kind: &str) -> Option<Value> {
         "bundle" => input::<Bundle>(),
         "fleet-inventory" => input::<TypedInventory>(),
         other => {
-            let kind =
-                ArtifactKind::FILES.into_iter().chain([ArtifactKind::Seal]).find(|k| k.schema_name() == other)?;
+            let kind = ArtifactKind::ALL.into_iter().find(|k| k.schema_name() == other)?;
             schema_of(kind)
         }
     })

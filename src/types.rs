@@ -45,6 +45,12 @@ impl ArtifactKind {
         ArtifactKind::ReversalArtifact,
     ];
 
+    /// Every kind: the artifact files, then the seal.
+    pub const ALL: [ArtifactKind; 8] = {
+        let f = ArtifactKind::FILES;
+        [f[0], f[1], f[2], f[3], f[4], f[5], f[6], ArtifactKind::Seal]
+    };
+
     pub fn as_str(self) -> &'static str {
         match self {
             ArtifactKind::ValidationArtifact => "ValidationArtifact",
@@ -553,7 +559,7 @@ mod tests {
         fn wire<T: Serialize>(v: T) -> String {
             serde_json::to_value(v).unwrap().as_str().unwrap().to_string()
         }
-        for k in ArtifactKind::FILES.into_iter().chain([ArtifactKind::Seal]) {
+        for k in ArtifactKind::ALL {
             assert_eq!(wire(k), k.as_str());
         }
         for g in Gate::ALL {

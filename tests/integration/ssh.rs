@@ -35,20 +35,7 @@ pub(crate) fn code_of(decision: &serde_json::Value, name: &str) -> String {
 
 /// A listener that accepts connections and never says a word.
 fn silent_listener() -> (u16, std::thread::JoinHandle<()>) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let h = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        l.set_nonblocking(true).unwrap();
-        let end = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < end {
-            match l.accept() {
-                Ok((s, _)) => held.push(s),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    });
-    (port, h)
+    greeting_listener(Some(Vec::new()))
 }
 
 /// A listener that sends `greeting` to each connection and holds it open

@@ -15,16 +15,7 @@ use super::EntryResult;
 use crate::types::ArtifactKind;
 
 /// Every kind, in a fixed order: a line stores its kind's position + 1 (0: none).
-const KINDS: [ArtifactKind; 8] = [
-    ArtifactKind::ValidationArtifact,
-    ArtifactKind::PlacementDecision,
-    ArtifactKind::RunArtifact,
-    ArtifactKind::ReplayArtifact,
-    ArtifactKind::SessionArtifact,
-    ArtifactKind::PromotionArtifact,
-    ArtifactKind::ReversalArtifact,
-    ArtifactKind::Seal,
-];
+const KINDS: [ArtifactKind; 8] = ArtifactKind::ALL;
 
 /// The lines of a report, in entry order.
 #[derive(Debug, Clone, Default)]
