@@ -36,7 +36,8 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(&pos[0]);
     let key = keys::load_public(&PathBuf::from(&pos[1]))?;
     let runs: usize = pos.get(2).map(|s| s.parse()).transpose()?.unwrap_or(15);
-    let opts = Options { trusted: vec![key.clone()], allow_unsealed: false, since: Vec::new() };
+    let opts =
+        Options { trusted: vec![key.clone()], allow_unsealed: false, since: Vec::new(), lines: Default::default() };
 
     // Parsed once, untimed: step 4's work, which step 10 reuses.
     let chain = Chain::read(&dir)?.ok_or_else(|| anyhow::anyhow!("no chain in {}", dir.display()))?;

@@ -71,7 +71,12 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<Box<dyn Render>> {
     let trusted = vec![keys::load_public(&public)?];
     let report = verify::verify_dir(
         &evidence,
-        &verify::Options { trusted: trusted.clone(), allow_unsealed: false, since: Vec::new() },
+        &verify::Options {
+            trusted: trusted.clone(),
+            allow_unsealed: false,
+            since: Vec::new(),
+            lines: verify::ReportLines::Kept,
+        },
     )?;
     let verified = report.verified;
     demo.verify = Some(report);

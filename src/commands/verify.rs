@@ -26,7 +26,14 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<Box<dyn Render>> {
                 .map_err(|_| crate::error::Problem::error(format!("--since `{}` is not UTF-8", p.display())))?,
         );
     }
-    let report = verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed, since })?;
+    // `-q` with human output prints nothing: no line per entry is kept for it.
+    let lines = if ctx.printer.quiet && ctx.printer.format == crate::cli::Format::Human {
+        verify::ReportLines::Dropped
+    } else {
+        verify::ReportLines::Kept
+    };
+    let report =
+        verify::verify_dir(&dir, &verify::Options { trusted, allow_unsealed: args.allow_unsealed, since, lines })?;
     Ok(Box::new(Verified { report }))
 }
 

@@ -59,8 +59,10 @@ pub fn promote(
     if Chain::read(&b.out_dir)?.is_none() {
         return Err(missing("it has no evidence".into()));
     }
-    let report =
-        verify::verify_dir(&b.out_dir, &verify::Options { trusted: keys, allow_unsealed: false, since: Vec::new() })?;
+    let report = verify::verify_dir(
+        &b.out_dir,
+        &verify::Options { trusted: keys, allow_unsealed: false, since: Vec::new(), lines: verify::ReportLines::Kept },
+    )?;
     if !report.verified {
         return Err(missing(format!("its evidence does not verify: {}", report.first_failure.unwrap_or_default())));
     }

@@ -55,7 +55,12 @@ pub fn replay(
     // 1. The evidence must verify against the trusted keys.
     let report = verify::verify_dir(
         dir,
-        &verify::Options { trusted: opts.trusted.clone(), allow_unsealed: false, since: Vec::new() },
+        &verify::Options {
+            trusted: opts.trusted.clone(),
+            allow_unsealed: false,
+            since: Vec::new(),
+            lines: verify::ReportLines::Kept,
+        },
     )?;
     if !report.verified {
         return Err(Refusal::new(

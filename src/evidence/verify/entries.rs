@@ -21,8 +21,15 @@ const KINDS: [ArtifactKind; 8] = ArtifactKind::ALL;
 #[derive(Debug, Clone, Default)]
 pub struct Entries {
     len: usize,
+    /// Whether the lines were kept (`bytes`); without them, iteration yields
+    /// nothing and only [`Entries::first_failure`] and `len` answer.
+    kept: bool,
     bytes: Arc<Vec<u8>>,
     signers: Arc<Vec<Arc<str>>>,
+    /// Each line's kind code, a byte a line: what the first failure names.
+    kinds: Arc<Vec<u8>>,
+    /// The first line written with a result other than `ok`.
+    first_bad: Option<(usize, String)>,
     /// Findings of steps 9 and 10 for lines that were `ok` before them.
     late: Arc<BTreeMap<usize, String>>,
 }
@@ -31,8 +38,11 @@ pub struct Entries {
 #[derive(Debug, Default)]
 pub struct EntriesWriter {
     len: usize,
+    keep: bool,
     bytes: Vec<u8>,
     signers: Vec<Arc<str>>,
+    kinds: Vec<u8>,
+    first_bad: Option<(usize, String)>,
     /// `ok[i]`: line `i` said `ok` when written (a bit a line).
     ok: Vec<u64>,
     late: BTreeMap<usize, String>,
@@ -75,8 +85,9 @@ fn get_str<'b>(bytes: &'b [u8], at: &mut usize) -> Option<&'b str> {
 }
 
 impl EntriesWriter {
-    pub fn new(signers: Vec<Arc<str>>) -> EntriesWriter {
-        EntriesWriter { signers, ..EntriesWriter::default() }
+    /// `keep`: keep every line (else only what the verdict needs).
+    pub fn new(signers: Vec<Arc<str>>, keep: bool) -> EntriesWriter {
+        EntriesWriter { signers, keep, ..EntriesWriter::default() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,11 +104,19 @@ impl EntriesWriter {
     ) {
         let i = self.len;
         let code = kind.and_then(|k| KINDS.iter().position(|x| *x == k)).map_or(0, |p| p as u8 + 1);
-        self.bytes.push(code);
-        let signer = signer.map_or(0u16, |k| u16::try_from(k + 1).unwrap_or(0));
-        self.bytes.extend_from_slice(&signer.to_le_bytes());
-        put_str(&mut self.bytes, file);
-        put_str(&mut self.bytes, result);
+        self.kinds.push(code);
+        if self.first_bad.is_none()
+            && let Some(r) = result.filter(|r| *r != "ok")
+        {
+            self.first_bad = Some((i, r.to_string()));
+        }
+        if self.keep {
+            self.bytes.push(code);
+            let signer = signer.map_or(0u16, |k| u16::try_from(k + 1).unwrap_or(0));
+            self.bytes.extend_from_slice(&signer.to_le_bytes());
+            put_str(&mut self.bytes, file);
+            put_str(&mut self.bytes, result);
+        }
         if i / 64 >= self.ok.len() {
             self.ok.push(0);
         }
@@ -118,8 +137,11 @@ impl EntriesWriter {
     pub fn finish(self) -> Entries {
         Entries {
             len: self.len,
+            kept: self.keep,
             bytes: Arc::new(self.bytes),
             signers: Arc::new(self.signers),
+            kinds: Arc::new(self.kinds),
+            first_bad: self.first_bad,
             late: Arc::new(self.late),
         }
     }
@@ -134,9 +156,23 @@ impl Entries {
         self.len == 0
     }
 
-    /// Every line, decoded, in order.
+    /// Every line, decoded, in order (none when the lines were not kept).
     pub fn iter(&self) -> Iter<'_> {
-        Iter { entries: self, seq: 0, at: 0 }
+        Iter { entries: self, seq: if self.kept { 0 } else { self.len }, at: 0 }
+    }
+
+    /// The first line whose result is not `ok`: its seq, kind and result.
+    /// A line's result is what it was written with, else a late finding.
+    pub fn first_failure(&self) -> Option<(usize, Option<ArtifactKind>, String)> {
+        let late = self.late.iter().next().map(|(i, why)| (*i, why.clone()));
+        // A late finding is kept only for a line written `ok`, so the two
+        // never name the same line: the first is the earlier.
+        let (seq, why) = match (self.first_bad.clone(), late) {
+            (Some(a), Some(b)) => std::cmp::min_by_key(a, b, |x| x.0),
+            (a, b) => a.or(b)?,
+        };
+        let kind = self.kinds.get(seq).and_then(|c| (*c as usize).checked_sub(1)).and_then(|p| KINDS.get(p)).copied();
+        Some((seq, kind, why))
     }
 }
 
@@ -204,7 +240,7 @@ mod tests {
 
     #[test]
     fn lines_come_back_as_written() {
-        let mut w = EntriesWriter::new(vec![Arc::from("k0"), Arc::from("k1")]);
+        let mut w = EntriesWriter::new(vec![Arc::from("k0"), Arc::from("k1")], true);
         let long = "x".repeat(300);
         w.push(Some(ArtifactKind::SessionArtifact), Some("a.json"), Some(1), None);
         w.push(None, None, None, Some("not a DSSE envelope"));

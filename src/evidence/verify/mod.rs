@@ -84,6 +84,19 @@ pub struct Options {
     pub allow_unsealed: bool,
     /// Checkpoints (signed-note texts) the auditor saw earlier: `--since`.
     pub since: Vec<String>,
+    /// Whether the report keeps its line per entry.
+    pub lines: ReportLines,
+}
+
+/// Whether [`Report::entries`] holds a line per entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReportLines {
+    #[default]
+    Kept,
+    /// Nothing will show them (`-q` with human output): the report keeps
+    /// only what its verdict and first failure need, a byte an entry instead
+    /// of ~35, and `entries` lists no line (its `len` is still the count).
+    Dropped,
 }
 
 /// One chain entry's line in the report (stored compactly, [`Entries`]).
@@ -244,7 +257,10 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
         seals: steps::Seals::default(),
         checkpoints: checkpoints::Checkpoints::default(),
         unreadable: None,
-        rows: entries::EntriesWriter::new(opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect()),
+        rows: entries::EntriesWriter::new(
+            opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect(),
+            opts.lines == ReportLines::Kept,
+        ),
     };
     // Two windows in flight: the workers check one while this thread records
     // the one before and reads the one after.
@@ -306,9 +322,8 @@ fn assemble(
     notes: BTreeMap<VerifyCheck, String>,
 ) -> Report {
     let first_failure = entries
-        .iter()
-        .find(|e| e.result != "ok")
-        .map(|e| format!("entry {} ({}): {}", e.seq, e.kind.map_or("unreadable", ArtifactKind::as_str), e.result))
+        .first_failure()
+        .map(|(seq, kind, why)| format!("entry {seq} ({}): {why}", kind.map_or("unreadable", ArtifactKind::as_str)))
         .or_else(|| f.first_for_dir().map(|x| x.message.clone()));
     let checks = VerifyCheck::ALL
         .iter()

@@ -457,8 +457,12 @@ fn each_tampering_fails_exactly_its_own_checks() {
         let mut m = f.a.clone();
         (row.tamper)(&mut m, f);
         let key = if row.untrusted { f.other.clone() } else { f.key.clone() };
-        let r =
-            verify_files(&m, "mem", &Options { trusted: vec![key], allow_unsealed: false, since: Vec::new() }).unwrap();
+        let r = verify_files(
+            &m,
+            "mem",
+            &Options { trusted: vec![key], allow_unsealed: false, since: Vec::new(), lines: ReportLines::Kept },
+        )
+        .unwrap();
         let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         let entry = r.entries.iter().position(|e| e.result != "ok");
         let verified_ok = r.verified == row.failed.is_empty();
@@ -482,8 +486,12 @@ fn allow_unsealed_turns_a_missing_seal_into_a_warning() {
     let mut l = lines(&mut m);
     l.pop();
     set_lines(&mut m, &l);
-    let r = verify_files(&m, "mem", &Options { trusted: vec![f.key.clone()], allow_unsealed: true, since: Vec::new() })
-        .unwrap();
+    let r = verify_files(
+        &m,
+        "mem",
+        &Options { trusted: vec![f.key.clone()], allow_unsealed: true, since: Vec::new(), lines: ReportLines::Kept },
+    )
+    .unwrap();
     assert!(r.verified && !r.sealed, "{:?}", r.findings);
     assert_eq!(r.warnings.len(), 1);
 }
@@ -493,9 +501,12 @@ fn the_report_names_the_checks_and_the_first_failure() {
     let f = fixture();
     let mut m = f.a.clone();
     flip_last_byte(bytes(&mut m, PRODUCT));
-    let r =
-        verify_files(&m, "mem", &Options { trusted: vec![f.key.clone()], allow_unsealed: false, since: Vec::new() })
-            .unwrap();
+    let r = verify_files(
+        &m,
+        "mem",
+        &Options { trusted: vec![f.key.clone()], allow_unsealed: false, since: Vec::new(), lines: ReportLines::Kept },
+    )
+    .unwrap();
     let json = serde_json::to_value(&r).unwrap();
     let names: Vec<&str> = json["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(
@@ -548,9 +559,16 @@ fn the_file_system_reads_regular_files_only() {
             std::fs::remove_file(&p).unwrap();
         }
         plant(&p);
-        let r =
-            verify_dir(t.path(), &Options { trusted: vec![f.key.clone()], allow_unsealed: false, since: Vec::new() })
-                .unwrap();
+        let r = verify_dir(
+            t.path(),
+            &Options {
+                trusted: vec![f.key.clone()],
+                allow_unsealed: false,
+                since: Vec::new(),
+                lines: ReportLines::Kept,
+            },
+        )
+        .unwrap();
         assert!(!r.verified, "{what}");
         let all = serde_json::to_string(&r).unwrap();
         let first = r.first_failure.unwrap();
@@ -562,7 +580,7 @@ fn the_file_system_reads_regular_files_only() {
 }
 
 fn opts(key: &TrustedKey) -> Options {
-    Options { trusted: vec![key.clone()], allow_unsealed: false, since: Vec::new() }
+    Options { trusted: vec![key.clone()], allow_unsealed: false, since: Vec::new(), lines: ReportLines::Kept }
 }
 
 /// The report, as json, reading the chain `window` lines at a time.
@@ -584,6 +602,29 @@ fn every_window_size_gives_the_same_report() {
         for window in 1..=5 {
             assert_eq!(report_in_windows(&m, &o, window), whole, "{}: windows of {window}", row.name);
         }
+    }
+}
+
+/// Without its lines (`-q`), a report says all else the same: the verdict,
+/// the first failure, every check and finding, and the count of entries.
+#[test]
+fn a_report_without_its_lines_says_the_same_of_every_tampering() {
+    let f = fixture();
+    for row in rows() {
+        let mut m = f.a.clone();
+        (row.tamper)(&mut m, f);
+        let kept = opts(if row.untrusted { &f.other } else { &f.key });
+        let dropped = Options { lines: ReportLines::Dropped, ..kept.clone() };
+        for window in [1, 2, reader::WINDOW] {
+            let mut a = report_in_windows(&m, &kept, window);
+            let b = report_in_windows(&m, &dropped, window);
+            assert_eq!(b["entries"], serde_json::json!([]), "{}: no lines kept", row.name);
+            a["entries"] = serde_json::json!([]);
+            assert_eq!(b, a, "{}: windows of {window}", row.name);
+        }
+        let r = verify_windows(&m, "mem", &dropped, reader::WINDOW).unwrap();
+        let k = verify_windows(&m, "mem", &kept, reader::WINDOW).unwrap();
+        assert_eq!(r.entries.len(), k.entries.len(), "{}: the count stays", row.name);
     }
 }
 
