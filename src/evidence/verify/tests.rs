@@ -444,6 +444,16 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+impl Row {
+    /// The fixture's evidence with this row's tampering, and the options
+    /// that trust the key the row says.
+    fn apply(&self, f: &Fixture) -> (MemEvidence, Options) {
+        let mut m = f.a.clone();
+        (self.tamper)(&mut m, f);
+        (m, opts(if self.untrusted { &f.other } else { &f.key }))
+    }
+}
+
 fn base64(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
@@ -454,15 +464,8 @@ fn each_tampering_fails_exactly_its_own_checks() {
     let f = fixture();
     let mut wrong = Vec::new();
     for row in rows() {
-        let mut m = f.a.clone();
-        (row.tamper)(&mut m, f);
-        let key = if row.untrusted { f.other.clone() } else { f.key.clone() };
-        let r = verify_files(
-            &m,
-            "mem",
-            &Options { trusted: vec![key], allow_unsealed: false, since: Vec::new(), lines: ReportLines::Kept },
-        )
-        .unwrap();
+        let (m, o) = row.apply(f);
+        let r = verify_files(&m, "mem", &o).unwrap();
         let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         let entry = r.entries.iter().position(|e| e.result != "ok");
         let verified_ok = r.verified == row.failed.is_empty();
@@ -595,9 +598,7 @@ fn report_in_windows(m: &MemEvidence, opts: &Options, window: usize) -> serde_js
 fn every_window_size_gives_the_same_report() {
     let f = fixture();
     for row in rows() {
-        let mut m = f.a.clone();
-        (row.tamper)(&mut m, f);
-        let o = opts(if row.untrusted { &f.other } else { &f.key });
+        let (m, o) = row.apply(f);
         let whole = report_in_windows(&m, &o, reader::WINDOW);
         for window in 1..=5 {
             assert_eq!(report_in_windows(&m, &o, window), whole, "{}: windows of {window}", row.name);
@@ -611,9 +612,7 @@ fn every_window_size_gives_the_same_report() {
 fn a_report_without_its_lines_says_the_same_of_every_tampering() {
     let f = fixture();
     for row in rows() {
-        let mut m = f.a.clone();
-        (row.tamper)(&mut m, f);
-        let kept = opts(if row.untrusted { &f.other } else { &f.key });
+        let (m, kept) = row.apply(f);
         let dropped = Options { lines: ReportLines::Dropped, ..kept.clone() };
         for window in [1, 2, reader::WINDOW] {
             let mut a = report_in_windows(&m, &kept, window);
