@@ -38,7 +38,7 @@
 //!
 //! The chain is read as a stream, in windows of [`reader::WINDOW`] lines:
 //! steps 2–4 and the file work of 6–7 run for a window's entries on all
-//! cores ([`steps::per_entry`]) while the steps record the previous window's
+//! cores ([`pool`], [`steps::entry_work`]) while the steps record the previous window's
 //! findings in order, carrying what they need from the windows before (the
 //! previous line's digest, the run, the names seen, the seal's running
 //! digest, the log's tree head). So memory does not grow with the chain but
@@ -53,6 +53,7 @@ mod files;
 mod findings;
 mod index_check;
 mod named;
+mod pool;
 mod reader;
 mod signature;
 mod steps;
@@ -62,7 +63,7 @@ mod tests;
 use anyhow::Result;
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -76,6 +77,9 @@ use crate::evidence::CHAIN_FILE;
 use crate::evidence::statement::Predicate;
 use crate::types::ArtifactKind;
 use reader::{ChainReader, WINDOW, Window};
+
+/// Windows queued for the workers at once: the one they check and the next.
+const IN_FLIGHT: usize = 2;
 use steps::Work;
 
 #[derive(Debug, Clone, Default)]
@@ -262,30 +266,26 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
             opts.lines == ReportLines::Kept,
         ),
     };
-    // Two windows in flight: the workers check one while this thread records
-    // the one before and reads the one after.
-    let mut done: Option<(Window, Vec<Work>)> = None;
-    while let Ok(w) = next.as_ref()
-        && !w.is_empty()
-    {
-        let (work, after) = std::thread::scope(|sc| {
-            let workers = sc.spawn(|| steps::per_entry(w, files, &opts.trusted, &policy, &validators));
-            if let Some((pw, pwork)) = done.take() {
-                s.apply(&pw, &pwork, &mut f);
+    // Windows in flight: the workers check the oldest, then the next one
+    // queued behind it, while this thread records findings in order and
+    // reads ahead ([`pool`]); at most `IN_FLIGHT` windows are held.
+    let work = |line: &[u8], torn: bool| steps::entry_work(line, torn, files, &opts.trusted, &policy, &validators);
+    std::thread::scope(|sc| {
+        let pool = pool::Pool::start(sc, &work);
+        let mut queued: VecDeque<Arc<pool::Job>> = VecDeque::new();
+        loop {
+            while queued.len() < IN_FLIGHT
+                && let Ok(w) = next.as_mut()
+                && !w.is_empty()
+            {
+                queued.push_back(pool.submit(std::mem::take(w)));
+                next = reader.next_window(window);
             }
-            let after = reader.next_window(window);
-            let work = workers.join().unwrap_or_else(|_| {
-                let dead = Work { envelope: Some(Err("this entry could not be checked".into())), ..Work::default() };
-                vec![dead; w.len()]
-            });
-            (work, after)
-        });
-        let w = std::mem::replace(&mut next, after).unwrap_or_default();
-        done = Some((w, work));
-    }
-    if let Some((pw, pwork)) = done.take() {
-        s.apply(&pw, &pwork, &mut f);
-    }
+            let Some(job) = queued.pop_front() else { break };
+            let work = job.wait();
+            s.apply(job.window(), &work, &mut f);
+        }
+    });
     if let Err(e) = next {
         // The stream broke off (the file grew past its cap, or a read failed).
         f.dir(VerifyCheck::ChainPresent, e);

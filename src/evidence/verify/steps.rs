@@ -1,7 +1,7 @@
 //! The numbered steps of verification (see the list in [`super`]).
 //!
 //! Steps 2, 3, 4 and the file halves of 6 and 7 look at one entry only, so
-//! [`per_entry`] does that work for a window of entries on all cores; each
+//! [`entry_work`] does that work for one entry, on all cores at once; each
 //! step function then applies its own results to the window in entry order,
 //! with what it carries from the windows before (the previous line's digest,
 //! the first entry's run, the names seen). Findings are recorded step by
@@ -11,8 +11,6 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::files::{EvidenceFiles, Listed};
 use super::findings::{Findings, VerifyCheck};
@@ -90,58 +88,9 @@ pub fn torn(w: &Window, f: &mut Findings) {
     }
 }
 
-/// Entries a worker takes at a time from the window.
-const BATCH: usize = 16;
-
-/// The per-entry work of steps 2, 3, 4, 6 and 7 for a window's entries, on
-/// all cores (each worker takes the next few entries until none are left).
-pub fn per_entry(
-    w: &Window,
-    files: &dyn EvidenceFiles,
-    trusted: &[TrustedKey],
-    policy: &signature::Strict,
-    validators: &Validators,
-) -> Vec<Work> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(w.len().div_ceil(BATCH));
-    let next = AtomicUsize::new(0);
-    let done: Mutex<Vec<Option<Work>>> = Mutex::new((0..w.len()).map(|_| None).collect());
-    let worker = || {
-        let mut mine = Vec::new();
-        loop {
-            let at = next.fetch_add(BATCH, Ordering::Relaxed);
-            if at >= w.len() {
-                break;
-            }
-            for k in at..(at + BATCH).min(w.len()) {
-                mine.push((k, entry_work(w.line(k), w.is_torn(k), files, trusted, policy, validators)));
-            }
-        }
-        let mut done = done.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (k, work) in mine {
-            done[k] = Some(work);
-        }
-    };
-    std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(worker)).collect();
-        // The calling thread works too; a worker that died leaves its entries
-        // unchecked (`None`), failed below, never passed.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(worker));
-        for h in helpers {
-            let _ = h.join();
-        }
-    });
-    let done = done.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    done.into_iter()
-        .map(|w| {
-            w.unwrap_or_else(|| Work {
-                envelope: Some(Err("this entry could not be checked".into())),
-                ..Work::default()
-            })
-        })
-        .collect()
-}
-
-fn entry_work(
+/// The per-entry work of steps 2, 3, 4, 6 and 7 for one line (`skip`: it
+/// is the torn last line, only hashed), done on every core by [`super::pool`].
+pub fn entry_work(
     bytes: &[u8],
     skip: bool,
     files: &dyn EvidenceFiles,
