@@ -178,8 +178,44 @@ pub fn open_regular(path: &Path, cap: Option<u64>) -> Result<File, RegularError>
 /// [`open_regular`], also returning the open file's metadata.
 pub fn open_regular_meta(path: &Path, cap: Option<u64>) -> Result<(File, fs::Metadata), RegularError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC;
-    let file = match OpenOptions::new().read(true).custom_flags(flags.bits()).open(path) {
+    let file = OpenOptions::new().read(true).custom_flags(REGULAR_OPEN.bits()).open(path);
+    checked_regular(path, file, cap)
+}
+
+/// [`open_regular_meta`] for `name`, one plain component (no `/`), inside
+/// the open directory `dir` (whose path is `dir_path`, for messages): the
+/// kernel resolves one name instead of the whole path again, for callers
+/// reading many files of one directory. The same guarantees: the name is
+/// not followed when it is a symlink, a FIFO never blocks, the type and
+/// size are checked on the open file.
+pub fn open_regular_in(
+    dir: &File,
+    dir_path: &Path,
+    name: &str,
+    cap: Option<u64>,
+) -> Result<(File, fs::Metadata), RegularError> {
+    let path = dir_path.join(name);
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(RegularError { path, kind: Some(NotRegular::Missing), io: None });
+    }
+    let file = nix::fcntl::openat(dir, name, REGULAR_OPEN, nix::sys::stat::Mode::empty())
+        .map(File::from)
+        .map_err(std::io::Error::from);
+    checked_regular(&path, file, cap)
+}
+
+/// How a file that must be regular is opened: never through a final
+/// symlink, never blocking on a FIFO.
+const REGULAR_OPEN: nix::fcntl::OFlag =
+    nix::fcntl::OFlag::O_NOFOLLOW.union(nix::fcntl::OFlag::O_NONBLOCK).union(nix::fcntl::OFlag::O_CLOEXEC);
+
+/// The open of a file that must be regular, checked on the open file.
+fn checked_regular(
+    path: &Path,
+    opened: std::io::Result<File>,
+    cap: Option<u64>,
+) -> Result<(File, fs::Metadata), RegularError> {
+    let file = match opened {
         Ok(f) => f,
         Err(e) => {
             let kind = match e.raw_os_error() {
@@ -233,15 +269,48 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
 
 /// [`read_regular`], also returning the metadata of the file it read.
 pub fn read_regular_meta(path: &Path, cap: u64) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
-    let (mut f, meta) = open_regular_meta(path, Some(cap))?;
-    // Sized from the open file's fstat: one read for the bytes, one to see the end.
-    let mut buf = Vec::with_capacity(meta.len().min(cap) as usize + 1);
-    // `take` guards against a file that grows after the fstat.
-    (&mut f).take(cap + 1).read_to_end(&mut buf).map_err(|e| RegularError {
-        path: path.to_path_buf(),
-        kind: None,
-        io: Some(e),
-    })?;
+    let (f, meta) = open_regular_meta(path, Some(cap))?;
+    read_opened(f, meta, path, cap)
+}
+
+/// [`read_regular`] of one plain name in an open directory ([`open_regular_in`]).
+pub fn read_regular_in(dir: &File, dir_path: &Path, name: &str, cap: u64) -> Result<Vec<u8>, RegularError> {
+    let (f, meta) = open_regular_in(dir, dir_path, name, Some(cap))?;
+    read_opened(f, meta, &dir_path.join(name), cap).map(|(b, _)| b)
+}
+
+/// Read an opened regular file whose `fstat` was `meta`, at most `cap` bytes.
+fn read_opened(
+    mut f: File,
+    meta: fs::Metadata,
+    path: &Path,
+    cap: u64,
+) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
+    let io = |e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) };
+    // Sized from the open file's fstat, with a byte to spare: a read of a
+    // regular file that returns less than it asked for has met the end, so
+    // the usual file is read in one call with no second one to see the end.
+    // A file that grew since the fstat fills the spare byte and is read on,
+    // through `take`, up to one byte past the cap.
+    let mut buf = vec![0u8; meta.len().min(cap) as usize + 1];
+    let mut len = 0;
+    while len < buf.len() {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len < buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    buf.truncate(len);
+    if len == meta.len().min(cap) as usize + 1 {
+        (&mut f).take(cap + 1 - len as u64).read_to_end(&mut buf).map_err(io)?;
+    }
     if buf.len() as u64 > cap {
         return Err(RegularError {
             path: path.to_path_buf(),

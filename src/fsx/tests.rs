@@ -41,6 +41,55 @@ fn only_regular_files_are_read() {
     assert!(msg.contains("fifo") && msg.contains("FIFO"), "{msg}");
 }
 
+#[test]
+fn a_name_in_an_open_directory_is_read_with_the_same_checks() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    std::fs::write(p("f"), "hello").unwrap();
+    std::fs::write(p("empty"), "").unwrap();
+    std::fs::create_dir(p("sub")).unwrap();
+    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
+    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let dir = std::fs::File::open(d.path()).unwrap();
+    let read = |n: &str, cap: u64| read_regular_in(&dir, d.path(), n, cap);
+    let kind = |r: Result<Vec<u8>, RegularError>| r.unwrap_err().kind;
+    assert_eq!(read("f", 5).unwrap(), b"hello");
+    assert_eq!(read("f", 99).unwrap(), b"hello");
+    assert_eq!(read("empty", 99).unwrap(), b"");
+    assert_eq!(kind(read("f", 4)), Some(NotRegular::TooLarge { cap: 4, len: 5 }));
+    assert_eq!(kind(read("link", 99)), Some(NotRegular::Symlink));
+    assert_eq!(kind(read("fifo", 99)), Some(NotRegular::Fifo));
+    assert_eq!(kind(read("sub", 99)), Some(NotRegular::Directory));
+    assert_eq!(kind(read("missing", 99)), Some(NotRegular::Missing));
+    // One plain name only: never a path out of the directory.
+    for n in ["", ".", "..", "sub/../f", "../f", "/etc/passwd"] {
+        assert!(read(n, 99).is_err(), "{n:?}");
+    }
+    let e = read("fifo", 99).unwrap_err();
+    assert_eq!(e.path, p("fifo"), "named by its whole path");
+}
+
+#[test]
+fn a_file_read_whole_is_read_to_its_end_whatever_its_size() {
+    let d = tempfile::tempdir().unwrap();
+    // Sizes around the read buffer's edges: the spare byte, and past it.
+    for n in [0usize, 1, 4095, 4096, 4097, 65_537] {
+        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let f = d.path().join(format!("f{n}"));
+        std::fs::write(&f, &body).unwrap();
+        assert_eq!(read_regular(&f, n as u64).unwrap(), body, "{n} bytes");
+        assert!(n == 0 || read_regular(&f, n as u64 - 1).is_err());
+    }
+    // A file longer than its fstat said (as one that grew after it): /proc's
+    // files are regular and say 0 bytes; they are read on past the spare byte.
+    let status = read_regular(Path::new("/proc/self/status"), 1 << 20).unwrap();
+    assert!(status.starts_with(b"Name:") && status.ends_with(b"\n"), "{}", String::from_utf8_lossy(&status));
+    assert_eq!(
+        read_regular(Path::new("/proc/self/status"), 8).unwrap_err().kind,
+        Some(NotRegular::TooLarge { cap: 8, len: 9 })
+    );
+}
+
 mod more {
     use super::*;
 

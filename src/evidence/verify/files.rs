@@ -8,6 +8,7 @@
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use crate::evidence::{CHAIN_FILE, LOCK_FILE, RUNS_DIR};
 use crate::fsx::{self, NotRegular, RegularError};
@@ -83,11 +84,24 @@ impl ReadAt for &[u8] {
 #[derive(Debug, Clone)]
 pub struct FsEvidence {
     dir: PathBuf,
+    /// The directory, open: a file directly in it is opened by its name
+    /// alone (one lookup, not the whole path again). `None` when it could
+    /// not be opened; every read then goes by path, with the same checks.
+    open: Option<Arc<std::fs::File>>,
 }
 
 impl FsEvidence {
     pub fn new(dir: &Path) -> FsEvidence {
-        FsEvidence { dir: dir.to_path_buf() }
+        FsEvidence { dir: dir.to_path_buf(), open: std::fs::File::open(dir).ok().map(Arc::new) }
+    }
+
+    /// The open directory, when `name` is one plain component directly in it.
+    fn open_for(&self, name: &str) -> Option<&std::fs::File> {
+        let mut parts = Path::new(name).components();
+        match (parts.next(), parts.next()) {
+            (Some(Component::Normal(_)), None) if !name.contains('/') => self.open.as_deref(),
+            _ => None,
+        }
     }
 
     /// The path of `name`, refusing when a directory on the way is not a
@@ -134,7 +148,11 @@ impl EvidenceFiles for FsEvidence {
     }
 
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError> {
-        fsx::read_regular(&self.path(name)?, fsx::caps::DOCUMENT).map_err(|e| describe(name, &e))
+        match self.open_for(name) {
+            Some(dir) => fsx::read_regular_in(dir, &self.dir, name, fsx::caps::DOCUMENT),
+            None => fsx::read_regular(&self.path(name)?, fsx::caps::DOCUMENT),
+        }
+        .map_err(|e| describe(name, &e))
     }
 
     fn hash(&self, name: &str) -> Result<String, FileError> {
