@@ -284,6 +284,9 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
             let Some(job) = queued.pop_front() else { break };
             let work = job.wait();
             s.apply(job.window(), &work, &mut f);
+            if let Some(w) = job.into_window() {
+                reader.recycle(w);
+            }
         }
     });
     if let Err(e) = next {

@@ -55,6 +55,11 @@ impl Job {
         &self.window
     }
 
+    /// The window back, once no worker holds the job any more.
+    pub fn into_window(self: Arc<Job>) -> Option<Window> {
+        Arc::try_unwrap(self).ok().map(|j| j.window)
+    }
+
     /// Block until every entry's work is stored, and take it, in entry order.
     pub fn wait(&self) -> Vec<Work> {
         let mut r = self.results.lock().unwrap_or_else(PoisonError::into_inner);

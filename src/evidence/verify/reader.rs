@@ -54,16 +54,29 @@ pub struct ChainReader<'a> {
     next: usize,
     offset: u64,
     done: bool,
+    /// Buffers of windows done with, for the next ones ([`ChainReader::recycle`]).
+    spare: Vec<Window>,
 }
 
 impl<'a> ChainReader<'a> {
     pub fn new(r: Box<dyn Read + Send + 'a>) -> ChainReader<'a> {
-        ChainReader { r: BufReader::with_capacity(256 * 1024, r), next: 0, offset: 0, done: false }
+        ChainReader { r: BufReader::with_capacity(256 * 1024, r), next: 0, offset: 0, done: false, spare: Vec::new() }
+    }
+
+    /// Hand back a window that is done with: its buffers hold the next
+    /// window's lines. A window's bytes are a large block (~700 KB); a fresh
+    /// one for each window, grown by doubling, made the allocator map and
+    /// zero new pages for every window and give them back after.
+    pub fn recycle(&mut self, mut w: Window) {
+        w.bytes.clear();
+        w.lines.clear();
+        self.spare.push(w);
     }
 
     /// The next window of at most `max` lines; an empty one at the end.
     pub fn next_window(&mut self, max: usize) -> Result<Window, String> {
-        let mut w = Window { first: self.next, offset: self.offset, ..Window::default() };
+        let mut w = self.spare.pop().unwrap_or_default();
+        (w.first, w.offset, w.torn) = (self.next, self.offset, false);
         while !self.done && w.lines.len() < max {
             let start = w.bytes.len();
             let n = self.r.read_until(b'\n', &mut w.bytes).map_err(|e| {
