@@ -346,6 +346,27 @@ fn a_fifo_as_the_chain_or_a_product_fails_promptly() {
 }
 
 #[test]
+fn an_endless_line_in_the_chain_is_refused_without_holding_it() {
+    // 40 MiB with no newline where the third entry belongs: over the 16 MiB
+    // an entry may be, so the reader stops there instead of holding it.
+    let r = done();
+    let mut chain: Vec<u8> = lines(&r)[..2].iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+    chain.extend(std::iter::repeat_n(b'x', 40 << 20));
+    std::fs::write(r.join(&format!("{EV}/evidence.jsonl")), chain).unwrap();
+    let out = verify_promptly(&r, &["--format", "json", "verify", EV, "--trusted-key", &r.pubkey()], 20).failed();
+    let doc = out.json();
+    let chain_present = doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == "chain-present").unwrap();
+    assert_eq!(chain_present["ok"], false, "{}", out.stdout);
+    assert!(
+        chain_present["detail"].as_str().unwrap().contains("line 3 of `evidence.jsonl` is over 16777216 bytes"),
+        "{}",
+        out.stdout
+    );
+    // The two entries before it were read and checked.
+    assert_eq!(doc["entries"].as_array().unwrap().len(), 2, "{}", out.stdout);
+}
+
+#[test]
 fn a_product_symlinked_to_etc_passwd_is_not_read() {
     let r = done();
     let p = r.join(&format!("{EV}/products/smoke-result.json"));

@@ -5,10 +5,20 @@ use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
 
 use crate::evidence::CHAIN_FILE;
+use crate::fsx;
 
 /// Lines per window: enough to keep both cores busy between the serial
 /// steps, few enough that a window's work (~3 KB an entry) stays small.
 pub const WINDOW: usize = 1024;
+
+/// A window ends early once it holds this many bytes: a chain of large lines
+/// is read in smaller windows, never 1,024 lines of up to [`LINE_CAP`].
+const WINDOW_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest line an entry can be: an envelope is a document like any
+/// other agentplane reads ([`fsx::caps::DOCUMENT`]). Entries agentplane
+/// writes are a few KB; a longer line is refused, not held whole.
+pub const LINE_CAP: u64 = fsx::caps::DOCUMENT;
 
 /// A run of consecutive lines of the chain.
 #[derive(Debug, Default)]
@@ -56,11 +66,27 @@ pub struct ChainReader<'a> {
     done: bool,
     /// Buffers of windows done with, for the next ones ([`ChainReader::recycle`]).
     spare: Vec<Window>,
+    line_cap: u64,
+    /// Why the stream stopped, told once the lines before it were handed out.
+    stopped: Option<String>,
 }
 
 impl<'a> ChainReader<'a> {
     pub fn new(r: Box<dyn Read + Send + 'a>) -> ChainReader<'a> {
-        ChainReader { r: BufReader::with_capacity(256 * 1024, r), next: 0, offset: 0, done: false, spare: Vec::new() }
+        ChainReader::with_line_cap(r, LINE_CAP)
+    }
+
+    /// [`ChainReader::new`] refusing lines over `line_cap` bytes (tests use small ones).
+    pub fn with_line_cap(r: Box<dyn Read + Send + 'a>, line_cap: u64) -> ChainReader<'a> {
+        ChainReader {
+            r: BufReader::with_capacity(256 * 1024, r),
+            next: 0,
+            offset: 0,
+            done: false,
+            spare: Vec::new(),
+            line_cap,
+            stopped: None,
+        }
     }
 
     /// Hand back a window that is done with: its buffers hold the next
@@ -73,13 +99,19 @@ impl<'a> ChainReader<'a> {
         self.spare.push(w);
     }
 
-    /// The next window of at most `max` lines; an empty one at the end.
+    /// The next window of at most `max` lines; an empty one at the end. A
+    /// line over the cap ends the stream: the lines before it come first,
+    /// then the next call is the error.
     pub fn next_window(&mut self, max: usize) -> Result<Window, String> {
+        if let Some(why) = self.stopped.take() {
+            return Err(why);
+        }
         let mut w = self.spare.pop().unwrap_or_default();
         (w.first, w.offset, w.torn) = (self.next, self.offset, false);
-        while !self.done && w.lines.len() < max {
+        while !self.done && w.lines.len() < max && (w.lines.is_empty() || w.bytes.len() < WINDOW_BYTES) {
             let start = w.bytes.len();
-            let n = self.r.read_until(b'\n', &mut w.bytes).map_err(|e| {
+            // At most the cap and a newline: a longer line is never held whole.
+            let n = (&mut self.r).take(self.line_cap + 1).read_until(b'\n', &mut w.bytes).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::Other {
                     e.to_string()
                 } else {
@@ -88,6 +120,20 @@ impl<'a> ChainReader<'a> {
             })?;
             if n == 0 {
                 self.done = true;
+                break;
+            }
+            if n as u64 > self.line_cap && w.bytes.last() != Some(&b'\n') {
+                w.bytes.truncate(start);
+                self.done = true;
+                let why = format!(
+                    "line {} of `{CHAIN_FILE}` is over {} bytes: no entry is that long, and the chain is not read past it",
+                    self.next + w.lines.len() + 1,
+                    self.line_cap
+                );
+                if w.lines.is_empty() {
+                    return Err(why);
+                }
+                self.stopped = Some(why);
                 break;
             }
             self.offset += n as u64;
@@ -106,5 +152,50 @@ impl<'a> ChainReader<'a> {
     /// Bytes read so far: where the chain ends, once it was read.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(text: &str, cap: u64) -> ChainReader<'static> {
+        ChainReader::with_line_cap(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())), cap)
+    }
+
+    fn lines(w: &Window) -> Vec<String> {
+        (0..w.len()).map(|k| String::from_utf8(w.line(k).to_vec()).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_line_over_the_cap_ends_the_stream_after_the_lines_before_it() {
+        // Lines of exactly the cap pass; one byte more does not.
+        let mut r = reader("aaaa\nbbbb\ncccccc\ndd\n", 4);
+        let w = r.next_window(10).unwrap();
+        assert_eq!(lines(&w), ["aaaa", "bbbb"]);
+        let why = r.next_window(10).unwrap_err();
+        assert!(why.contains("line 3 of `evidence.jsonl` is over 4 bytes"), "{why}");
+        assert_eq!(r.offset(), 10, "the chain ends where the long line starts");
+        // First thing in a window: the error at once.
+        let mut r = reader("aaaaa\n", 4);
+        assert!(r.next_window(10).unwrap_err().contains("line 1 "));
+        // A torn last line over the cap is refused too; one within it is torn.
+        assert!(reader("aaaaa", 4).next_window(10).is_err());
+        let w = reader("aaaa", 4).next_window(10).unwrap();
+        assert!(w.torn && lines(&w) == ["aaaa"]);
+    }
+
+    #[test]
+    fn windows_end_at_their_line_count_or_byte_budget() {
+        let line = "x".repeat(1024 * 1024);
+        let text: String = (0..20).map(|_| format!("{line}\n")).collect();
+        let mut r = reader(&text, 2 * 1024 * 1024);
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| r.next_window(1024).ok().filter(|w| !w.is_empty())).map(|w| w.len()).collect();
+        assert_eq!(sizes, [8, 8, 4], "8 MiB a window");
+        let mut r = reader("a\nb\nc\n", 9);
+        assert_eq!(lines(&r.next_window(2).unwrap()), ["a", "b"]);
+        assert_eq!(lines(&r.next_window(2).unwrap()), ["c"]);
+        assert!(r.next_window(2).unwrap().is_empty());
     }
 }
