@@ -226,7 +226,6 @@ impl std::io::BufRead for Either<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     #[test]
     fn bytes_come_back_in_order_held_or_spilled() {

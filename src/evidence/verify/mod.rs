@@ -248,7 +248,7 @@ struct Limits {
 
 /// What one pass over the evidence gave.
 enum Pass {
-    Done(Report),
+    Done(Box<Report>),
     /// Names were claimed twice that the pass did not know of: run again with them.
     Again(HashSet<named::Key>),
 }
@@ -270,11 +270,11 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
 fn verify_limits(files: &dyn EvidenceFiles, label: &str, opts: &Options, limits: Limits) -> Result<Report> {
     let salt = named::Salt::random();
     let twice = match verify_pass(files, label, opts, limits, salt, &HashSet::new())? {
-        Pass::Done(r) => return Ok(r),
+        Pass::Done(r) => return Ok(*r),
         Pass::Again(twice) => twice,
     };
     match verify_pass(files, label, opts, limits, salt, &twice)? {
-        Pass::Done(r) => Ok(r),
+        Pass::Done(r) => Ok(*r),
         Pass::Again(_) => Err(Problem::error(format!("the evidence in `{label}` changed while it was verified"))
             .hint("verify it again once nothing writes to it")
             .into()),
@@ -302,7 +302,7 @@ fn verify_pass(
         Ok(r) => ChainReader::new(r),
         Err(e) => {
             f.dir(VerifyCheck::ChainPresent, e);
-            return Ok(Pass::Done(assemble(label, Entries::default(), f, None, false, warnings, notes)));
+            return Ok(Pass::Done(Box::new(assemble(label, Entries::default(), f, None, false, warnings, notes))));
         }
     };
     let mut next = match reader.next_window(window) {
@@ -311,7 +311,7 @@ fn verify_pass(
     };
     if let Err(e) = next {
         f.dir(VerifyCheck::ChainPresent, e);
-        return Ok(Pass::Done(assemble(label, Entries::default(), f, None, false, warnings, notes)));
+        return Ok(Pass::Done(Box::new(assemble(label, Entries::default(), f, None, false, warnings, notes))));
     }
     let mut s = Stream {
         files,
@@ -378,7 +378,7 @@ fn verify_pass(
             rows.late(i, &x.message);
         }
     }
-    Ok(Pass::Done(assemble(label, rows.finish()?, f, s.links.first, sealed, warnings, notes)))
+    Ok(Pass::Done(Box::new(assemble(label, rows.finish()?, f, s.links.first, sealed, warnings, notes))))
 }
 
 /// The report: one line per entry, one result per check, the first failure.

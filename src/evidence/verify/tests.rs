@@ -468,7 +468,12 @@ fn each_tampering_fails_exactly_its_own_checks() {
         let r = verify_files(&m, "mem", &o).unwrap();
         let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         let mut results = Vec::new();
-        r.entries.each(|e| Ok(results.push(e.result))).unwrap();
+        r.entries
+            .each(|e| {
+                results.push(e.result);
+                Ok(())
+            })
+            .unwrap();
         let entry = results.iter().position(|e| e != "ok");
         let verified_ok = r.verified == row.failed.is_empty();
         if !verified_ok || failed != row.failed || entry != row.entry {
