@@ -77,7 +77,7 @@ impl<T: Record> Sorter<T> {
         }
         file.write_all(&buf)?;
         self.runs.push((start, self.held.len()));
-        self.held = Vec::new();
+        self.held.clear(); // (its room is reused for the next run)
         self.held_bytes = 0;
         Ok(())
     }
