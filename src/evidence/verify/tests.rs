@@ -804,3 +804,21 @@ fn every_byte_of_the_tlog_index_is_checked() {
         assert_eq!(failed, [Checkpoint], "variant {n}: {:?}", r.findings);
     }
 }
+
+/// `verify --format json` streams its lines back from where they were kept
+/// (here a temporary file): the same bytes as the document built whole.
+#[test]
+fn the_streamed_json_is_the_document_built_whole() {
+    use crate::output::render::Render;
+    let f = fixture();
+    for row in rows() {
+        let (m, o) = row.apply(f);
+        let report = verify_limits(&m, "mem", &o, Limits { window: 2, budget: 0 }).unwrap();
+        let v = crate::commands::verify::Verified { report };
+        let mut streamed = Vec::new();
+        v.write_json(&mut streamed).unwrap();
+        let mut whole = serde_json::to_vec_pretty(&v.json()).unwrap();
+        whole.push(b'\n');
+        assert_eq!(String::from_utf8(streamed).unwrap(), String::from_utf8(whole).unwrap(), "{}", row.name);
+    }
+}
