@@ -18,6 +18,7 @@ pub mod output;
 pub mod runner;
 pub mod schema_tools;
 pub mod schemas;
+pub mod spill;
 pub mod ssh;
 pub mod stages;
 pub mod types;

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use serde_json::Value;
+use std::io::Write;
 
 use super::Ctx;
 use crate::cli::VerifyArgs;
@@ -66,32 +67,47 @@ pub struct Verified {
 
 /// The human table: one row per entry, then the verdict. Everything that came
 /// from the evidence (file names, reasons) is escaped: it is untrusted.
-pub fn report_human(r: &Report, style: Style) -> String {
-    let mut out = Lines::default();
+pub fn report_human(r: &Report, style: Style) -> Result<String> {
+    let mut out = Vec::new();
+    write_report_human(r, style, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`report_human`] written to `out` a line at a time: the entries are read
+/// back twice (the columns' widths, then the rows), never held.
+fn write_report_human(r: &Report, style: Style, out: &mut dyn Write) -> Result<()> {
     let kind = |e: &verify::EntryResult| e.kind.map_or("?", |k| k.as_str());
     let file = |e: &verify::EntryResult| untrusted(e.file.as_deref().unwrap_or("-"));
-    let kw = r.entries.iter().map(|e| kind(&e).len()).max().unwrap_or(4).max(4);
-    let fw = r.entries.iter().map(|e| file(&e).chars().count()).max().unwrap_or(4).clamp(4, 60);
-    out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer"));
-    for e in &r.entries {
+    let (mut kw, mut fw) = (4, 4);
+    r.entries.each(|e| {
+        kw = kw.max(kind(&e).len());
+        fw = fw.max(file(&e).chars().count());
+        Ok(())
+    })?;
+    let fw = fw.min(60);
+    let mut out = std::io::BufWriter::new(out);
+    writeln!(out, "{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer")?;
+    r.entries.each(|e| {
         let signer = e.signer.as_deref().map(|s| &s[..16.min(s.len())]).unwrap_or("-");
         let result = if e.result == "ok" { style.paint("ok", "32") } else { style.paint(&untrusted(&e.result), "31") };
-        out.line(format!("{:>4}  {:kw$}  {:fw$}  {:16}  {result}", e.seq, kind(&e), file(&e), signer));
-    }
+        Ok(writeln!(out, "{:>4}  {:kw$}  {:fw$}  {:16}  {result}", e.seq, kind(&e), file(&e), signer)?)
+    })?;
+    let mut tail = Lines::default();
     for w in &r.warnings {
-        out.line(format!("{} {}", style.paint("warning:", "33"), untrusted(w)));
+        tail.line(format!("{} {}", style.paint("warning:", "33"), untrusted(w)));
     }
     match &r.first_failure {
-        None => out.line(format!(
+        None => tail.line(format!(
             "{} verified: {}, {}, run {}",
             style.ok(),
             plural(r.entries.len(), "entry", "entries"),
             if r.sealed { "sealed" } else { "NOT sealed" },
             untrusted(r.run_id.as_deref().unwrap_or("?"))
         )),
-        Some(f) => out.line(format!("{} NOT verified: {}", style.bad(), untrusted(f))),
+        Some(f) => tail.line(format!("{} NOT verified: {}", style.bad(), untrusted(f))),
     }
-    out.into_string()
+    out.write_all(tail.into_string().as_bytes())?;
+    Ok(out.flush()?)
 }
 
 impl Render for Verified {
@@ -100,10 +116,23 @@ impl Render for Verified {
     }
 
     fn human(&self, style: Style) -> String {
-        report_human(&self.report, style)
+        report_human(&self.report, style).unwrap_or_else(|e| format!("{e:#}\n"))
     }
 
     fn json(&self) -> Value {
         serde_json::to_value(&self.report).unwrap_or(Value::Null)
+    }
+
+    fn write_human(&self, style: Style, out: &mut dyn Write) -> Result<()> {
+        write_report_human(&self.report, style, out)
+    }
+
+    /// The same bytes as [`Render::json`] pretty-printed (fields keep their
+    /// order), the entries streamed as they are read back.
+    fn write_json(&self, out: &mut dyn Write) -> Result<()> {
+        let mut out = std::io::BufWriter::new(out);
+        serde_json::to_writer_pretty(&mut out, &self.report)?;
+        out.write_all(b"\n")?;
+        Ok(out.flush()?)
     }
 }

@@ -2,28 +2,31 @@
 //! budget, beyond it appended to an unlinked temporary file. An outcome whose
 //! first byte depends on its last result (`validate`'s json starts with
 //! `"valid"`; a shared outDir fails both bundles) is then rendered in bounded
-//! memory however many results there are.
+//! memory however many results there are. The file is a [`SpillFile`].
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::BufRead;
+
+use crate::spill::{SpillFile, Spilled};
+
+/// What the file holds, for its errors.
+const WHAT: &str = "the results";
 
 /// Results being added; [`Spool::seal`] makes them readable.
 pub struct Spool<T> {
     budget: usize,
     held: Vec<T>,
     held_bytes: usize,
-    spill: Option<BufWriter<File>>,
+    spill: Option<SpillFile>,
     spilled: usize,
 }
 
 /// Results in the order they were added, to be read as often as needed.
 pub struct Spooled<T> {
     /// The first results, one JSON document a line, when there were too many to hold.
-    spill: Option<(File, usize)>,
+    spill: Option<(Spilled, usize)>,
     held: Vec<T>,
 }
 
@@ -54,14 +57,14 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
     fn spill(&mut self) -> Result<()> {
         let out = match &mut self.spill {
             Some(out) => out,
-            None => {
-                let f = tempfile::tempfile().map_err(|e| spill_error(e.into()))?;
-                self.spill.insert(BufWriter::with_capacity(64 * 1024, f))
-            }
+            None => self.spill.insert(SpillFile::create(WHAT)?),
         };
+        let mut line = Vec::new();
         for item in self.held.drain(..) {
-            serde_json::to_writer(&mut *out, &item).map_err(|e| spill_error(e.into()))?;
-            out.write_all(b"\n").map_err(|e| spill_error(e.into()))?;
+            line.clear();
+            serde_json::to_writer(&mut line, &item).context("cannot encode a result to keep it")?;
+            line.push(b'\n');
+            out.write_all(&line)?;
             self.spilled += 1;
         }
         self.held_bytes = 0;
@@ -71,18 +74,11 @@ impl<T: Serialize + DeserializeOwned> Spool<T> {
     /// No more results: make them readable.
     pub fn seal(self) -> Result<Spooled<T>> {
         let spill = match self.spill {
-            Some(out) => Some((out.into_inner().map_err(|e| spill_error(e.into_error().into()))?, self.spilled)),
+            Some(out) => Some((out.finish()?, self.spilled)),
             None => None,
         };
         Ok(Spooled { spill, held: self.held })
     }
-}
-
-fn spill_error(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(
-        crate::error::Problem::error(format!("cannot keep the results in a temporary file: {e:#}"))
-            .hint("set TMPDIR to a writable directory with free space"),
-    )
 }
 
 impl<T: DeserializeOwned> Spooled<T> {
@@ -97,7 +93,7 @@ impl<T: DeserializeOwned> Spooled<T> {
     /// Call `f` on every result, in order.
     pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
         if let Some((file, n)) = &self.spill {
-            let mut lines = BufReader::with_capacity(64 * 1024, At { file, pos: 0 });
+            let mut lines = file.read_all();
             let mut line = Vec::new();
             for i in 0..*n {
                 line.clear();
@@ -108,20 +104,6 @@ impl<T: DeserializeOwned> Spooled<T> {
             }
         }
         self.held.iter().try_for_each(f)
-    }
-}
-
-/// Reads a file from a position of its own (the file itself is shared).
-struct At<'f> {
-    file: &'f File,
-    pos: u64,
-}
-
-impl Read for At<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 

@@ -83,8 +83,11 @@ pub fn promote(
                 .hint("pass --approval-key KEY: the private key of an approver other than the run's signer")
         })?;
         let approver = Signer::load(path)?;
-        let run_signers: Vec<String> =
-            report.entries.iter().filter_map(|e| e.signer.as_deref().map(str::to_string)).collect();
+        let mut run_signers: Vec<String> = Vec::new();
+        report.entries.each(|e| {
+            run_signers.extend(e.signer.as_deref().map(str::to_string));
+            Ok(())
+        })?;
         if run_signers.iter().any(|s| s == approver.key_id()) || approver.key_id() == signer.key_id() {
             return Err(Refusal::new(
                 RefusalCode::ApprovalRequired,

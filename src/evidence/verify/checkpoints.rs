@@ -63,6 +63,7 @@ impl<'a> Checkpoints<'a> {
         files: &'a dyn EvidenceFiles,
         trusted: &[TrustedKey],
         since: &[String],
+        budget: usize,
     ) {
         let Some(s) = first else { return };
         let origin = checkpoint_origin(&s.predicate.run_id);
@@ -76,7 +77,7 @@ impl<'a> Checkpoints<'a> {
         self.file = Some((file, opened));
         self.since = since.iter().map(|t| self.open(t)).collect();
         if files.exists(TLOG_INDEX_FILE) {
-            self.index = Some(files.open_at(TLOG_INDEX_FILE).map(IndexCheck::new));
+            self.index = Some(files.open_at(TLOG_INDEX_FILE).map(|f| IndexCheck::new(f, budget)));
         }
     }
 
@@ -126,10 +127,11 @@ impl<'a> Checkpoints<'a> {
 
     /// Once every entry was seen (`end`: where the chain's bytes end). Runs
     /// only when `runs`: a chain whose structure already failed has shown
-    /// its tampering where it was first seen.
-    pub fn end(mut self, runs: bool, end: u64, files: &dyn EvidenceFiles, f: &mut Findings) {
+    /// its tampering where it was first seen. `Err`: `tlog-index` could not
+    /// be compared (its names could not be kept).
+    pub fn end(mut self, runs: bool, end: u64, files: &dyn EvidenceFiles, f: &mut Findings) -> anyhow::Result<()> {
         if !runs || self.origin.is_none() {
-            return;
+            return Ok(());
         }
         let len = self.tree.size();
         if self.roots.iter().any(|(&size, root)| root.is_none() && size <= len) {
@@ -176,7 +178,7 @@ impl<'a> Checkpoints<'a> {
             _ => {}
         }
         if let Some(ix) = self.index.take() {
-            index_matches(ix, len, end, last_at, f);
+            index_matches(ix, len, end, last_at, f)?;
         }
         for (n, p) in std::mem::take(&mut self.since).into_iter().enumerate() {
             if let Err(e) = check(p) {
@@ -186,6 +188,7 @@ impl<'a> Checkpoints<'a> {
                 );
             }
         }
+        Ok(())
     }
 
     /// One more pass over the chain for the roots at sizes the stream had
@@ -222,12 +225,22 @@ fn seal_checkpoint(s: &Statement) -> Option<&str> {
 /// `checkpoint` file's): a cache `prove` reads, so it is checked here rather
 /// than left as a file no entry explains. Absent is fine (evidence sealed
 /// before it existed); present without any checkpoint is not.
-fn index_matches(ix: Result<IndexCheck, String>, lines: u64, end: u64, last_at: Option<usize>, f: &mut Findings) {
+fn index_matches(
+    ix: Result<IndexCheck, String>,
+    lines: u64,
+    end: u64,
+    last_at: Option<usize>,
+    f: &mut Findings,
+) -> anyhow::Result<()> {
     let Some(n) = last_at else {
         f.dir(VerifyCheck::Checkpoint, format!("`{TLOG_INDEX_FILE}` is here but no seal published a checkpoint"));
-        return;
+        return Ok(());
     };
-    match ix.and_then(|ix| ix.matches(n as u64, lines, end)) {
+    let matched = match ix {
+        Ok(ix) => ix.matches(n as u64, lines, end)?,
+        Err(e) => Err(e),
+    };
+    match matched {
         Ok(true) => {}
         Ok(false) => f.dir(
             VerifyCheck::Checkpoint,
@@ -235,4 +248,5 @@ fn index_matches(ix: Result<IndexCheck, String>, lines: u64, end: u64, last_at: 
         ),
         Err(e) => f.dir(VerifyCheck::Checkpoint, e),
     }
+    Ok(())
 }

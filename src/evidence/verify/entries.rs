@@ -1,51 +1,60 @@
 //! The report's line per entry, kept compact: one encoded record per entry
-//! in one buffer (a kind byte, the signer's index, the file name and the
-//! result, ~35 bytes for a typical entry) instead of an `EntryResult` of
-//! ~110 bytes with three allocations. Lines are decoded as they are read.
+//! (a kind byte, the signer's index, the file name and the result, ~35 bytes
+//! for a typical entry) instead of an `EntryResult` of ~110 bytes with three
+//! allocations, appended to a [`ByteSpool`]: held in memory up to a budget,
+//! then moved to an unlinked temporary file, so a chain of any length keeps
+//! its lines in bounded memory. Lines are decoded as they are read back, as
+//! often as the report is shown (the human table reads them twice).
 //!
-//! Steps 9 and 10 judge seals at the end: what they found is kept beside the
-//! lines (`late`, one per failing seal) and shown in a seal's line that was
-//! otherwise `ok`.
+//! Nothing else is kept per entry: the first line that failed is kept with
+//! its kind (what the first failure names). Steps 9 and 10 judge seals at
+//! the end: what they found is kept beside the lines (`late`, one per failing
+//! seal) and shown in a seal's line that was otherwise `ok`; the lines
+//! written with a finding (a tampered chain's only) are kept to know which.
 
-use serde::ser::{Serialize, SerializeSeq, Serializer};
+use anyhow::Result;
+use serde::ser::{Error as _, Serialize, SerializeSeq, Serializer};
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::sync::Arc;
 
 use super::EntryResult;
+use crate::spill::{ByteSpool, SpooledBytes};
 use crate::types::ArtifactKind;
 
 /// Every kind, in a fixed order: a line stores its kind's position + 1 (0: none).
 const KINDS: [ArtifactKind; 8] = ArtifactKind::ALL;
 
+/// The first line that failed: its seq, kind and result.
+type FirstBad = (usize, Option<ArtifactKind>, String);
+
 /// The lines of a report, in entry order.
 #[derive(Debug, Clone, Default)]
 pub struct Entries {
     len: usize,
-    /// Whether the lines were kept (`bytes`); without them, iteration yields
-    /// nothing and only [`Entries::first_failure`] and `len` answer.
+    /// Whether the lines were kept (`lines`); without them, [`Entries::each`]
+    /// sees nothing and only [`Entries::first_failure`] and `len` answer.
     kept: bool,
-    bytes: Arc<Vec<u8>>,
+    lines: SpooledBytes,
     signers: Arc<Vec<Arc<str>>>,
-    /// Each line's kind code, a byte a line: what the first failure names.
-    kinds: Arc<Vec<u8>>,
-    /// The first line written with a result other than `ok`.
-    first_bad: Option<(usize, String)>,
-    /// Findings of steps 9 and 10 for lines that were `ok` before them.
+    first_bad: Option<FirstBad>,
+    /// Findings of steps 9 and 10 for seal lines that were `ok` before them.
     late: Arc<BTreeMap<usize, String>>,
 }
 
 /// Builds [`Entries`] line by line.
-#[derive(Debug, Default)]
 pub struct EntriesWriter {
     len: usize,
     keep: bool,
-    bytes: Vec<u8>,
+    lines: ByteSpool,
     signers: Vec<Arc<str>>,
-    kinds: Vec<u8>,
-    first_bad: Option<(usize, String)>,
-    /// `ok[i]`: line `i` said `ok` when written (a bit a line).
-    ok: Vec<u64>,
+    first_bad: Option<FirstBad>,
+    /// The lines written with a result other than `ok`, in order (a
+    /// tampered chain's: its findings are kept too).
+    failed: Vec<usize>,
     late: BTreeMap<usize, String>,
+    /// The first error keeping the lines (reported by [`EntriesWriter::finish`]).
+    error: Option<anyhow::Error>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -65,29 +74,39 @@ fn put_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn get_str<'b>(bytes: &'b [u8], at: &mut usize) -> Option<&'b str> {
+fn get_str(r: &mut dyn BufRead) -> std::io::Result<Option<String>> {
     let mut n = 0u64;
     let mut shift = 0;
     loop {
-        let b = bytes[*at];
-        *at += 1;
-        n |= u64::from(b & 0x7f) << shift;
+        let mut b = [0u8];
+        r.read_exact(&mut b)?;
+        n |= u64::from(b[0] & 0x7f) << shift;
         shift += 7;
-        if b & 0x80 == 0 {
+        if b[0] & 0x80 == 0 || shift >= 64 {
             break;
         }
     }
-    let n = n.checked_sub(1)? as usize;
-    let s = &bytes[*at..*at + n];
-    *at += n;
-    // Written from a `&str`: always UTF-8.
-    Some(std::str::from_utf8(s).unwrap_or_default())
+    let Some(n) = n.checked_sub(1) else { return Ok(None) };
+    let mut s = vec![0u8; usize::try_from(n).map_err(std::io::Error::other)?];
+    r.read_exact(&mut s)?;
+    // Written from a `&str`: UTF-8 unless the file was changed under us.
+    String::from_utf8(s).map(Some).map_err(std::io::Error::other)
 }
 
 impl EntriesWriter {
-    /// `keep`: keep every line (else only what the verdict needs).
-    pub fn new(signers: Vec<Arc<str>>, keep: bool) -> EntriesWriter {
-        EntriesWriter { signers, keep, ..EntriesWriter::default() }
+    /// `keep`: keep every line (else only what the verdict needs), in
+    /// memory up to `budget` bytes and in a temporary file beyond.
+    pub fn new(signers: Vec<Arc<str>>, keep: bool, budget: usize) -> EntriesWriter {
+        EntriesWriter {
+            len: 0,
+            keep,
+            lines: ByteSpool::new(budget, "the report's lines"),
+            signers,
+            first_bad: None,
+            failed: Vec::new(),
+            late: BTreeMap::new(),
+            error: None,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,47 +122,48 @@ impl EntriesWriter {
         result: Option<&str>,
     ) {
         let i = self.len;
-        let code = kind.and_then(|k| KINDS.iter().position(|x| *x == k)).map_or(0, |p| p as u8 + 1);
-        self.kinds.push(code);
+        self.len += 1;
         if self.first_bad.is_none()
             && let Some(r) = result.filter(|r| *r != "ok")
         {
-            self.first_bad = Some((i, r.to_string()));
+            self.first_bad = Some((i, kind, r.to_string()));
         }
-        if self.keep {
-            self.bytes.push(code);
+        if result.is_some() {
+            self.failed.push(i);
+        }
+        if self.keep && self.error.is_none() {
+            let code = kind.and_then(|k| KINDS.iter().position(|x| *x == k)).map_or(0, |p| p as u8 + 1);
+            let out = self.lines.buffer();
+            out.push(code);
             let signer = signer.map_or(0u16, |k| u16::try_from(k + 1).unwrap_or(0));
-            self.bytes.extend_from_slice(&signer.to_le_bytes());
-            put_str(&mut self.bytes, file);
-            put_str(&mut self.bytes, result);
+            out.extend_from_slice(&signer.to_le_bytes());
+            put_str(out, file);
+            put_str(out, result);
+            if let Err(e) = self.lines.pushed() {
+                self.error = Some(e);
+            }
         }
-        if i / 64 >= self.ok.len() {
-            self.ok.push(0);
-        }
-        if result.is_none() {
-            self.ok[i / 64] |= 1 << (i % 64);
-        }
-        self.len += 1;
     }
 
-    /// A finding of steps 9 or 10 for line `i`: its result, if nothing came before.
+    /// A finding of steps 9 or 10 for seal line `i`: its result, if nothing came before.
     pub fn late(&mut self, i: usize, why: &str) {
-        let ok = self.ok.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0);
-        if ok && !self.late.contains_key(&i) {
+        if self.failed.binary_search(&i).is_err() && !self.late.contains_key(&i) {
             self.late.insert(i, why.to_string());
         }
     }
 
-    pub fn finish(self) -> Entries {
-        Entries {
+    pub fn finish(self) -> Result<Entries> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        Ok(Entries {
             len: self.len,
             kept: self.keep,
-            bytes: Arc::new(self.bytes),
+            lines: self.lines.finish()?,
             signers: Arc::new(self.signers),
-            kinds: Arc::new(self.kinds),
             first_bad: self.first_bad,
             late: Arc::new(self.late),
-        }
+        })
     }
 }
 
@@ -156,80 +176,65 @@ impl Entries {
         self.len == 0
     }
 
-    /// Every line, decoded, in order (none when the lines were not kept).
-    pub fn iter(&self) -> Iter<'_> {
-        Iter { entries: self, seq: if self.kept { 0 } else { self.len }, at: 0 }
-    }
-
-    /// The first line whose result is not `ok`: its seq, kind and result.
-    /// A line's result is what it was written with, else a late finding.
-    pub fn first_failure(&self) -> Option<(usize, Option<ArtifactKind>, String)> {
-        let late = self.late.iter().next().map(|(i, why)| (*i, why.clone()));
-        // A late finding is kept only for a line written `ok`, so the two
-        // never name the same line: the first is the earlier.
-        let (seq, why) = match (self.first_bad.clone(), late) {
-            (Some(a), Some(b)) => std::cmp::min_by_key(a, b, |x| x.0),
-            (a, b) => a.or(b)?,
-        };
-        let kind = self.kinds.get(seq).and_then(|c| (*c as usize).checked_sub(1)).and_then(|p| KINDS.get(p)).copied();
-        Some((seq, kind, why))
-    }
-}
-
-/// Lines decoded one by one.
-pub struct Iter<'a> {
-    entries: &'a Entries,
-    seq: usize,
-    at: usize,
-}
-
-impl Iterator for Iter<'_> {
-    type Item = EntryResult;
-
-    fn next(&mut self) -> Option<EntryResult> {
-        if self.seq >= self.entries.len {
-            return None;
+    /// Call `f` on every line, decoded, in order (none when the lines were
+    /// not kept). `Err`: `f`'s, or the lines could not be read back.
+    pub fn each(&self, mut f: impl FnMut(EntryResult) -> Result<()>) -> Result<()> {
+        if !self.kept {
+            return Ok(());
         }
-        let b = &self.entries.bytes;
-        let code = b[self.at] as usize;
-        let signer = u16::from_le_bytes([b[self.at + 1], b[self.at + 2]]) as usize;
-        self.at += 3;
-        let file = get_str(b, &mut self.at).map(str::to_string);
-        let result = get_str(b, &mut self.at).map(str::to_string);
-        let seq = self.seq;
-        self.seq += 1;
-        let result = result.or_else(|| self.entries.late.get(&seq).cloned());
-        Some(EntryResult {
+        let mut r = self.lines.reader();
+        for seq in 0..self.len {
+            let e = self.decode(&mut r, seq).map_err(|e| self.lines.read_error(&e))?;
+            f(e)?;
+        }
+        Ok(())
+    }
+
+    fn decode(&self, r: &mut dyn BufRead, seq: usize) -> std::io::Result<EntryResult> {
+        let mut head = [0u8; 3];
+        r.read_exact(&mut head)?;
+        let code = head[0] as usize;
+        let signer = u16::from_le_bytes([head[1], head[2]]) as usize;
+        let file = get_str(r)?;
+        let result = get_str(r)?.or_else(|| self.late.get(&seq).cloned());
+        Ok(EntryResult {
             seq,
             kind: code.checked_sub(1).and_then(|p| KINDS.get(p)).copied(),
             file,
-            signer: signer.checked_sub(1).and_then(|k| self.entries.signers.get(k)).cloned(),
+            signer: signer.checked_sub(1).and_then(|k| self.signers.get(k)).cloned(),
             result: result.map_or(std::borrow::Cow::Borrowed("ok"), std::borrow::Cow::Owned),
         })
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.entries.len - self.seq;
-        (n, Some(n))
+    /// The first line whose result is not `ok`: its seq, kind and result.
+    /// A line's result is what it was written with, else a late finding
+    /// (of a seal: steps 9 and 10 judge nothing else).
+    pub fn first_failure(&self) -> Option<(usize, Option<ArtifactKind>, String)> {
+        let late = self.late.iter().next().map(|(i, why)| (*i, Some(ArtifactKind::Seal), why.clone()));
+        // A late finding is kept only for a line written `ok`, so the two
+        // never name the same line: the first is the earlier.
+        match (self.first_bad.clone(), late) {
+            (Some(a), Some(b)) => Some(std::cmp::min_by_key(a, b, |x| x.0)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
-impl<'a> IntoIterator for &'a Entries {
-    type Item = EntryResult;
-    type IntoIter = Iter<'a>;
-
-    fn into_iter(self) -> Iter<'a> {
-        self.iter()
-    }
-}
-
-/// As the json list of lines it stands for.
+/// As the json list of lines it stands for, read back as it is written.
 impl Serialize for Entries {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.len))?;
-        for e in self {
-            seq.serialize_element(&e)?;
+        let mut seq = s.serialize_seq(Some(if self.kept { self.len } else { 0 }))?;
+        let mut failed = None;
+        let r = self.each(|e| {
+            seq.serialize_element(&e).map_err(|e| {
+                failed = Some(e);
+                anyhow::anyhow!("the serializer failed")
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        r.map_err(|e| S::Error::custom(format!("{e:#}")))?;
         seq.end()
     }
 }
@@ -240,25 +245,33 @@ mod tests {
 
     #[test]
     fn lines_come_back_as_written() {
-        let mut w = EntriesWriter::new(vec![Arc::from("k0"), Arc::from("k1")], true);
-        let long = "x".repeat(300);
-        w.push(Some(ArtifactKind::SessionArtifact), Some("a.json"), Some(1), None);
-        w.push(None, None, None, Some("not a DSSE envelope"));
-        w.push(Some(ArtifactKind::Seal), None, Some(0), None);
-        w.push(Some(ArtifactKind::ReversalArtifact), Some(&long), None, Some(""));
-        w.late(2, "the seal is wrong");
-        w.late(1, "never shown: the line failed already");
-        let e = w.finish();
-        let got: Vec<String> = e.iter().map(|x| serde_json::to_string(&x).unwrap()).collect();
-        assert_eq!(
-            got,
-            [
-                r#"{"seq":0,"kind":"SessionArtifact","file":"a.json","signer":"k1","result":"ok"}"#.to_string(),
-                r#"{"seq":1,"kind":null,"file":null,"signer":null,"result":"not a DSSE envelope"}"#.to_string(),
-                r#"{"seq":2,"kind":"Seal","file":null,"signer":"k0","result":"the seal is wrong"}"#.to_string(),
-                format!(r#"{{"seq":3,"kind":"ReversalArtifact","file":"{long}","signer":null,"result":""}}"#),
-            ]
-        );
-        assert_eq!(serde_json::to_value(&e).unwrap().as_array().unwrap().len(), 4);
+        for budget in [0, 10, usize::MAX] {
+            let mut w = EntriesWriter::new(vec![Arc::from("k0"), Arc::from("k1")], true, budget);
+            let long = "x".repeat(300);
+            w.push(Some(ArtifactKind::SessionArtifact), Some("a.json"), Some(1), None);
+            w.push(None, None, None, Some("not a DSSE envelope"));
+            w.push(Some(ArtifactKind::Seal), None, Some(0), None);
+            w.push(Some(ArtifactKind::ReversalArtifact), Some(&long), None, Some(""));
+            w.late(2, "the seal is wrong");
+            w.late(1, "never shown: the line failed already");
+            let e = w.finish().unwrap();
+            let mut got: Vec<String> = Vec::new();
+            e.each(|x| {
+                got.push(serde_json::to_string(&x)?);
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(
+                got,
+                [
+                    r#"{"seq":0,"kind":"SessionArtifact","file":"a.json","signer":"k1","result":"ok"}"#.to_string(),
+                    r#"{"seq":1,"kind":null,"file":null,"signer":null,"result":"not a DSSE envelope"}"#.to_string(),
+                    r#"{"seq":2,"kind":"Seal","file":null,"signer":"k0","result":"the seal is wrong"}"#.to_string(),
+                    format!(r#"{{"seq":3,"kind":"ReversalArtifact","file":"{long}","signer":null,"result":""}}"#),
+                ]
+            );
+            assert_eq!(serde_json::to_value(&e).unwrap().as_array().unwrap().len(), 4);
+            assert_eq!(e.first_failure(), Some((1, None, "not a DSSE envelope".into())));
+        }
     }
 }

@@ -8,9 +8,11 @@
 //! claims (`n` entries, `m` names), and at the end that `n` must be the one
 //! the last seal gives. Each stored hash is compared as the tree completes
 //! it: level `l`'s hashes are produced in order, so each level reads its part
-//! of the file through its own small buffer. Only the names are kept (20
-//! bytes each): the file lists them sorted by key, the chain in entry order.
+//! of the file through its own small buffer. The names (20 bytes each) are
+//! sorted outside memory past a budget ([`super::extsort`]): the file lists
+//! them sorted by key, the chain in entry order.
 
+use super::extsort::{Record, Sorter, read_array};
 use super::files::ReadAt;
 use crate::evidence::TLOG_INDEX_FILE;
 use crate::evidence::tlog::merkle::{Hash, node_hash};
@@ -57,6 +59,21 @@ struct NameRec {
     entry: u32,
 }
 
+impl Record for NameRec {
+    fn weight(&self) -> usize {
+        size_of::<NameRec>()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.key);
+        out.extend_from_slice(&self.entry.to_be_bytes());
+    }
+
+    fn decode(r: &mut dyn std::io::BufRead) -> std::io::Result<NameRec> {
+        Ok(NameRec { key: read_array(r)?, entry: u32::from_be_bytes(read_array(r)?) })
+    }
+}
+
 /// The comparison so far.
 pub struct IndexCheck<'a> {
     file: Box<dyn ReadAt + 'a>,
@@ -73,13 +90,16 @@ pub struct IndexCheck<'a> {
     /// The perfect subtrees completed so far (level, root), as a stack.
     stack: Vec<(u32, Hash)>,
     leaves: u64,
-    names: Vec<NameRec>,
+    names: Sorter<NameRec>,
+    /// The first error keeping the names (reported by [`IndexCheck::matches`]).
+    kept: anyhow::Result<()>,
     names_at: u64,
 }
 
 impl<'a> IndexCheck<'a> {
-    /// Start comparing with `file` (already opened: a regular file).
-    pub fn new(file: Box<dyn ReadAt + 'a>) -> IndexCheck<'a> {
+    /// Start comparing with `file` (already opened: a regular file),
+    /// holding up to `budget` bytes of names in memory.
+    pub fn new(file: Box<dyn ReadAt + 'a>, budget: usize) -> IndexCheck<'a> {
         let mut c = IndexCheck {
             file,
             n: 0,
@@ -90,7 +110,8 @@ impl<'a> IndexCheck<'a> {
             offsets: Cursor::new(0),
             stack: Vec::new(),
             leaves: 0,
-            names: Vec::new(),
+            names: Sorter::new(budget, "the names `tlog-index` lists"),
+            kept: Ok(()),
             names_at: 0,
         };
         let mut header = [0u8; HEADER as usize];
@@ -150,7 +171,11 @@ impl<'a> IndexCheck<'a> {
             return; // the seal's line: only where it starts is indexed
         }
         let entry = u32::try_from(i).unwrap_or(u32::MAX);
-        self.names.extend(names.map(|s| NameRec { key: name_key(s), entry }));
+        for s in names {
+            if self.kept.is_ok() {
+                self.kept = self.names.push(NameRec { key: name_key(s), entry });
+            }
+        }
         let mut node = (0u32, *leaf);
         loop {
             let at = node.0;
@@ -172,29 +197,44 @@ impl<'a> IndexCheck<'a> {
 
     /// Whether the file is exactly the index of the first `n` lines, whose
     /// end is `end` (where the chain's bytes end, when `n` is every line).
-    /// `Err`: the file could not be read.
-    pub fn matches(mut self, n: u64, lines: u64, end: u64) -> Result<bool, String> {
+    /// `Ok(Err)`: the file could not be read (a finding); `Err`: the names
+    /// could not be kept (the check could not be made).
+    pub fn matches(mut self, n: u64, lines: u64, end: u64) -> anyhow::Result<Result<bool, String>> {
+        std::mem::replace(&mut self.kept, Ok(()))?;
         if n != self.n || !self.same || self.leaves != n {
-            return self.error.map_or(Ok(false), Err);
+            return Ok(self.error.map_or(Ok(false), Err));
         }
         if n == lines && self.read::<8>(None).is_some_and(|o| u64::from_be_bytes(o) != end) {
-            return Ok(false);
+            return Ok(Ok(false));
         }
         // The names, sorted by (key, entry): the first entry naming a key stays.
-        let mut names = std::mem::take(&mut self.names);
-        names.sort_unstable();
-        names.dedup_by_key(|r| r.key);
-        if names.len() as u64 != self.m {
-            return Ok(false);
-        }
+        let names = std::mem::replace(&mut self.names, Sorter::new(0, "")).finish()?;
         let mut at = Cursor::new(self.names_at);
+        let (mut count, mut last) = (0u64, None);
+        let mut same = true;
         for r in names {
-            let rec = at.next::<{ NAME_RECORD as usize }>(&*self.file).map_err(|e| unreadable(&e))?;
+            let r = r?;
+            if last == Some(r.key) {
+                continue;
+            }
+            last = Some(r.key);
+            count += 1;
+            if !same || count > self.m {
+                same = false;
+                continue; // (the count decides; the records are not read past it)
+            }
+            let rec = match at.next::<{ NAME_RECORD as usize }>(&*self.file) {
+                Ok(rec) => rec,
+                Err(e) => return Ok(Err(unreadable(&e))),
+            };
             if rec[..KEY] != r.key || rec[KEY..] != u64::from(r.entry).to_be_bytes() {
-                return Ok(false);
+                same = false;
             }
         }
-        self.error.map_or(Ok(self.same), Err)
+        if count != self.m || !same {
+            return Ok(Ok(false));
+        }
+        Ok(self.error.map_or(Ok(self.same), Err))
     }
 }
 

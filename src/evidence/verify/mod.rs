@@ -41,14 +41,25 @@
 //! cores ([`pool`], [`steps::entry_work`]) while the steps record the previous window's
 //! findings in order, carrying what they need from the windows before (the
 //! previous line's digest, the run, the names seen, the seal's running
-//! digest, the log's tree head). So memory does not grow with the chain but
-//! for the report's one line per entry and the names seen ([`named`]).
+//! digest, the log's tree head). What must be kept for the whole chain is
+//! kept in memory up to a budget ([`BUDGET`] bytes each) and in an unlinked
+//! temporary file in the system temp dir (`TMPDIR`) beyond it
+//! ([`crate::spill`]): the report's line per entry ([`entries`]), the names
+//! the chain gives for steps 6 and 8 ([`named`]) and those `tlog-index`
+//! must list ([`index_check`]), the last two as sorted runs merged at the
+//! end ([`extsort`]). So for an intact chain memory does not grow with the
+//! chain; a small one never touches the disk. A temporary file that cannot
+//! be written is an error (verification could not be made), never a pass.
+//! A tampered chain's findings are all kept in memory (they are the report).
+//! Names claimed twice (step 6, only in tampered evidence) are found at the
+//! end: verification then runs once more, knowing them ([`named`] says why).
 //! Each entry's first finding is deterministic. An entry that failed a step
 //! is not checked by steps 6 and 7, so one tampering shows up once, where it
 //! was first seen. A check fails exactly when its own step recorded a [`Finding`].
 
 mod checkpoints;
 mod entries;
+mod extsort;
 mod files;
 mod findings;
 mod index_check;
@@ -63,7 +74,7 @@ mod tests;
 use anyhow::Result;
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -77,10 +88,10 @@ use crate::evidence::CHAIN_FILE;
 use crate::evidence::statement::Predicate;
 use crate::types::ArtifactKind;
 use reader::{ChainReader, WINDOW, Window};
+use steps::Work;
 
 /// Windows queued for the workers at once: the one they check and the next.
 const IN_FLIGHT: usize = 2;
-use steps::Work;
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -171,6 +182,7 @@ struct Stream<'a> {
     opts: &'a Options,
     links: steps::Links,
     named: named::NameSet,
+    budget: usize,
     seals: steps::Seals,
     checkpoints: checkpoints::Checkpoints<'a>,
     /// The first entry that could not be read.
@@ -184,7 +196,7 @@ impl<'a> Stream<'a> {
         f.start_window(w.first, w.len());
         if w.first == 0 {
             let first = work.first().and_then(Work::statement);
-            self.checkpoints.begin(first, self.files, &self.opts.trusted, &self.opts.since);
+            self.checkpoints.begin(first, self.files, &self.opts.trusted, &self.opts.since, self.budget);
         }
         steps::torn(w, f);
         steps::envelopes(w, work, f);
@@ -223,14 +235,66 @@ const STRUCTURAL: [VerifyCheck; 6] = [
     VerifyCheck::Seal,
 ];
 
+/// Bytes of each thing kept for the whole chain (report lines, names,
+/// `tlog-index` names) held in memory before the rest goes to a temporary
+/// file: a chain of about 250,000 entries fits without one.
+pub const BUDGET: usize = 4 << 20;
+
+/// How verification bounds its memory (the tests vary both: the report must
+/// depend on neither).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Lines of the chain read at a time.
+    window: usize,
+    /// [`BUDGET`].
+    budget: usize,
+}
+
+/// What one pass over the evidence gave.
+enum Pass {
+    Done(Box<Report>),
+    /// Names were claimed twice that the pass did not know of: run again with them.
+    Again(HashSet<named::Key>),
+}
+
 /// Verify the evidence `files` give access to (`label` names it in the report).
 pub fn verify_files(files: &dyn EvidenceFiles, label: &str, opts: &Options) -> Result<Report> {
-    verify_windows(files, label, opts, WINDOW)
+    verify_limits(files, label, opts, Limits { window: WINDOW, budget: BUDGET })
 }
 
 /// [`verify_files`], reading the chain `window` lines at a time (the tests
 /// vary it: the report must not depend on where the windows fall).
+#[cfg(test)]
 fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window: usize) -> Result<Report> {
+    verify_limits(files, label, opts, Limits { window, budget: BUDGET })
+}
+
+/// [`verify_files`] within `limits`: one pass, and a second one when the
+/// first found names claimed twice (both under one salt).
+fn verify_limits(files: &dyn EvidenceFiles, label: &str, opts: &Options, limits: Limits) -> Result<Report> {
+    let salt = named::Salt::random();
+    let twice = match verify_pass(files, label, opts, limits, salt, &HashSet::new())? {
+        Pass::Done(r) => return Ok(*r),
+        Pass::Again(twice) => twice,
+    };
+    match verify_pass(files, label, opts, limits, salt, &twice)? {
+        Pass::Done(r) => Ok(*r),
+        Pass::Again(_) => Err(Problem::error(format!("the evidence in `{label}` changed while it was verified"))
+            .hint("verify it again once nothing writes to it")
+            .into()),
+    }
+}
+
+/// One pass over the evidence, knowing the names claimed twice (`twice`).
+fn verify_pass(
+    files: &dyn EvidenceFiles,
+    label: &str,
+    opts: &Options,
+    limits: Limits,
+    salt: named::Salt,
+    twice: &HashSet<named::Key>,
+) -> Result<Pass> {
+    let Limits { window, budget } = limits;
     let validators = steps::artifact_validators()?;
     let policy = signature::Strict::new(&opts.trusted);
     let mut f = Findings::default();
@@ -242,7 +306,7 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
         Ok(r) => ChainReader::new(r),
         Err(e) => {
             f.dir(VerifyCheck::ChainPresent, e);
-            return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
+            return Ok(Pass::Done(Box::new(assemble(label, Entries::default(), f, None, false, warnings, notes))));
         }
     };
     let mut next = match reader.next_window(window) {
@@ -251,19 +315,21 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
     };
     if let Err(e) = next {
         f.dir(VerifyCheck::ChainPresent, e);
-        return Ok(assemble(label, Entries::default(), f, None, false, warnings, notes));
+        return Ok(Pass::Done(Box::new(assemble(label, Entries::default(), f, None, false, warnings, notes))));
     }
     let mut s = Stream {
         files,
         opts,
         links: steps::Links::default(),
-        named: named::NameSet::new(),
+        named: named::NameSet::new(salt, twice, budget),
+        budget,
         seals: steps::Seals::default(),
         checkpoints: checkpoints::Checkpoints::default(),
         unreadable: None,
         rows: entries::EntriesWriter::new(
             opts.trusted.iter().map(|k| Arc::from(k.id.as_str())).collect(),
             opts.lines == ReportLines::Kept,
+            budget,
         ),
     };
     // Windows in flight: the workers check the oldest, then the next one
@@ -294,7 +360,11 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
         f.dir(VerifyCheck::ChainPresent, e);
     }
 
-    if let Some(n) = steps::unnamed_files(files, &s.named, s.unreadable, &mut f) {
+    let (note, claimed_twice) = steps::unnamed_files(files, s.named.finish()?, s.unreadable, budget, &mut f)?;
+    if !claimed_twice.is_subset(twice) {
+        return Ok(Pass::Again(claimed_twice));
+    }
+    if let Some(n) = note {
         notes.insert(VerifyCheck::NoUnnamedFiles, n);
     }
     let (sealed, note) = steps::seal_end(s.seals, !s.rows.is_empty(), opts.allow_unsealed, &mut f, &mut warnings);
@@ -302,7 +372,7 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
         notes.insert(VerifyCheck::Seal, n);
     }
     let runs = s.unreadable.is_none() && STRUCTURAL.iter().all(|c| f.first_of(*c).is_none());
-    s.checkpoints.end(runs, reader.offset(), files, &mut f);
+    s.checkpoints.end(runs, reader.offset(), files, &mut f)?;
     // Steps 9 and 10 judge seals once the whole chain was seen: their
     // findings are the first of a seal's line only when nothing came before.
     let mut rows = s.rows;
@@ -311,7 +381,7 @@ fn verify_windows(files: &dyn EvidenceFiles, label: &str, opts: &Options, window
             rows.late(i, &x.message);
         }
     }
-    Ok(assemble(label, rows.finish(), f, s.links.first, sealed, warnings, notes))
+    Ok(Pass::Done(Box::new(assemble(label, rows.finish()?, f, s.links.first, sealed, warnings, notes))))
 }
 
 /// The report: one line per entry, one result per check, the first failure.

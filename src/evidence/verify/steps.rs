@@ -9,12 +9,12 @@
 //! would have found.
 
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
 use super::files::{EvidenceFiles, Listed};
 use super::findings::{Findings, VerifyCheck};
-use super::named::NameSet;
+use super::named::{self, Key, ListedName, NameSet, Names};
 use super::reader::Window;
 use super::signature;
 use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
@@ -325,7 +325,8 @@ pub fn links(w: &Window, work: &[Work], links: &mut Links, f: &mut Findings) {
 
 /// Step 6: for every entry still in good standing, each file it names has
 /// the signed digest, and no file is named twice. Every name a readable
-/// entry gives is remembered for step 8.
+/// entry gives is recorded for step 8 ([`NameSet`] says how "named twice"
+/// is decided).
 pub fn subjects(w: &Window, work: &[Work], named: &mut NameSet, f: &mut Findings) {
     for (k, x) in work.iter().enumerate() {
         let i = w.first + k;
@@ -333,16 +334,18 @@ pub fn subjects(w: &Window, work: &[Work], named: &mut NameSet, f: &mut Findings
         if s.predicate.kind.is_seal() {
             continue;
         }
-        // (`x.subjects` are the statement's subjects, in order: one key each.)
-        let keys: Vec<_> = s.subject.iter().map(|subj| named.mention(&subj.name)).collect();
-        if f.entry_failed(i) {
-            continue;
-        }
-        for ((name, result), key) in x.subjects.iter().zip(keys) {
-            if let Err(why) = result {
-                f.entry(VerifyCheck::SubjectDigests, i, why.clone());
-            } else if !named.claim(key) {
-                f.entry(VerifyCheck::SubjectDigests, i, format!("`{name}` is named twice (duplicated entry)"));
+        let failed = f.entry_failed(i);
+        // (`x.subjects` are the statement's subjects, in order.)
+        for (j, subj) in s.subject.iter().enumerate() {
+            let key = named.key(&subj.name);
+            let checked = if failed { None } else { x.subjects.get(j) };
+            let first = named.name(key, matches!(checked, Some((_, Ok(())))));
+            match checked {
+                Some((_, Err(why))) => f.entry(VerifyCheck::SubjectDigests, i, why.clone()),
+                Some((name, Ok(()))) if !first => {
+                    f.entry(VerifyCheck::SubjectDigests, i, format!("`{name}` is named twice (duplicated entry)"));
+                }
+                _ => {}
             }
         }
     }
@@ -362,18 +365,23 @@ pub fn schemas(w: &Window, work: &[Work], f: &mut Findings) {
 
 /// Step 8: nothing in the directory that the chain does not name. The lock
 /// must be an empty regular file; a temp file is never left by agentplane.
-/// Run once every entry was seen (`named`; `unreadable` is the first entry
+/// Run once every entry was seen (`names`; `unreadable` is the first entry
 /// that could not be read, whose names are unknown). The listing comes in no
 /// order: its findings are reported sorted by path, as a walk of the
 /// directory in name order would meet them. Returns a note when the
-/// unnamed-file part could not be checked.
+/// unnamed-file part could not be checked, and the names claimed twice
+/// (step 6, [`super::named`]). `Err`: the names could not be kept.
 pub fn unnamed_files(
     files: &dyn EvidenceFiles,
-    named: &NameSet,
+    names: Names,
     unreadable: Option<usize>,
+    budget: usize,
     f: &mut Findings,
-) -> Option<String> {
+) -> anyhow::Result<(Option<String>, HashSet<Key>)> {
     let mut found: Vec<(String, String)> = Vec::new();
+    let mut candidates = (unreadable.is_none()).then(|| named::listing(budget));
+    let mut kept = Ok(());
+    let salt = names.salt;
     let listed = files.list(&mut |l: Listed| {
         let base = l.name.rsplit('/').next().unwrap_or(&l.name);
         let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE || l.name == TLOG_INDEX_FILE {
@@ -386,26 +394,43 @@ pub fn unnamed_files(
             }
         } else if base.starts_with(TMP_PREFIX) {
             format!("`{}` is a temporary file: agentplane's atomic writes never leave one behind", l.name)
-        } else if unreadable.is_none() && !named.contains(&l.name) {
-            match l.kind {
-                Ok(_) => format!("`{}` is in the directory but no entry names it", l.name),
-                Err(k) => format!("`{}` is in the directory but no entry names it ({})", l.name, what(k)),
-            }
         } else {
+            // Unnamed unless an entry names it: known once both are sorted.
+            if let Some(c) = &mut candidates
+                && kept.is_ok()
+            {
+                kept = c.push(ListedName::new(&salt, l.name, l.kind));
+            }
             return;
         };
         found.push((l.name, why));
     });
+    kept?;
+    let listed_ok = listed.is_ok();
+    let candidates = match candidates {
+        Some(c) if listed_ok => Some(c.finish()?),
+        _ => None,
+    };
+    let walked = named::walk(names, candidates)?;
     if let Err(e) = listed {
         f.dir(VerifyCheck::NoUnnamedFiles, e);
-        return None;
+        return Ok((None, walked.twice));
+    }
+    for l in walked.unnamed {
+        let why = match l.kind() {
+            Ok(()) => format!("`{}` is in the directory but no entry names it", l.name),
+            Err(k) => format!("`{}` is in the directory but no entry names it ({})", l.name, what(k)),
+        };
+        found.push((l.name, why));
     }
     // Path order: component by component, as a sorted walk visits them.
     found.sort_by(|(a, _), (b, _)| Path::new(a).cmp(Path::new(b)));
     for (_, why) in found {
         f.dir(VerifyCheck::NoUnnamedFiles, why);
     }
-    unreadable.map(|i| format!("unnamed files not checked: entry {i} could not be read, so what it names is unknown"))
+    let note = unreadable
+        .map(|i| format!("unnamed files not checked: entry {i} could not be read, so what it names is unknown"));
+    Ok((note, walked.twice))
 }
 
 /// A non-regular directory entry, in a few words.

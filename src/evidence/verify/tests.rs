@@ -467,7 +467,14 @@ fn each_tampering_fails_exactly_its_own_checks() {
         let (m, o) = row.apply(f);
         let r = verify_files(&m, "mem", &o).unwrap();
         let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
-        let entry = r.entries.iter().position(|e| e.result != "ok");
+        let mut results = Vec::new();
+        r.entries
+            .each(|e| {
+                results.push(e.result);
+                Ok(())
+            })
+            .unwrap();
+        let entry = results.iter().position(|e| e != "ok");
         let verified_ok = r.verified == row.failed.is_empty();
         if !verified_ok || failed != row.failed || entry != row.entry {
             wrong.push(format!(
@@ -603,6 +610,27 @@ fn every_window_size_gives_the_same_report() {
         for window in 1..=5 {
             assert_eq!(report_in_windows(&m, &o, window), whole, "{}: windows of {window}", row.name);
         }
+    }
+}
+
+/// Where memory's budget falls changes nothing: every tampering of the table
+/// with everything kept in temporary files (sorted runs of one name, a
+/// report line at a time) gives the report kept in memory, in windows of
+/// any size.
+#[test]
+fn every_budget_gives_the_same_report() {
+    let f = fixture();
+    for row in rows() {
+        let (m, o) = row.apply(f);
+        let whole = report_in_windows(&m, &o, reader::WINDOW);
+        for (window, budget) in [(reader::WINDOW, 0), (1, 0), (2, 1), (3, 64), (reader::WINDOW, 200)] {
+            let r = verify_limits(&m, "mem", &o, Limits { window, budget }).unwrap();
+            assert_eq!(serde_json::to_value(r).unwrap(), whole, "{}: windows of {window}, budget {budget}", row.name);
+        }
+        let dropped = Options { lines: ReportLines::Dropped, ..o.clone() };
+        let a = verify_limits(&m, "mem", &dropped, Limits { window: 2, budget: 0 }).unwrap();
+        let b = verify_windows(&m, "mem", &dropped, reader::WINDOW).unwrap();
+        assert_eq!(serde_json::to_value(a).unwrap(), serde_json::to_value(b).unwrap(), "{}: -q", row.name);
     }
 }
 
@@ -774,5 +802,23 @@ fn every_byte_of_the_tlog_index_is_checked() {
         let r = verify_files(&m, "mem", &opts(&f.key)).unwrap();
         let failed: Vec<VerifyCheck> = r.checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
         assert_eq!(failed, [Checkpoint], "variant {n}: {:?}", r.findings);
+    }
+}
+
+/// `verify --format json` streams its lines back from where they were kept
+/// (here a temporary file): the same bytes as the document built whole.
+#[test]
+fn the_streamed_json_is_the_document_built_whole() {
+    use crate::output::render::Render;
+    let f = fixture();
+    for row in rows() {
+        let (m, o) = row.apply(f);
+        let report = verify_limits(&m, "mem", &o, Limits { window: 2, budget: 0 }).unwrap();
+        let v = crate::commands::verify::Verified { report };
+        let mut streamed = Vec::new();
+        v.write_json(&mut streamed).unwrap();
+        let mut whole = serde_json::to_vec_pretty(&v.json()).unwrap();
+        whole.push(b'\n');
+        assert_eq!(String::from_utf8(streamed).unwrap(), String::from_utf8(whole).unwrap(), "{}", row.name);
     }
 }
