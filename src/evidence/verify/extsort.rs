@@ -104,7 +104,7 @@ impl<T: Record> Sorter<T> {
 
 /// Where merged records come from: a run on disk, or the records still held.
 enum Source<T> {
-    Run { reader: Box<dyn BufRead>, left: usize },
+    Run { reader: Box<dyn BufRead + Send>, left: usize },
     Held(std::vec::IntoIter<T>),
 }
 

@@ -335,8 +335,10 @@ fn verify_pass(
     // Windows in flight: the workers check the oldest, then the next one
     // queued behind it, while this thread records findings in order and
     // reads ahead ([`pool`]); at most `IN_FLIGHT` windows are held.
+    // Step 8's listing needs only the directory: it is made meanwhile.
     let work = |line: &[u8], torn: bool| steps::entry_work(line, torn, files, &opts.trusted, &policy, &validators);
-    std::thread::scope(|sc| {
+    let listing = std::thread::scope(|sc| {
+        let listing = sc.spawn(|| steps::list_dir(files, salt, budget));
         let pool = pool::Pool::start(sc, &work);
         let mut queued: VecDeque<Arc<pool::Job>> = VecDeque::new();
         loop {
@@ -354,13 +356,14 @@ fn verify_pass(
                 reader.recycle(w);
             }
         }
-    });
+        listing.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the evidence directory could not be listed")))
+    })?;
     if let Err(e) = next {
         // The stream broke off (the file grew past its cap, or a read failed).
         f.dir(VerifyCheck::ChainPresent, e);
     }
 
-    let (note, claimed_twice) = steps::unnamed_files(files, s.named.finish()?, s.unreadable, budget, &mut f)?;
+    let (note, claimed_twice) = steps::unnamed_files(listing, s.named.finish()?, s.unreadable, &mut f)?;
     if !claimed_twice.is_subset(twice) {
         return Ok(Pass::Again(claimed_twice));
     }

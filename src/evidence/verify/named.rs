@@ -132,13 +132,13 @@ impl NameSet {
         if let Some(e) = self.error {
             return Err(e);
         }
-        Ok(Names { salt: self.salt, sorted: self.mentions.finish()? })
+        Ok(Names { sorted: self.mentions.finish()? })
     }
 }
 
-/// The names of the whole chain, sorted by key.
+/// The names of the whole chain, sorted by key (the directory's names must
+/// be fingerprinted under the same [`Salt`] to be walked beside them).
 pub struct Names {
-    pub salt: Salt,
     sorted: Merge<Mention>,
 }
 

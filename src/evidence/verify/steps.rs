@@ -12,9 +12,10 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path};
 
+use super::extsort::Merge;
 use super::files::{EvidenceFiles, Listed};
 use super::findings::{Findings, VerifyCheck};
-use super::named::{self, Key, ListedName, NameSet, Names};
+use super::named::{self, Key, ListedName, NameSet, Names, Salt};
 use super::reader::Window;
 use super::signature;
 use crate::evidence::dsse::{self, Envelope, PAYLOAD_TYPE};
@@ -363,25 +364,24 @@ pub fn schemas(w: &Window, work: &[Work], f: &mut Findings) {
     }
 }
 
-/// Step 8: nothing in the directory that the chain does not name. The lock
-/// must be an empty regular file; a temp file is never left by agentplane.
-/// Run once every entry was seen (`names`; `unreadable` is the first entry
-/// that could not be read, whose names are unknown). The listing comes in no
-/// order: its findings are reported sorted by path, as a walk of the
-/// directory in name order would meet them. Returns a note when the
-/// unnamed-file part could not be checked, and the names claimed twice
-/// (step 6, [`super::named`]). `Err`: the names could not be kept.
-pub fn unnamed_files(
-    files: &dyn EvidenceFiles,
-    names: Names,
-    unreadable: Option<usize>,
-    budget: usize,
-    f: &mut Findings,
-) -> anyhow::Result<(Option<String>, HashSet<Key>)> {
+/// Step 8's half that needs only the directory: its listing, with the lock
+/// and temp files judged and every other name sorted by fingerprint for
+/// [`unnamed_files`]. It does not depend on the chain, so it runs while the
+/// chain is read (`salt`: the one the chain's names are kept under).
+pub struct Listing {
+    /// Findings known from the listing alone: (path, why).
+    found: Vec<(String, String)>,
+    /// The names an entry must name, sorted (`None` when the listing failed).
+    candidates: Option<Merge<ListedName>>,
+    /// Why the directory could not be listed.
+    listed: Result<(), String>,
+}
+
+/// List the evidence directory for step 8. `Err`: the names could not be kept.
+pub fn list_dir(files: &dyn EvidenceFiles, salt: Salt, budget: usize) -> anyhow::Result<Listing> {
     let mut found: Vec<(String, String)> = Vec::new();
-    let mut candidates = (unreadable.is_none()).then(|| named::listing(budget));
+    let mut candidates = named::listing(budget);
     let mut kept = Ok(());
-    let salt = names.salt;
     let listed = files.list(&mut |l: Listed| {
         let base = l.name.rsplit('/').next().unwrap_or(&l.name);
         let why = if l.name == CHAIN_FILE || l.name == CHECKPOINT_FILE || l.name == TLOG_INDEX_FILE {
@@ -396,22 +396,38 @@ pub fn unnamed_files(
             format!("`{}` is a temporary file: agentplane's atomic writes never leave one behind", l.name)
         } else {
             // Unnamed unless an entry names it: known once both are sorted.
-            if let Some(c) = &mut candidates
-                && kept.is_ok()
-            {
-                kept = c.push(ListedName::new(&salt, l.name, l.kind));
+            if kept.is_ok() {
+                kept = candidates.push(ListedName::new(&salt, l.name, l.kind));
             }
             return;
         };
         found.push((l.name, why));
     });
     kept?;
-    let listed_ok = listed.is_ok();
-    let candidates = match candidates {
-        Some(c) if listed_ok => Some(c.finish()?),
-        _ => None,
+    let candidates = match listed {
+        Ok(()) => Some(candidates.finish()?),
+        Err(_) => None,
     };
-    let walked = named::walk(names, candidates)?;
+    Ok(Listing { found, candidates, listed })
+}
+
+/// Step 8: nothing in the directory that the chain does not name. The lock
+/// must be an empty regular file; a temp file is never left by agentplane.
+/// Run once every entry was seen (`names`; `unreadable` is the first entry
+/// that could not be read, whose names are unknown), with the directory's
+/// [`Listing`]. The listing comes in no order: its findings are reported
+/// sorted by path, as a walk of the directory in name order would meet them.
+/// Returns a note when the unnamed-file part could not be checked, and the
+/// names claimed twice (step 6, [`super::named`]). `Err`: the names could
+/// not be kept.
+pub fn unnamed_files(
+    listing: Listing,
+    names: Names,
+    unreadable: Option<usize>,
+    f: &mut Findings,
+) -> anyhow::Result<(Option<String>, HashSet<Key>)> {
+    let Listing { mut found, candidates, listed } = listing;
+    let walked = named::walk(names, candidates.filter(|_| unreadable.is_none()))?;
     if let Err(e) = listed {
         f.dir(VerifyCheck::NoUnnamedFiles, e);
         return Ok((None, walked.twice));
