@@ -26,7 +26,10 @@
 //! channel) after a few idle seconds; `wait` then returns an [`Exit`] whose
 //! `error` says the connection was lost instead of hanging.
 
+mod remote_run;
 pub(crate) mod wrapper;
+
+pub(crate) use remote_run::RemoteRun;
 
 use anyhow::{Context, Result, bail};
 use ssh2::{Channel, Session};
@@ -64,9 +67,8 @@ const HOST_SPECIFIC: &[&str] = &["HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "
 pub struct SshRunner {
     executor: String,
     target: SshTarget,
-    session: Option<Session>,
-    /// `/tmp/agentplane-remote-<run id>` once created.
-    remote_dir: Option<String>,
+    /// The session and the run directory, once `prepare` made them.
+    remote: RemoteRun,
     /// The smoke script on the remote host (absolute).
     remote_script: String,
     /// Its `#!` interpreter, read from the script on this host before upload.
@@ -89,8 +91,7 @@ impl SshRunner {
         SshRunner {
             executor: executor.to_string(),
             target,
-            session: None,
-            remote_dir: None,
+            remote: RemoteRun::default(),
             remote_script: String::new(),
             interpreter: Vec::new(),
             marker: String::new(),
@@ -102,14 +103,6 @@ impl SshRunner {
         }
     }
 
-    fn session(&self) -> Result<&Session> {
-        self.session.as_ref().context("no SSH session (prepare did not run)")
-    }
-
-    fn dir(&self) -> Result<&str> {
-        self.remote_dir.as_deref().context("no remote run directory (prepare did not run)")
-    }
-
     /// `lost connection to NAME (user@host:port): why`.
     fn lost_message(&self, why: &str) -> String {
         format!("lost connection to {} ({}): {why}", self.executor, ssh::display_target(&self.target))
@@ -118,8 +111,8 @@ impl SshRunner {
     /// Send `sig` to every process of the run over a new channel (see
     /// [`wrapper::signal_command`]).
     fn signal_group(&self, sig: &str) -> Result<()> {
-        let session = self.session()?;
-        let dir = self.dir()?;
+        let session = self.remote.session()?;
+        let dir = self.remote.dir()?;
         session.set_blocking(true);
         let res = ssh::exec(session, &wrapper::signal_command(dir, &self.marker, sig), SIGNAL_TIMEOUT);
         session.set_blocking(false);
@@ -128,7 +121,7 @@ impl SshRunner {
 
     /// A round-trip proving the server still answers: open and close a channel.
     fn ping(&self) -> Result<()> {
-        let session = self.session()?;
+        let session = self.remote.session()?;
         session.set_blocking(true);
         session.set_timeout(ssh::millis(PING_TIMEOUT));
         let res = session.channel_session().and_then(|mut ch| ch.close());
@@ -229,7 +222,7 @@ impl Runner for SshRunner {
         let session = ssh::connect(&self.target, CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
         session.set_timeout(ssh::millis(STEP_TIMEOUT));
         // `Session` is a shared handle: keep one in `self` for later steps.
-        self.session = Some(session.clone());
+        self.remote.connected(session.clone());
         let session = &session;
 
         // One round trip: create the run directory (fails if it exists, so a
@@ -246,7 +239,7 @@ impl Runner for SshRunner {
         if out.status != 0 {
             bail!("cannot create `{dir}` on {}: {}", self.executor, out.stderr_str().trim());
         }
-        self.remote_dir = Some(dir.clone());
+        self.remote.created(dir.clone());
         let (platform, hostname) = platform::parse_uname(&out.stdout_str()).context("unexpected `uname` output")?;
         self.environment =
             Some(Environment { os: platform.os, arch: platform.arch, kernel: platform.kernel, hostname });
@@ -290,13 +283,18 @@ impl Runner for SshRunner {
 
     fn start(&mut self, job: &Job) -> Result<()> {
         let backstop = (job.timeout + job.grace + BACKSTOP_MARGIN).as_secs();
-        let mut cmd =
-            wrapper::wrapper_command(self.dir()?, &self.remote_script, &self.interpreter, &self.marker, backstop);
+        let mut cmd = wrapper::wrapper_command(
+            self.remote.dir()?,
+            &self.remote_script,
+            &self.interpreter,
+            &self.marker,
+            backstop,
+        );
         if std::env::var("AGENTPLANE_CONTAINMENT").is_ok_and(|v| v == "sweep") {
             // Forced here, forced there: the wrapper reads it from its environment.
             cmd = format!("AGENTPLANE_CONTAINMENT=sweep\n{cmd}");
         }
-        let session = self.session()?;
+        let session = self.remote.session()?;
         session.set_blocking(true);
         session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let mut channel = session.channel_session().context("cannot open an SSH channel")?;
@@ -310,7 +308,7 @@ impl Runner for SshRunner {
 
     fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
         let mut channel = self.channel.take().context("the smoke script was not started")?;
-        let session = self.session()?.clone();
+        let session = self.remote.session()?.clone();
         // Non-blocking reads so the loop can watch the deadline, Ctrl-C and
         // the connection; keepalives make a dead peer show up on the socket.
         session.set_keepalive(true, 2);
@@ -432,8 +430,8 @@ impl Runner for SshRunner {
             // connection is already the run's error.
             return Ok(());
         }
-        let dir = self.dir()?.to_string();
-        let session = self.session()?;
+        let dir = self.remote.dir()?.to_string();
+        let session = self.remote.session()?;
         session.set_blocking(true);
         session.set_timeout(ssh::millis(STEP_TIMEOUT));
         let sftp = session.sftp().context("cannot start SFTP")?;
@@ -447,15 +445,8 @@ impl Runner for SshRunner {
 
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         self.channel = None;
-        end_remote_run(
-            self.session.take(),
-            self.lost.is_some(),
-            &self.target,
-            self.remote_dir.take(),
-            &self.marker,
-            self.needs_kill,
-            &self.executor,
-        )
+        let (session, dir) = self.remote.take();
+        end_remote_run(session, self.lost.is_some(), &self.target, dir, &self.marker, self.needs_kill, &self.executor)
     }
 
     fn isolation(&self) -> Isolation {
@@ -492,8 +483,8 @@ impl SshRunner {
     /// the run's error: without a receipt nothing vouches for the teardown.
     fn read_receipt(&mut self) -> std::result::Result<(), String> {
         let receipt = fetch_receipt(
-            self.session().map_err(|e| format!("{e:#}"))?,
-            self.dir().map_err(|e| format!("{e:#}"))?,
+            self.remote.session().map_err(|e| format!("{e:#}"))?,
+            self.remote.dir().map_err(|e| format!("{e:#}"))?,
             &self.executor,
         )?;
         self.receipt = Some(receipt);

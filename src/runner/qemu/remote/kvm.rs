@@ -27,7 +27,7 @@ impl RemoteQemuRunner {
         let local = self.local.as_ref().context("the VM was not prepared")?;
         let probe = local.path().join("probe.cpio");
         initramfs::write(&probe, busybox, None)?;
-        let dir = self.dir()?;
+        let dir = self.remote.dir()?;
         ssh::upload_file(sftp, &probe, Path::new(&format!("{dir}/probe.cpio")))?;
         let p = |n: &str| PathBuf::from(format!("{dir}/probe-{n}"));
         let serial = [p("console"), p("stdout"), p("stderr"), p("control")];
@@ -50,7 +50,7 @@ impl RemoteQemuRunner {
             q = shell_quote(qemu),
             args = quote_args(&args.to_args()),
         );
-        let out = ssh::exec(self.session()?, &cmd, ssh_runner::STEP_TIMEOUT)?;
+        let out = ssh::exec(self.remote.session()?, &cmd, ssh_runner::STEP_TIMEOUT)?;
         Ok(if out.stdout_str().trim() == "ok" {
             (true, format!("a test boot under KVM on {} reached userspace", self.executor))
         } else {

@@ -29,7 +29,7 @@ mod kvm;
 mod tail;
 
 use anyhow::{Context, Result, bail};
-use ssh2::{Channel, Session, Sftp};
+use ssh2::{Channel, Sftp};
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ use super::channel::{self, ControlState};
 use super::watch::{self, Verdict, Watch};
 use super::{Accel, BOOT_TIMEOUT, BootArgs, HOST_SLACK, initramfs, workdir};
 use crate::runner::contract::shell_quote;
-use crate::runner::ssh::{self as ssh_runner, wrapper};
+use crate::runner::ssh::{self as ssh_runner, RemoteRun, wrapper};
 use crate::runner::{Event, Exit, Job, Runner};
 use crate::ssh::{self, platform};
 use crate::types::{Containment, Environment, Isolation, SshTarget};
@@ -62,8 +62,8 @@ pub struct RemoteQemuRunner {
     executor: String,
     target: SshTarget,
     config: VmHostConfig,
-    session: Option<Session>,
-    remote_dir: Option<String>,
+    /// The session and the run directory, once `prepare` made them.
+    remote: RemoteRun,
     marker: String,
     /// Private local dir: the initramfs before upload, the control stream's copy.
     local: Option<workdir::WorkDir>,
@@ -87,8 +87,7 @@ impl RemoteQemuRunner {
             executor: executor.to_string(),
             target,
             config,
-            session: None,
-            remote_dir: None,
+            remote: RemoteRun::default(),
             marker: String::new(),
             local: None,
             host: None,
@@ -105,16 +104,8 @@ impl RemoteQemuRunner {
         }
     }
 
-    fn session(&self) -> Result<&Session> {
-        self.session.as_ref().context("no SSH session (prepare did not run)")
-    }
-
-    fn dir(&self) -> Result<&str> {
-        self.remote_dir.as_deref().context("no remote run directory (prepare did not run)")
-    }
-
     fn remote(&self, name: &str) -> Result<String> {
-        Ok(format!("{}/{name}", self.dir()?))
+        Ok(format!("{}/{name}", self.remote.dir()?))
     }
 
     fn local_control(&self) -> Result<PathBuf> {
@@ -129,16 +120,16 @@ impl RemoteQemuRunner {
     /// KILL the VM on the executor (every process of the run's namespace).
     fn kill_vm(&mut self) -> Result<()> {
         self.host_stopped = true;
-        let session = self.session()?;
+        let session = self.remote.session()?;
         session.set_blocking(true);
-        let cmd = wrapper::signal_command(self.dir()?, &self.marker, "KILL");
+        let cmd = wrapper::signal_command(self.remote.dir()?, &self.marker, "KILL");
         ssh::exec(session, &cmd, ssh_runner::SIGNAL_TIMEOUT).map(|_| ())
     }
 
     /// The last lines of the console and of QEMU's output on the executor, for errors.
     fn diagnostics(&self) -> String {
-        let Ok(session) = self.session() else { return String::new() };
-        let Ok(dir) = self.dir() else { return String::new() };
+        let Ok(session) = self.remote.session() else { return String::new() };
+        let Ok(dir) = self.remote.dir() else { return String::new() };
         session.set_blocking(true);
         let mut s = String::new();
         for (what, file) in [("console", PORTS[0]), ("qemu", QEMU_LOG)] {
@@ -197,7 +188,7 @@ impl Runner for RemoteQemuRunner {
         events(Event::Status(format!("connecting to {}", self.who())));
         let session = ssh::connect(&self.target, ssh_runner::CONNECT_TIMEOUT).map_err(anyhow::Error::new)?;
         session.set_timeout(ssh::millis(ssh_runner::STEP_TIMEOUT));
-        self.session = Some(session.clone());
+        self.remote.connected(session.clone());
 
         // One round trip: sweep, a fresh private run dir with its (0600)
         // port files, uname, and the host's VM pieces.
@@ -220,7 +211,7 @@ impl Runner for RemoteQemuRunner {
         if out.status != 0 || !text.contains(host::BEGIN) {
             bail!("cannot create `{dir}` on {}: {}", self.executor, out.stderr_str().trim());
         }
-        self.remote_dir = Some(dir.clone());
+        self.remote.created(dir.clone());
         let (p, hostname) = platform::parse_uname(uname).context("unexpected `uname` output")?;
         self.host_env = Some(Environment { os: p.os, arch: p.arch, kernel: p.kernel, hostname });
         let found = host::parse(&text, &self.config).context("the executor did not answer the VM probe")?;
@@ -323,11 +314,12 @@ impl Runner for RemoteQemuRunner {
     fn start(&mut self, job: &Job) -> Result<()> {
         let backstop = (BOOT_TIMEOUT + job.timeout + job.grace + HOST_SLACK + ssh_runner::BACKSTOP_MARGIN).as_secs();
         let boot = self.remote("boot.sh")?;
-        let mut cmd = wrapper::wrapper_command(self.dir()?, &boot, &["/bin/sh".to_string()], &self.marker, backstop);
+        let mut cmd =
+            wrapper::wrapper_command(self.remote.dir()?, &boot, &["/bin/sh".to_string()], &self.marker, backstop);
         if std::env::var("AGENTPLANE_CONTAINMENT").is_ok_and(|v| v == "sweep") {
             cmd = format!("AGENTPLANE_CONTAINMENT=sweep\n{cmd}");
         }
-        let session = self.session()?;
+        let session = self.remote.session()?;
         session.set_blocking(true);
         let mut channel = session.channel_session().context("cannot open an SSH channel")?;
         self.needs_kill = true;
@@ -340,7 +332,7 @@ impl Runner for RemoteQemuRunner {
     }
 
     fn wait(&mut self, job: &Job, deadline: Instant, events: &mut dyn FnMut(Event)) -> Result<Exit> {
-        let session = self.session()?.clone();
+        let session = self.remote.session()?.clone();
         session.set_blocking(true);
         session.set_timeout(ssh::millis(LOOK_TIMEOUT));
         let sftp = session.sftp().context("cannot start SFTP")?;
@@ -425,7 +417,7 @@ impl Runner for RemoteQemuRunner {
         session.set_timeout(ssh::millis(ssh_runner::STEP_TIMEOUT));
         if closed {
             self.needs_kill = false;
-            match ssh_runner::fetch_receipt(&session, self.dir()?, &self.executor) {
+            match ssh_runner::fetch_receipt(&session, self.remote.dir()?, &self.executor) {
                 Ok(r) => self.receipt = Some(r),
                 Err(why) if exit.error.is_none() => exit.error = Some(why),
                 Err(_) => {}
@@ -467,11 +459,12 @@ impl Runner for RemoteQemuRunner {
     fn cleanup(&mut self, _job: &Job) -> Result<()> {
         self.channel = None;
         let local = self.local.take().map(workdir::WorkDir::close).unwrap_or(Ok(()));
+        let (session, dir) = self.remote.take();
         let removed = ssh_runner::end_remote_run(
-            self.session.take(),
+            session,
             self.lost.is_some(),
             &self.target,
-            self.remote_dir.take(),
+            dir,
             &self.marker,
             self.needs_kill,
             &self.executor,
