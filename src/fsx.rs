@@ -440,9 +440,14 @@ impl LstatCache {
     /// Whether `p`, or a directory on its way below `root`, was found missing.
     pub fn known_missing(&self, root: &Path, p: &Path) -> bool {
         let e = self.0.borrow();
-        p.ancestors()
-            .take_while(|a| a.starts_with(root) && *a != root)
-            .any(|a| matches!(e.seen.get(key(a)), Some(None)))
+        let missing = |a: &[u8]| matches!(e.seen.get(a), Some(None));
+        if let Some(rest) = rel_bytes(root, p) {
+            // The ancestors below the root are `p` cut at each `/` of `rest`.
+            let whole = key(p);
+            let start = whole.len() - rest.len();
+            return missing(whole) || rest.iter().enumerate().any(|(i, &c)| c == b'/' && missing(&whole[..start + i]));
+        }
+        p.ancestors().take_while(|a| a.starts_with(root) && *a != root).any(|a| missing(key(a)))
     }
 
     fn lstat(&self, p: &Path) -> Option<bool> {
@@ -491,13 +496,25 @@ pub fn resolve_bundle_path(root: &Path, dir: &Path, rel: &str, cache: &LstatCach
 /// [`resolve_in_root_cached`] for a path that need not be UTF-8 (a file name
 /// found on disk rather than written in a bundle).
 pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (PathBuf, bool) {
-    let Some(lexical) = normalize(root, rel) else {
-        return (root.join(rel), false);
+    // Both in normal form (the usual `bundles/x/smoke.sh` under a canonical
+    // root): `normalize` and `strip_prefix` would give `root/rel` and `rel`
+    // back, so the component walks they cost are skipped.
+    let simple = is_normal_abs(key(root)) && is_normal_rel(key(rel));
+    let lexical = match simple {
+        true => root.join(rel),
+        false => match normalize(root, rel) {
+            Some(lexical) => lexical,
+            None => return (root.join(rel), false),
+        },
     };
-    let (mut cur, first): (PathBuf, &Path) = match lexical.strip_prefix(root) {
-        Ok(rest) => (root.to_path_buf(), rest),
-        Err(_) => (PathBuf::from("/"), lexical.strip_prefix("/").unwrap_or(&lexical)),
+    let (mut cur, first): (PathBuf, &Path) = match simple {
+        true => (root.to_path_buf(), rel),
+        false => match lexical.strip_prefix(root) {
+            Ok(rest) => (root.to_path_buf(), rest),
+            Err(_) => (PathBuf::from("/"), lexical.strip_prefix("/").unwrap_or(&lexical)),
+        },
     };
+    let mut followed = false;
     let mut queue: std::collections::VecDeque<std::ffi::OsString> =
         first.components().map(|c| c.as_os_str().to_os_string()).collect();
     let mut hops = 40; // symlink loops end here, as ELOOP would
@@ -517,6 +534,7 @@ pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (Pat
         }
         match cache.lstat(&next) {
             Some(true) => {
+                followed = true;
                 hops -= 1;
                 let Ok(target) = std::fs::read_link(&next) else { return (next, false) };
                 if hops == 0 {
@@ -539,8 +557,30 @@ pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (Pat
             }
         }
     }
-    let inside = cur.starts_with(root) && lexical.starts_with(root);
+    // Without a link on the way, a simple path only went down from the root.
+    let inside = (simple && !followed) || (cur.starts_with(root) && lexical.starts_with(root));
     (cur, inside)
+}
+
+/// Whether `b` is a relative path in normal form: non-empty, and every
+/// `/`-separated part a name (no empty part, `.` or `..`). Such a path's bytes
+/// are its components joined, so byte comparisons agree with [`Path`]'s.
+fn is_normal_rel(b: &[u8]) -> bool {
+    !b.is_empty() && b.split(|&c| c == b'/').all(|part| !matches!(part, b"" | b"." | b".."))
+}
+
+/// Whether `b` is an absolute path in normal form other than `/`.
+fn is_normal_abs(b: &[u8]) -> bool {
+    b.first() == Some(&b'/') && is_normal_rel(&b[1..])
+}
+
+/// `p` relative to `root`, on bytes, when both are in normal form and `p` is
+/// strictly under `root`: what `p.strip_prefix(root)` gives, without walking
+/// components. `None` otherwise (then ask [`Path::strip_prefix`]).
+pub fn rel_bytes<'p>(root: &Path, p: &'p Path) -> Option<&'p [u8]> {
+    let (r, b) = (key(root), key(p));
+    let rest = b.strip_prefix(r)?.strip_prefix(b"/")?;
+    (is_normal_abs(r) && is_normal_rel(rest)).then_some(rest)
 }
 
 /// Raw file-name bytes as text that shows every byte: valid UTF-8 stays as

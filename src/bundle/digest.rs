@@ -124,7 +124,10 @@ fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile
 }
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
-    p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
+    match fsx::rel_bytes(root, p) {
+        Some(rest) => rest.to_vec(),
+        None => p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec(),
+    }
 }
 
 /// Walk `dir` (not into `exclude`): the files to digest, and those that may not be there.

@@ -248,3 +248,59 @@ fn the_lstat_cache_compares_paths_as_bytes_under_a_directory() {
     assert!(!bytes_under(b"/r/bc/x", b"/r/b"));
     assert!(!bytes_under(b"/r", b"/r/b"));
 }
+
+#[test]
+fn paths_in_normal_form_resolve_as_the_component_walk_does() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    fs::create_dir_all(root.join("bundles/a/sub")).unwrap();
+    fs::write(root.join("bundles/a/smoke.sh"), "x").unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("bundles/a/out")).unwrap();
+    std::os::unix::fs::symlink("sub", root.join("bundles/a/in")).unwrap();
+    std::os::unix::fs::symlink("../../..", root.join("bundles/a/up")).unwrap();
+    // The same root spelled with a trailing `/` takes the component walk.
+    let spelled = PathBuf::from(format!("{}/", root.display()));
+    for rel in [
+        "bundles/a/smoke.sh",
+        "bundles/a/missing/x",
+        "bundles/a/out/passwd",
+        "bundles/a/in/x",
+        "bundles/a/up/etc",
+        "bundles/a/up",
+        "./bundles/a/smoke.sh",
+        "bundles//a/smoke.sh",
+        "bundles/a/../../../x",
+        "/etc/passwd",
+        "missing",
+    ] {
+        let fast = resolve_path_in_root(&root, Path::new(rel), &LstatCache::default());
+        let walked = resolve_path_in_root(&spelled, Path::new(rel), &LstatCache::default());
+        assert_eq!(fast, walked, "{rel}");
+    }
+    assert!(resolve_path_in_root(&root, Path::new("bundles/a/smoke.sh"), &LstatCache::default()).1);
+    assert!(!resolve_path_in_root(&root, Path::new("bundles/a/out/passwd"), &LstatCache::default()).1);
+    assert!(!resolve_path_in_root(&root, Path::new("bundles/a/up/etc"), &LstatCache::default()).1);
+}
+
+#[test]
+fn relative_bytes_agree_with_strip_prefix() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let root = Path::new("/r/oot");
+    for p in ["/r/oot/a", "/r/oot/a/b.json", "/r/oot", "/r/ootx/a", "/r/oot//a", "/r/oot/./a", "/r/oot/a/", "/x"] {
+        let p = Path::new(p);
+        if let Some(rest) = rel_bytes(root, p) {
+            assert_eq!(rest, p.strip_prefix(root).unwrap().as_os_str().as_bytes(), "{}", p.display());
+        }
+    }
+    assert_eq!(rel_bytes(root, Path::new("/r/oot/a/b")), Some(b"a/b".as_slice()));
+    assert_eq!(rel_bytes(root, Path::new("/r/ootx/a")), None);
+    assert_eq!(rel_bytes(root, Path::new("/r/oot")), None);
+    assert_eq!(rel_bytes(Path::new("/r/oot/"), Path::new("/r/oot/a")), None);
+    // known_missing sees the same ancestors either way.
+    let cache = LstatCache::default();
+    cache.seed(Path::new("/r/oot/a/b"), None);
+    assert!(cache.known_missing(root, Path::new("/r/oot/a/b/c/d")));
+    assert!(cache.known_missing(root, Path::new("/r/oot/a/b")));
+    assert!(!cache.known_missing(root, Path::new("/r/oot/a/bc")));
+    assert!(!cache.known_missing(root, Path::new("/r/oot/a")));
+}
