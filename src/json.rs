@@ -212,11 +212,25 @@ pub fn at<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
     if p.is_empty() {
         return Some(v);
     }
-    p.strip_prefix('/')?.split('/').try_fold(v, |v, seg| match v {
-        Value::Object(m) => m.get(seg),
-        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })
+    let mut rest = p.strip_prefix('/')?;
+    let mut v = v;
+    loop {
+        // Split at `/` by byte (ASCII, so a char boundary): `str::split` with
+        // a char pattern was a third of this function's cost on short pointers.
+        let (seg, next) = match rest.bytes().position(|b| b == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        v = match v {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i))?,
+            _ => return None,
+        };
+        match next {
+            Some(n) => rest = n,
+            None => return Some(v),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +267,16 @@ mod tests {
         let e = parse_strict(br#"[{"a": 1,}, {"c": 1, "c": 2}]"#).unwrap_err();
         assert_eq!((e.pointer.as_deref(), e.line), (None, 1), "{e}");
         assert!(e.message.contains("trailing comma"), "{e}");
+    }
+
+    #[test]
+    fn at_finds_what_pointer_finds() {
+        let v: Value =
+            serde_json::from_str(r#"{"a": {"b": [10, {"c": true}], "": 1}, "": {"": 2}, "x": null}"#).unwrap();
+        for p in ["", "/", "//", "/a", "/a/b", "/a/b/0", "/a/b/1/c", "/a/b/2", "/a/b/x", "/a/", "/x", "/x/y", "/q", "a"]
+        {
+            assert_eq!(at(&v, p), v.pointer(p), "{p:?}");
+        }
     }
 
     #[test]
