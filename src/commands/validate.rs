@@ -15,7 +15,7 @@ use crate::output::escape::{gh_message, gh_property, untrusted};
 use crate::output::render::{Lines, Render, Style, plural};
 use crate::output::spool::{Spool, Spooled};
 use crate::stages::validate::shared::{OutDirs, Shared};
-use crate::stages::validate::{self, Outcome, Shown};
+use crate::stages::validate::{self, Outcome, Rendered, Shown};
 
 /// What `validate` found, for every bundle, in path order.
 pub struct Validated {
@@ -58,8 +58,12 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
     if args.check {
         // Nothing is written: reports are checked in a bounded window, and
         // what they show is held (on disk beyond a budget) until rendered.
-        let json = ctx.printer.format == Format::Json;
-        return Ok(Box::new(Validated::stream(&ctx.root, manifests, with_digest, json)?));
+        let ahead = match ctx.printer.format {
+            Format::Json => Ahead::Json,
+            Format::Human => Ahead::Human(ctx.printer.style()),
+            _ => Ahead::Nothing,
+        };
+        return Ok(Box::new(Validated::stream(&ctx.root, manifests, with_digest, ahead)?));
     }
     let manifests: Vec<PathBuf> = manifests.collect();
     let reports = validate::check_all(&ctx.root, &manifests, with_digest)?;
@@ -83,14 +87,14 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
 
 impl Validated {
     /// Check every manifest as a stream, holding each result until rendered.
-    /// `json`: the output is json; each bundle's element is rendered as it is checked.
+    /// `ahead`: what to render of each bundle as it is checked.
     fn stream(
         root: &Path,
         manifests: impl Iterator<Item = PathBuf> + Send,
         with_digest: bool,
-        json: bool,
+        ahead: Ahead,
     ) -> Result<Validated> {
-        Validated::stream_in(root, manifests, with_digest, json, validate::WINDOW, HELD_BYTES)
+        Validated::stream_in(root, manifests, with_digest, ahead, validate::WINDOW, HELD_BYTES)
     }
 
     /// [`Validated::stream`] with its window and memory budget given.
@@ -98,20 +102,23 @@ impl Validated {
         root: &Path,
         manifests: impl Iterator<Item = PathBuf> + Send,
         with_digest: bool,
-        json: bool,
+        ahead: Ahead,
         window: usize,
         held_bytes: usize,
     ) -> Result<Validated> {
         let mut spool = Spool::new(held_bytes);
         let mut out_dirs = OutDirs::default();
         let mut invalid = 0;
-        // On the workers: what is shown of a report, and its json element
-        // (rendering 2,000 of them serially at the end was ~10 % of the json run).
+        // On the workers: what is shown of a report, and its part of the
+        // output (rendering 2,000 of them serially at the end was ~10 % of the
+        // json run, ~3 % of the human one).
         let finish = |report| {
             let mut shown = Shown::unshared(root, report);
-            if json {
-                shown.json = json_element(&shown).ok().and_then(|j| String::from_utf8(j).ok());
-            }
+            shown.rendered = match ahead {
+                Ahead::Json => json_element(&shown).ok().and_then(|j| String::from_utf8(j).ok()).map(Rendered::Json),
+                Ahead::Human(style) => Some(Rendered::Human { color: style.color, text: human_text(&shown, style) }),
+                Ahead::Nothing => None,
+            };
             shown
         };
         validate::check_each_in(root, manifests, with_digest, window, finish, |shown| {
@@ -180,6 +187,22 @@ fn at(c: &Check) -> String {
         Some(ptr) => format!(" at {}", untrusted(ptr)),
         None => String::new(),
     }
+}
+
+/// What of each bundle [`Validated::stream`] renders as it is checked: the
+/// output's format, when it is one whose rendering does not depend on later bundles.
+#[derive(Debug, Clone, Copy)]
+enum Ahead {
+    Nothing,
+    Json,
+    Human(Style),
+}
+
+/// One bundle's human lines, as text.
+fn human_text(s: &Shown, style: Style) -> String {
+    let mut lines = Lines::default();
+    human_lines(s, style, &mut lines);
+    lines.into_string()
 }
 
 /// One bundle's human lines.
@@ -284,10 +307,10 @@ impl Render for Validated {
     }
 
     fn write_human(&self, style: Style, out: &mut dyn Write) -> Result<()> {
-        self.each(|s| {
-            let mut lines = Lines::default();
-            human_lines(s, style, &mut lines);
-            Ok(out.write_all(lines.into_string().as_bytes())?)
+        self.each(|s| match &s.rendered {
+            // Rendered on a worker already, unless the checks or the style changed since.
+            Some(Rendered::Human { color, text }) if *color == style.color => Ok(out.write_all(text.as_bytes())?),
+            _ => Ok(out.write_all(human_text(s, style).as_bytes())?),
         })?;
         Ok(writeln!(out, "{}", self.summary())?)
     }
@@ -303,9 +326,9 @@ impl Render for Validated {
             buf.extend_from_slice(if first { b"\n" } else { b",\n" });
             first = false;
             // Rendered on a worker already, unless the checks changed since.
-            match &s.json {
-                Some(element) => buf.extend_from_slice(element.as_bytes()),
-                None => buf.extend_from_slice(&json_element(s)?),
+            match &s.rendered {
+                Some(Rendered::Json(element)) => buf.extend_from_slice(element.as_bytes()),
+                _ => buf.extend_from_slice(&json_element(s)?),
             }
             Ok(out.write_all(&buf)?)
         })?;
@@ -395,12 +418,14 @@ mod tests {
         assert!(whole.0.ends_with("43 bundles: 29 valid, 14 invalid\n"), "{}", whole.0);
         assert_eq!(whole.3, Exit::Failed);
         // Streamed in windows that split both sharing groups, held in memory or all on disk.
-        // Each with json elements rendered on the workers, or at the end.
+        // Each with parts rendered on the workers (json, human in the style
+        // rendered or in another one), or all at the end.
+        let aheads = [Ahead::Nothing, Ahead::Json, Ahead::Human(Style::default()), Ahead::Human(Style { color: true })];
         for (window, held) in [(1, 0), (3, 0), (7, 1000), (256, usize::MAX)] {
-            for json in [true, false] {
+            for ahead in aheads {
                 let manifests = validate::discover(&root, &paths).unwrap();
-                let streamed = Validated::stream_in(&root, manifests, true, json, window, held).unwrap();
-                assert_eq!(rendered(&streamed), whole, "window {window}, held {held}, json {json}");
+                let streamed = Validated::stream_in(&root, manifests, true, ahead, window, held).unwrap();
+                assert_eq!(rendered(&streamed), whole, "window {window}, held {held}, {ahead:?}");
             }
         }
     }
@@ -410,7 +435,7 @@ mod tests {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
         let manifests = validate::discover(&root, &[bundles]).unwrap();
-        let v = Validated::stream_in(&root, manifests, false, true, 4, 0).unwrap();
+        let v = Validated::stream_in(&root, manifests, false, Ahead::Human(Style::default()), 4, 0).unwrap();
         // 40 + 3 bundles; invalid: 8 for maxRunSeconds (b01, b06, …, b36), 2
         // that do not parse as a bundle, and b03, b17, b33, b10 sharing (b11
         // is invalid already).
@@ -447,7 +472,7 @@ mod tests {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
         let one = [bundles.join("b00")];
-        let v = Validated::stream_in(&root, validate::discover(&root, &one).unwrap(), true, true, 2, 0).unwrap();
+        let v = Validated::stream_in(&root, validate::discover(&root, &one).unwrap(), true, Ahead::Json, 2, 0).unwrap();
         assert_eq!(v.exit(), Exit::Success, "{}", v.human(Style::default()));
         assert_eq!(v.summary(), "1 bundle: 1 valid, 0 invalid");
         let mut out = Vec::new();

@@ -44,11 +44,28 @@ pub struct Shown {
     pub written: Option<String>,
     /// Why no artifact was written (outDir unusable), when not `--check`.
     pub not_written: Option<String>,
-    /// This bundle's element of the json document, when json is the output:
+    /// This bundle's part of the output, when its format was known ahead:
     /// rendered on the worker that checked the bundle, not serially after
     /// the last one. Dropped whenever the checks change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub json: Option<String>,
+    pub rendered: Option<Rendered>,
+}
+
+/// A bundle's part of the output, rendered ahead (see [`Shown::rendered`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rendered {
+    /// Its element of the json document.
+    Json(String),
+    /// Its human lines, with colour or without.
+    Human { color: bool, text: String },
+}
+
+impl Rendered {
+    fn len(&self) -> usize {
+        match self {
+            Rendered::Json(t) | Rendered::Human { text: t, .. } => t.len(),
+        }
+    }
 }
 
 impl Shown {
@@ -73,7 +90,7 @@ impl Shown {
             out_dir: None,
             written: o.written.map(|w| fsx::rel_to(root, &w)),
             not_written: o.not_written,
-            json: None,
+            rendered: None,
         }
     }
 
@@ -89,7 +106,7 @@ impl Shown {
             + self.out_dir.as_ref().map_or(0, |(k, s)| k.len() + s.len())
             + text(&self.written)
             + text(&self.not_written)
-            + text(&self.json)
+            + self.rendered.as_ref().map_or(0, Rendered::len)
     }
 
     /// This bundle's outDir is also that of `others`: it fails `out-dir-safe`
@@ -97,7 +114,7 @@ impl Shown {
     pub fn share_out_dir(&mut self, shown_dir: &str, others: &[&str]) {
         self.checks.push(shared_out_dir_check(shown_dir, others));
         self.valid = false;
-        self.json = None;
+        self.rendered = None;
     }
 }
 
