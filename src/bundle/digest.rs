@@ -20,9 +20,9 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use walkdir::WalkDir;
 
 use crate::fsx;
+use crate::fsx::tree::Kind;
 
 /// One file that went into the digest, with its own sha256 (to name changed files).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,50 +124,48 @@ fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile
 }
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
-    p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec()
+    match fsx::rel_bytes(root, p) {
+        Some(rest) => rest.to_vec(),
+        None => p.strip_prefix(root).unwrap_or(p).as_os_str().as_bytes().to_vec(),
+    }
 }
 
 /// Walk `dir` (not into `exclude`): the files to digest, and those that may not be there.
 pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
     let mut files = Vec::new();
     let mut bad = Vec::new();
-    let walk = WalkDir::new(dir)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| exclude.is_none_or(|ex| !e.path().starts_with(ex)));
     let links = fsx::LstatCache::default();
-    for entry in walk {
-        let entry = entry.with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
-        let path = entry.path();
-        let ft = entry.file_type(); // from the directory listing: no extra stat
-        if ft.is_dir() {
-            continue;
-        }
+    let skip = |p: &Path| exclude.is_some_and(|ex| p.starts_with(ex));
+    // The type comes from the directory listing: no stat per entry.
+    fsx::tree::walk(dir, &skip, |path, kind| {
         let name = name_of(root, path);
-        if ft.is_symlink() {
-            // A link is digested as its target text; it must stay in the bundle.
-            let rel = path.strip_prefix(dir).unwrap_or(path);
-            let (resolved, inside) = fsx::resolve_path_in_root(dir, rel, &links);
-            if !inside {
-                bad.push(BadFile {
-                    path: fsx::escape_bytes(&name),
-                    why: format!(
-                        "is a symbolic link leading out of the bundle (to `{}`)",
-                        fsx::escape_bytes(resolved.as_os_str().as_bytes())
-                    ),
-                    escapes: true,
-                });
-                continue;
+        match kind {
+            Kind::Symlink => {
+                // A link is digested as its target text; it must stay in the bundle.
+                let rel = path.strip_prefix(dir).unwrap_or(path);
+                let (resolved, inside) = fsx::resolve_path_in_root(dir, rel, &links);
+                if !inside {
+                    bad.push(BadFile {
+                        path: fsx::escape_bytes(&name),
+                        why: format!(
+                            "is a symbolic link leading out of the bundle (to `{}`)",
+                            fsx::escape_bytes(resolved.as_os_str().as_bytes())
+                        ),
+                        escapes: true,
+                    });
+                    return;
+                }
+                files.push((name, path.to_path_buf(), true));
             }
-        } else if !ft.is_file() {
-            let kind = fsx::open_regular(path, None).err().and_then(|e| e.kind);
-            let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
-            bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
-            continue;
+            Kind::File => files.push((name, path.to_path_buf(), false)),
+            Kind::Other | Kind::Dir => {
+                let kind = fsx::open_regular(path, None).err().and_then(|e| e.kind);
+                let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
+                bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
+            }
         }
-        files.push((name, path.to_path_buf(), ft.is_symlink()));
-    }
+    })
+    .with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
     Ok(Scan { dir: dir.to_path_buf(), files, bad })
 }
 

@@ -435,15 +435,19 @@ fn misplaced_by_name(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<
         // bundle would leave the digest covering nothing.
         return Some("outDir is the bundle directory or contains it; use a folder beside it".into());
     }
-    let rel = resolved.strip_prefix(root).unwrap_or(resolved);
-    let mut parts = rel.components().map(|c| c.as_os_str());
-    if let Some(first) = parts.next().and_then(|c| c.to_str())
+    // The parts of the path below the root: split on bytes when it is in
+    // normal form (walking `Components` three times was most of this check).
+    let parts: Vec<&std::ffi::OsStr> = match fsx::rel_bytes(root, resolved) {
+        Some(rest) => rest.split(|&b| b == b'/').map(std::ffi::OsStr::from_bytes).collect(),
+        None => resolved.strip_prefix(root).unwrap_or(resolved).components().map(|c| c.as_os_str()).collect(),
+    };
+    if let Some(first) = parts.first().and_then(|c| c.to_str())
         && RESERVED_DIRS.contains(&first)
     {
-        let is = if rel.components().count() == 1 { "is" } else { "is inside" };
+        let is = if parts.len() == 1 { "is" } else { "is inside" };
         return Some(format!("outDir {is} `{first}/`, which holds the project's own files, never evidence"));
     }
-    if let Some(c) = rel.components().map(|c| c.as_os_str()).find(|c| *c == ".git" || *c == ".agentplane") {
+    if let Some(c) = parts.iter().find(|c| **c == ".git" || **c == ".agentplane") {
         return Some(format!("outDir is in a `{}` folder, never evidence", c.to_string_lossy()));
     }
     None

@@ -226,3 +226,130 @@ fn the_lstat_cache_starts_over_past_its_cap() {
     assert!(!cache.known_missing(root, &root.join("elsewhere-0")), "the oldest entries went with the cap");
     assert!(cache.known_missing(root, &root.join(format!("elsewhere-{}", LstatCache::MAX_KEPT + 9))));
 }
+
+#[test]
+fn the_tree_walk_visits_what_walkdir_visits_in_its_order() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    for f in ["b", "a/z", "a/y/x", "a-b", "c/d/e", "skip/me", "Z", "a/y/.hidden"] {
+        let p = root.join(f);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, "x").unwrap();
+    }
+    fs::write(root.join(std::ffi::OsStr::from_bytes(b"n\xff")), "x").unwrap();
+    std::os::unix::fs::symlink("b", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("a", root.join("dirlink")).unwrap();
+    nix::unistd::mkfifo(&root.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let skip_dir = root.join("skip");
+    let skip = |p: &Path| p.starts_with(&skip_dir);
+    let mut got = Vec::new();
+    tree::walk(&root, &skip, |p, k| got.push((p.to_path_buf(), k))).unwrap();
+    let mut want = Vec::new();
+    let walk = walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name().into_iter();
+    for e in walk.filter_entry(|e| !skip(e.path())) {
+        let e = e.unwrap();
+        let t = e.file_type();
+        let kind = match () {
+            _ if t.is_dir() => continue,
+            _ if t.is_file() => tree::Kind::File,
+            _ if t.is_symlink() => tree::Kind::Symlink,
+            _ => tree::Kind::Other,
+        };
+        want.push((e.path().to_path_buf(), kind));
+    }
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 11, "{got:?}");
+}
+
+#[test]
+fn the_tree_walk_names_what_it_cannot_read_as_walkdir_did() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing");
+    let err = tree::walk(&missing, &|_| false, |_, _| {}).unwrap_err();
+    let old = walkdir::WalkDir::new(&missing).into_iter().next().unwrap().unwrap_err();
+    assert_eq!(err.to_string(), old.to_string());
+    let chain = |e: &dyn std::error::Error| std::iter::successors(Some(e), |e| e.source()).count();
+    assert_eq!(chain(&err), chain(&old));
+}
+
+#[test]
+fn a_sized_read_gives_the_bytes_fstat_counted() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("f");
+    fs::write(&p, "hello").unwrap();
+    let (bytes, meta) = read_regular_meta(&p, 5).unwrap();
+    assert_eq!((bytes.as_slice(), meta.len()), (b"hello".as_slice(), 5));
+    assert_eq!(read_regular_meta(&p, 4).unwrap_err().kind, Some(NotRegular::TooLarge { cap: 4, len: 5 }));
+    fs::write(&p, "").unwrap();
+    assert!(read_regular_meta(&p, 4).unwrap().0.is_empty());
+    // A size-0 file that is not empty (procfs) is read to its end.
+    let status = read_regular_meta(Path::new("/proc/self/status"), caps::DOCUMENT).unwrap().0;
+    assert!(status.starts_with(b"Name:"), "{:?}", String::from_utf8_lossy(&status));
+}
+
+#[test]
+fn the_lstat_cache_compares_paths_as_bytes_under_a_directory() {
+    assert!(bytes_under(b"/r/b", b"/r/b"));
+    assert!(bytes_under(b"/r/b/x", b"/r/b"));
+    assert!(bytes_under(b"/r/b/x", b"/r/b/"));
+    assert!(bytes_under(b"/x", b"/"));
+    assert!(!bytes_under(b"/r/bc/x", b"/r/b"));
+    assert!(!bytes_under(b"/r", b"/r/b"));
+}
+
+#[test]
+fn paths_in_normal_form_resolve_as_the_component_walk_does() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    fs::create_dir_all(root.join("bundles/a/sub")).unwrap();
+    fs::write(root.join("bundles/a/smoke.sh"), "x").unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("bundles/a/out")).unwrap();
+    std::os::unix::fs::symlink("sub", root.join("bundles/a/in")).unwrap();
+    std::os::unix::fs::symlink("../../..", root.join("bundles/a/up")).unwrap();
+    // The same root spelled with a trailing `/` takes the component walk.
+    let spelled = PathBuf::from(format!("{}/", root.display()));
+    for rel in [
+        "bundles/a/smoke.sh",
+        "bundles/a/missing/x",
+        "bundles/a/out/passwd",
+        "bundles/a/in/x",
+        "bundles/a/up/etc",
+        "bundles/a/up",
+        "./bundles/a/smoke.sh",
+        "bundles//a/smoke.sh",
+        "bundles/a/../../../x",
+        "/etc/passwd",
+        "missing",
+    ] {
+        let fast = resolve_path_in_root(&root, Path::new(rel), &LstatCache::default());
+        let walked = resolve_path_in_root(&spelled, Path::new(rel), &LstatCache::default());
+        assert_eq!(fast, walked, "{rel}");
+    }
+    assert!(resolve_path_in_root(&root, Path::new("bundles/a/smoke.sh"), &LstatCache::default()).1);
+    assert!(!resolve_path_in_root(&root, Path::new("bundles/a/out/passwd"), &LstatCache::default()).1);
+    assert!(!resolve_path_in_root(&root, Path::new("bundles/a/up/etc"), &LstatCache::default()).1);
+}
+
+#[test]
+fn relative_bytes_agree_with_strip_prefix() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let root = Path::new("/r/oot");
+    for p in ["/r/oot/a", "/r/oot/a/b.json", "/r/oot", "/r/ootx/a", "/r/oot//a", "/r/oot/./a", "/r/oot/a/", "/x"] {
+        let p = Path::new(p);
+        if let Some(rest) = rel_bytes(root, p) {
+            assert_eq!(rest, p.strip_prefix(root).unwrap().as_os_str().as_bytes(), "{}", p.display());
+        }
+    }
+    assert_eq!(rel_bytes(root, Path::new("/r/oot/a/b")), Some(b"a/b".as_slice()));
+    assert_eq!(rel_bytes(root, Path::new("/r/ootx/a")), None);
+    assert_eq!(rel_bytes(root, Path::new("/r/oot")), None);
+    assert_eq!(rel_bytes(Path::new("/r/oot/"), Path::new("/r/oot/a")), None);
+    // known_missing sees the same ancestors either way.
+    let cache = LstatCache::default();
+    cache.seed(Path::new("/r/oot/a/b"), None);
+    assert!(cache.known_missing(root, Path::new("/r/oot/a/b/c/d")));
+    assert!(cache.known_missing(root, Path::new("/r/oot/a/b")));
+    assert!(!cache.known_missing(root, Path::new("/r/oot/a/bc")));
+    assert!(!cache.known_missing(root, Path::new("/r/oot/a")));
+}

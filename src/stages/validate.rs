@@ -44,6 +44,28 @@ pub struct Shown {
     pub written: Option<String>,
     /// Why no artifact was written (outDir unusable), when not `--check`.
     pub not_written: Option<String>,
+    /// This bundle's part of the output, when its format was known ahead:
+    /// rendered on the worker that checked the bundle, not serially after
+    /// the last one. Dropped whenever the checks change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Rendered>,
+}
+
+/// A bundle's part of the output, rendered ahead (see [`Shown::rendered`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rendered {
+    /// Its element of the json document.
+    Json(String),
+    /// Its human lines, with colour or without.
+    Human { color: bool, text: String },
+}
+
+impl Rendered {
+    fn len(&self) -> usize {
+        match self {
+            Rendered::Json(t) | Rendered::Human { text: t, .. } => t.len(),
+        }
+    }
 }
 
 impl Shown {
@@ -68,6 +90,7 @@ impl Shown {
             out_dir: None,
             written: o.written.map(|w| fsx::rel_to(root, &w)),
             not_written: o.not_written,
+            rendered: None,
         }
     }
 
@@ -83,6 +106,7 @@ impl Shown {
             + self.out_dir.as_ref().map_or(0, |(k, s)| k.len() + s.len())
             + text(&self.written)
             + text(&self.not_written)
+            + self.rendered.as_ref().map_or(0, Rendered::len)
     }
 
     /// This bundle's outDir is also that of `others`: it fails `out-dir-safe`
@@ -90,6 +114,7 @@ impl Shown {
     pub fn share_out_dir(&mut self, shown_dir: &str, others: &[&str]) {
         self.checks.push(shared_out_dir_check(shown_dir, others));
         self.valid = false;
+        self.rendered = None;
     }
 }
 
@@ -139,20 +164,24 @@ pub fn check_each(
     with_digest: bool,
     sink: impl FnMut(Report) -> Result<()>,
 ) -> Result<()> {
-    check_each_in(root, manifests, with_digest, WINDOW, sink)
+    check_each_in(root, manifests, with_digest, WINDOW, |r| r, sink)
 }
 
-/// [`check_each`] with its window given (tests use small ones).
-pub(crate) fn check_each_in(
+/// [`check_each`] with its window given (tests use small ones), and `finish`
+/// applied to each report on the worker that made it (work that would
+/// otherwise run serially in `sink`).
+pub(crate) fn check_each_in<T: Send>(
     root: &Path,
     manifests: impl Iterator<Item = PathBuf> + Send,
     with_digest: bool,
     window: usize,
-    sink: impl FnMut(Report) -> Result<()>,
+    finish: impl Fn(Report) -> T + Sync,
+    sink: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     let checker = SchemaChecker::new()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let check = |cache: &fsx::LstatCache, m: PathBuf| gates::validate_cached(root, &m, &checker, with_digest, cache);
+    let check =
+        |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, &checker, with_digest, cache));
     ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {
         ordered::Stopped::Sink(e) => e,
         ordered::Stopped::Panicked(at) => {

@@ -38,6 +38,14 @@ fn misplaced_out_dirs() {
     for good in ["artifacts/a", "bundles/a/out", "out/src"] {
         assert_eq!(why(good), None, "{good}");
     }
+    // Split on bytes (normal form) or by components (the root spelled `root/`): the same verdicts.
+    let spelled = PathBuf::from(format!("{}/", root.display()));
+    for p in ["bundles", ".git", "src/x", "vendor/dep/.git/x", ".agentplane/keys", "fleet", "artifacts/a", "out/src"] {
+        let p = root.join(p);
+        assert_eq!(misplaced_by_name(&root, &bundle, &p), misplaced_by_name(&spelled, &bundle, &p), "{}", p.display());
+    }
+    let outside = Path::new("/elsewhere/.git/x");
+    assert_eq!(misplaced_by_name(&root, &bundle, outside), misplaced_by_name(&spelled, &bundle, outside));
 }
 
 #[test]
