@@ -9,6 +9,8 @@ pub struct Violation {
     pub message: String,
 }
 
+static SHARED: std::sync::OnceLock<Result<SchemaChecker, String>> = std::sync::OnceLock::new();
+
 /// A compiled bundle-schema validator, built once and shared across threads.
 pub struct SchemaChecker {
     validator: jsonschema::Validator,
@@ -19,6 +21,29 @@ impl SchemaChecker {
         Ok(SchemaChecker {
             validator: crate::schema_tools::compile("bundle", &crate::schema_tools::input::<super::model::Bundle>())?,
         })
+    }
+
+    /// The one checker of this process, compiled on first use. Compiling
+    /// (schemars, then jsonschema) takes a few milliseconds: [`warm_up`]
+    /// starts it on its own thread while the caller looks for bundles, and
+    /// a caller that needs it first waits for that compile, never starts another.
+    ///
+    /// [`warm_up`]: SchemaChecker::warm_up
+    pub fn shared() -> anyhow::Result<&'static SchemaChecker> {
+        SHARED
+            .get_or_init(|| SchemaChecker::new().map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Start compiling [`SchemaChecker::shared`] in the background.
+    pub fn warm_up() {
+        if SHARED.get().is_none() {
+            // A thread that cannot start only means the first use compiles it.
+            let _ = std::thread::Builder::new().name("schema".into()).spawn(|| {
+                let _ = SchemaChecker::shared();
+            });
+        }
     }
 
     /// Every violation, not just the first, in a stable order.
@@ -45,4 +70,26 @@ fn short(s: &str) -> String {
         end -= 1;
     }
     format!("{}… ({} bytes)", &s[..end], s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_checker_is_compiled_once_whoever_asks_first() {
+        SchemaChecker::warm_up();
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| SchemaChecker::shared().unwrap() as *const SchemaChecker);
+            (a.join().unwrap(), SchemaChecker::shared().unwrap() as *const SchemaChecker)
+        });
+        assert_eq!(a, b, "one checker for the process");
+        // It checks like a freshly compiled one.
+        let bad = serde_json::json!({"apiVersion": 7});
+        let fresh = SchemaChecker::new().unwrap().check(&bad);
+        let shared = SchemaChecker::shared().unwrap().check(&bad);
+        assert!(!fresh.is_empty());
+        let pairs = |v: &[Violation]| v.iter().map(|x| (x.pointer.clone(), x.message.clone())).collect::<Vec<_>>();
+        assert_eq!(pairs(&fresh), pairs(&shared));
+    }
 }

@@ -178,10 +178,10 @@ pub(crate) fn check_each_in<T: Send>(
     finish: impl Fn(Report) -> T + Sync,
     sink: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
-    let checker = SchemaChecker::new()?;
+    let checker = SchemaChecker::shared()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let check =
-        |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, &checker, with_digest, cache));
+        |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, checker, with_digest, cache));
     ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {
         ordered::Stopped::Sink(e) => e,
         ordered::Stopped::Panicked(at) => {
