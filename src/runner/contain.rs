@@ -69,6 +69,17 @@ pub fn local_plan() -> &'static Plan {
     })
 }
 
+/// Start [`local_plan`]'s probe on its own thread: it starts and waits for
+/// three programs (`setpriv`, `unshare`, `true`), a few milliseconds a run
+/// would otherwise spend before its script starts. Whoever needs the plan
+/// first waits for that probe; it never runs twice.
+pub fn warm_up() {
+    // A thread that cannot start only means the first use probes.
+    let _ = std::thread::Builder::new().name("contain-probe".into()).spawn(|| {
+        let _ = local_plan();
+    });
+}
+
 fn sweep_plan(note: String) -> Plan {
     // Orphans of the run are re-parented to agentplane, where the sweep finds them.
     let _ = nix::sys::prctl::set_child_subreaper(true);

@@ -41,7 +41,11 @@ pub struct LocalRunner {
 }
 
 impl LocalRunner {
+    /// A runner for a script about to run here: how it will be contained is
+    /// probed at once, on its own thread ([`contain::warm_up`]), while the
+    /// run is staged.
     pub fn new(executor: &str) -> LocalRunner {
+        contain::warm_up();
         LocalRunner {
             executor: executor.to_string(),
             held: None,

@@ -139,6 +139,10 @@ pub fn run(
         Problem::error(format!("bundle `{}` has not been placed", b.rel_dir))
             .hint(format!("run `agentplane place {}` first", b.rel_dir))
     })?;
+    // The runner first: a local one starts probing its containment while
+    // the bundle is staged below.
+    let placed = chain.load_details::<PlacementDecision>()?;
+    let mut runner = runner::for_target(&target_for(&decision, &placed, b.bundle.spec.vm.backend_intent)?)?;
     let secrets = resolve_secrets(b.bundle.secrets_required())?;
     // Stage the bundle and check the staged copy against the digest just
     // checked: what runs is this copy, so a file swapped in the bundle
@@ -152,8 +156,6 @@ pub fn run(
     }
     std::fs::create_dir_all(&products).with_context(|| format!("cannot create `{}`", products.display()))?;
     let job = job_for(&b, &staged, writer.run_id(), &decision.chosen_executor, &products, &secrets, cancel);
-    let placed = chain.load_details::<PlacementDecision>()?;
-    let mut runner = runner::for_target(&target_for(&decision, &placed, b.bundle.spec.vm.backend_intent)?)?;
 
     let redactor = contract::redactor(&secrets);
     let mut live = LiveRedactor::new(&redactor);
