@@ -194,14 +194,18 @@ pub fn open_regular_in(
     name: &str,
     cap: Option<u64>,
 ) -> Result<(File, fs::Metadata), RegularError> {
-    let path = dir_path.join(name);
+    open_in(dir, &dir_path.join(name), name, cap)
+}
+
+/// [`open_regular_in`], with the whole path (for messages) already made.
+fn open_in(dir: &File, path: &Path, name: &str, cap: Option<u64>) -> Result<(File, fs::Metadata), RegularError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(RegularError { path, kind: Some(NotRegular::Missing), io: None });
+        return Err(RegularError { path: path.to_path_buf(), kind: Some(NotRegular::Missing), io: None });
     }
     let file = nix::fcntl::openat(dir, name, REGULAR_OPEN, nix::sys::stat::Mode::empty())
         .map(File::from)
         .map_err(std::io::Error::from);
-    checked_regular(&path, file, cap)
+    checked_regular(path, file, cap)
 }
 
 /// How a file that must be regular is opened: never through a final
@@ -277,8 +281,9 @@ pub fn read_regular_meta(path: &Path, cap: u64) -> Result<(Vec<u8>, fs::Metadata
 
 /// [`read_regular`] of one plain name in an open directory ([`open_regular_in`]).
 pub fn read_regular_in(dir: &File, dir_path: &Path, name: &str, cap: u64) -> Result<Vec<u8>, RegularError> {
-    let (f, meta) = open_regular_in(dir, dir_path, name, Some(cap))?;
-    read_opened(f, meta, &dir_path.join(name), cap).map(|(b, _)| b)
+    let path = dir_path.join(name);
+    let (f, meta) = open_in(dir, &path, name, Some(cap))?;
+    read_opened(f, meta, &path, cap).map(|(b, _)| b)
 }
 
 /// Read an opened regular file whose `fstat` was `meta`, at most `cap` bytes.

@@ -48,9 +48,10 @@ fn ns_prefix(user: bool) -> Vec<String> {
     v
 }
 
+static PLAN: OnceLock<Plan> = OnceLock::new();
+
 /// The plan for this host: a PID namespace when one can be made, else the sweep.
 pub fn local_plan() -> &'static Plan {
-    static PLAN: OnceLock<Plan> = OnceLock::new();
     PLAN.get_or_init(|| {
         if std::env::var("AGENTPLANE_CONTAINMENT").is_ok_and(|v| v == "sweep") {
             return sweep_plan("AGENTPLANE_CONTAINMENT=sweep forced the fallback".into());
@@ -74,6 +75,9 @@ pub fn local_plan() -> &'static Plan {
 /// would otherwise spend before its script starts. Whoever needs the plan
 /// first waits for that probe; it never runs twice.
 pub fn warm_up() {
+    if PLAN.get().is_some() {
+        return;
+    }
     // A thread that cannot start only means the first use probes.
     let _ = std::thread::Builder::new().name("contain-probe".into()).spawn(|| {
         let _ = local_plan();
