@@ -339,7 +339,7 @@ fn verify_pass(
     let work = |line: &[u8], torn: bool| steps::entry_work(line, torn, files, &opts.trusted, &policy, &validators);
     let listing = std::thread::scope(|sc| {
         let listing = sc.spawn(|| steps::list_dir(files, salt, budget));
-        let pool = pool::Pool::start(sc, &work);
+        let pool = pool::Pool::start(sc, &work, reader.spares());
         let mut queued: VecDeque<Arc<pool::Job>> = VecDeque::new();
         loop {
             while queued.len() < IN_FLIGHT
@@ -352,9 +352,6 @@ fn verify_pass(
             let Some(job) = queued.pop_front() else { break };
             let work = job.wait();
             s.apply(job.window(), &work, &mut f);
-            if let Some(w) = job.into_window() {
-                reader.recycle(w);
-            }
         }
         listing.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the evidence directory could not be listed")))
     })?;

@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::Scope;
 
-use super::reader::Window;
+use super::reader::{Spares, Window};
 use super::steps::Work;
 
 /// Entries a worker takes at a time from a window.
@@ -28,6 +28,8 @@ const BATCH: usize = 16;
 /// One window's work: handed to every worker, done when every entry is.
 pub struct Job {
     window: Window,
+    /// Where the window goes when the last holder of the job lets go.
+    spares: Spares,
     /// The next entry (index in the window) not yet taken by a worker.
     next: AtomicUsize,
     results: Mutex<Results>,
@@ -41,10 +43,11 @@ struct Results {
 }
 
 impl Job {
-    fn new(window: Window) -> Job {
+    fn new(window: Window, spares: Spares) -> Job {
         let n = window.len();
         Job {
             window,
+            spares,
             next: AtomicUsize::new(0),
             results: Mutex::new(Results { work: (0..n).map(|_| None).collect(), left: n }),
             finished: Condvar::new(),
@@ -53,11 +56,6 @@ impl Job {
 
     pub fn window(&self) -> &Window {
         &self.window
-    }
-
-    /// The window back, once no worker holds the job any more.
-    pub fn into_window(self: Arc<Job>) -> Option<Window> {
-        Arc::try_unwrap(self).ok().map(|j| j.window)
     }
 
     /// Block until every entry's work is stored, and take it, in entry order.
@@ -96,6 +94,12 @@ impl Job {
     }
 }
 
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.spares.put(std::mem::take(&mut self.window));
+    }
+}
+
 /// The result of an entry that could not be checked: a failure of step 2.
 fn unchecked() -> Work {
     Work { envelope: Some(Err("this entry could not be checked".into())), ..Work::default() }
@@ -104,12 +108,14 @@ fn unchecked() -> Work {
 /// Worker threads living as long as the scope they were started in.
 pub struct Pool {
     workers: Vec<mpsc::Sender<Arc<Job>>>,
+    spares: Spares,
 }
 
 impl Pool {
     /// Start one worker per core (at most 8), each doing `work` for an entry
-    /// (its line, and whether it is the torn last line).
-    pub fn start<'scope, 'env, F>(scope: &'scope Scope<'scope, 'env>, work: &'env F) -> Pool
+    /// (its line, and whether it is the torn last line). Windows done with
+    /// go back to `spares`.
+    pub fn start<'scope, 'env, F>(scope: &'scope Scope<'scope, 'env>, work: &'env F, spares: Spares) -> Pool
     where
         F: Fn(&[u8], bool) -> Work + Sync,
     {
@@ -125,12 +131,12 @@ impl Pool {
                 tx
             })
             .collect();
-        Pool { workers }
+        Pool { workers, spares }
     }
 
     /// Queue a window; its work starts as soon as a worker is free.
     pub fn submit(&self, window: Window) -> Arc<Job> {
-        let job = Arc::new(Job::new(window));
+        let job = Arc::new(Job::new(window, self.spares.clone()));
         let mut sent = false;
         for w in &self.workers {
             sent |= w.send(Arc::clone(&job)).is_ok();
@@ -164,7 +170,7 @@ mod tests {
             Work { digest: String::from_utf8(line.to_vec()).unwrap(), ..Work::default() }
         };
         let got: Vec<Work> = std::thread::scope(|sc| {
-            let pool = Pool::start(sc, &work);
+            let pool = Pool::start(sc, &work, Spares::default());
             // Every window queued before any is waited for: the workers go on alone.
             let jobs: Vec<_> = windows(&lines, 7).into_iter().map(|w| pool.submit(w)).collect();
             jobs.iter().flat_map(|j| j.wait()).collect()

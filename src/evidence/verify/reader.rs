@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::evidence::CHAIN_FILE;
 use crate::fsx;
@@ -14,6 +15,9 @@ pub const WINDOW: usize = 1024;
 /// A window ends early once it holds this many bytes: a chain of large lines
 /// is read in smaller windows, never 1,024 lines of up to [`LINE_CAP`].
 const WINDOW_BYTES: usize = 8 * 1024 * 1024;
+
+/// What a fresh window's bytes start with: 1,024 entries of ~1 KB each.
+const FIRST_RESERVE: usize = 1024 * 1024;
 
 /// The longest line an entry can be: an envelope is a document like any
 /// other agentplane reads ([`fsx::caps::DOCUMENT`]). Entries agentplane
@@ -58,14 +62,34 @@ impl Window {
     }
 }
 
+/// Windows done with, for the next ones. A window's bytes are a large block
+/// (~1 MB for 1,024 entries); a fresh one for each window, grown by doubling,
+/// made the allocator map and zero new pages for every window. Whoever lets
+/// go of a window last (the reader, or a worker still holding its job) puts
+/// it here, so it comes back however the threads interleave.
+#[derive(Debug, Clone, Default)]
+pub struct Spares(Arc<Mutex<Vec<Window>>>);
+
+impl Spares {
+    pub fn put(&self, mut w: Window) {
+        w.bytes.clear();
+        w.lines.clear();
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(w);
+    }
+
+    fn take(&self) -> Option<Window> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop()
+    }
+}
+
 /// Reads the chain window by window.
 pub struct ChainReader<'a> {
     r: BufReader<Box<dyn Read + Send + 'a>>,
     next: usize,
     offset: u64,
     done: bool,
-    /// Buffers of windows done with, for the next ones ([`ChainReader::recycle`]).
-    spare: Vec<Window>,
+    /// Windows done with, for the next ones.
+    spares: Spares,
     line_cap: u64,
     /// Why the stream stopped, told once the lines before it were handed out.
     stopped: Option<String>,
@@ -83,20 +107,15 @@ impl<'a> ChainReader<'a> {
             next: 0,
             offset: 0,
             done: false,
-            spare: Vec::new(),
+            spares: Spares::default(),
             line_cap,
             stopped: None,
         }
     }
 
-    /// Hand back a window that is done with: its buffers hold the next
-    /// window's lines. A window's bytes are a large block (~700 KB); a fresh
-    /// one for each window, grown by doubling, made the allocator map and
-    /// zero new pages for every window and give them back after.
-    pub fn recycle(&mut self, mut w: Window) {
-        w.bytes.clear();
-        w.lines.clear();
-        self.spare.push(w);
+    /// Where windows done with go back to, for the next ones.
+    pub fn spares(&self) -> Spares {
+        self.spares.clone()
     }
 
     /// The next window of at most `max` lines; an empty one at the end. A
@@ -106,7 +125,13 @@ impl<'a> ChainReader<'a> {
         if let Some(why) = self.stopped.take() {
             return Err(why);
         }
-        let mut w = self.spare.pop().unwrap_or_default();
+        let mut w = self.spares.take().unwrap_or_default();
+        if w.bytes.capacity() == 0 {
+            // Room for a window of typical entries at once: grown by doubling
+            // from nothing, each step copied into freshly mapped pages.
+            w.bytes.reserve(FIRST_RESERVE);
+            w.lines.reserve(max.min(WINDOW));
+        }
         (w.first, w.offset, w.torn) = (self.next, self.offset, false);
         while !self.done && w.lines.len() < max && (w.lines.is_empty() || w.bytes.len() < WINDOW_BYTES) {
             let start = w.bytes.len();
