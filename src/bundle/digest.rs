@@ -24,6 +24,18 @@ use std::path::{Path, PathBuf};
 use crate::fsx;
 use crate::fsx::tree::Kind;
 
+/// How much of the bundle digest a caller needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Only the check of what lives in the bundle: no contents are read.
+    Check,
+    /// The digest (what `validate --check` shows in json).
+    Digest,
+    /// The digest and each file's own sha256 (what a ValidationArtifact
+    /// records, to name the files that changed later).
+    DigestAndFiles,
+}
+
 /// One file that went into the digest, with its own sha256 (to name changed files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestEntry {
@@ -37,6 +49,7 @@ pub struct DigestEntry {
 pub struct BundleDigest {
     /// `sha256:<hex>`
     pub digest: String,
+    /// Each file's own digest; empty unless [`Want::DigestAndFiles`].
     pub files: Vec<DigestEntry>,
 }
 
@@ -76,7 +89,7 @@ impl std::error::Error for BundleFilesError {}
 /// `exclude` is the canonical outDir; `extra` are files outside `dir` that the
 /// bundle depends on (the smoke script), named root-relative.
 pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<BundleDigest> {
-    compute_scanned(root, scan(root, dir, exclude)?, extra, None)
+    compute_scanned(root, scan(root, dir, exclude)?, extra, None, Want::DigestAndFiles)
 }
 
 /// Only the check of what lives in the bundle (no contents are read): the
@@ -174,8 +187,16 @@ pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
 pub type Known<'a> = (&'a Path, &'a [u8], u32);
 
 /// [`compute`] over a listing already taken (see [`scan`]), reusing bytes
-/// already read instead of reading them again.
-pub fn compute_scanned(root: &Path, scan: Scan, extra: &[PathBuf], known: Option<Known>) -> Result<BundleDigest> {
+/// already read instead of reading them again. Each file's own sha256 is
+/// computed only for [`Want::DigestAndFiles`].
+pub fn compute_scanned(
+    root: &Path,
+    scan: Scan,
+    extra: &[PathBuf],
+    known: Option<Known>,
+    want: Want,
+) -> Result<BundleDigest> {
+    let per_file = want == Want::DigestAndFiles;
     let (files, mut bad) = list(root, scan, extra);
 
     let mut total = Sha256::new();
@@ -195,12 +216,12 @@ pub fn compute_scanned(root: &Path, scan: Scan, extra: &[PathBuf], known: Option
             let content = target.as_os_str().as_bytes();
             header(&mut total, "link", content.len() as u64);
             total.update(content);
-            ("link", fsx::sha256_hex(content))
+            ("link", if per_file { fsx::sha256_hex(content) } else { String::new() })
         } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| *p == path) {
             let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
             total.update(bytes);
-            (mode, fsx::sha256_hex(bytes))
+            (mode, if per_file { fsx::sha256_hex(bytes) } else { String::new() })
         } else {
             let (mut f, meta) = match fsx::open_regular_meta(&path, None) {
                 Ok(fm) => fm,
@@ -224,12 +245,16 @@ pub fn compute_scanned(root: &Path, scan: Scan, extra: &[PathBuf], known: Option
                     anyhow::bail!("`{}` changed while it was being digested", path.display());
                 }
                 total.update(&buf[..n]);
-                own.update(&buf[..n]);
+                if per_file {
+                    own.update(&buf[..n]);
+                }
                 left -= n as u64;
             }
-            (mode, hex::encode(own.finalize()))
+            (mode, if per_file { hex::encode(own.finalize()) } else { String::new() })
         };
-        entries.push(DigestEntry { path: fsx::escape_bytes(&name), mode, sha256 });
+        if per_file {
+            entries.push(DigestEntry { path: fsx::escape_bytes(&name), mode, sha256 });
+        }
     }
     if !bad.is_empty() {
         return Err(BundleFilesError { files: bad }.into());
@@ -291,6 +316,22 @@ mod tests {
         fs::set_permissions(root.join("b/a.txt"), fs::Permissions::from_mode(0o644)).unwrap();
         let want = fsx::sha256_hex(b"agentplane-bundle-digest/v1\nb/a.txt\x00644\x002\x00hi");
         assert_eq!(compute(&root, &root.join("b"), None, &[]).unwrap().digest, format!("sha256:{want}"));
+    }
+
+    #[test]
+    fn the_digest_alone_is_the_digest_with_its_files() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().canonicalize().unwrap();
+        let dir = root.join("b");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("a.txt"), "hi").unwrap();
+        fs::write(dir.join("big"), vec![7u8; 200 * 1024]).unwrap();
+        std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
+        let with = |want| compute_scanned(&root, scan(&root, &dir, None).unwrap(), &[], None, want).unwrap();
+        let (full, alone) = (with(Want::DigestAndFiles), with(Want::Digest));
+        assert_eq!(alone.digest, full.digest);
+        assert_eq!(full.files.len(), 3);
+        assert!(alone.files.is_empty(), "no per-file digests were asked for");
     }
 
     #[test]

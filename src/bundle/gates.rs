@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::digest::Want;
 use super::load;
 use super::model::{Backend, Bundle};
 use super::schema::SchemaChecker;
@@ -63,16 +64,18 @@ pub struct Report {
     pub out_dir: Option<PathBuf>,
     /// The resolved outDir however it was judged (for cross-bundle checks).
     pub out_dir_resolved: Option<PathBuf>,
-    /// The files the digest covers.
+    /// The files the digest covers, each with its own sha256 (only for
+    /// [`Want::DigestAndFiles`]).
     pub digest_files: Vec<super::digest::DigestEntry>,
 }
 
 /// Run every gate on one manifest. `manifest` must be canonical (as
 /// [`crate::stages::validate::find`] returns them).
-/// `with_digest`: compute the bundle digest (skipped when nothing will show or
-/// record it, e.g. `validate --check` in human format: it is most of the I/O).
-pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker, with_digest: bool) -> Report {
-    validate_cached(root, manifest, checker, with_digest, &fsx::LstatCache::default())
+/// `want`: how much of the bundle digest to compute (none when nothing will
+/// show or record it, e.g. `validate --check` in human format: it is most of
+/// the I/O; no per-file digests unless an artifact records them).
+pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker, want: Want) -> Report {
+    validate_cached(root, manifest, checker, want, &fsx::LstatCache::default())
 }
 
 /// [`validate`] sharing `lstat` results with other bundles checked on this thread.
@@ -80,7 +83,7 @@ pub fn validate_cached(
     root: &Path,
     manifest: &Path,
     checker: &SchemaChecker,
-    with_digest: bool,
+    want: Want,
     cache: &fsx::LstatCache,
 ) -> Report {
     let manifest = manifest.to_path_buf();
@@ -187,9 +190,9 @@ pub fn validate_cached(
         .map(|(p, _)| p)
         .into_iter()
         .collect();
-    let digest = scanned.and_then(|scan| match with_digest {
-        true => super::digest::compute_scanned(root, scan, &script, Some((&manifest, &bytes, mode))).map(Some),
-        false => super::digest::check_scan(&scan).map(|()| None),
+    let digest = scanned.and_then(|scan| match want {
+        Want::Check => super::digest::check_scan(&scan).map(|()| None),
+        _ => super::digest::compute_scanned(root, scan, &script, Some((&manifest, &bytes, mode)), want).map(Some),
     });
     match digest {
         Ok(Some(d)) => {

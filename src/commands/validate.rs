@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Ctx;
+use crate::bundle::digest::Want;
 use crate::bundle::gates::{self, Check, Status};
 use crate::cli::{Format, ValidateArgs};
 use crate::error::{Refusal, RefusalCode};
@@ -55,8 +56,13 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
             .hint("pass a bundle directory, a bundle.json, or a folder of bundles")
             .into());
     }
-    // The digest is shown only in json output and recorded only in artifacts.
-    let with_digest = !args.check || ctx.printer.format == Format::Json;
+    // The digest is shown only in json output; it and each file's own
+    // digest are recorded in artifacts.
+    let want = match (args.check, ctx.printer.format) {
+        (false, _) => Want::DigestAndFiles,
+        (true, Format::Json) => Want::Digest,
+        (true, _) => Want::Check,
+    };
     if args.check {
         // Nothing is written: reports are checked in a bounded window, and
         // what they show is held (on disk beyond a budget) until rendered.
@@ -65,10 +71,10 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
             Format::Human => Ahead::Human(ctx.printer.style()),
             _ => Ahead::Nothing,
         };
-        return Ok(Box::new(Validated::stream(&ctx.root, manifests, with_digest, ahead)?));
+        return Ok(Box::new(Validated::stream(&ctx.root, manifests, want, ahead)?));
     }
     let manifests: Vec<PathBuf> = manifests.collect();
-    let reports = validate::check_all(&ctx.root, &manifests, with_digest)?;
+    let reports = validate::check_all(&ctx.root, &manifests, want)?;
     let unwritten = |reports: Vec<_>| {
         reports.into_iter().map(|report| Outcome { report, written: None, not_written: None }).collect()
     };
@@ -93,17 +99,17 @@ impl Validated {
     fn stream(
         root: &Path,
         manifests: impl Iterator<Item = PathBuf> + Send,
-        with_digest: bool,
+        want: Want,
         ahead: Ahead,
     ) -> Result<Validated> {
-        Validated::stream_in(root, manifests, with_digest, ahead, validate::WINDOW, HELD_BYTES)
+        Validated::stream_in(root, manifests, want, ahead, validate::WINDOW, HELD_BYTES)
     }
 
     /// [`Validated::stream`] with its window and memory budget given.
     fn stream_in(
         root: &Path,
         manifests: impl Iterator<Item = PathBuf> + Send,
-        with_digest: bool,
+        want: Want,
         ahead: Ahead,
         window: usize,
         held_bytes: usize,
@@ -123,7 +129,7 @@ impl Validated {
             };
             shown
         };
-        validate::check_each_in(root, manifests, with_digest, window, finish, |shown| {
+        validate::check_each_in(root, manifests, want, window, finish, |shown| {
             if let Some((key, _)) = &shown.out_dir {
                 out_dirs.see(key);
             }
@@ -413,7 +419,7 @@ mod tests {
         let paths = [bundles.clone()];
         // Every report in memory, the cross-bundle check on the whole list.
         let manifests = validate::find(&root, &paths).unwrap();
-        let reports = validate::check_all(&root, &manifests, true).unwrap();
+        let reports = validate::check_all(&root, &manifests, Want::Digest).unwrap();
         let outcomes = reports.into_iter().map(|report| Outcome { report, written: None, not_written: None });
         let whole = rendered(&Validated::settled(&root, outcomes.collect(), None).unwrap());
         assert!(whole.0.contains("is also the outDir of bundles/b10/bundle.json"), "{}", whole.0);
@@ -426,7 +432,7 @@ mod tests {
         for (window, held) in [(1, 0), (3, 0), (7, 1000), (256, usize::MAX)] {
             for ahead in aheads {
                 let manifests = validate::discover(&root, &paths).unwrap();
-                let streamed = Validated::stream_in(&root, manifests, true, ahead, window, held).unwrap();
+                let streamed = Validated::stream_in(&root, manifests, Want::Digest, ahead, window, held).unwrap();
                 assert_eq!(rendered(&streamed), whole, "window {window}, held {held}, {ahead:?}");
             }
         }
@@ -437,7 +443,7 @@ mod tests {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
         let manifests = validate::discover(&root, &[bundles]).unwrap();
-        let v = Validated::stream_in(&root, manifests, false, Ahead::Human(Style::default()), 4, 0).unwrap();
+        let v = Validated::stream_in(&root, manifests, Want::Check, Ahead::Human(Style::default()), 4, 0).unwrap();
         // 40 + 3 bundles; invalid: 8 for maxRunSeconds (b01, b06, …, b36), 2
         // that do not parse as a bundle, and b03, b17, b33, b10 sharing (b11
         // is invalid already).
@@ -474,7 +480,8 @@ mod tests {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
         let one = [bundles.join("b00")];
-        let v = Validated::stream_in(&root, validate::discover(&root, &one).unwrap(), true, Ahead::Json, 2, 0).unwrap();
+        let v = Validated::stream_in(&root, validate::discover(&root, &one).unwrap(), Want::Digest, Ahead::Json, 2, 0)
+            .unwrap();
         assert_eq!(v.exit(), Exit::Success, "{}", v.human(Style::default()));
         assert_eq!(v.summary(), "1 bundle: 1 valid, 0 invalid");
         let mut out = Vec::new();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::{Reporter, Stage, emit, place, run, validate};
+use crate::bundle::digest::Want;
 use crate::error::Problem;
 use crate::evidence::keys::Signer;
 use crate::types::SessionStatus;
@@ -103,7 +104,7 @@ pub fn up(
         }
     }
     reporter.begin(Stage::Validate, &bundle.display().to_string());
-    let reports = validate::check_all(root, std::slice::from_ref(&manifest), true)?;
+    let reports = validate::check_all(root, std::slice::from_ref(&manifest), Want::DigestAndFiles)?;
     let validation = validate::write_all(root, reports, signer)?.into_iter().next().expect("one bundle, one outcome");
     let mut out = UpOutcome { validation, placed: None, run: None, emitted: None };
     if !out.validation.report.valid {

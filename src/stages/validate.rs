@@ -6,6 +6,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use crate::bundle::digest::Want;
 use crate::bundle::discover;
 use crate::bundle::gates::{self, Report};
 use crate::bundle::schema::SchemaChecker;
@@ -157,14 +158,14 @@ pub const WINDOW: usize = 256;
 /// `sink` in the manifests' order. At most [`WINDOW`] reports exist at a
 /// time. The cross-bundle check (a shared outDir) is the caller's: see
 /// [`shared_out_dirs`] and [`shared`].
-/// `with_digest`: also compute each bundle digest (needed to write artifacts or show it).
+/// `want`: how much of each bundle digest to compute (to write artifacts or show it).
 pub fn check_each(
     root: &Path,
     manifests: impl Iterator<Item = PathBuf> + Send,
-    with_digest: bool,
+    want: Want,
     sink: impl FnMut(Report) -> Result<()>,
 ) -> Result<()> {
-    check_each_in(root, manifests, with_digest, WINDOW, |r| r, sink)
+    check_each_in(root, manifests, want, WINDOW, |r| r, sink)
 }
 
 /// [`check_each`] with its window given (tests use small ones), and `finish`
@@ -173,15 +174,14 @@ pub fn check_each(
 pub(crate) fn check_each_in<T: Send>(
     root: &Path,
     manifests: impl Iterator<Item = PathBuf> + Send,
-    with_digest: bool,
+    want: Want,
     window: usize,
     finish: impl Fn(Report) -> T + Sync,
     sink: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     let checker = SchemaChecker::shared()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let check =
-        |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, checker, with_digest, cache));
+    let check = |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, checker, want, cache));
     ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {
         ordered::Stopped::Sink(e) => e,
         ordered::Stopped::Panicked(at) => {
@@ -193,9 +193,9 @@ pub(crate) fn check_each_in<T: Send>(
 /// Run the gates on every manifest, on all cores, including the
 /// cross-bundle check: every report in memory, for a few bundles (`up`) or
 /// to write their artifacts.
-pub fn check_all(root: &Path, manifests: &[PathBuf], with_digest: bool) -> Result<Vec<Report>> {
+pub fn check_all(root: &Path, manifests: &[PathBuf], want: Want) -> Result<Vec<Report>> {
     let mut reports = Vec::with_capacity(manifests.len());
-    check_each(root, manifests.iter().cloned(), with_digest, |r| {
+    check_each(root, manifests.iter().cloned(), want, |r| {
         reports.push(r);
         Ok(())
     })?;

@@ -281,6 +281,7 @@ fn an_inventory_that_is_a_fifo_is_exit_2_not_a_hang() {
 mod properties {
     //! Arbitrary input never panics the strict parser or the gates.
 
+    use agentplane::bundle::digest::Want;
     use agentplane::bundle::gates;
     use agentplane::bundle::schema::SchemaChecker;
     use proptest::prelude::*;
@@ -338,7 +339,7 @@ mod properties {
             let manifest = root.join("bundles/x/bundle.json");
             std::fs::write(&manifest, &bytes).unwrap();
             let checker = SchemaChecker::new().unwrap();
-            let report = gates::validate(&root, &manifest, &checker, true);
+            let report = gates::validate(&root, &manifest, &checker, Want::DigestAndFiles);
             // Junk is never a valid bundle, and it always says why.
             prop_assert!(!report.valid);
             prop_assert!(report.checks.iter().any(|c| c.status == gates::Status::Fail));
@@ -401,7 +402,7 @@ mod properties {
             let manifest = root.join("bundles/example-agent/bundle.json");
             std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
             let checker = SchemaChecker::new().unwrap();
-            let report = gates::validate(&root, &manifest, &checker, true);
+            let report = gates::validate(&root, &manifest, &checker, Want::DigestAndFiles);
             prop_assert_eq!(report.valid, !report.checks.iter().any(|c| c.status == gates::Status::Fail));
         }
     }
