@@ -287,10 +287,7 @@ mod tests {
 
     #[test]
     fn names_are_raw_bytes_and_never_merged() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        let dir = root.join("b");
-        fs::create_dir(&dir).unwrap();
+        let (_d, root, dir) = bundle_dir();
         // Both names turn into "f\u{FFFD}" under a lossy conversion.
         fs::write(dir.join(OsStr::from_bytes(b"f\xff")), "one").unwrap();
         fs::write(dir.join(OsStr::from_bytes(b"f\xfe")), "two").unwrap();
@@ -318,12 +315,18 @@ mod tests {
         assert_eq!(compute(&root, &root.join("b"), None, &[]).unwrap().digest, format!("sha256:{want}"));
     }
 
-    #[test]
-    fn the_digest_alone_is_the_digest_with_its_files() {
+    /// A temporary root holding an empty bundle directory `b`: (guard, root, dir).
+    fn bundle_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().canonicalize().unwrap();
         let dir = root.join("b");
         fs::create_dir(&dir).unwrap();
+        (d, root, dir)
+    }
+
+    #[test]
+    fn the_digest_alone_is_the_digest_with_its_files() {
+        let (_d, root, dir) = bundle_dir();
         fs::write(dir.join("a.txt"), "hi").unwrap();
         fs::write(dir.join("big"), vec![7u8; 200 * 1024]).unwrap();
         std::os::unix::fs::symlink("a.txt", dir.join("link")).unwrap();
@@ -336,10 +339,7 @@ mod tests {
 
     #[test]
     fn special_files_and_outward_links_are_named_not_read() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path().canonicalize().unwrap();
-        let dir = root.join("b");
-        fs::create_dir(&dir).unwrap();
+        let (_d, root, dir) = bundle_dir();
         fs::write(dir.join("ok"), "x").unwrap();
         nix::unistd::mkfifo(&dir.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();

@@ -392,14 +392,21 @@ mod tests {
         held.teardown()
     }
 
-    #[test]
+    /// This host's plan when it makes PID namespaces; `None` (and a skip
+    /// notice) when it cannot.
     #[allow(clippy::print_stderr)] // the skip notice
-    fn a_pid_namespace_leaves_no_escaper_alive() {
+    fn namespace_plan() -> Option<&'static Plan> {
         let plan = local_plan();
         if plan.mechanism != Mechanism::PidNamespace {
             eprintln!("skipped: no PID namespace on this host ({:?})", plan.note);
-            return;
+            return None;
         }
+        Some(plan)
+    }
+
+    #[test]
+    fn a_pid_namespace_leaves_no_escaper_alive() {
+        let Some(plan) = namespace_plan() else { return };
         let tag = format!("agentplane-contain-ns-{}", std::process::id());
         let receipt = run_contained(plan, &tag);
         assert_eq!(receipt.mechanism, Mechanism::PidNamespace);
@@ -442,13 +449,8 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::print_stderr)] // the skip notice
     fn the_namespace_is_found_even_before_its_first_process() {
-        let plan = local_plan();
-        if plan.mechanism != Mechanism::PidNamespace {
-            eprintln!("skipped: no PID namespace on this host ({:?})", plan.note);
-            return;
-        }
+        let Some(plan) = namespace_plan() else { return };
         // Between the wrapper's unshare() and its fork the kernel shows no
         // namespace; a holder that gave up then missed it about 4 times in 10.
         for i in 0..12 {
