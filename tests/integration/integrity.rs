@@ -172,3 +172,28 @@ fn a_deterministic_bundle_with_a_secret_in_its_product_replays_as_match() {
     let out = r.cmd_env(&["--format", "json", "replay", "artifacts/det", "--trusted-key", &r.pubkey()], &env).ok();
     assert_eq!(out.json()["verdict"], "match", "{}", out.stdout);
 }
+
+/// A `PATH` with a relative entry (`bin`) would find a bundle's own
+/// `bin/setpriv` once the script starts in its (staged) bundle directory:
+/// the containment wrapper is started by the absolute path probed instead.
+#[test]
+fn a_relative_path_entry_never_starts_the_bundles_own_wrapper() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let r = Root::new();
+    r.keygen();
+    r.bundle("rel", "#!/bin/sh\necho hi > \"$1/out.txt\"\n", |_| {});
+    let marker = r.join("the-bundles-wrapper-ran");
+    for tool in ["setpriv", "unshare"] {
+        let fake = r.write(
+            &format!("bundles/rel/bin/{tool}"),
+            format!("#!/bin/sh\necho {tool} >> '{}'\nexit 0\n", marker.display()),
+        );
+        std::fs::set_permissions(fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("bin:{}", std::env::var("PATH").unwrap_or_default());
+    r.cmd_env(&["up", "bundles/rel"], &[("PATH", &path)]).ok();
+    assert!(!marker.exists(), "the bundle's own wrapper ran: {}", r.read("the-bundles-wrapper-ran"));
+    assert_eq!(r.read("artifacts/rel/products/out.txt"), "hi\n", "the script itself ran");
+    let c = &r.json("artifacts/rel/run-artifact.json")["containment"];
+    assert_eq!(c["survivors"], 0, "{c}");
+}
