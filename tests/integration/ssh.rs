@@ -614,3 +614,37 @@ fn upstreams_lima_alias_reaches_the_loopback_sshd_through_lima_ssh_config() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(r.read("artifacts/lima-alias/products/out.txt"), "via-lima\n");
 }
+
+/// A relative entry in the host login's `PATH` (`bin:…`) would find the
+/// bundle's own `bin/setpriv`, `readlink` or `cat` once the wrapper works in
+/// the run's copy of the bundle: the wrapper drops relative entries first.
+#[test]
+fn a_relative_path_entry_on_the_host_never_runs_the_bundles_own_tools() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sshd = Sshd::start_with(&["SetEnv=PATH=bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+    let name = "ssh-relpath";
+    let r = Root::new();
+    r.keygen();
+    r.bundle(name, "#!/bin/sh\necho \"$PATH\" > \"$1/path.txt\"\n", |v| {
+        v["spec"]["policy"]["maxRunSeconds"] = 20.into()
+    });
+    let marker = r.join("the-bundles-tool-ran");
+    for tool in ["setpriv", "unshare", "setsid", "env", "readlink", "cat", "sh", "id", "sleep"] {
+        let fake = r.write(
+            &format!("bundles/{name}/bin/{tool}"),
+            format!("#!/bin/sh\necho {tool} >> '{}'\nexit 0\n", marker.display()),
+        );
+        std::fs::set_permissions(fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    r.cmd(&["validate", &format!("bundles/{name}")]).ok();
+    let inv = r.inventory(&[sshd.executor_json("ssh1")], "ssh1");
+    place_json(&r, &format!("bundles/{name}"), &inv, "5").ok();
+    let _ = r.cmd(&["--format", "json", "run", &format!("bundles/{name}")]);
+    let run = r.json(&format!("artifacts/{name}/run-artifact.json"));
+    assert!(!marker.exists(), "the bundle's own tools ran: {}", r.read("the-bundles-tool-ran"));
+    assert_eq!(run["status"], "success", "{run:#}");
+    assert_eq!(run["containment"]["mechanism"], "pid-namespace", "{run:#}");
+    // The login's PATH did hold the relative entry; the script's has it no more.
+    let path = r.read(&format!("artifacts/{name}/products/path.txt"));
+    assert!(path.contains("/usr/bin") && !path.split(':').any(|e| e.trim() == "bin"), "{path}");
+}

@@ -114,6 +114,11 @@ fn sigkill(pid: u32) {
 impl Sshd {
     /// Start a server; panics (failing the test) when sshd is not installed.
     pub fn start() -> Sshd {
+        Sshd::start_with(&[])
+    }
+
+    /// [`Sshd::start`] with more `sshd_config` options (`-o KEY=VALUE`).
+    pub fn start_with(options: &[&str]) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: the SSH tests need a real OpenSSH server; \
@@ -148,6 +153,7 @@ impl Sshd {
                 .args(["-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no"])
                 // Parallel probe tests open many connections at once.
                 .args(["-o", "MaxStartups=200", "-o", "MaxSessions=50"])
+                .args(options.iter().flat_map(|o| ["-o", o]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).expect("create sshd log"))

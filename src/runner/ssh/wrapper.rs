@@ -25,6 +25,11 @@
 //! is swept at the end: the recorded fallback. `AGENTPLANE_CONTAINMENT=sweep`
 //! in the wrapper's environment forces it.
 //!
+//! **`PATH`.** The wrapper works in the run's copy of the bundle, and finds
+//! `setpriv`, `unshare`, `setsid`, `env` and its shell tools by name: a
+//! relative `PATH` entry (`bin:…`) would find the bundle's own files there.
+//! It drops relative entries first (the script's `PATH` is the result too).
+//!
 //! **Dying with the channel.** A watcher reads the channel's stdin (agentplane
 //! never writes to it nor sends EOF on it); EOF means the channel is gone
 //! (agentplane was killed, the connection dropped) and the watcher KILLs the
@@ -175,6 +180,7 @@ pub fn wrapper_command(dir: &str, script: &str, interpreter: &[String], marker: 
     let args = format!("{} {argv} {} {}", q("env"), shell_quote(script), q("products"));
     format!(
         r#"{prelude}echo $$ > "$ap_d/pid"; printf '%s\n' "$ap_m" > "$ap_d/marker"
+ap_p=; IFS=:; set -f; for ap_e in ${{PATH-}}; do case $ap_e in /*) ap_p=${{ap_p:+$ap_p:}}$ap_e ;; esac; done; set +f; unset IFS; PATH=$ap_p; export PATH
 cd "$ap_d/bundle" || exit 126
 ap_pre=; ap_note=
 if [ "${{AGENTPLANE_CONTAINMENT-}}" = sweep ]; then ap_note='AGENTPLANE_CONTAINMENT=sweep forced the fallback'
