@@ -41,17 +41,11 @@ pub struct Plan {
 /// The wrapper argv for a PID namespace; `user`: inside a user namespace.
 /// Both programs are named by the absolute paths found on `PATH` now, so the
 /// run starts exactly what was probed (and no `PATH` search at each start);
-/// `None` when either is missing. A relative `PATH` entry is skipped: the
-/// script starts in its bundle's directory, where it would name the
-/// bundle's own files.
+/// `None` when either is missing. A relative `PATH` entry is never used
+/// ([`super::contract::which`]): the script starts in its bundle's
+/// directory, where it would name the bundle's own files.
 fn ns_prefix(user: bool) -> Option<Vec<String>> {
-    let found = |name: &str| {
-        std::env::split_paths(&std::env::var_os("PATH")?)
-            .filter(|dir| dir.is_absolute())
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-            .and_then(|p| p.to_str().map(str::to_string))
-    };
+    let found = |name: &str| super::contract::which(name).and_then(|p| p.to_str().map(str::to_string));
     let mut v = vec![found("setpriv")?, "--pdeathsig".into(), "KILL".into(), found("unshare")?];
     if user {
         v.extend(["--user", "--map-root-user"].iter().map(|s| s.to_string()));

@@ -520,13 +520,18 @@ pub fn signal_name(n: i32) -> String {
 // ---------------------------------------------------------------------------
 // Tools
 
-/// Find a tool: a bare name through `PATH`; a path (with a `/`) as it is.
+/// Find a tool: a bare name on the absolute entries of `PATH`; a path (with
+/// a `/`) as it is. A relative entry is skipped: it would name files of
+/// wherever the tool is started from later, such as a bundle's directory.
 pub fn which(name: impl AsRef<Path>) -> Option<PathBuf> {
     let name = name.as_ref();
     if name.components().count() > 1 {
         return Some(name.to_path_buf());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
