@@ -196,7 +196,9 @@ pub fn compute_scanned(
     known: Option<Known>,
     want: Want,
 ) -> Result<BundleDigest> {
+    // Each file's own sha256, when asked for.
     let per_file = want == Want::DigestAndFiles;
+    let own_of = |bytes: &[u8]| per_file.then(|| fsx::sha256_hex(bytes));
     let (files, mut bad) = list(root, scan, extra);
 
     let mut total = Sha256::new();
@@ -216,12 +218,12 @@ pub fn compute_scanned(
             let content = target.as_os_str().as_bytes();
             header(&mut total, "link", content.len() as u64);
             total.update(content);
-            ("link", if per_file { fsx::sha256_hex(content) } else { String::new() })
+            ("link", own_of(content))
         } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| *p == path) {
             let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
             total.update(bytes);
-            (mode, if per_file { fsx::sha256_hex(bytes) } else { String::new() })
+            (mode, own_of(bytes))
         } else {
             let (mut f, meta) = match fsx::open_regular_meta(&path, None) {
                 Ok(fm) => fm,
@@ -250,9 +252,9 @@ pub fn compute_scanned(
                 }
                 left -= n as u64;
             }
-            (mode, if per_file { hex::encode(own.finalize()) } else { String::new() })
+            (mode, per_file.then(|| hex::encode(own.finalize())))
         };
-        if per_file {
+        if let Some(sha256) = sha256 {
             entries.push(DigestEntry { path: fsx::escape_bytes(&name), mode, sha256 });
         }
     }
