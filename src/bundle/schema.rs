@@ -1,4 +1,5 @@
-//! The schema check: the bundle schema generated from [`super::model::Bundle`].
+//! The schema check: the bundle schema generated from [`super::model::Bundle`],
+//! compiled to code when agentplane is built.
 
 use serde_json::Value;
 
@@ -9,53 +10,29 @@ pub struct Violation {
     pub message: String,
 }
 
-static SHARED: std::sync::OnceLock<Result<SchemaChecker, String>> = std::sync::OnceLock::new();
+/// The bundle schema as committed in `schemas/` (what
+/// `schema_tools::input::<Bundle>()` generates; a test keeps them equal),
+/// compiled into the binary by jsonschema's own code generator when
+/// agentplane is built. A run pays neither for compiling it nor for checking
+/// it against the draft 2020-12 meta-schema: those were ~4–5 ms of the
+/// serial start of `validate`, before any bundle could be checked.
+#[jsonschema::validator(path = "schemas/bundle.schema.json", draft = Draft202012)]
+struct Compiled;
 
-/// A compiled bundle-schema validator, built once and shared across threads.
-pub struct SchemaChecker {
-    validator: jsonschema::Validator,
-}
-
-/// The bundle schema as committed in `schemas/`: what
-/// `schema_tools::input::<Bundle>()` generates (a test keeps them equal),
-/// parsed instead of generated again at every start (~0.3 ms of the
-/// serial start of `validate`).
-const BUNDLE_SCHEMA: &str = include_str!("../../schemas/bundle.schema.json");
+/// The bundle-schema check. It holds nothing: the validator is code.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchemaChecker;
 
 impl SchemaChecker {
-    pub fn new() -> anyhow::Result<Self> {
-        let schema: Value = serde_json::from_str(BUNDLE_SCHEMA)?;
-        Ok(SchemaChecker { validator: crate::schema_tools::compile("bundle", &schema)? })
-    }
-
-    /// The one checker of this process, compiled on first use. Compiling
-    /// (schemars, then jsonschema) takes a few milliseconds: [`warm_up`]
-    /// starts it on its own thread while the caller looks for bundles, and
-    /// a caller that needs it first waits for that compile, never starts another.
-    ///
-    /// [`warm_up`]: SchemaChecker::warm_up
-    pub fn shared() -> anyhow::Result<&'static SchemaChecker> {
-        SHARED
-            .get_or_init(|| SchemaChecker::new().map_err(|e| format!("{e:#}")))
-            .as_ref()
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    }
-
-    /// Start compiling [`SchemaChecker::shared`] in the background.
-    pub fn warm_up() {
-        if SHARED.get().is_none() {
-            // A thread that cannot start only means the first use compiles it.
-            let _ = std::thread::Builder::new().name("schema".into()).spawn(|| {
-                let _ = SchemaChecker::shared();
-            });
-        }
+    /// The checker. Infallible: a schema that did not compile would not
+    /// have built the binary.
+    pub fn new() -> Self {
+        SchemaChecker
     }
 
     /// Every violation, not just the first, in a stable order.
     pub fn check(&self, instance: &Value) -> Vec<Violation> {
-        let mut out: Vec<Violation> = self
-            .validator
-            .iter_errors(instance)
+        let mut out: Vec<Violation> = Compiled::iter_errors(instance)
             .map(|e| Violation { pointer: e.instance_path().as_str().to_string(), message: short(&e.to_string()) })
             .collect();
         out.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.message.cmp(&b.message)));
@@ -81,30 +58,57 @@ fn short(s: &str) -> String {
 mod tests {
     use super::*;
 
+    const BUNDLE_SCHEMA: &str = include_str!("../../schemas/bundle.schema.json");
+
     #[test]
-    fn the_embedded_schema_is_the_generated_one() {
-        let embedded: Value = serde_json::from_str(BUNDLE_SCHEMA).unwrap();
+    fn the_compiled_schema_is_the_generated_one() {
+        let committed: Value = serde_json::from_str(BUNDLE_SCHEMA).unwrap();
         assert_eq!(
-            embedded,
+            committed,
             crate::schema_tools::input::<crate::bundle::model::Bundle>(),
             "schemas/bundle.schema.json is stale: run `cargo run -- schema --write schemas`"
         );
     }
 
+    /// The code generator and jsonschema's run-time compiler must give the
+    /// same verdicts at the same places, on bundles good and bad. The
+    /// generated code may leave out a message another one implies (a value
+    /// outside a string `enum` is not also reported as "not of type
+    /// string"), never add one.
     #[test]
-    fn the_shared_checker_is_compiled_once_whoever_asks_first() {
-        SchemaChecker::warm_up();
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| SchemaChecker::shared().unwrap());
-            (a.join().unwrap(), SchemaChecker::shared().unwrap())
+    fn the_compiled_checker_agrees_with_a_run_time_compile() {
+        let schema: Value = serde_json::from_str(BUNDLE_SCHEMA).unwrap();
+        let runtime = crate::schema_tools::compile("bundle", &schema).unwrap();
+        let good = serde_json::json!({
+            "apiVersion": "agentplane.socioprophet.org/v0.1",
+            "kind": "Bundle",
+            "metadata": {"name": "x", "version": "0.1.0"},
+            "spec": {}
         });
-        assert!(std::ptr::eq(a, b), "one checker for the process");
-        // It checks like a freshly compiled one.
-        let bad = serde_json::json!({"apiVersion": 7});
-        let fresh = SchemaChecker::new().unwrap().check(&bad);
-        let shared = SchemaChecker::shared().unwrap().check(&bad);
-        assert!(!fresh.is_empty());
-        let pairs = |v: &[Violation]| v.iter().map(|x| (x.pointer.clone(), x.message.clone())).collect::<Vec<_>>();
-        assert_eq!(pairs(&fresh), pairs(&shared));
+        let cases = [
+            good.clone(),
+            serde_json::json!({"apiVersion": 7}),
+            serde_json::json!([]),
+            serde_json::json!(null),
+            serde_json::json!({"metadata": {"name": ["a"], "version": 1}, "spec": {"policy": {"maxRunSeconds": -1}}}),
+            serde_json::json!({"kind": "Bundle", "unexpected": true, "spec": {"vm": {"cpus": "two"}}}),
+        ];
+        for case in cases {
+            let theirs: Vec<(String, String)> = runtime
+                .iter_errors(&case)
+                .map(|e| (e.instance_path().as_str().to_string(), short(&e.to_string())))
+                .collect();
+            let ours: Vec<(String, String)> =
+                SchemaChecker::new().check(&case).into_iter().map(|v| (v.pointer, v.message)).collect();
+            assert_eq!(ours.is_empty(), theirs.is_empty(), "verdict on {case}");
+            assert_eq!(Compiled::is_valid(&case), runtime.is_valid(&case), "on {case}");
+            let places =
+                |v: &[(String, String)]| v.iter().map(|x| x.0.clone()).collect::<std::collections::BTreeSet<_>>();
+            assert_eq!(places(&ours), places(&theirs), "places on {case}");
+            for message in &ours {
+                assert!(theirs.contains(message), "{message:?} on {case}, not in {theirs:?}");
+            }
+        }
+        assert!(!SchemaChecker::new().check(&serde_json::json!({"apiVersion": 7})).is_empty());
     }
 }

@@ -46,8 +46,6 @@ struct JsonBundle<'a> {
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
     let paths: Vec<PathBuf> = args.paths.iter().map(|p| ctx.bundle_arg(p)).collect();
-    // The schema compiles while the bundles are found.
-    crate::bundle::schema::SchemaChecker::warm_up();
     let mut manifests = validate::discover(&ctx.root, &paths)?.peekable();
     if manifests.peek().is_none() {
         // A typo in a CI path must not pass green.

@@ -179,7 +179,7 @@ pub(crate) fn check_each_in<T: Send>(
     finish: impl Fn(Report) -> T + Sync,
     sink: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
-    let checker = SchemaChecker::shared()?;
+    let checker = &SchemaChecker::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let check = |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, checker, want, cache));
     ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {

@@ -338,7 +338,7 @@ mod properties {
             std::fs::create_dir_all(root.join("bundles/x")).unwrap();
             let manifest = root.join("bundles/x/bundle.json");
             std::fs::write(&manifest, &bytes).unwrap();
-            let checker = SchemaChecker::new().unwrap();
+            let checker = SchemaChecker::new();
             let report = gates::validate(&root, &manifest, &checker, Want::DigestAndFiles);
             // Junk is never a valid bundle, and it always says why.
             prop_assert!(!report.valid);
@@ -401,7 +401,7 @@ mod properties {
             std::fs::create_dir_all(root.join("bundles/example-agent")).unwrap();
             let manifest = root.join("bundles/example-agent/bundle.json");
             std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
-            let checker = SchemaChecker::new().unwrap();
+            let checker = SchemaChecker::new();
             let report = gates::validate(&root, &manifest, &checker, Want::DigestAndFiles);
             prop_assert_eq!(report.valid, !report.checks.iter().any(|c| c.status == gates::Status::Fail));
         }
