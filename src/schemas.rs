@@ -10,10 +10,12 @@ use crate::schema_tools::{compile, input};
 use crate::types::ArtifactKind;
 
 use crate::bundle::model::Bundle;
-use crate::evidence::artifacts::schema_of;
+use crate::evidence::artifacts::{details_schema_of, schema_of};
 use crate::fleet::inventory::TypedInventory;
 
 /// Every kind with a schema: (kind name for `agentplane schema KIND`, file name).
+/// A `…-details` kind is the signed `predicate.details` of that artifact's
+/// chain entry: what agentplane records beyond upstream's file.
 pub const KINDS: &[(&str, &str)] = &[
     ("bundle", "bundle.schema.json"),
     ("fleet-inventory", "fleet-inventory.schema.json"),
@@ -25,6 +27,11 @@ pub const KINDS: &[(&str, &str)] = &[
     ("promotion-artifact", "promotion-artifact.schema.json"),
     ("reversal-artifact", "reversal-artifact.schema.json"),
     ("seal", "seal.schema.json"),
+    ("validation-artifact-details", "validation-artifact-details.schema.json"),
+    ("placement-decision-details", "placement-decision-details.schema.json"),
+    ("session-artifact-details", "session-artifact-details.schema.json"),
+    ("promotion-artifact-details", "promotion-artifact-details.schema.json"),
+    ("reversal-artifact-details", "reversal-artifact-details.schema.json"),
 ];
 
 /// The schema of one kind, or `None` for an unknown kind.
@@ -32,10 +39,10 @@ pub fn schema_for(kind: &str) -> Option<Value> {
     Some(match kind {
         "bundle" => input::<Bundle>(),
         "fleet-inventory" => input::<TypedInventory>(),
-        other => {
-            let kind = ArtifactKind::ALL.into_iter().find(|k| k.schema_name() == other)?;
-            schema_of(kind)
-        }
+        other => match other.strip_suffix("-details") {
+            Some(name) => details_schema_of(ArtifactKind::FILES.into_iter().find(|k| k.schema_name() == name)?)?,
+            None => schema_of(ArtifactKind::ALL.into_iter().find(|k| k.schema_name() == other)?),
+        },
     })
 }
 

@@ -66,6 +66,7 @@ mod index_check;
 mod named;
 mod pool;
 mod reader;
+mod schemas;
 mod signature;
 mod steps;
 #[cfg(test)]
@@ -295,7 +296,6 @@ fn verify_pass(
     twice: &HashSet<named::Key>,
 ) -> Result<Pass> {
     let Limits { window, budget } = limits;
-    let validators = steps::artifact_validators()?;
     let policy = signature::Strict::new(&opts.trusted);
     let mut f = Findings::default();
     let mut warnings = Vec::new();
@@ -336,7 +336,7 @@ fn verify_pass(
     // queued behind it, while this thread records findings in order and
     // reads ahead ([`pool`]); at most `IN_FLIGHT` windows are held.
     // Step 8's listing needs only the directory: it is made meanwhile.
-    let work = |line: &[u8], torn: bool| steps::entry_work(line, torn, files, &opts.trusted, &policy, &validators);
+    let work = |line: &[u8], torn: bool| steps::entry_work(line, torn, files, &opts.trusted, &policy);
     let listing = std::thread::scope(|sc| {
         let listing = sc.spawn(|| steps::list_dir(files, salt, budget));
         let pool = pool::Pool::start(sc, &work, reader.spares());

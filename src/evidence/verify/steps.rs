@@ -9,7 +9,7 @@
 //! would have found.
 
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Component, Path};
 
 use super::extsort::Merge;
@@ -24,7 +24,6 @@ use crate::evidence::statement::{Predicate, STATEMENT_TYPE, Statement, predicate
 use crate::evidence::tlog;
 use crate::evidence::{CHAIN_FILE, CHECKPOINT_FILE, GENESIS, LOCK_FILE, TLOG_INDEX_FILE};
 use crate::fsx::{self, NotRegular};
-use crate::types::ArtifactKind;
 use sha2::Digest as _;
 
 /// The prefix of agentplane's temporary files (`fsx::write_atomic`).
@@ -59,24 +58,6 @@ impl Work {
     }
 }
 
-/// Per kind: the file's schema (upstream's shape) and, where the kind has
-/// details, the schema of its `predicate.details`.
-pub type Validators = BTreeMap<ArtifactKind, (jsonschema::Validator, Option<jsonschema::Validator>)>;
-
-pub fn artifact_validators() -> anyhow::Result<Validators> {
-    use crate::evidence::artifacts::{details_schema_of, schema_of};
-    let mut v = BTreeMap::new();
-    for kind in ArtifactKind::FILES {
-        let file = crate::schema_tools::compile(kind.schema_name(), &schema_of(kind))?;
-        let details = match details_schema_of(kind) {
-            Some(d) => Some(crate::schema_tools::compile(&format!("{} details", kind.schema_name()), &d)?),
-            None => None,
-        };
-        v.insert(kind, (file, details));
-    }
-    Ok(v)
-}
-
 /// Step 1 for a window: its last line, when the chain's last has no newline,
 /// is a torn write or a truncation.
 pub fn torn(w: &Window, f: &mut Findings) {
@@ -97,7 +78,6 @@ pub fn entry_work(
     files: &dyn EvidenceFiles,
     trusted: &[TrustedKey],
     policy: &signature::Strict,
-    validators: &Validators,
 ) -> Work {
     let mut w = Work {
         digest: format!("sha256:{}", fsx::sha256_hex(bytes)),
@@ -141,7 +121,7 @@ pub fn entry_work(
         let artifact_bytes;
         (w.subjects, artifact_bytes) = subject_files(s, files);
         if let Some(b) = artifact_bytes.filter(|_| w.subjects.iter().all(|(_, r)| r.is_ok())) {
-            w.artifact = Some(artifact_matches(s, &b, validators));
+            w.artifact = Some(artifact_matches(s, &b));
         }
     }
     w.statement = Some(st);
@@ -214,12 +194,12 @@ fn subject_files(s: &Statement, files: &dyn EvidenceFiles) -> (Vec<SubjectResult
 
 /// Step 7 for one entry: its artifact matches its kind's schema, says that
 /// kind, and belongs to the entry's bundle.
-fn artifact_matches(s: &Statement, bytes: &[u8], validators: &Validators) -> Result<(), String> {
+fn artifact_matches(s: &Statement, bytes: &[u8]) -> Result<(), String> {
     let kind = s.predicate.kind;
-    let (validator, details_validator) = validators.get(&kind).ok_or_else(|| format!("unknown entry kind `{kind}`"))?;
+    let validator = super::schemas::file(kind).ok_or_else(|| format!("unknown entry kind `{kind}`"))?;
     let name = &s.subject[0].name;
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("`{name}` is not JSON: {e}"))?;
-    if let Some(err) = validator.iter_errors(&value).next() {
+    if let Some(err) = validator.first_error(&value) {
         return Err(format!("`{name}` does not match the {kind} schema at `{}`: {err}", err.instance_path()));
     }
     if value.get("kind").and_then(Value::as_str) != Some(kind.as_str()) {
@@ -229,9 +209,9 @@ fn artifact_matches(s: &Statement, bytes: &[u8], validators: &Validators) -> Res
     // checked against their own schema (absent details are empty ones).
     let empty = Value::Object(Default::default());
     let details = s.predicate.details.as_ref();
-    match details_validator {
+    match super::schemas::details(kind) {
         Some(dv) => {
-            if let Some(err) = dv.iter_errors(details.unwrap_or(&empty)).next() {
+            if let Some(err) = dv.first_error(details.unwrap_or(&empty)) {
                 return Err(format!(
                     "the {kind} entry's details do not match their schema at `{}`: {err}",
                     err.instance_path()
