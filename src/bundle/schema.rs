@@ -79,20 +79,29 @@ mod tests {
     fn the_compiled_checker_agrees_with_a_run_time_compile() {
         let schema: Value = serde_json::from_str(BUNDLE_SCHEMA).unwrap();
         let runtime = crate::schema_tools::compile("bundle", &schema).unwrap();
-        let good = serde_json::json!({
-            "apiVersion": "agentplane.socioprophet.org/v0.1",
-            "kind": "Bundle",
-            "metadata": {"name": "x", "version": "0.1.0"},
-            "spec": {}
-        });
+        // The shipped example bundles are valid; each mutation of one breaks it.
+        let agent: Value = serde_json::from_str(include_str!("../../bundles/example-agent/bundle.json")).unwrap();
+        let vm: Value = serde_json::from_str(include_str!("../../bundles/example-vm/bundle.json")).unwrap();
+        let mutated = |pointer: &str, to: Value| {
+            let mut v = agent.clone();
+            *v.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = to;
+            v
+        };
         let cases = [
-            good.clone(),
+            agent.clone(),
+            vm,
+            mutated("/metadata/name", serde_json::json!("Not A Name")),
+            mutated("/metadata/createdAt", serde_json::json!(7)),
+            mutated("/spec/policy/maxRunSeconds", serde_json::json!("twenty")),
+            mutated("/kind", serde_json::json!("Bundles")),
             serde_json::json!({"apiVersion": 7}),
             serde_json::json!([]),
             serde_json::json!(null),
             serde_json::json!({"metadata": {"name": ["a"], "version": 1}, "spec": {"policy": {"maxRunSeconds": -1}}}),
             serde_json::json!({"kind": "Bundle", "unexpected": true, "spec": {"vm": {"cpus": "two"}}}),
         ];
+        assert!(SchemaChecker::new().check(&cases[0]).is_empty() && SchemaChecker::new().check(&cases[1]).is_empty());
+        assert!(cases[2..].iter().all(|c| !SchemaChecker::new().check(c).is_empty()));
         for case in cases {
             let theirs: Vec<(String, String)> = runtime
                 .iter_errors(&case)
@@ -109,6 +118,5 @@ mod tests {
                 assert!(theirs.contains(message), "{message:?} on {case}, not in {theirs:?}");
             }
         }
-        assert!(!SchemaChecker::new().check(&serde_json::json!({"apiVersion": 7})).is_empty());
     }
 }

@@ -75,9 +75,11 @@ mod tests {
     use crate::evidence::artifacts::{details_schema_of, schema_of};
     use serde_json::json;
 
-    /// What the build compiled is what the types generate, kind by kind
-    /// (the committed files are also checked against the types as a whole
-    /// by the `committed_schemas_match_the_types` integration test).
+    /// What the build compiled judges as the types' schemas do, kind by
+    /// kind, on broken instances (the committed files are held equal to the
+    /// types by the `committed_schemas_match_the_types` integration test;
+    /// real artifacts of every kind pass step 7 in the `up`, `demo` and
+    /// upstream-compat tests, and in verify's own unit tests).
     #[test]
     fn the_compiled_schemas_are_the_types_and_judge_as_a_run_time_compile() {
         let instances = |kind: ArtifactKind| {
