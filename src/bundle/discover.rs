@@ -74,7 +74,7 @@ impl Iterator for Walk {
             // controls (its name, an `evidence.jsonl` beside the manifest):
             // no bundle hides from CI that way.
             let manifest = dir.join("bundle.json");
-            if name != ".git" && present(&manifest) {
+            if name != ".git" && top.holds_manifest(name, &manifest) {
                 return Some(manifest);
             }
             if !skipped(&dir, name) {
@@ -91,6 +91,9 @@ impl Iterator for Walk {
 #[derive(Debug)]
 struct Listing {
     dir: PathBuf,
+    /// The directory, kept open while its subdirectories are asked about:
+    /// each question is a lookup of two names from it, not of the whole path.
+    fd: Option<std::os::fd::OwnedFd>,
     names: Vec<u8>,
     /// `(start, end)` of each name in `names`, in sorted order, next last.
     spans: Vec<(u32, u32)>,
@@ -98,13 +101,31 @@ struct Listing {
 
 impl Listing {
     fn subdirs(dir: &Path) -> Listing {
+        use rustix::fs::{CWD, Dir, FileType, Mode, OFlags};
         let mut names = Vec::new();
         let mut spans = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(dir) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let fd = rustix::fs::openat(CWD, dir, flags, Mode::empty()).ok();
+        // The listing reads through its own descriptor; `fd` stays for the lookups.
+        if let Some(mut rd) = fd.as_ref().and_then(|fd| Dir::read_from(fd).ok()) {
             // The file type comes from the listing (d_type): no stat per entry.
-            for e in rd.filter_map(Result::ok).filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            while let Some(Ok(e)) = rd.read() {
+                let is_dir = match e.file_type() {
+                    FileType::Directory => true,
+                    FileType::Unknown => rustix::fs::statat(
+                        fd.as_ref().expect("listed through it"),
+                        e.file_name(),
+                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+                    _ => false,
+                };
+                let name = e.file_name().to_bytes();
+                if !is_dir || name == b"." || name == b".." {
+                    continue;
+                }
                 let start = names.len();
-                names.extend_from_slice(e.file_name().as_bytes());
+                names.extend_from_slice(name);
                 // Over 4 GiB of names in one directory: stop listing rather than wrap.
                 let (Ok(s), Ok(end)) = (u32::try_from(start), u32::try_from(names.len())) else { break };
                 spans.push((s, end));
@@ -113,7 +134,19 @@ impl Listing {
         let name = |&(s, e): &(u32, u32)| &names[s as usize..e as usize];
         // Reversed: the next name is popped from the end.
         spans.sort_unstable_by(|a, b| name(b).cmp(name(a)));
-        Listing { dir: dir.to_path_buf(), names, spans }
+        Listing { dir: dir.to_path_buf(), fd, names, spans }
+    }
+
+    /// Whether the subdirectory `name` holds a `bundle.json` that is not a
+    /// directory ([`present`], asked relative to this directory).
+    fn holds_manifest(&self, name: &OsStr, manifest: &Path) -> bool {
+        use rustix::fs::{AtFlags, FileType};
+        let Some(fd) = &self.fd else { return present(manifest) };
+        let mut rel = Vec::with_capacity(name.len() + 12);
+        rel.extend_from_slice(name.as_bytes());
+        rel.extend_from_slice(b"/bundle.json");
+        rustix::fs::statat(fd, OsStr::from_bytes(&rel), AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory)
     }
 
     fn next_path(&mut self) -> Option<PathBuf> {

@@ -54,12 +54,11 @@ pub struct Report {
     pub valid: bool,
     pub digest: Option<String>,
     pub checks: Vec<Check>,
-    /// The governance context block, carried into the artifact.
-    pub governance_context: Option<Value>,
-    pub lane: Option<super::model::Lane>,
-    pub metadata: Option<Value>,
-    /// The bundle's extension blocks (every `spec` member beyond the core ones).
-    pub extensions: serde_json::Map<String, Value>,
+    /// The parsed manifest, when it is a JSON object: what the artifact
+    /// carries of it ([`Report::governance_context`], [`Report::metadata`],
+    /// [`Report::extensions`], [`Report::lane`]) is taken from it only when an
+    /// artifact is written, not copied for every bundle `--check` looks at.
+    pub manifest_value: Option<Value>,
     /// The resolved outDir, when the manifest is typed well enough to have one.
     pub out_dir: Option<PathBuf>,
     /// The resolved outDir however it was judged (for cross-bundle checks).
@@ -94,10 +93,7 @@ pub fn validate_cached(
         valid: false,
         digest: None,
         checks: Vec::new(),
-        governance_context: None,
-        lane: None,
-        metadata: None,
-        extensions: serde_json::Map::new(),
+        manifest_value: None,
         out_dir: None,
         out_dir_resolved: None,
         digest_files: Vec::new(),
@@ -137,10 +133,6 @@ pub fn validate_cached(
     if let (Some(n), Some(v)) = (name, version) {
         report.bundle = Some(format!("{n}@{v}"));
     }
-    report.governance_context = at(&value, "/spec/governanceContext").cloned();
-    report.lane = at(&value, "/spec/policy/lane").and_then(|l| super::model::Lane::deserialize(l).ok());
-    report.metadata = value.get("metadata").cloned();
-    report.extensions = crate::evidence::artifacts::bundle_extensions(&value);
 
     // schema
     let violations = checker.check(&value);
@@ -239,7 +231,64 @@ pub fn validate_cached(
             report.valid = false;
         }
     }
+    report.manifest_value = Some(value);
     report
+}
+
+impl Report {
+    /// The governance context block, carried into the artifact.
+    pub fn governance_context(&self) -> Option<&Value> {
+        self.manifest_value.as_ref().and_then(|v| at(v, "/spec/governanceContext"))
+    }
+
+    /// The policy lane, when the manifest names a known one.
+    pub fn lane(&self) -> Option<super::model::Lane> {
+        let lane = self.manifest_value.as_ref().and_then(|v| at(v, "/spec/policy/lane"))?;
+        super::model::Lane::deserialize(lane).ok()
+    }
+
+    /// The manifest's `metadata` block.
+    pub fn metadata(&self) -> Option<&Value> {
+        self.manifest_value.as_ref().and_then(|v| v.get("metadata"))
+    }
+
+    /// The bundle's extension blocks (every `spec` member beyond the core ones).
+    pub fn extensions(&self) -> serde_json::Map<String, Value> {
+        self.manifest_value.as_ref().map(crate::evidence::artifacts::bundle_extensions).unwrap_or_default()
+    }
+
+    /// This report holding only what an artifact takes of the manifest (moved
+    /// out of it, not copied): what reports kept until their artifacts are
+    /// written hold, so that many of them cost no more than those parts.
+    pub fn slimmed(mut self) -> Report {
+        let Some(Value::Object(mut whole)) = self.manifest_value.take() else { return self };
+        let mut kept = serde_json::Map::new();
+        if let Some(m) = whole.remove("metadata") {
+            kept.insert("metadata".into(), m);
+        }
+        if let Some(Value::Object(spec)) = whole.remove("spec") {
+            let mut s = serde_json::Map::new();
+            for (k, v) in spec {
+                match (k.as_str(), v) {
+                    ("policy", Value::Object(mut p)) => {
+                        if let Some(lane) = p.remove("lane") {
+                            s.insert(k, Value::Object([("lane".to_string(), lane)].into_iter().collect()));
+                        }
+                    }
+                    ("governanceContext", v) => {
+                        s.insert(k, v);
+                    }
+                    (name, v) if crate::evidence::artifacts::is_extension(name) => {
+                        s.insert(k, v);
+                    }
+                    _ => {}
+                }
+            }
+            kept.insert("spec".into(), Value::Object(s));
+        }
+        self.manifest_value = Some(Value::Object(kept));
+        self
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {

@@ -447,6 +447,15 @@ pub fn details_schema_of(kind: ArtifactKind) -> Option<serde_json::Value> {
 /// agentplane interprets and the two upstream artifacts carry as fields of
 /// their own (`governanceContext`, `chronosCarrier`), verbatim.
 pub fn bundle_extensions(manifest: &Value) -> serde_json::Map<String, Value> {
+    manifest
+        .get("spec")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter(|(k, _)| is_extension(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether a `spec` member is an extension block (not one agentplane's bundle types define).
+pub fn is_extension(spec_member: &str) -> bool {
     const CORE: &[&str] = &[
         "vm",
         "secrets",
@@ -458,11 +467,7 @@ pub fn bundle_extensions(manifest: &Value) -> serde_json::Map<String, Value> {
         "governanceContext",
         "chronosCarrier",
     ];
-    manifest
-        .get("spec")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter(|(k, _)| !CORE.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+    !CORE.contains(&spec_member)
 }
 
 /// The JSON Schema of an artifact kind (the seal's predicate for `Seal`).

@@ -195,7 +195,7 @@ pub(crate) fn check_each_in<T: Send>(
 /// to write their artifacts.
 pub fn check_all(root: &Path, manifests: &[PathBuf], want: Want) -> Result<Vec<Report>> {
     let mut reports = Vec::with_capacity(manifests.len());
-    check_each(root, manifests.iter().cloned(), want, |r| {
+    check_each_in(root, manifests.iter().cloned(), want, WINDOW, Report::slimmed, |r| {
         reports.push(r);
         Ok(())
     })?;
@@ -233,7 +233,7 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
             continue;
         };
         let bundle = report.bundle.clone().unwrap_or_else(|| "unknown@unknown".into());
-        let meta = report.metadata.as_ref();
+        let meta = report.metadata();
         let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str()).map(str::to_string);
         let artifact = ValidationArtifact {
             kind: ArtifactKind::ValidationArtifact,
@@ -241,8 +241,8 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
             bundle_path: Some(fsx::rel_to(root, report.manifest.parent().unwrap_or(root))),
             captured_at: fsx::now_rfc3339(),
             valid: report.valid,
-            lane: report.lane,
-            governance_context: report.governance_context.clone(),
+            lane: report.lane(),
+            governance_context: report.governance_context().cloned(),
             checks: report.checks.iter().map(UpstreamCheck::from).collect(),
             bundle_metadata: Some(BundleMetadata {
                 name: field("name"),
@@ -254,7 +254,7 @@ pub fn write_all(root: &Path, reports: Vec<Report>, signer: &Signer) -> Result<V
             bundle_digest: digest.clone(),
             bundle_files: super::to_bundle_files(&report.digest_files),
             checks: report.checks.clone(),
-            bundle_extensions: report.extensions.clone(),
+            bundle_extensions: report.extensions(),
         };
         let mut w = ChainWriter::start(&dir, signer, &bundle, &digest)?;
         w.write_entry(&artifact, &details, &[])?;

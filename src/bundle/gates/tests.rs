@@ -108,3 +108,40 @@ fn token_shapes() {
     assert!(token_shape("sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_none());
     assert!(token_shape("policy-packs/dev/default").is_none());
 }
+
+#[test]
+fn a_slimmed_report_gives_its_artifact_the_same_parts_of_the_manifest() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    let dir = root.join("bundles/x");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("smoke.sh"), "#!/bin/sh\n").unwrap();
+    let manifest = serde_json::json!({
+        "apiVersion": "agentplane.socioprophet.org/v0.1",
+        "kind": "Bundle",
+        "metadata": {"name": "x", "version": "1.0.0", "createdAt": "2026-01-01T00:00:00Z",
+                     "licensePolicy": {"allowAGPL": false}},
+        "spec": {
+            "vm": {"backendIntent": "lima-process"},
+            "secrets": {"required": []},
+            "policy": {"lane": "prod", "maxRunSeconds": 30},
+            "artifacts": {"outDir": "artifacts/x"},
+            "smoke": {"script": "./smoke.sh"},
+            "governanceContext": {"owner": "team-a", "ticket": ["T-1"]},
+            "sourceos": {"image": "a", "deep": {"list": [1, 2, 3]}},
+            "outputs": ["report.txt"]
+        }
+    });
+    std::fs::write(dir.join("bundle.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let full = validate(&root, &dir.join("bundle.json"), &SchemaChecker::new(), Want::Check);
+    assert!(full.governance_context().is_some() && full.lane().is_some());
+    assert_eq!(full.extensions().len(), 2);
+    let parts = |r: &Report| (r.governance_context().cloned(), r.lane(), r.metadata().cloned(), r.extensions());
+    let before = parts(&full);
+    let slim = full.slimmed();
+    assert_eq!(parts(&slim), before);
+    // Nothing else of the manifest is held.
+    let held = slim.manifest_value.as_ref().unwrap();
+    assert!(held.get("apiVersion").is_none() && at(held, "/spec/vm").is_none());
+    assert!(at(held, "/spec/policy/maxRunSeconds").is_none());
+}
