@@ -356,12 +356,22 @@ pub fn sha256_regular(path: &Path) -> Result<(String, u64), RegularError> {
         len += n as u64;
         h.update(&buf[..n]);
     }
-    Ok((hex::encode(h.finalize()), len))
+    Ok((hex_lower(&h.finalize()), len))
 }
 
 /// Lowercase hex sha256 of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex_lower(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of a digest: `hex::encode` without its `char` at a time
+/// collect (verify makes several per chain entry).
+pub fn hex_lower(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    match hex::encode_to_slice(bytes, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| hex::encode(bytes)),
+        Err(_) => hex::encode(bytes),
+    }
 }
 
 /// Lowercase hex sha256 of a file's contents, streamed.
@@ -376,7 +386,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok(hex_lower(&h.finalize()))
 }
 
 /// Join `rel` onto `base` and remove `.` and `..` lexically (no file-system access).

@@ -252,7 +252,7 @@ pub fn compute_scanned(
                 }
                 left -= n as u64;
             }
-            (mode, per_file.then(|| hex::encode(own.finalize())))
+            (mode, per_file.then(|| fsx::hex_lower(&own.finalize())))
         };
         if let Some(sha256) = sha256 {
             entries.push(DigestEntry { path: fsx::escape_bytes(&name), mode, sha256 });
@@ -261,7 +261,7 @@ pub fn compute_scanned(
     if !bad.is_empty() {
         return Err(BundleFilesError { files: bad }.into());
     }
-    Ok(BundleDigest { digest: format!("sha256:{}", hex::encode(total.finalize())), files: entries })
+    Ok(BundleDigest { digest: format!("sha256:{}", fsx::hex_lower(&total.finalize())), files: entries })
 }
 
 /// Files that differ between two digests' file lists: added, removed or changed.

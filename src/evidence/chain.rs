@@ -336,7 +336,7 @@ impl<'k> ChainWriter<'k> {
     /// `checkpoint` and `tlog-index` always name the same seal once both exist.
     pub fn seal(&mut self) -> Result<()> {
         let head = self.head.clone();
-        let file_hex = hex::encode(self.file_sha.clone().finalize());
+        let file_hex = crate::fsx::hex_lower(&self.file_sha.clone().finalize());
         let origin = checkpoint_origin(&self.run_id);
         let root = tlog::merkle::root(&self.leaves);
         let note = tlog::Checkpoint::sign(&origin, self.leaves.len() as u64, &root, &origin, self.signer)

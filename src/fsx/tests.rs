@@ -353,3 +353,10 @@ fn relative_bytes_agree_with_strip_prefix() {
     assert!(!cache.known_missing(root, Path::new("/r/oot/a/bc")));
     assert!(!cache.known_missing(root, Path::new("/r/oot/a")));
 }
+
+proptest::proptest! {
+    #[test]
+    fn hex_lower_is_hex_encode(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+        proptest::prop_assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
+    }
+}
