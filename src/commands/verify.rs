@@ -74,17 +74,12 @@ pub fn report_human(r: &Report, style: Style) -> Result<String> {
 }
 
 /// [`report_human`] written to `out` a line at a time: the entries are read
-/// back twice (the columns' widths, then the rows), never held.
+/// back once (their columns' widths were kept as they were written), never held.
 fn write_report_human(r: &Report, style: Style, out: &mut dyn Write) -> Result<()> {
     let kind = |e: &verify::EntryResult| e.kind.map_or("?", |k| k.as_str());
     let file = |e: &verify::EntryResult| untrusted(e.file.as_deref().unwrap_or("-"));
-    let (mut kw, mut fw) = (4, 4);
-    r.entries.each(|e| {
-        kw = kw.max(kind(&e).len());
-        fw = fw.max(file(&e).chars().count());
-        Ok(())
-    })?;
-    let fw = fw.min(60);
+    let (kw, fw) = r.entries.widths();
+    let (kw, fw) = (kw.max(4), fw.clamp(4, 60));
     let mut out = std::io::BufWriter::new(out);
     writeln!(out, "{:>4}  {:kw$}  {:fw$}  {:16}  result", "seq", "kind", "file", "signer")?;
     r.entries.each(|e| {

@@ -22,6 +22,17 @@ pub fn untrusted(s: &str) -> String {
     out
 }
 
+/// How many characters [`untrusted`] shows of `s`, without making it.
+pub fn untrusted_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c {
+            '\n' | '\r' | '\t' => 2,
+            c if is_control(c) => 2 + format!("{:02x}", c as u32).len(),
+            _ => 1,
+        })
+        .sum()
+}
+
 fn is_control(c: char) -> bool {
     c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
@@ -39,6 +50,13 @@ pub fn gh_property(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn the_width_is_that_of_what_is_shown(s in "\\PC*|[\\x00-\\x{9f}\u{200e}\u{202a}\u{2066}a✓]{0,40}") {
+            proptest::prop_assert_eq!(untrusted_width(&s), untrusted(&s).chars().count());
+        }
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

@@ -4,7 +4,8 @@
 //! allocations, appended to a [`ByteSpool`]: held in memory up to a budget,
 //! then moved to an unlinked temporary file, so a chain of any length keeps
 //! its lines in bounded memory. Lines are decoded as they are read back, as
-//! often as the report is shown (the human table reads them twice).
+//! often as the report is shown (the human table reads them once: its
+//! column widths are kept as the lines are written).
 //!
 //! Nothing else is kept per entry: the first line that failed is kept with
 //! its kind (what the first failure names). Steps 9 and 10 judge seals at
@@ -40,6 +41,8 @@ pub struct Entries {
     first_bad: Option<FirstBad>,
     /// Findings of steps 9 and 10 for seal lines that were `ok` before them.
     late: Arc<BTreeMap<usize, String>>,
+    /// See [`Entries::widths`].
+    widths: (usize, usize),
 }
 
 /// Builds [`Entries`] line by line.
@@ -53,6 +56,7 @@ pub struct EntriesWriter {
     /// tampered chain's: its findings are kept too).
     failed: Vec<usize>,
     late: BTreeMap<usize, String>,
+    widths: (usize, usize),
     /// The first error keeping the lines (reported by [`EntriesWriter::finish`]).
     error: Option<anyhow::Error>,
 }
@@ -105,6 +109,7 @@ impl EntriesWriter {
             first_bad: None,
             failed: Vec::new(),
             late: BTreeMap::new(),
+            widths: (0, 0),
             error: None,
         }
     }
@@ -132,6 +137,9 @@ impl EntriesWriter {
             self.failed.push(i);
         }
         if self.keep && self.error.is_none() {
+            let kind_width = kind.map_or(1, |k| k.as_str().len());
+            let file_width = crate::output::escape::untrusted_width(file.unwrap_or("-"));
+            self.widths = (self.widths.0.max(kind_width), self.widths.1.max(file_width));
             let code = kind.and_then(|k| KINDS.iter().position(|x| *x == k)).map_or(0, |p| p as u8 + 1);
             let out = self.lines.buffer();
             out.push(code);
@@ -163,6 +171,7 @@ impl EntriesWriter {
             signers: Arc::new(self.signers),
             first_bad: self.first_bad,
             late: Arc::new(self.late),
+            widths: self.widths,
         })
     }
 }
@@ -174,6 +183,14 @@ impl Entries {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The widest kind name (`?` for none) and file name (`-` for none, as
+    /// [`crate::output::escape::untrusted`] shows it) among the kept lines,
+    /// in characters: the human table's column widths, known without
+    /// reading the lines back.
+    pub fn widths(&self) -> (usize, usize) {
+        self.widths
     }
 
     /// Call `f` on every line, decoded, in order (none when the lines were
@@ -255,6 +272,8 @@ mod tests {
             w.late(2, "the seal is wrong");
             w.late(1, "never shown: the line failed already");
             let e = w.finish().unwrap();
+            // The widest kind and file shown, as a pass over the lines would find them.
+            assert_eq!(e.widths(), ("ReversalArtifact".len(), 300));
             let mut got: Vec<String> = Vec::new();
             e.each(|x| {
                 got.push(serde_json::to_string(&x)?);
