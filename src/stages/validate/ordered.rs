@@ -18,7 +18,9 @@ pub enum Stopped<E> {
 /// result to `sink` in the items' order. At most `window` items are in
 /// flight (taken from `items`, not yet handed over) besides the batch being
 /// handed over (at most `window` more), so memory stays bounded whatever the
-/// number of items. `items` is advanced by one worker at a time; each worker
+/// number of items. `items` is advanced by one worker at a time, under a
+/// lock of its own (advancing may do work, e.g. a directory walk: finished
+/// results are handed in meanwhile), a few items at a time; each worker
 /// keeps its own `state` (e.g. a cache).
 ///
 /// The sink runs on the calling thread, a batch at a time while the workers go
@@ -41,11 +43,14 @@ where
     // The sink is woken for a batch this big (or at the end): one wake-up per
     // item would cost more than handing the item over.
     let batch = window.div_ceil(4);
+    // Items a worker takes at once: fewer turns at the items' lock, while
+    // every worker can still hold a share of the window.
+    let take = (window / (2 * threads)).clamp(1, TAKE);
     let shared = Shared {
+        source: Mutex::new(Source { items, taken: 0, exhausted: false }),
         state: Mutex::new(Flight {
-            items,
             first: 0,
-            taken: 0,
+            claimed: 0,
             done: VecDeque::with_capacity(window),
             ready: 0,
             workers: threads,
@@ -61,7 +66,7 @@ where
             // A panic is a bug; it is reported as [`Stopped::Panicked`] (see
             // [`Leaving`]), not passed on by the scope.
             s.spawn(|| {
-                let run = || worker(&shared, window, batch, &state, &work);
+                let run = || worker(&shared, window, batch, take, &state, &work);
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
             });
         }
@@ -92,8 +97,13 @@ where
     })
 }
 
+/// The most items a worker takes from the source at once.
+const TAKE: usize = 8;
+
 struct Shared<I, R> {
-    state: Mutex<Flight<I, R>>,
+    /// The items, advanced under their own lock.
+    source: Mutex<Source<I>>,
+    state: Mutex<Flight<R>>,
     /// A worker waits here for room in the window.
     for_workers: Condvar,
     /// The sink waits here for a batch of results in order.
@@ -101,23 +111,32 @@ struct Shared<I, R> {
 }
 
 impl<I, R> Shared<I, R> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Flight<I, R>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Flight<R>> {
         // A panic while holding the lock leaves the counts as they were.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The window: items `first..taken` are in flight; `done[k]` is the result
-/// of item `first + k` once it is there.
-struct Flight<I, R> {
+/// The items, and how many were taken (the next one's position).
+struct Source<I> {
     items: I,
-    first: usize,
     taken: usize,
+    exhausted: bool,
+}
+
+/// The window: positions `first..first + claimed` are in flight (claimed by a
+/// worker, taken or about to be); `done[k]` is the result of item `first + k`
+/// once it is there.
+struct Flight<R> {
+    first: usize,
+    /// Positions claimed beyond `first`: what the window bounds.
+    claimed: usize,
     done: VecDeque<Option<R>>,
     /// How many results at the front of `done` are there, in a row.
     ready: usize,
     /// Workers still running.
     workers: usize,
+    /// The source has no more items.
     exhausted: bool,
     stop: bool,
     panicked: Option<usize>,
@@ -145,7 +164,7 @@ impl<I, R> Drop for Leaving<'_, I, R> {
         let mut f = self.shared.lock();
         f.workers -= 1;
         if std::thread::panicking() {
-            let at = self.item.unwrap_or(f.taken);
+            let at = self.item.unwrap_or(f.first);
             f.panicked = f.panicked.or(Some(at));
         }
         self.shared.for_sink.notify_one();
@@ -156,17 +175,23 @@ fn worker<T, R, S, I: Iterator<Item = T>>(
     shared: &Shared<I, R>,
     window: usize,
     batch: usize,
+    take: usize,
     state: &(impl Fn() -> S + Sync),
     work: &(impl Fn(&S, T) -> R + Sync),
 ) {
     let mut leaving = Leaving { shared, item: None };
     let mine = state();
     let mut finished: Option<(usize, R)> = None;
+    let mut local: VecDeque<(usize, T)> = VecDeque::with_capacity(take);
     loop {
-        let (at, item) = {
+        {
             let mut f = shared.lock();
             if let Some((at, r)) = finished.take() {
+                f.claimed -= 1;
                 let k = at - f.first;
+                while f.done.len() <= k {
+                    f.done.push_back(None);
+                }
                 f.done[k] = Some(r);
                 while f.done.get(f.ready).is_some_and(Option::is_some) {
                     f.ready += 1;
@@ -175,28 +200,52 @@ fn worker<T, R, S, I: Iterator<Item = T>>(
                     shared.for_sink.notify_one();
                 }
             }
-            loop {
-                if f.stop || f.exhausted || f.panicked.is_some() {
-                    return;
-                }
-                if f.taken - f.first < window {
-                    // The items may do work of their own (a directory walk).
-                    match f.items.next() {
-                        Some(item) => {
-                            let at = f.taken;
-                            f.taken += 1;
-                            f.done.push_back(None);
-                            break (at, item);
-                        }
-                        None => f.exhausted = true,
-                    }
-                    continue;
-                }
-                // The window is full: what is ready goes to the sink first.
-                shared.for_sink.notify_one();
-                f = shared.for_workers.wait(f).unwrap_or_else(PoisonError::into_inner);
+            if f.stop || f.panicked.is_some() {
+                return;
             }
-        };
+            if local.is_empty() {
+                loop {
+                    if f.stop || f.exhausted || f.panicked.is_some() {
+                        return;
+                    }
+                    // In flight: results waiting for the sink (and the
+                    // places of those before them still being worked on)
+                    // and the positions claimed.
+                    if f.done.len() + f.claimed + take <= window {
+                        f.claimed += take;
+                        break;
+                    }
+                    // The window is full: what is ready goes to the sink first.
+                    shared.for_sink.notify_one();
+                    f = shared.for_workers.wait(f).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+        if local.is_empty() {
+            // The items may do work of their own (a directory walk): only
+            // the source is locked meanwhile.
+            let mut src = shared.source.lock().unwrap_or_else(PoisonError::into_inner);
+            while local.len() < take && !src.exhausted {
+                // Should the walk panic, this is the position it was finding.
+                leaving.item = Some(src.taken);
+                match src.items.next() {
+                    Some(item) => {
+                        local.push_back((src.taken, item));
+                        src.taken += 1;
+                    }
+                    None => src.exhausted = true,
+                }
+            }
+            let exhausted = src.exhausted;
+            drop(src);
+            if local.len() < take {
+                let mut f = shared.lock();
+                f.claimed -= take - local.len();
+                f.exhausted |= exhausted;
+                shared.for_workers.notify_all();
+            }
+        }
+        let Some((at, item)) = local.pop_front() else { return };
         leaving.item = Some(at);
         finished = Some((at, work(&mine, item)));
     }
@@ -238,7 +287,32 @@ mod tests {
     }
 
     #[test]
+    fn items_taken_several_at_a_time_come_back_in_order() {
+        // Windows big enough that each worker takes up to TAKE items at once.
+        for (n, threads, window) in [(10_000, 2, 256), (1001, 3, 64), (17, 2, 256), (5000, 4, 40)] {
+            let want: Vec<usize> = (0..n).map(|i| i * i).collect();
+            assert_eq!(squares(n, threads, window), want, "n {n}, threads {threads}, window {window}");
+        }
+    }
+
+    #[test]
+    fn a_panic_while_taking_an_item_is_named_at_its_position() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let items = (0..1000).inspect(|&i| assert!(i != 300, "the walk failed at 300"));
+        let r = map_in_order(items, 2, 256, || (), |(), i| i, |_| Ok::<(), ()>(()));
+        std::panic::set_hook(prev);
+        assert!(matches!(r, Err(Stopped::Panicked(300))), "{r:?}");
+    }
+
+    #[test]
     fn no_more_than_the_window_is_in_flight() {
+        for window in [5, 64] {
+            in_flight_at_most(window);
+        }
+    }
+
+    fn in_flight_at_most(window: usize) {
         let taken = std::sync::atomic::AtomicUsize::new(0);
         let items = (0..500).inspect(|_| {
             taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -248,7 +322,7 @@ mod tests {
         map_in_order(
             items,
             2,
-            5,
+            window,
             || (),
             |(), i| i,
             |_| {
@@ -260,7 +334,7 @@ mod tests {
         .unwrap();
         assert_eq!(handed, 500);
         // The window in flight plus the rest of the batch being handed over.
-        assert!(most < 2 * 5, "{most} items taken beyond those handed over");
+        assert!(most < 2 * window, "{most} items taken beyond those handed over (window {window})");
     }
 
     #[test]
