@@ -101,23 +101,22 @@ struct Listing {
 
 impl Listing {
     fn subdirs(dir: &Path) -> Listing {
-        use rustix::fs::{CWD, Dir, FileType, Mode, OFlags};
+        use rustix::fs::{AtFlags, CWD, FileType, Mode, OFlags, RawDir};
         let mut names = Vec::new();
         let mut spans = Vec::new();
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let fd = rustix::fs::openat(CWD, dir, flags, Mode::empty()).ok();
-        // The listing reads through its own descriptor; `fd` stays for the lookups.
-        if let Some(mut rd) = fd.as_ref().and_then(|fd| Dir::read_from(fd).ok()) {
+        if let Some(fd) = &fd {
+            // Listed through `fd` itself (kept for the lookups), into a
+            // buffer on the stack.
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 8192];
+            let mut rd = RawDir::new(fd, &mut buf);
             // The file type comes from the listing (d_type): no stat per entry.
-            while let Some(Ok(e)) = rd.read() {
+            while let Some(Ok(e)) = rd.next() {
                 let is_dir = match e.file_type() {
                     FileType::Directory => true,
-                    FileType::Unknown => rustix::fs::statat(
-                        fd.as_ref().expect("listed through it"),
-                        e.file_name(),
-                        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+                    FileType::Unknown => rustix::fs::statat(fd, e.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
                     _ => false,
                 };
                 let name = e.file_name().to_bytes();
