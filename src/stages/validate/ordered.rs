@@ -124,12 +124,13 @@ struct Source<I> {
     exhausted: bool,
 }
 
-/// The window: positions `first..first + claimed` are in flight (claimed by a
-/// worker, taken or about to be); `done[k]` is the result of item `first + k`
-/// once it is there.
+/// The window: `done[k]` is the result of item `first + k` once it is there
+/// (`None` while it is being worked on); `claimed` counts the positions
+/// workers hold that have no result yet (taken, or about to be). The two
+/// together are what the window bounds.
 struct Flight<R> {
     first: usize,
-    /// Positions claimed beyond `first`: what the window bounds.
+    /// Positions held by workers, without a result yet.
     claimed: usize,
     done: VecDeque<Option<R>>,
     /// How many results at the front of `done` are there, in a row.
