@@ -13,6 +13,7 @@ use crate::cli::{Format, ValidateArgs};
 use crate::error::{Refusal, RefusalCode};
 use crate::exit::Exit;
 use crate::output::escape::{gh_message, gh_property, untrusted};
+use crate::output::nested_json;
 use crate::output::render::{Lines, Render, Style, plural};
 use crate::output::spool::{Spool, Spooled};
 use crate::stages::validate::shared::{OutDirs, Shared};
@@ -254,7 +255,7 @@ fn github_lines(s: &Shown, out: &mut Lines) {
 }
 
 /// One bundle's element of the json document, as [`Validated::write_json`]
-/// writes it: [`JsonBundle`] pretty-printed and nested two levels deep.
+/// writes it: [`JsonBundle`] pretty-printed two levels deep.
 fn json_element(s: &Shown) -> Result<Vec<u8>> {
     let b = JsonBundle {
         path: &s.path,
@@ -263,27 +264,9 @@ fn json_element(s: &Shown) -> Result<Vec<u8>> {
         digest: s.digest.as_deref(),
         checks: &s.checks,
     };
-    let mut element = Vec::new();
-    serde_json::to_writer_pretty(&mut element, &b)?;
-    let mut nested = Vec::with_capacity(element.len() + element.len() / 4);
-    nest(&element, &mut nested);
-    Ok(nested)
-}
-
-/// Append `element` (pretty JSON at depth 0) to `out` as an element of an
-/// array two levels deep: each of its lines indented by four more spaces, as
-/// `serde_json`'s pretty printer puts it in the whole document. (A newline in
-/// pretty JSON is always layout: one in a string is written `\n`.)
-fn nest(element: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"    ");
-    let mut lines = element.split(|&b| b == b'\n');
-    if let Some(first) = lines.next() {
-        out.extend_from_slice(first);
-    }
-    for line in lines {
-        out.extend_from_slice(b"\n    ");
-        out.extend_from_slice(line);
-    }
+    let mut element = Vec::with_capacity(512 + 160 * s.checks.len());
+    nested_json::write_at_depth(&mut element, 2, &b)?;
+    Ok(element)
 }
 
 impl Render for Validated {
@@ -325,18 +308,16 @@ impl Render for Validated {
     /// as `serde_json::to_writer_pretty` of the whole.
     fn write_json(&self, out: &mut dyn Write) -> Result<()> {
         write!(out, "{{\n  \"valid\": {},\n  \"bundles\": [", self.all_valid())?;
-        let mut buf = Vec::new();
         let mut first = true;
         self.each(|s| {
-            buf.clear();
-            buf.extend_from_slice(if first { b"\n" } else { b",\n" });
+            out.write_all(if first { b"\n" } else { b",\n" })?;
             first = false;
             // Rendered on a worker already, unless the checks changed since.
             match &s.rendered {
-                Some(Rendered::Json(element)) => buf.extend_from_slice(element.as_bytes()),
-                _ => buf.extend_from_slice(&json_element(s)?),
+                Some(Rendered::Json(element)) => out.write_all(element.as_bytes())?,
+                _ => out.write_all(&json_element(s)?)?,
             }
-            Ok(out.write_all(&buf)?)
+            Ok(())
         })?;
         out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })?;
         Ok(())
@@ -423,6 +404,9 @@ mod tests {
         assert!(whole.0.contains("is also the outDir of bundles/b10/bundle.json"), "{}", whole.0);
         assert!(whole.0.ends_with("43 bundles: 29 valid, 14 invalid\n"), "{}", whole.0);
         assert_eq!(whole.3, Exit::Failed);
+        // The json document is what serde_json's pretty printer makes of it.
+        let doc: Value = serde_json::from_str(&whole.1).unwrap();
+        assert_eq!(whole.1, serde_json::to_string_pretty(&doc).unwrap() + "\n");
         // Streamed in windows that split both sharing groups, held in memory or all on disk.
         // Each with parts rendered on the workers (json, human in the style
         // rendered or in another one), or all at the end.

@@ -3,6 +3,7 @@
 //! progress through a [`Reporter`](crate::stages::Reporter) implemented here.
 
 pub mod escape;
+pub mod nested_json;
 pub mod printer;
 pub mod render;
 pub mod reporter;
