@@ -36,7 +36,14 @@ pub fn run() -> exit::Exit {
     };
     let printer = output::Printer::new(cli.format, cli.quiet);
     match commands::dispatch(cli, printer.clone()) {
-        Ok(outcome) => printer.emit(outcome.as_ref()),
+        Ok(outcome) => {
+            let exit = printer.emit(outcome.as_ref());
+            if outcome.only_memory() {
+                // Printed and flushed; nothing but memory is left to release.
+                std::mem::forget(outcome);
+            }
+            exit
+        }
         Err(err) => {
             printer.error(&err);
             error::exit_of(&err)

@@ -247,6 +247,17 @@ mod tests {
         }
     }
 
+    /// `validate` leaves its outcome unfreed at exit (`Render::only_memory`)
+    /// because a spill file has no name: nothing of it outlives the process.
+    #[test]
+    fn a_spill_file_has_no_name_to_leave_behind() {
+        use std::os::unix::fs::MetadataExt;
+        let mut f = SpillFile::create("test bytes").unwrap();
+        f.write_all(b"held on disk").unwrap();
+        let s = f.finish().unwrap();
+        assert_eq!(s.file.metadata().unwrap().nlink(), 0, "a spill file must be unlinked from the start");
+    }
+
     #[test]
     fn a_reader_reads_its_range_only() {
         let mut f = SpillFile::create("test bytes").unwrap();

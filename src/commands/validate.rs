@@ -335,6 +335,12 @@ impl Render for Validated {
     fn stopped_by(&self) -> Option<&anyhow::Error> {
         self.unsigned.as_ref()
     }
+
+    /// Results in memory, or in an unnamed temporary file (`tempfile::tempfile`)
+    /// that the kernel removes when the process ends.
+    fn only_memory(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,16 @@ pub trait Render {
             None => Ok(()),
         }
     }
+
+    /// Dropping this outcome releases only memory and anonymous temporary
+    /// files: no named file, child process or lock. The process, about to
+    /// exit once the outcome is printed, then leaves it to the kernel instead
+    /// of freeing it piece by piece (clang's `-disable-free`): `validate`
+    /// over 2,000 bundles spent ~1 ms, serially, freeing what the workers
+    /// had made. Answer `true` only when nothing else happens on drop.
+    fn only_memory(&self) -> bool {
+        false
+    }
 }
 
 /// `n thing` / `n things`.
