@@ -16,6 +16,7 @@ use crate::output::escape::{gh_message, gh_property, untrusted};
 use crate::output::nested_json;
 use crate::output::render::{Lines, Render, Style, plural};
 use crate::output::spool::{Spool, Spooled};
+use crate::stages::validate::held::HeldChecks;
 use crate::stages::validate::shared::{OutDirs, Shared};
 use crate::stages::validate::{self, Outcome, Rendered, Shown};
 
@@ -42,7 +43,7 @@ struct JsonBundle<'a> {
     bundle: Option<&'a str>,
     valid: bool,
     digest: Option<&'a str>,
-    checks: &'a [Check],
+    checks: &'a HeldChecks,
 }
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
@@ -216,7 +217,7 @@ fn human_text(s: &Shown, style: Style) -> String {
 fn human_lines(s: &Shown, style: Style, out: &mut Lines) {
     let name = s.bundle.as_deref().map(untrusted).unwrap_or_else(|| "(unnamed)".into());
     out.line(format!("{} {name}  {}", style.mark(s.valid), untrusted(&s.path)));
-    for c in s.checks.iter().filter(|c| c.status != Status::Pass) {
+    for c in s.checks.not_passed() {
         let status = match c.status {
             Status::Fail => style.paint("fail", "31"),
             _ => style.paint("warn", "33"),
@@ -237,7 +238,7 @@ fn human_lines(s: &Shown, style: Style, out: &mut Lines) {
 
 /// One bundle's GitHub annotations.
 fn github_lines(s: &Shown, out: &mut Lines) {
-    for c in s.checks.iter().filter(|c| c.status != Status::Pass) {
+    for c in s.checks.not_passed() {
         let level = if c.status == Status::Fail { "error" } else { "warning" };
         let ptr = c.pointer.as_deref().map(|p| format!(" at {}", if p.is_empty() { "/" } else { p }));
         let msg = format!("{}{}: {}", c.name, ptr.unwrap_or_default(), c.message.as_deref().unwrap_or(""));

@@ -16,8 +16,11 @@ use crate::evidence::chain::ChainWriter;
 use crate::evidence::keys::Signer;
 use crate::fsx;
 
+pub mod held;
 pub mod ordered;
 pub mod shared;
+
+use held::HeldChecks;
 
 /// One bundle's result, with where its artifact went.
 #[derive(Debug)]
@@ -37,7 +40,7 @@ pub struct Shown {
     pub bundle: Option<String>,
     pub valid: bool,
     pub digest: Option<String>,
-    pub checks: Vec<Check>,
+    pub checks: HeldChecks,
     /// The resolved outDir for the cross-bundle check, when not done yet:
     /// an exact key (escaped bytes) and the root-relative form messages show.
     pub out_dir: Option<(String, String)>,
@@ -87,7 +90,7 @@ impl Shown {
             bundle: r.bundle,
             valid: r.valid,
             digest: r.digest,
-            checks: r.checks,
+            checks: HeldChecks::new(r.checks),
             out_dir: None,
             written: o.written.map(|w| fsx::rel_to(root, &w)),
             not_written: o.not_written,
@@ -98,12 +101,11 @@ impl Shown {
     /// About the bytes this holds, for the spool's budget.
     pub fn weight(&self) -> usize {
         let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        let check = |c: &Check| std::mem::size_of::<Check>() + text(&c.message) + text(&c.pointer);
         std::mem::size_of::<Shown>()
             + self.path.len()
             + text(&self.bundle)
             + text(&self.digest)
-            + self.checks.iter().map(check).sum::<usize>()
+            + self.checks.weight()
             + self.out_dir.as_ref().map_or(0, |(k, s)| k.len() + s.len())
             + text(&self.written)
             + text(&self.not_written)
