@@ -204,6 +204,9 @@ impl<'de> Visitor<'de> for ValueSeed<'_> {
     }
 }
 
+/// Objects of at most this many keys are searched key by key in [`at`].
+const SCAN_KEYS: usize = 8;
+
 /// `v.pointer(p)` for a pointer written in the source: object keys only (no
 /// `~` escapes), without the allocation per segment that
 /// [`Value::pointer`] makes for unescaping (the gates look up many).
@@ -222,6 +225,9 @@ pub fn at<'a>(v: &'a Value, p: &str) -> Option<&'a Value> {
             None => (rest, None),
         };
         v = match v {
+            // A manifest's objects hold a handful of keys: comparing them is
+            // cheaper than hashing `seg` (serde_json's map uses SipHash).
+            Value::Object(m) if m.len() <= SCAN_KEYS => m.iter().find(|(k, _)| *k == seg).map(|(_, v)| v)?,
             Value::Object(m) => m.get(seg)?,
             Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i))?,
             _ => return None,

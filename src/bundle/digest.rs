@@ -148,7 +148,10 @@ pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
     let mut files = Vec::new();
     let mut bad = Vec::new();
     let links = fsx::LstatCache::default();
-    let skip = |p: &Path| exclude.is_some_and(|ex| p.starts_with(ex));
+    // Everything the walk finds is under `dir`, so it can be under `exclude`
+    // only when one of the two holds the other: asked once, not per file.
+    let (skip_all, ask_each) = exclude.map_or((false, false), |ex| (fsx::is_under(dir, ex), fsx::is_under(ex, dir)));
+    let skip = |p: &Path| skip_all || (ask_each && exclude.is_some_and(|ex| fsx::is_under(p, ex)));
     // The type comes from the directory listing: no stat per entry.
     fsx::tree::walk(dir, &skip, |path, kind| {
         let name = name_of(root, path);

@@ -155,7 +155,7 @@ pub fn validate_cached(
     let str_at = |ptr: &str| at(&value, ptr).and_then(Value::as_str);
     let out_dir = str_at("/spec/artifacts/outDir")
         .map(|o| resolver.resolve(o))
-        .filter(|(p, inside)| *inside && !dir.starts_with(p))
+        .filter(|(p, inside)| *inside && !fsx::is_under(&dir, p))
         .map(|(p, _)| p);
     let scanned = super::digest::scan(root, &dir, out_dir.as_deref());
     if let Ok(scan) = &scanned {
@@ -387,7 +387,7 @@ impl<'r> Resolver<'r> {
         let nearest = resolved
             .ancestors()
             .skip(1)
-            .take_while(|a| a.starts_with(self.root) && *a != self.root)
+            .take_while(|a| fsx::is_under(a, self.root) && *a != self.root)
             .find(|a| *a == self.dir || std::fs::symlink_metadata(a.join("bundle.json")).is_ok())?;
         (nearest != self.dir).then(|| nearest.to_path_buf())
     }
@@ -482,7 +482,7 @@ fn misplaced_by_name(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<
     if resolved == root {
         return Some("outDir is the project root itself; use a folder under it".into());
     }
-    if bundle_dir.starts_with(resolved) {
+    if fsx::is_under(bundle_dir, resolved) {
         // Evidence is excluded from the bundle digest: an outDir holding the
         // bundle would leave the digest covering nothing.
         return Some("outDir is the bundle directory or contains it; use a folder beside it".into());

@@ -354,9 +354,37 @@ fn relative_bytes_agree_with_strip_prefix() {
     assert!(!cache.known_missing(root, Path::new("/r/oot/a")));
 }
 
+/// Paths from a few parts, some of which are not in normal form.
+fn path_from(parts: &[u8], absolute: bool) -> PathBuf {
+    const PARTS: [&str; 8] = ["a", "b", "ab", ".", "..", "", "a.b", "b/"];
+    let joined: Vec<&str> = parts.iter().map(|&i| PARTS[i as usize % PARTS.len()]).collect();
+    PathBuf::from(format!("{}{}", if absolute { "/" } else { "" }, joined.join("/")))
+}
+
 proptest::proptest! {
+    #[test]
+    fn is_under_is_path_starts_with(
+        p in proptest::collection::vec(0u8..8, 0..6),
+        base in proptest::collection::vec(0u8..8, 0..6),
+        p_abs in proptest::bool::ANY,
+        base_abs in proptest::bool::ANY,
+    ) {
+        let (p, base) = (path_from(&p, p_abs), path_from(&base, base_abs));
+        proptest::prop_assert_eq!(is_under(&p, &base), p.starts_with(&base), "{:?} under {:?}", p, base);
+    }
+
     #[test]
     fn hex_lower_is_hex_encode(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
         proptest::prop_assert_eq!(hex_lower(&bytes), hex::encode(&bytes));
     }
+}
+
+#[test]
+fn is_under_answers_on_bytes_at_component_bounds() {
+    let under = |p: &str, b: &str| is_under(Path::new(p), Path::new(b));
+    assert!(under("/r/a/b", "/r/a") && under("/r/a", "/r/a"));
+    assert!(!under("/r/ab", "/r/a") && !under("/r", "/r/a"));
+    // Not in normal form: answered by components, as Path does.
+    assert!(under("/r//a/./b", "/r/a") && under("/r/a/b", "/r/a/"));
+    assert!(!under("/r/a/../b", "/r/b"));
 }
