@@ -639,6 +639,12 @@ fn is_normal_abs(b: &[u8]) -> bool {
 /// components are their `/`-separated parts, so the bytes answer without
 /// parsing components, which took ~1,300 instructions a call on a bundle's
 /// paths. Anything else (`.`, `..`, a dotfile, `//`) asks [`Path`].
+///
+/// Why not [`is_normal_abs`] for the test: it splits into parts and costs
+/// more than half again as much here (callgrind, 2,000 bundles: 12.9M against 7.8M
+/// instructions; a one-pass rewrite of it measured 13.3M). A prefix answer
+/// needs only that no component hides in the bytes, which this weaker test
+/// gives (a property test holds the result to [`Path::starts_with`]).
 pub fn is_under(p: &Path, base: &Path) -> bool {
     let plain = |b: &[u8]| {
         b.first() == Some(&b'/') && b.iter().zip(&b[1..]).all(|(&x, &y)| x != b'/' || (y != b'/' && y != b'.'))
