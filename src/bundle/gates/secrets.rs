@@ -22,50 +22,62 @@ pub(super) fn looks_like_ref(s: &str) -> bool {
         || ["env:", "file:", "vault:", "secret:", "secrets:", "ref:", "urn:"].iter().any(|p| lower.starts_with(p))
 }
 
+/// Endings of a key (its ASCII letters and digits, lowercased) that name a
+/// reference to a secret: such keys are fine whatever else they say.
+pub(super) const REF_ENDINGS: [&str; 12] =
+    ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"];
+
+/// Endings of a key (as above) whose literal values are secret material.
+pub(super) const SECRET_ENDINGS: [&str; 11] = [
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "accesskey",
+    "clientsecret",
+    "credential",
+    "credentials",
+];
+
 /// Key names whose values are secret material when they hold a literal.
+///
+/// This runs for every string in every bundle, so it reads the key once and
+/// keeps no copy: the last 16 letters and digits, lowercased, are packed into
+/// one `u128` (the last in the low byte), and each ending is one mask and one
+/// comparison. No ending is longer than 12 bytes, and none holds a zero byte,
+/// so a key shorter than an ending (zeros above its first letter) never
+/// matches it. The test `secret_keys_match_the_plain_definition` holds this to
+/// the plain reading: lowercase the whole key, then `ends_with`.
 pub(super) fn is_secret_key(key: &str) -> bool {
-    // The key's ASCII letters and digits, lowercase: on the stack for any
-    // usual key (this runs for every string in every bundle).
-    let mut small = [0u8; 64];
-    let mut len = 0;
-    let mut long = Vec::new();
-    for b in key.bytes().filter(u8::is_ascii_alphanumeric).map(|b| b.to_ascii_lowercase()) {
-        match small.get_mut(len) {
-            Some(slot) => *slot = b,
-            None => {
-                if long.is_empty() {
-                    long.extend_from_slice(&small);
-                }
-                long.push(b);
-            }
+    let window =
+        key.bytes().filter(u8::is_ascii_alphanumeric).fold(0u128, |w, b| (w << 8) | u128::from(b.to_ascii_lowercase()));
+    let ends = |(value, mask): &(u128, u128)| window & mask == *value;
+    !REF_WINDOWS.iter().any(ends) && SECRET_WINDOWS.iter().any(ends)
+}
+
+const REF_WINDOWS: [(u128, u128); 12] = windows(REF_ENDINGS);
+const SECRET_WINDOWS: [(u128, u128); 11] = windows(SECRET_ENDINGS);
+
+/// Each ending as the low bytes of a `u128` and the mask that keeps them.
+const fn windows<const N: usize>(endings: [&str; N]) -> [(u128, u128); N] {
+    let mut out = [(0, 0); N];
+    let mut i = 0;
+    while i < N {
+        let b = endings[i].as_bytes();
+        assert!(!b.is_empty() && b.len() < 16, "an ending fits the 16-byte window");
+        let mut value = 0u128;
+        let mut j = 0;
+        while j < b.len() {
+            value = (value << 8) | b[j] as u128;
+            j += 1;
         }
-        len += 1;
+        out[i] = (value, (1u128 << (8 * b.len())) - 1);
+        i += 1;
     }
-    let k = if long.is_empty() { &small[..len] } else { &long[..] };
-    // Only ASCII went in.
-    let k = std::str::from_utf8(k).unwrap_or_default();
-    // References to secrets are fine: their names say so.
-    if ["ref", "refs", "root", "path", "file", "name", "names", "id", "hash", "digest", "required", "env"]
-        .iter()
-        .any(|s| k.ends_with(s))
-    {
-        return false;
-    }
-    [
-        "password",
-        "passwd",
-        "passphrase",
-        "secret",
-        "token",
-        "apikey",
-        "privatekey",
-        "accesskey",
-        "clientsecret",
-        "credential",
-        "credentials",
-    ]
-    .iter()
-    .any(|s| k.ends_with(s))
+    out
 }
 
 /// Well-known shapes of live credentials.

@@ -2,6 +2,7 @@
 
 use super::secrets::{is_secret_key, is_secret_ref, token_shape};
 use super::*;
+use proptest::strategy::Strategy as _;
 
 #[test]
 fn secret_refs_and_literals() {
@@ -144,4 +145,33 @@ fn a_slimmed_report_gives_its_artifact_the_same_parts_of_the_manifest() {
     let held = slim.manifest_value.as_ref().unwrap();
     assert!(held.get("apiVersion").is_none() && at(held, "/spec/vm").is_none());
     assert!(at(held, "/spec/policy/maxRunSeconds").is_none());
+}
+
+/// The plain reading of [`is_secret_key`]: the whole key's letters and
+/// digits, lowercased, against each ending.
+fn secret_key_plain(key: &str) -> bool {
+    let k: String = key.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect();
+    !secrets::REF_ENDINGS.iter().any(|e| k.ends_with(e)) && secrets::SECRET_ENDINGS.iter().any(|e| k.ends_with(e))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+    /// Keys built from endings, their neighbours' letters, separators and
+    /// non-ASCII, short and long: the packed window agrees with the plain reading.
+    #[test]
+    fn secret_keys_match_the_plain_definition(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::sample::select(secrets::SECRET_ENDINGS.to_vec()).prop_map(str::to_string),
+                proptest::sample::select(secrets::REF_ENDINGS.to_vec()).prop_map(str::to_string),
+                "[a-zA-Z0-9_\\-. ]{0,3}",
+                proptest::sample::select(["Ü", "é", "\u{0}", "TOKEN", "Pass_Word", "xxxxxxxxxxxxxxxxxxxx"].to_vec())
+                    .prop_map(str::to_string),
+            ],
+            0..6,
+        )
+    ) {
+        let key = parts.concat();
+        proptest::prop_assert_eq!(is_secret_key(&key), secret_key_plain(&key), "key {:?}", key);
+    }
 }
