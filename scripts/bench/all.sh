@@ -14,6 +14,10 @@
 # Before each bench it waits (up to $AGENTPLANE_BENCH_WAIT seconds, default 300)
 # for other processes to use under 15% of the CPUs, and says what it saw.
 # vm.sh (QEMU) is not part of this set: run it by itself.
+# AGENTPLANE_BENCH_PAUSE_DAMON=1: pause the host's DAMON proactive reclaim
+# (page-out of cold memory, page cache included) while the benches run, and
+# resume it at the end (needs root; see lib.sh). Either way the state is
+# printed before each bench and in the summary.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib.sh"
@@ -30,16 +34,17 @@ done
 [ "${#BENCHES[@]}" -gt 0 ] || BENCHES=(validate verify prove run up place)
 
 "$HERE/setup-peers.sh" --check || exit 2
+[ "${AGENTPLANE_BENCH_PAUSE_DAMON:-0}" = 1 ] && damon_pause
 failed=0
 for b in "${BENCHES[@]}"; do
-  echo; echo "================ $b (load $(loadavg)) ================"
+  echo; echo "================ $b (load $(loadavg); $(damon_note)) ================"
   if { [ "$b" = verify ] || [ "$b" = prove ]; } && [ "${#PEERS[@]}" -gt 0 ]; then echo "all.sh: $b skipped with --peers-only"; continue; fi
   rm -f "$RESULTS/$b-summary.json"
   wait_quiet "${AGENTPLANE_BENCH_WAIT:-300}"
   "$HERE/$b.sh" "${PEERS[@]}" || { echo "all.sh: $b failed or missed a target" >&2; failed=$((failed + 1)); }
 done
 
-echo; echo "================ summary ================"
+echo; echo "================ summary ($(damon_note)) ================"
 python3 - "$RESULTS" "${BENCHES[@]}" <<'EOF'
 import json, os, sys
 res = sys.argv[1]

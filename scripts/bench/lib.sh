@@ -53,6 +53,58 @@ wait_quiet() {
   done
 }
 
+# DAMON proactive reclaim: a kdamond running a `pageout` scheme pages out the
+# memory it samples as cold, page cache included, in whole regions: the
+# benches' input files can leave the page cache between (or during) timed
+# runs, and each read of one then waits on the disk. On this machine kind
+# (docs/performance.md, round 3 session 10) it made a small file's
+# open+fstat+read+close ~30 % dearer and the validate bench ~8 % slower.
+# It is the host's setting, not agentplane's; all.sh reports it and, with
+# AGENTPLANE_BENCH_PAUSE_DAMON=1 (root), turns such kdamonds off for the
+# benches and back on when it exits.
+
+# damon_pageout: the state file of each running kdamond with a pageout
+# scheme, one per line (nothing where DAMON is absent, off or only watching).
+damon_pageout() {
+  local k
+  for k in /sys/kernel/mm/damon/admin/kdamonds/*; do
+    [ -r "$k/state" ] && [ "$(cat "$k/state" 2>/dev/null)" = on ] || continue
+    grep -qsx pageout "$k"/contexts/*/schemes/*/action && echo "$k/state"
+  done
+}
+
+# damon_pause: turn off every kdamond damon_pageout lists and restore each
+# on exit (sets an EXIT trap: call it from a script that sets no other).
+# Prints what it did; never fails the bench.
+DAMON_PAUSED=()
+damon_pause() {
+  local f
+  mapfile -t DAMON_PAUSED < <(damon_pageout)
+  if [ "${#DAMON_PAUSED[@]}" -eq 0 ]; then echo "bench: no DAMON reclaim running"; return 0; fi
+  for f in "${DAMON_PAUSED[@]}"; do
+    if echo off 2>/dev/null >"$f"; then echo "bench: DAMON reclaim paused for the benches (${f%/state})"
+    else echo "bench: WARNING: cannot pause DAMON reclaim (${f%/state}); timing with it on"; fi
+  done
+  trap damon_resume EXIT
+}
+
+damon_resume() {
+  local f
+  for f in "${DAMON_PAUSED[@]}"; do
+    echo on 2>/dev/null >"$f" && echo "bench: DAMON reclaim resumed (${f%/state})" >&2
+  done
+  DAMON_PAUSED=()
+}
+
+# damon_note: one line saying whether DAMON reclaim is running now.
+damon_note() {
+  local n
+  n="$(damon_pageout | wc -l)"
+  if [ "${#DAMON_PAUSED[@]}" -gt 0 ] && [ "$n" -eq 0 ]; then echo "DAMON reclaim paused by this run"
+  elif [ "$n" -gt 0 ]; then echo "DAMON reclaim ON ($n pageout kdamond(s): page cache may be evicted while timing)"
+  else echo "DAMON reclaim off or absent"; fi
+}
+
 # write_summary NAME JSON: store a bench's verdict as $RESULTS/NAME-summary.json
 # (read by all.sh's summary table).
 write_summary() { mkdir -p "$RESULTS"; printf '%s\n' "$2" >"$RESULTS/$1-summary.json"; }
