@@ -197,8 +197,27 @@ pub fn open_regular_in(
     open_in(dir, &dir_path.join(name), name, cap)
 }
 
+/// [`open_regular_meta`] of `path` through the open directory `dir` when
+/// `path` is directly in it (the kernel then resolves one name, not the whole
+/// path again), else by the whole path. The same guarantees either way.
+pub fn open_regular_meta_via(
+    dir: Option<&tree::OpenDir>,
+    path: &Path,
+    cap: Option<u64>,
+) -> Result<(File, fs::Metadata), RegularError> {
+    match dir.and_then(|d| Some((d.fd().ok()?, d.name_of(path)?))) {
+        Some((fd, name)) => open_in(fd, path, name, cap),
+        None => open_regular_meta(path, cap),
+    }
+}
+
 /// [`open_regular_in`], with the whole path (for messages) already made.
-fn open_in(dir: &File, path: &Path, name: &str, cap: Option<u64>) -> Result<(File, fs::Metadata), RegularError> {
+fn open_in(
+    dir: impl std::os::fd::AsFd,
+    path: &Path,
+    name: &str,
+    cap: Option<u64>,
+) -> Result<(File, fs::Metadata), RegularError> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(RegularError { path: path.to_path_buf(), kind: Some(NotRegular::Missing), io: None });
     }
@@ -276,6 +295,16 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
 /// per bundle in `validate`, an artifact per entry in `verify`.
 pub fn read_regular_meta(path: &Path, cap: u64) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
     let (f, meta) = open_regular_meta(path, Some(cap))?;
+    read_opened(f, meta, path, cap)
+}
+
+/// [`read_regular_meta`] through an open directory: see [`open_regular_meta_via`].
+pub fn read_regular_meta_via(
+    dir: Option<&tree::OpenDir>,
+    path: &Path,
+    cap: u64,
+) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
+    let (f, meta) = open_regular_meta_via(dir, path, Some(cap))?;
     read_opened(f, meta, path, cap)
 }
 

@@ -108,10 +108,12 @@ pub type Listed = (Vec<u8>, PathBuf, bool);
 
 /// What lives in a bundle directory (not in its outDir), listed once: the
 /// files to digest, in name order, and those that may not be there.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Scan {
     /// The bundle directory listed.
     pub dir: PathBuf,
+    /// It, still open: [`compute_scanned`] opens the files directly in it by name.
+    pub open: Option<fsx::tree::OpenDir>,
     pub files: Vec<Listed>,
     pub bad: Vec<BadFile>,
 }
@@ -119,13 +121,13 @@ pub struct Scan {
 /// The files [`compute`] digests, in its order, without reading their
 /// contents: what a runner stages so that the staged copy digests the same.
 pub fn files(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf]) -> Result<Vec<Listed>> {
-    let (files, bad) = list(root, scan(root, dir, exclude)?, extra);
+    let (files, bad, _) = list(root, scan(root, dir, exclude)?, extra);
     if bad.is_empty() { Ok(files) } else { Err(BundleFilesError { files: bad }.into()) }
 }
 
 /// The scan plus the `extra` files outside its directory, sorted by name, each once.
-fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile>) {
-    let Scan { dir, mut files, bad } = scan;
+fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile>, Option<fsx::tree::OpenDir>) {
+    let Scan { dir, open, mut files, bad } = scan;
     for p in extra {
         if !p.starts_with(&dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
             files.push((name_of(root, p), p.clone(), false));
@@ -133,7 +135,7 @@ fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
-    (files, bad)
+    (files, bad, open)
 }
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
@@ -145,6 +147,12 @@ fn name_of(root: &Path, p: &Path) -> Vec<u8> {
 
 /// Walk `dir` (not into `exclude`): the files to digest, and those that may not be there.
 pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
+    scan_from(root, dir, None, exclude)
+}
+
+/// [`scan`], listing `open` when the caller has `dir` open already (else it
+/// is opened here); either way the scan keeps it open for [`compute_scanned`].
+pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, exclude: Option<&Path>) -> Result<Scan> {
     let mut files = Vec::new();
     let mut bad = Vec::new();
     let links = fsx::LstatCache::default();
@@ -152,8 +160,16 @@ pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
     // only when one of the two holds the other: asked once, not per file.
     let (skip_all, ask_each) = exclude.map_or((false, false), |ex| (fsx::is_under(dir, ex), fsx::is_under(ex, dir)));
     let skip = |p: &Path| skip_all || (ask_each && exclude.is_some_and(|ex| fsx::is_under(p, ex)));
+    let mut top = match open {
+        Some(top) => {
+            debug_assert_eq!(top.path(), dir, "the directory open is the one to scan");
+            top
+        }
+        None => fsx::tree::OpenDir::open(dir)
+            .with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?,
+    };
     // The type comes from the directory listing: no stat per entry.
-    fsx::tree::walk(dir, &skip, |path, kind| {
+    fsx::tree::walk_from(&mut top, &skip, |path, kind| {
         let name = name_of(root, path);
         match kind {
             Kind::Symlink => {
@@ -182,7 +198,7 @@ pub fn scan(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<Scan> {
         }
     })
     .with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
-    Ok(Scan { dir: dir.to_path_buf(), files, bad })
+    Ok(Scan { dir: dir.to_path_buf(), open: Some(top), files, bad })
 }
 
 /// Bytes already read (e.g. the manifest), with the file's mode bits, so
@@ -202,7 +218,7 @@ pub fn compute_scanned(
     // Each file's own sha256, when asked for.
     let per_file = want == Want::DigestAndFiles;
     let own_of = |bytes: &[u8]| per_file.then(|| fsx::sha256_hex(bytes));
-    let (files, mut bad) = list(root, scan, extra);
+    let (files, mut bad, open) = list(root, scan, extra);
 
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
@@ -228,7 +244,7 @@ pub fn compute_scanned(
             total.update(bytes);
             (mode, own_of(bytes))
         } else {
-            let (mut f, meta) = match fsx::open_regular_meta(&path, None) {
+            let (mut f, meta) = match fsx::open_regular_meta_via(open.as_ref(), &path, None) {
                 Ok(fm) => fm,
                 Err(e) => {
                     let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());

@@ -99,8 +99,14 @@ pub fn validate_cached(
         digest_files: Vec::new(),
     };
 
+    let dir = manifest.parent().unwrap_or(root).to_path_buf();
+    // The bundle directory, opened once: the manifest and the files the
+    // digest reads are opened by name from it, and the scan lists it. When it
+    // cannot be opened, each is opened by its path and fails as it would alone.
+    let open_dir = fsx::tree::OpenDir::open(&dir).ok();
+
     // parse
-    let (bytes, value, mode) = match load::read_manifest_mode(&manifest) {
+    let (bytes, value, mode) = match load::read_manifest_via(open_dir.as_ref(), &manifest) {
         Ok(bv) => bv,
         Err(e) => {
             let mut msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");
@@ -144,7 +150,6 @@ pub fn validate_cached(
         }
     }
 
-    let dir = manifest.parent().unwrap_or(root).to_path_buf();
     // The manifest is canonical: its directory is a real one.
     cache.seed(&dir, Some(false));
     let resolver = Resolver::new(root, &dir, cache);
@@ -157,7 +162,7 @@ pub fn validate_cached(
         .map(|o| resolver.resolve(o))
         .filter(|(p, inside)| *inside && !fsx::is_under(&dir, p))
         .map(|(p, _)| p);
-    let scanned = super::digest::scan(root, &dir, out_dir.as_deref());
+    let scanned = super::digest::scan_from(root, &dir, open_dir, out_dir.as_deref());
     if let Ok(scan) = &scanned {
         for (_, path, is_link) in &scan.files {
             cache.seed(path, Some(*is_link));

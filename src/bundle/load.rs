@@ -87,13 +87,15 @@ pub fn manifest_path(root: &Path, arg: &Path) -> Result<PathBuf> {
 /// parsed strictly ([`crate::json::parse_strict`]): a repeated key is an error
 /// whose chain holds the [`crate::json::StrictJsonError`] with its pointer.
 pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
-    read_manifest_mode(path).map(|(b, v, _)| (b, v))
+    read_manifest_via(None, path).map(|(b, v, _)| (b, v))
 }
 
-/// [`read_manifest`], also returning the file's mode bits (from the same `fstat`).
-pub fn read_manifest_mode(path: &Path) -> Result<(Vec<u8>, Value, u32)> {
+/// [`read_manifest`], also returning the file's mode bits (from the same
+/// `fstat`), and opening the file through its directory when that is open
+/// already ([`fsx::read_regular_meta_via`]).
+pub fn read_manifest_via(dir: Option<&fsx::tree::OpenDir>, path: &Path) -> Result<(Vec<u8>, Value, u32)> {
     use std::os::unix::fs::PermissionsExt as _;
-    let (bytes, meta) = fsx::read_regular_meta(path, MAX_MANIFEST_BYTES)?;
+    let (bytes, meta) = fsx::read_regular_meta_via(dir, path, MAX_MANIFEST_BYTES)?;
     if let Err(e) = std::str::from_utf8(&bytes) {
         anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to());
     }

@@ -388,3 +388,35 @@ fn is_under_answers_on_bytes_at_component_bounds() {
     assert!(under("/r//a/./b", "/r/a") && under("/r/a/b", "/r/a/"));
     assert!(!under("/r/a/../b", "/r/b"));
 }
+
+/// An open directory keeps reading the directory it opened: a directory
+/// renamed into its path afterwards (a bundle swapped mid-validate) is
+/// neither listed nor read, so a digest covers the files of one directory.
+/// Paths not directly in it, and names that are not plain, go by path.
+#[test]
+fn an_open_directory_reads_the_directory_it_opened() {
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("b");
+    fs::create_dir(&b).unwrap();
+    fs::write(b.join("f"), "first").unwrap();
+    let mut open = tree::OpenDir::open(&b).unwrap();
+    fs::rename(&b, d.path().join("b.old")).unwrap();
+    fs::create_dir(&b).unwrap();
+    fs::write(b.join("f"), "swapped").unwrap();
+    fs::write(b.join("g"), "added").unwrap();
+    let via = |p: &Path| read_regular_meta_via(Some(&open), p, 99).map(|(bytes, _)| bytes);
+    assert_eq!(via(&b.join("f")).unwrap(), b"first");
+    assert_eq!(open.name_of(&b.join("f")), Some("f"));
+    assert_eq!(open.name_of(&b.join("sub/f")), None);
+    assert_eq!(open.name_of(&d.path().join("f")), None);
+    // By path, the new directory: what it would read without the open one.
+    assert_eq!(read_regular_meta_via(None, &b.join("f"), 99).unwrap().0, b"swapped");
+    assert_eq!(via(&b.join("g")).unwrap_err().kind, Some(NotRegular::Missing), "not in the opened directory");
+    let mut listed = Vec::new();
+    tree::walk_from(&mut open, &|_| false, |p, _| listed.push(p.to_path_buf())).unwrap();
+    assert_eq!(listed, vec![b.join("f")]);
+    // A second walk lists it again, from the start.
+    let mut again = Vec::new();
+    tree::walk_from(&mut open, &|_| false, |p, _| again.push(p.to_path_buf())).unwrap();
+    assert_eq!(again, listed);
+}

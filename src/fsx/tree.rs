@@ -44,13 +44,60 @@ impl std::error::Error for TreeError {
     }
 }
 
+/// A directory opened once, to be listed (once) and to open the files it
+/// holds by name: the kernel resolves the directory's path once, and every
+/// file opened through it comes from the directory that was listed, even if
+/// something renames another directory into its path meanwhile.
+#[derive(Debug)]
+pub struct OpenDir {
+    path: PathBuf,
+    dir: Dir,
+    /// Whether [`walk_from`] has read its entries (a second listing rewinds).
+    listed: bool,
+}
+
+impl OpenDir {
+    /// Open the directory `path`, which may be reached through a link.
+    pub fn open(path: &Path) -> Result<OpenDir, TreeError> {
+        Ok(OpenDir { path: path.to_path_buf(), dir: open_dir(path, true)?, listed: false })
+    }
+
+    /// The path it was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `path`'s name when `path` is directly in this directory, by its
+    /// path as given (one plain UTF-8 component after this directory's path).
+    pub fn name_of<'p>(&self, path: &'p Path) -> Option<&'p str> {
+        (path.parent() == Some(self.path.as_path())).then(|| path.file_name()?.to_str()).flatten()
+    }
+
+    /// The descriptor, to open files relative to it.
+    pub fn fd(&self) -> std::io::Result<rustix::fd::BorrowedFd<'_>> {
+        self.dir.fd().map_err(std::io::Error::from)
+    }
+}
+
 /// Walk `dir` depth first, each directory's entries sorted by name (bytes),
 /// calling `visit` with every entry that is not a directory. Entries for
 /// which `skip` holds are left out (a directory with all it holds). `dir`
 /// itself may be a link to a directory; no link below it is followed.
 /// Stops at the first error.
-pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool, mut visit: impl FnMut(&Path, Kind)) -> Result<(), TreeError> {
-    let mut stack = vec![(dir.to_path_buf(), list(dir, true)?.into_iter())];
+pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool, visit: impl FnMut(&Path, Kind)) -> Result<(), TreeError> {
+    walk_from(&mut OpenDir::open(dir)?, skip, visit)
+}
+
+/// [`walk`] from a directory already open: its own listing reads `top`.
+pub fn walk_from(
+    top: &mut OpenDir,
+    skip: &dyn Fn(&Path) -> bool,
+    mut visit: impl FnMut(&Path, Kind),
+) -> Result<(), TreeError> {
+    if std::mem::replace(&mut top.listed, true) {
+        top.dir.rewind();
+    }
+    let mut stack = vec![(top.path.clone(), entries(&mut top.dir, &top.path)?.into_iter())];
     loop {
         let next = match stack.last_mut() {
             None => return Ok(()),
@@ -65,7 +112,7 @@ pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool, mut visit: impl FnMut(&Pat
         }
         match kind {
             Kind::Dir => {
-                let entries = list(&path, false)?;
+                let entries = entries(&mut open_dir(&path, false)?, &path)?;
                 stack.push((path, entries.into_iter()));
             }
             kind => visit(&path, kind),
@@ -73,17 +120,24 @@ pub fn walk(dir: &Path, skip: &dyn Fn(&Path) -> bool, mut visit: impl FnMut(&Pat
     }
 }
 
-/// One directory's entries (not `.` and `..`), sorted by name. `follow`: the
-/// directory may be reached through a link (the top one only).
-fn list(dir: &Path, follow: bool) -> Result<Vec<(OsString, Kind)>, TreeError> {
-    let fail = |path: &Path, e: rustix::io::Errno| TreeError { path: path.to_path_buf(), io: e.into() };
+fn fail(path: &Path, e: rustix::io::Errno) -> TreeError {
+    TreeError { path: path.to_path_buf(), io: e.into() }
+}
+
+/// Open a directory to list. `follow`: it may be reached through a link (the
+/// top one only).
+fn open_dir(dir: &Path, follow: bool) -> Result<Dir, TreeError> {
     let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
     if !follow {
         // Listed as a directory: if a link took its place since, it is not followed.
         flags |= OFlags::NOFOLLOW;
     }
     let fd = rustix::fs::openat(CWD, dir, flags, Mode::empty()).map_err(|e| fail(dir, e))?;
-    let mut d = Dir::new(fd).map_err(|e| fail(dir, e))?;
+    Dir::new(fd).map_err(|e| fail(dir, e))
+}
+
+/// One open directory's entries (not `.` and `..`), sorted by name.
+fn entries(d: &mut Dir, dir: &Path) -> Result<Vec<(OsString, Kind)>, TreeError> {
     let mut out = Vec::new();
     while let Some(entry) = d.read() {
         let entry = entry.map_err(|e| fail(dir, e))?;
