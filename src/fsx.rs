@@ -588,6 +588,15 @@ pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (Pat
     // root): `normalize` and `strip_prefix` would give `root/rel` and `rel`
     // back, so the component walks they cost are skipped.
     let simple = is_normal_abs(key(root)) && is_normal_rel(key(rel));
+    if simple && let Some(down) = walk_down(root, rel, cache) {
+        return (down, true);
+    }
+    resolve_walk(root, rel, simple, cache)
+}
+
+/// The general walk of [`resolve_path_in_root`]: every component in turn,
+/// links followed (at most 40), `..` taken after them as the kernel does.
+fn resolve_walk(root: &Path, rel: &Path, simple: bool, cache: &LstatCache) -> (PathBuf, bool) {
     let lexical = match simple {
         true => root.join(rel),
         false => match normalize(root, rel) {
@@ -650,6 +659,29 @@ pub fn resolve_path_in_root(root: &Path, rel: &Path, cache: &LstatCache) -> (Pat
     (cur, inside)
 }
 
+/// [`resolve_path_in_root`] for a path in normal form under a root in normal
+/// form when no link is on its way: each component pushed onto one buffer
+/// and asked about once (the general walk allocates a path and a queue
+/// entry per component). `None` at the first link: the general walk, which
+/// follows it, then starts over (the answers so far are in the cache).
+fn walk_down(root: &Path, rel: &Path, cache: &LstatCache) -> Option<PathBuf> {
+    let mut cur = PathBuf::with_capacity(root.as_os_str().len() + rel.as_os_str().len() + 1);
+    cur.push(root);
+    let mut missing = false;
+    for part in rel.components() {
+        cur.push(part);
+        if missing {
+            continue;
+        }
+        match cache.lstat(&cur) {
+            Some(true) => return None,
+            Some(false) => {}
+            None => missing = true,
+        }
+    }
+    Some(cur)
+}
+
 /// Whether `b` is a relative path in normal form: non-empty, and every
 /// `/`-separated part a name (no empty part, `.` or `..`). Such a path's bytes
 /// are its components joined, so byte comparisons agree with [`Path`]'s.
@@ -700,6 +732,12 @@ pub fn rel_bytes<'p>(root: &Path, p: &'p Path) -> Option<&'p [u8]> {
 /// the result can steer a terminal.
 pub fn escape_bytes(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
+    // The usual name is printable ASCII with no backslash: itself.
+    if bytes.iter().all(|&b| matches!(b, b' '..=b'~') && b != b'\\')
+        && let Ok(plain) = std::str::from_utf8(bytes)
+    {
+        return plain.to_string();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -722,8 +760,15 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 
 /// `path` relative to `root` with `/` separators, for display and evidence.
 pub fn rel_to(root: &Path, path: &Path) -> String {
-    let p = path.strip_prefix(root).unwrap_or(path);
-    let s = p.to_string_lossy().replace('\\', "/");
+    use std::os::unix::ffi::OsStrExt;
+    // Both in normal form (the usual case): the rest after the root's bytes,
+    // which is what `strip_prefix` gives, without walking components.
+    let rest = match rel_bytes(root, path) {
+        Some(rest) => rest,
+        None => path.strip_prefix(root).unwrap_or(path).as_os_str().as_bytes(),
+    };
+    let s = String::from_utf8_lossy(rest);
+    let s = if s.contains('\\') { s.replace('\\', "/") } else { s.into_owned() };
     if s.is_empty() { ".".to_string() } else { s }
 }
 

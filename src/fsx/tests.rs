@@ -420,3 +420,86 @@ fn an_open_directory_reads_the_directory_it_opened() {
     tree::walk_from(&mut open, &|_| false, |p, _| again.push(p.to_path_buf())).unwrap();
     assert_eq!(again, listed);
 }
+
+/// What `rel_to` was before its byte fast path: the reference.
+fn rel_to_by_components(root: &Path, path: &Path) -> String {
+    let p = path.strip_prefix(root).unwrap_or(path);
+    let s = p.to_string_lossy().replace('\\', "/");
+    if s.is_empty() { ".".to_string() } else { s }
+}
+
+/// What `escape_bytes` does for every name (its fast path skips it for
+/// printable ASCII): the reference.
+fn escape_bytes_by_chars(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => c.to_string().bytes().for_each(|b| out.push_str(&format!("\\x{b:02x}"))),
+                c => out.push(c),
+            }
+        }
+        chunk.invalid().iter().for_each(|b| out.push_str(&format!("\\x{b:02x}")));
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+    #[test]
+    fn rel_to_is_its_component_reading(
+        p in proptest::collection::vec(0u8..10, 0..6),
+        base in proptest::collection::vec(0u8..10, 0..6),
+        p_abs in proptest::bool::ANY,
+        base_abs in proptest::bool::ANY,
+        odd in proptest::sample::select(vec!["", "\\", "\u{1b}[31m", "\u{fffd}"]),
+    ) {
+        let (mut p, base) = (path_from(&p, p_abs), path_from(&base, base_abs));
+        p.push(format!("x{odd}"));
+        proptest::prop_assert_eq!(rel_to(&base, &p), rel_to_by_components(&base, &p), "{:?} from {:?}", p, base);
+        proptest::prop_assert_eq!(rel_to(&base, &base), rel_to_by_components(&base, &base));
+    }
+
+    #[test]
+    fn escape_bytes_fast_path_changes_nothing(bytes in proptest::collection::vec(
+        proptest::prop_oneof![0x20u8..0x7f, proptest::num::u8::ANY], 0..40)
+    ) {
+        proptest::prop_assert_eq!(escape_bytes(&bytes), escape_bytes_by_chars(&bytes));
+    }
+}
+
+/// The walk down a plain path (no link on the way) gives what the general
+/// walk gives, on a tree with files, missing parts and links in and out of
+/// the root, whatever the cache already holds.
+#[test]
+fn walking_down_agrees_with_the_general_walk() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap().join("root");
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    fs::write(root.join("a/b/f"), "x").unwrap();
+    fs::write(root.join("a/g"), "x").unwrap();
+    std::os::unix::fs::symlink("b", root.join("a/in")).unwrap();
+    std::os::unix::fs::symlink("../..", root.join("a/out")).unwrap();
+    std::os::unix::fs::symlink(d.path(), root.join("abs")).unwrap();
+    std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+    let names = ["a", "b", "f", "g", "in", "out", "abs", "loop", "missing", ".."];
+    let mut rels: Vec<String> = Vec::new();
+    for x in names {
+        rels.push(x.to_string());
+        for y in names {
+            rels.push(format!("{x}/{y}"));
+            for z in ["f", "b", "missing", "in"] {
+                rels.push(format!("{x}/{y}/{z}"));
+            }
+        }
+    }
+    let warm = LstatCache::default();
+    for rel in &rels {
+        let rel = Path::new(rel);
+        let simple = is_normal_rel(key(rel));
+        let want = resolve_walk(&root, rel, simple, &LstatCache::default());
+        assert_eq!(resolve_path_in_root(&root, rel, &LstatCache::default()), want, "{rel:?} (cold cache)");
+        assert_eq!(resolve_path_in_root(&root, rel, &warm), want, "{rel:?} (shared cache)");
+    }
+}
