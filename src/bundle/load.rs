@@ -96,10 +96,11 @@ pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
 pub fn read_manifest_via(dir: Option<&fsx::tree::OpenDir>, path: &Path) -> Result<(Vec<u8>, Value, u32)> {
     use std::os::unix::fs::PermissionsExt as _;
     let (bytes, meta) = fsx::read_regular_meta_via(dir, path, MAX_MANIFEST_BYTES)?;
-    if let Err(e) = std::str::from_utf8(&bytes) {
-        anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to());
-    }
-    let value = crate::json::parse_strict(&bytes)
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(text) => text,
+        Err(e) => anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to()),
+    };
+    let value = crate::json::parse_strict_str(text)
         .map_err(|e| anyhow::Error::new(e).context(format!("`{}` is not valid JSON", path.display())))?;
     Ok((bytes, value, meta.permissions().mode()))
 }
