@@ -707,14 +707,36 @@ fn is_normal_abs(b: &[u8]) -> bool {
 /// needs only that no component hides in the bytes, which this weaker test
 /// gives (a property test holds the result to [`Path::starts_with`]).
 pub fn is_under(p: &Path, base: &Path) -> bool {
-    let plain = |b: &[u8]| {
-        b.first() == Some(&b'/') && b.iter().zip(&b[1..]).all(|(&x, &y)| x != b'/' || (y != b'/' && y != b'.'))
-    };
     let (pb, bb) = (key(p), key(base));
-    match plain(pb) && plain(bb) {
+    match is_plain(pb) && is_plain(bb) {
         true => bytes_under(pb, bb),
         false => p.starts_with(base),
     }
+}
+
+/// Absolute, with no `//` and no part starting with `.`: every component
+/// after the root is a plain name, at the `/`s of the bytes (a trailing `/`
+/// aside).
+fn is_plain(b: &[u8]) -> bool {
+    b.first() == Some(&b'/') && b.iter().zip(&b[1..]).all(|(&x, &y)| x != b'/' || (y != b'/' && y != b'.'))
+}
+
+/// `a == b` for paths ([`Path`]'s equality, component by component), on
+/// bytes when they decide it: equal bytes are equal paths, and two plain
+/// paths with no trailing `/` ([`is_plain`]) are equal only if their bytes
+/// are. `Path`'s own comparison walks both paths from their ends whenever
+/// the bytes differ (~900 instructions for two bundle paths; ~10,000 such
+/// comparisons in a validate of 2,000 bundles).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    let (x, y) = (key(a), key(b));
+    if x == y {
+        return true;
+    }
+    let plain = |p: &[u8]| p.len() > 1 && p.last() != Some(&b'/') && is_plain(p);
+    if plain(x) && plain(y) {
+        return false;
+    }
+    a == b
 }
 
 /// `p` relative to `root`, on bytes, when both are in normal form and `p` is

@@ -238,7 +238,7 @@ pub fn compute_scanned(
             header(&mut total, "link", content.len() as u64);
             total.update(content);
             ("link", own_of(content))
-        } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| *p == path) {
+        } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| fsx::same_path(p, &path)) {
             let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
             total.update(bytes);

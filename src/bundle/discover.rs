@@ -180,7 +180,7 @@ impl<I: Iterator<Item = PathBuf>> Iterator for Merged<I> {
                 .min_by(|a, b| a.1.cmp(b.1))?;
             let (head, stream) = &mut self.heads[i];
             let next = std::mem::replace(head, stream.next())?;
-            if self.last.as_ref() != Some(&next) {
+            if !self.last.as_deref().is_some_and(|last| crate::fsx::same_path(last, &next)) {
                 self.last = Some(next.clone());
                 return Some(next);
             }

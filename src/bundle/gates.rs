@@ -168,7 +168,8 @@ pub fn validate_cached(
             cache.seed(path, Some(*is_link));
         }
     }
-    let listed_regular = |p: &Path| scanned.as_ref().is_ok_and(|s| s.files.iter().any(|(_, f, l)| !l && f == p));
+    let listed_regular =
+        |p: &Path| scanned.as_ref().is_ok_and(|s| s.files.iter().any(|(_, f, l)| !l && fsx::same_path(f, p)));
     report.checks.push(license_policy(&value));
     report.checks.push(max_run_seconds(&value));
     report.checks.extend(secrets_are_refs(&value));
@@ -484,7 +485,7 @@ pub fn out_dir_misplaced(root: &Path, bundle_dir: &Path, resolved: &Path) -> Opt
 
 /// [`out_dir_misplaced`] without looking at the disk: the rules on the path alone.
 fn misplaced_by_name(root: &Path, bundle_dir: &Path, resolved: &Path) -> Option<String> {
-    if resolved == root {
+    if fsx::same_path(resolved, root) {
         return Some("outDir is the project root itself; use a folder under it".into());
     }
     if fsx::is_under(bundle_dir, resolved) {

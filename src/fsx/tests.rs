@@ -503,3 +503,24 @@ fn walking_down_agrees_with_the_general_walk() {
         assert_eq!(resolve_path_in_root(&root, rel, &warm), want, "{rel:?} (shared cache)");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+    /// `same_path` is `Path`'s equality, dotfiles, `.`, `..`, `//` and
+    /// trailing `/` included.
+    #[test]
+    fn same_path_is_path_equality(
+        a in proptest::collection::vec(0u8..10, 0..5),
+        b in proptest::collection::vec(0u8..10, 0..5),
+        a_abs in proptest::bool::ANY,
+        b_abs in proptest::bool::ANY,
+        b_like_a in proptest::bool::ANY,
+    ) {
+        let a = path_from(&a, a_abs);
+        // Often the same parts: equal paths in different forms are the interesting case.
+        let b = if b_like_a { PathBuf::from(format!("{}/", a.display()).replace("//", "/")) } else { path_from(&b, b_abs) };
+        proptest::prop_assert_eq!(same_path(&a, &b), a == b, "{:?} vs {:?}", a, b);
+        proptest::prop_assert_eq!(same_path(&b, &a), b == a);
+        proptest::prop_assert!(same_path(&a, &a));
+    }
+}

@@ -70,7 +70,7 @@ impl OpenDir {
     /// `path`'s name when `path` is directly in this directory, by its
     /// path as given (one plain UTF-8 component after this directory's path).
     pub fn name_of<'p>(&self, path: &'p Path) -> Option<&'p str> {
-        (path.parent() == Some(self.path.as_path())).then(|| path.file_name()?.to_str()).flatten()
+        path.parent().is_some_and(|p| super::same_path(p, &self.path)).then(|| path.file_name()?.to_str()).flatten()
     }
 
     /// The descriptor, to open files relative to it.
