@@ -745,7 +745,11 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
 pub fn rel_bytes<'p>(root: &Path, p: &'p Path) -> Option<&'p [u8]> {
     let (r, b) = (key(root), key(p));
     let rest = b.strip_prefix(r)?.strip_prefix(b"/")?;
-    (is_normal_abs(r) && is_normal_rel(rest)).then_some(rest)
+    // `p` plain with no trailing `/` (one pass over it: the usual case)
+    // makes both normal, `root` being a non-empty prefix of it ending at a `/`;
+    // otherwise (a dotfile on the way, say) the parts are split and looked at.
+    let plain = !r.is_empty() && b.last() != Some(&b'/') && is_plain(b);
+    (plain || (is_normal_abs(r) && is_normal_rel(rest))).then_some(rest)
 }
 
 /// Raw file-name bytes as text that shows every byte: valid UTF-8 stays as

@@ -524,3 +524,36 @@ proptest::proptest! {
         proptest::prop_assert!(same_path(&a, &a));
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+    /// Whenever `rel_bytes` answers, it answers what `strip_prefix` gives,
+    /// byte for byte, and it answers for every plain path under a plain root.
+    #[test]
+    fn rel_bytes_is_strip_prefix(
+        p in proptest::collection::vec(0u8..10, 0..6),
+        base in proptest::collection::vec(0u8..10, 0..4),
+        p_abs in proptest::bool::ANY,
+        base_abs in proptest::bool::ANY,
+    ) {
+        use std::os::unix::ffi::OsStrExt;
+        let (base, p) = (path_from(&base, base_abs), path_from(&p, p_abs));
+        let p = base.join(p);
+        if let Some(rest) = rel_bytes(&base, &p) {
+            let want = p.strip_prefix(&base).map(|r| r.as_os_str().as_bytes().to_vec());
+            proptest::prop_assert_eq!(Ok(rest.to_vec()), want.map_err(|_| ()), "{:?} from {:?}", p, base);
+        }
+    }
+}
+
+#[test]
+fn rel_bytes_answers_for_plain_paths() {
+    let rel = |r: &str, p: &str| rel_bytes(Path::new(r), Path::new(p)).map(|b| String::from_utf8_lossy(b).into_owned());
+    assert_eq!(rel("/r/x", "/r/x/a/b").as_deref(), Some("a/b"));
+    assert_eq!(rel("/r/x", "/r/x/.a/b").as_deref(), Some(".a/b"), "a dotfile: the split test");
+    assert_eq!(rel("/r/x", "/r/x/a//b"), None);
+    assert_eq!(rel("/r/x", "/r/x/a/"), None);
+    assert_eq!(rel("/r/x", "/r/x/./a"), None);
+    assert_eq!(rel("/r/x", "/r/xa/b"), None);
+    assert_eq!(rel("/r/x", "/r/x"), None);
+}
