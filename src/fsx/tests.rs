@@ -361,15 +361,15 @@ fn path_from(parts: &[u8], absolute: bool) -> PathBuf {
     PathBuf::from(format!("{}{}", if absolute { "/" } else { "" }, joined.join("/")))
 }
 
+/// Paths of fewer than `parts` parts from [`path_from`], absolute or not.
+fn paths(parts: usize) -> impl proptest::strategy::Strategy<Value = PathBuf> {
+    use proptest::strategy::Strategy as _;
+    (proptest::collection::vec(0u8..10, 0..parts), proptest::bool::ANY).prop_map(|(p, abs)| path_from(&p, abs))
+}
+
 proptest::proptest! {
     #[test]
-    fn is_under_is_path_starts_with(
-        p in proptest::collection::vec(0u8..10, 0..6),
-        base in proptest::collection::vec(0u8..10, 0..6),
-        p_abs in proptest::bool::ANY,
-        base_abs in proptest::bool::ANY,
-    ) {
-        let (p, base) = (path_from(&p, p_abs), path_from(&base, base_abs));
+    fn is_under_is_path_starts_with(p in paths(6), base in paths(6)) {
         proptest::prop_assert_eq!(is_under(&p, &base), p.starts_with(&base), "{:?} under {:?}", p, base);
     }
 
@@ -449,14 +449,11 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
     #[test]
     fn rel_to_is_its_component_reading(
-        p in proptest::collection::vec(0u8..10, 0..6),
-        base in proptest::collection::vec(0u8..10, 0..6),
-        p_abs in proptest::bool::ANY,
-        base_abs in proptest::bool::ANY,
+        p in paths(6),
+        base in paths(6),
         odd in proptest::sample::select(vec!["", "\\", "\u{1b}[31m", "\u{fffd}"]),
     ) {
-        let (mut p, base) = (path_from(&p, p_abs), path_from(&base, base_abs));
-        p.push(format!("x{odd}"));
+        let p = p.join(format!("x{odd}"));
         proptest::prop_assert_eq!(rel_to(&base, &p), rel_to_by_components(&base, &p), "{:?} from {:?}", p, base);
         proptest::prop_assert_eq!(rel_to(&base, &base), rel_to_by_components(&base, &base));
     }
@@ -509,16 +506,9 @@ proptest::proptest! {
     /// `same_path` is `Path`'s equality, dotfiles, `.`, `..`, `//` and
     /// trailing `/` included.
     #[test]
-    fn same_path_is_path_equality(
-        a in proptest::collection::vec(0u8..10, 0..5),
-        b in proptest::collection::vec(0u8..10, 0..5),
-        a_abs in proptest::bool::ANY,
-        b_abs in proptest::bool::ANY,
-        b_like_a in proptest::bool::ANY,
-    ) {
-        let a = path_from(&a, a_abs);
+    fn same_path_is_path_equality(a in paths(5), b in paths(5), b_like_a in proptest::bool::ANY) {
         // Often the same parts: equal paths in different forms are the interesting case.
-        let b = if b_like_a { PathBuf::from(format!("{}/", a.display()).replace("//", "/")) } else { path_from(&b, b_abs) };
+        let b = if b_like_a { PathBuf::from(format!("{}/", a.display()).replace("//", "/")) } else { b };
         proptest::prop_assert_eq!(same_path(&a, &b), a == b, "{:?} vs {:?}", a, b);
         proptest::prop_assert_eq!(same_path(&b, &a), b == a);
         proptest::prop_assert!(same_path(&a, &a));
@@ -527,14 +517,8 @@ proptest::proptest! {
     /// Whenever `rel_bytes` answers, it answers what `strip_prefix` gives,
     /// byte for byte, and it answers for every plain path under a plain root.
     #[test]
-    fn rel_bytes_is_strip_prefix(
-        p in proptest::collection::vec(0u8..10, 0..6),
-        base in proptest::collection::vec(0u8..10, 0..4),
-        p_abs in proptest::bool::ANY,
-        base_abs in proptest::bool::ANY,
-    ) {
+    fn rel_bytes_is_strip_prefix(p in paths(6), base in paths(4)) {
         use std::os::unix::ffi::OsStrExt;
-        let (base, p) = (path_from(&base, base_abs), path_from(&p, p_abs));
         let p = base.join(p);
         if let Some(rest) = rel_bytes(&base, &p) {
             let want = p.strip_prefix(&base).map(|r| r.as_os_str().as_bytes().to_vec());
@@ -557,4 +541,6 @@ fn rel_bytes_answers_for_plain_paths() {
     assert_eq!(rel("/r/x", "/r/x/./a"), None);
     assert_eq!(rel("/r/x", "/r/xa/b"), None);
     assert_eq!(rel("/r/x", "/r/x"), None);
+    // An empty root is no prefix at a `/`: `strip_prefix` keeps the leading `/`.
+    assert_eq!(rel("", "/a.b"), None);
 }
