@@ -47,9 +47,9 @@ pub(super) const SECRET_ENDINGS: [&str; 11] = [
 /// This runs for every string in every bundle, so it reads the key once and
 /// keeps no copy: the last 16 letters and digits, lowercased, are packed into
 /// one `u128` (the last in the low byte), and each ending is one mask and one
-/// comparison. No ending is longer than 12 bytes, and none holds a zero byte,
-/// so a key shorter than an ending (zeros above its first letter) never
-/// matches it. The test `secret_keys_match_the_plain_definition` holds this to
+/// comparison. Every ending is shorter than the window (checked as the
+/// constants are built) and holds no zero byte, so a key shorter than an
+/// ending (zeros above its first letter) never matches it. The test `secret_keys_match_the_plain_definition` holds this to
 /// the plain reading: lowercase the whole key, then `ends_with`.
 pub(super) fn is_secret_key(key: &str) -> bool {
     let window =
