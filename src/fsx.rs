@@ -721,9 +721,16 @@ fn is_plain(b: &[u8]) -> bool {
     b.first() == Some(&b'/') && b.iter().zip(&b[1..]).all(|(&x, &y)| x != b'/' || (y != b'/' && y != b'.'))
 }
 
+/// [`is_plain`] with no trailing `/`, and not `/` itself: its components
+/// after the root are exactly its `/`-separated parts, so its bytes are its
+/// normal form.
+fn is_plain_exact(b: &[u8]) -> bool {
+    b.len() > 1 && b.last() != Some(&b'/') && is_plain(b)
+}
+
 /// `a == b` for paths ([`Path`]'s equality, component by component), on
-/// bytes when they decide it: equal bytes are equal paths, and two plain
-/// paths with no trailing `/` ([`is_plain`]) are equal only if their bytes
+/// bytes when they decide it: equal bytes are equal paths, and two paths
+/// in exact plain form ([`is_plain_exact`]) are equal only if their bytes
 /// are. `Path`'s own comparison walks both paths from their ends whenever
 /// the bytes differ (~900 instructions for two bundle paths; ~10,000 such
 /// comparisons in a validate of 2,000 bundles).
@@ -732,8 +739,7 @@ pub fn same_path(a: &Path, b: &Path) -> bool {
     if x == y {
         return true;
     }
-    let plain = |p: &[u8]| p.len() > 1 && p.last() != Some(&b'/') && is_plain(p);
-    if plain(x) && plain(y) {
+    if is_plain_exact(x) && is_plain_exact(y) {
         return false;
     }
     a == b
@@ -748,7 +754,7 @@ pub fn rel_bytes<'p>(root: &Path, p: &'p Path) -> Option<&'p [u8]> {
     // `p` plain with no trailing `/` (one pass over it: the usual case)
     // makes both normal, `root` being a non-empty prefix of it ending at a `/`;
     // otherwise (a dotfile on the way, say) the parts are split and looked at.
-    let plain = !r.is_empty() && b.last() != Some(&b'/') && is_plain(b);
+    let plain = !r.is_empty() && is_plain_exact(b);
     (plain || (is_normal_abs(r) && is_normal_rel(rest))).then_some(rest)
 }
 

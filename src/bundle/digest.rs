@@ -108,12 +108,11 @@ pub type Listed = (Vec<u8>, PathBuf, bool);
 
 /// What lives in a bundle directory (not in its outDir), listed once: the
 /// files to digest, in name order, and those that may not be there.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scan {
-    /// The bundle directory listed.
-    pub dir: PathBuf,
-    /// It, still open: [`compute_scanned`] opens the files directly in it by name.
-    pub open: Option<fsx::tree::OpenDir>,
+    /// The bundle directory listed, still open: [`compute_scanned`] opens
+    /// the files directly in it by name.
+    pub dir: fsx::tree::OpenDir,
     pub files: Vec<Listed>,
     pub bad: Vec<BadFile>,
 }
@@ -126,16 +125,16 @@ pub fn files(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf])
 }
 
 /// The scan plus the `extra` files outside its directory, sorted by name, each once.
-fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile>, Option<fsx::tree::OpenDir>) {
-    let Scan { dir, open, mut files, bad } = scan;
+fn list(root: &Path, scan: Scan, extra: &[PathBuf]) -> (Vec<Listed>, Vec<BadFile>, fsx::tree::OpenDir) {
+    let Scan { dir, mut files, bad } = scan;
     for p in extra {
-        if !p.starts_with(&dir) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+        if !p.starts_with(dir.path()) && fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
             files.push((name_of(root, p), p.clone(), false));
         }
     }
     files.sort_by(|a, b| a.0.cmp(&b.0));
     files.dedup_by(|a, b| a.0 == b.0); // the same bytes: the same file
-    (files, bad, open)
+    (files, bad, dir)
 }
 
 fn name_of(root: &Path, p: &Path) -> Vec<u8> {
@@ -198,7 +197,7 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
         }
     })
     .with_context(|| format!("cannot read bundle directory `{}`", dir.display()))?;
-    Ok(Scan { dir: dir.to_path_buf(), open: Some(top), files, bad })
+    Ok(Scan { dir: top, files, bad })
 }
 
 /// Bytes already read (e.g. the manifest), with the file's mode bits, so
@@ -218,7 +217,7 @@ pub fn compute_scanned(
     // Each file's own sha256, when asked for.
     let per_file = want == Want::DigestAndFiles;
     let own_of = |bytes: &[u8]| per_file.then(|| fsx::sha256_hex(bytes));
-    let (files, mut bad, open) = list(root, scan, extra);
+    let (files, mut bad, dir) = list(root, scan, extra);
 
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
@@ -244,7 +243,7 @@ pub fn compute_scanned(
             total.update(bytes);
             (mode, own_of(bytes))
         } else {
-            let (mut f, meta) = match fsx::open_regular_meta_via(open.as_ref(), &path, None) {
+            let (mut f, meta) = match fsx::open_regular_meta_via(Some(&dir), &path, None) {
                 Ok(fm) => fm,
                 Err(e) => {
                     let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());
