@@ -251,6 +251,17 @@ fn checked_regular(
         }
     };
     let meta = file.metadata().map_err(|e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) })?;
+    judged_regular(path, file, meta, cap)
+}
+
+/// A file opened as [`open_regular`] opens one, with its `fstat` (`meta`):
+/// refused unless regular and within `cap`.
+fn judged_regular(
+    path: &Path,
+    file: File,
+    meta: fs::Metadata,
+    cap: Option<u64>,
+) -> Result<(File, fs::Metadata), RegularError> {
     let not = match NotRegular::of(meta.file_type()) {
         None => match cap {
             Some(cap) if meta.len() > cap => Some(NotRegular::TooLarge { cap, len: meta.len() }),
@@ -305,6 +316,18 @@ pub fn read_regular_meta_via(
     cap: u64,
 ) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
     let (f, meta) = open_regular_meta_via(dir, path, Some(cap))?;
+    read_opened(f, meta, path, cap)
+}
+
+/// [`read_regular_meta`] of a file opened already with [`open_regular`]'s
+/// flags (`meta` its `fstat`): the same refusals, the same read.
+pub fn read_regular_opened(
+    path: &Path,
+    file: File,
+    meta: fs::Metadata,
+    cap: u64,
+) -> Result<(Vec<u8>, fs::Metadata), RegularError> {
+    let (f, meta) = judged_regular(path, file, meta, Some(cap))?;
     read_opened(f, meta, path, cap)
 }
 

@@ -85,6 +85,19 @@ pub fn validate_cached(
     want: Want,
     cache: &fsx::LstatCache,
 ) -> Report {
+    validate_opened(root, manifest, None, checker, want, cache)
+}
+
+/// [`validate_cached`] of a bundle whose directory and manifest the walk
+/// that found it has opened already (`opened`), or, without it, opens them.
+pub fn validate_opened(
+    root: &Path,
+    manifest: &Path,
+    opened: Option<super::discover::Opened>,
+    checker: &SchemaChecker,
+    want: Want,
+    cache: &fsx::LstatCache,
+) -> Report {
     let manifest = manifest.to_path_buf();
     let mut report = Report {
         path: fsx::rel_to(root, &manifest),
@@ -103,10 +116,20 @@ pub fn validate_cached(
     // The bundle directory, opened once: the manifest and the files the
     // digest reads are opened by name from it, and the scan lists it. When it
     // cannot be opened, each is opened by its path and fails as it would alone.
-    let open_dir = fsx::tree::OpenDir::open(&dir).ok();
+    let (open_dir, read) = match opened {
+        Some(o) => {
+            let read = load::read_manifest_opened(&manifest, o.file, o.meta);
+            (Some(fsx::tree::OpenDir::from_fd(&dir, o.dir)), read)
+        }
+        None => {
+            let open_dir = fsx::tree::OpenDir::open(&dir).ok();
+            let read = load::read_manifest_via(open_dir.as_ref(), &manifest);
+            (open_dir, read)
+        }
+    };
 
     // parse
-    let (bytes, value, mode) = match load::read_manifest_via(open_dir.as_ref(), &manifest) {
+    let (bytes, value, mode) = match read {
         Ok(bv) => bv,
         Err(e) => {
             let mut msg = format!("{e:#}").replace(&format!("`{}` ", manifest.display()), "");

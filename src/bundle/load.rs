@@ -94,8 +94,21 @@ pub fn read_manifest(path: &Path) -> Result<(Vec<u8>, Value)> {
 /// `fstat`), and opening the file through its directory when that is open
 /// already ([`fsx::read_regular_meta_via`]).
 pub fn read_manifest_via(dir: Option<&fsx::tree::OpenDir>, path: &Path) -> Result<(Vec<u8>, Value, u32)> {
+    parse_manifest(path, fsx::read_regular_meta_via(dir, path, MAX_MANIFEST_BYTES)?)
+}
+
+/// [`read_manifest_via`] of a manifest opened already, `meta` its `fstat`
+/// ([`crate::bundle::discover::Opened`]): judged and read as if opened here.
+pub fn read_manifest_opened(
+    path: &Path,
+    file: std::fs::File,
+    meta: std::fs::Metadata,
+) -> Result<(Vec<u8>, Value, u32)> {
+    parse_manifest(path, fsx::read_regular_opened(path, file, meta, MAX_MANIFEST_BYTES)?)
+}
+
+fn parse_manifest(path: &Path, (bytes, meta): (Vec<u8>, std::fs::Metadata)) -> Result<(Vec<u8>, Value, u32)> {
     use std::os::unix::fs::PermissionsExt as _;
-    let (bytes, meta) = fsx::read_regular_meta_via(dir, path, MAX_MANIFEST_BYTES)?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(text) => text,
         Err(e) => anyhow::bail!("`{}` is not UTF-8 (byte {})", path.display(), e.valid_up_to()),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::Ctx;
 use crate::bundle::digest::Want;
+use crate::bundle::discover::{Found, OpenAhead};
 use crate::bundle::gates::{self, Check, Status};
 use crate::cli::{Format, ValidateArgs};
 use crate::error::{Refusal, RefusalCode};
@@ -48,7 +49,10 @@ struct JsonBundle<'a> {
 
 pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
     let paths: Vec<PathBuf> = args.paths.iter().map(|p| ctx.bundle_arg(p)).collect();
-    let mut manifests = validate::discover(&ctx.root, &paths)?.peekable();
+    // `--check` checks the bundles as they are found: they come open. A
+    // run that writes artifacts collects them first: they come as paths.
+    let ahead = args.check.then(OpenAhead::from_limit);
+    let mut manifests = validate::discover(&ctx.root, &paths, ahead)?.peekable();
     if manifests.peek().is_none() {
         // A typo in a CI path must not pass green.
         let shown: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
@@ -73,7 +77,7 @@ pub fn run(ctx: &Ctx, args: ValidateArgs) -> Result<Box<dyn Render>> {
         };
         return Ok(Box::new(Validated::stream(&ctx.root, manifests, want, ahead)?));
     }
-    let manifests: Vec<PathBuf> = manifests.collect();
+    let manifests: Vec<PathBuf> = manifests.map(Found::into_path).collect();
     let reports = validate::check_all(&ctx.root, &manifests, want)?;
     let unwritten = |reports: Vec<_>| {
         reports.into_iter().map(|report| Outcome { report, written: None, not_written: None }).collect()
@@ -98,7 +102,7 @@ impl Validated {
     /// `ahead`: what to render of each bundle as it is checked.
     fn stream(
         root: &Path,
-        manifests: impl Iterator<Item = PathBuf> + Send,
+        manifests: impl Iterator<Item = Found> + Send,
         want: Want,
         ahead: Ahead,
     ) -> Result<Validated> {
@@ -108,7 +112,7 @@ impl Validated {
     /// [`Validated::stream`] with its window and memory budget given.
     fn stream_in(
         root: &Path,
-        manifests: impl Iterator<Item = PathBuf> + Send,
+        manifests: impl Iterator<Item = Found> + Send,
         want: Want,
         ahead: Ahead,
         window: usize,
@@ -418,20 +422,27 @@ mod tests {
         // Each with parts rendered on the workers (json, human in the style
         // rendered or in another one), or all at the end.
         let aheads = [Ahead::Nothing, Ahead::Json, Ahead::Human(Style::default()), Ahead::Human(Style { color: true })];
+        // Found as paths, or open: within the process's budget, or a budget
+        // of 2 that runs out while the window holds more.
+        let opens = [None, Some(OpenAhead::from_limit()), Some(OpenAhead::new(2))];
         for (window, held) in [(1, 0), (3, 0), (7, 1000), (256, usize::MAX)] {
             for ahead in aheads {
-                let manifests = validate::discover(&root, &paths).unwrap();
-                let streamed = Validated::stream_in(&root, manifests, Want::Digest, ahead, window, held).unwrap();
-                assert_eq!(rendered(&streamed), whole, "window {window}, held {held}, {ahead:?}");
+                for open in &opens {
+                    let manifests = validate::discover(&root, &paths, open.clone()).unwrap();
+                    let streamed = Validated::stream_in(&root, manifests, Want::Digest, ahead, window, held).unwrap();
+                    assert_eq!(rendered(&streamed), whole, "window {window}, held {held}, {ahead:?}, {open:?}");
+                }
             }
         }
+        // Every place taken was given back.
+        assert_eq!(opens[2].as_ref().map(OpenAhead::left), Some(2));
     }
 
     #[test]
     fn the_summary_counts_bundles_that_fail_only_for_sharing() {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
-        let manifests = validate::discover(&root, &[bundles]).unwrap();
+        let manifests = validate::discover(&root, &[bundles], Some(OpenAhead::new(3))).unwrap();
         let v = Validated::stream_in(&root, manifests, Want::Check, Ahead::Human(Style::default()), 4, 0).unwrap();
         // 40 + 3 bundles; invalid: 8 for maxRunSeconds (b01, b06, …, b36), 2
         // that do not parse as a bundle, and b03, b17, b33, b10 sharing (b11
@@ -469,8 +480,15 @@ mod tests {
         let (d, bundles) = mixed_tree();
         let root = d.path().canonicalize().unwrap();
         let one = [bundles.join("b00")];
-        let v = Validated::stream_in(&root, validate::discover(&root, &one).unwrap(), Want::Digest, Ahead::Json, 2, 0)
-            .unwrap();
+        let v = Validated::stream_in(
+            &root,
+            validate::discover(&root, &one, None).unwrap(),
+            Want::Digest,
+            Ahead::Json,
+            2,
+            0,
+        )
+        .unwrap();
         assert_eq!(v.exit(), Exit::Success, "{}", v.human(Style::default()));
         assert_eq!(v.summary(), "1 bundle: 1 valid, 0 invalid");
         let mut out = Vec::new();

@@ -62,6 +62,13 @@ impl OpenDir {
         Ok(OpenDir { path: path.to_path_buf(), dir: open_dir(path, true)?, listed: false })
     }
 
+    /// The directory at `path`, opened already (`fd`, read from its start).
+    pub fn from_fd(path: &Path, fd: std::os::fd::OwnedFd) -> OpenDir {
+        // `Dir::new` makes no system call: it cannot fail.
+        let dir = Dir::new(fd).unwrap_or_else(|_| unreachable!("rustix's Dir::new only stores the descriptor"));
+        OpenDir { path: path.to_path_buf(), dir, listed: false }
+    }
+
     /// The path it was opened by.
     pub fn path(&self) -> &Path {
         &self.path

@@ -131,17 +131,27 @@ fn shared_out_dir_check(shown_dir: &str, others: &[&str]) -> Check {
 
 /// Find every `bundle.json` under `paths` (resolved against `root`), sorted.
 pub fn find(root: &Path, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    Ok(discover(root, paths)?.collect())
+    Ok(discover(root, paths, None)?.map(discover::Found::into_path).collect())
 }
 
 /// [`find`] as a stream, in the same order: the directories are walked as
 /// the stream is read. A path that does not exist is an error before anything
-/// is found.
-pub fn discover(root: &Path, paths: &[PathBuf]) -> Result<discover::Merged<discover::Walk>> {
+/// is found. With `ahead`, the bundles found below an argument come open
+/// ([`discover::Walk::opening`]): for a stream read as it is checked
+/// ([`check_each`]), not for one collected first.
+pub fn discover(
+    root: &Path,
+    paths: &[PathBuf],
+    ahead: Option<discover::OpenAhead>,
+) -> Result<discover::Merged<discover::Walk>> {
     let mut walks = Vec::with_capacity(paths.len());
     for p in paths {
         let abs = if p.is_absolute() { p.clone() } else { root.join(p) };
-        match discover::Walk::new(&abs) {
+        let walk = match &ahead {
+            Some(ahead) => discover::Walk::opening(&abs, ahead.clone()),
+            None => discover::Walk::new(&abs),
+        };
+        match walk {
             Some(walk) => walks.push(walk),
             None => {
                 return Err(Problem::error(format!("`{}` does not exist", p.display()))
@@ -163,7 +173,7 @@ pub const WINDOW: usize = 256;
 /// `want`: how much of each bundle digest to compute (to write artifacts or show it).
 pub fn check_each(
     root: &Path,
-    manifests: impl Iterator<Item = PathBuf> + Send,
+    manifests: impl Iterator<Item = discover::Found> + Send,
     want: Want,
     sink: impl FnMut(Report) -> Result<()>,
 ) -> Result<()> {
@@ -175,7 +185,7 @@ pub fn check_each(
 /// otherwise run serially in `sink`).
 pub(crate) fn check_each_in<T: Send>(
     root: &Path,
-    manifests: impl Iterator<Item = PathBuf> + Send,
+    manifests: impl Iterator<Item = discover::Found> + Send,
     want: Want,
     window: usize,
     finish: impl Fn(Report) -> T + Sync,
@@ -183,7 +193,9 @@ pub(crate) fn check_each_in<T: Send>(
 ) -> Result<()> {
     let checker = &SchemaChecker::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let check = |cache: &fsx::LstatCache, m: PathBuf| finish(gates::validate_cached(root, &m, checker, want, cache));
+    let check = |cache: &fsx::LstatCache, m: discover::Found| {
+        finish(gates::validate_opened(root, &m.manifest, m.opened, checker, want, cache))
+    };
     ordered::map_in_order(manifests, threads, window, fsx::LstatCache::default, check, sink).map_err(|e| match e {
         ordered::Stopped::Sink(e) => e,
         ordered::Stopped::Panicked(at) => {
@@ -197,7 +209,7 @@ pub(crate) fn check_each_in<T: Send>(
 /// to write their artifacts.
 pub fn check_all(root: &Path, manifests: &[PathBuf], want: Want) -> Result<Vec<Report>> {
     let mut reports = Vec::with_capacity(manifests.len());
-    check_each_in(root, manifests.iter().cloned(), want, WINDOW, Report::slimmed, |r| {
+    check_each_in(root, manifests.iter().cloned().map(discover::Found::path), want, WINDOW, Report::slimmed, |r| {
         reports.push(r);
         Ok(())
     })?;

@@ -36,6 +36,40 @@ fn a_missing_path_is_exit_2() {
     r.cmd(&["validate", "--check", "nope/"]).error().stderr_has("`nope/` does not exist");
 }
 
+/// `validate --check` holds bundles open ahead of their checks within what
+/// the descriptor limit leaves: under a limit that allows a few (300) or none
+/// (24), 400 bundles get the same report as without one, and none fails
+/// for a descriptor agentplane could not open. (With no budget, at 24 the
+/// bundles held open ahead leave the checks none: this test fails.)
+#[test]
+fn a_low_descriptor_limit_changes_no_verdict() {
+    let r = Root::new();
+    for i in 0..400 {
+        r.bundle(&format!("b{i:03}"), "#!/bin/sh\n", |v| {
+            if i % 7 == 0 {
+                v["spec"]["policy"]["maxRunSeconds"] = serde_json::json!(-1);
+            }
+        });
+    }
+    let run = |limit: Option<u32>| {
+        let cap = limit.map(|n| format!("ulimit -n {n} && ")).unwrap_or_default();
+        let cmd = format!("{cap}exec {} --format json --root . validate --check bundles", crate::util::BIN);
+        let out = std::process::Command::new("sh").args(["-c", &cmd]).current_dir(r.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{limit:?}: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let free = run(None);
+    let doc: serde_json::Value = serde_json::from_str(&free).unwrap();
+    let bundles = doc["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 400);
+    assert_eq!(bundles.iter().filter(|b| b["valid"] == false).count(), 58, "{free}");
+    assert!(!free.contains("os error 24"));
+    for limit in [300, 24] {
+        assert_eq!(run(Some(limit)), free, "ulimit -n {limit}");
+    }
+}
+
 /// Lay out one bad fixture as `bundles/<case>/` in a fresh root.
 fn bad_case(case: &str) -> Root {
     let r = Root::new();

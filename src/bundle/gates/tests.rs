@@ -175,3 +175,35 @@ proptest::proptest! {
         proptest::prop_assert_eq!(is_secret_key(&key), secret_key_plain(&key), "key {:?}", key);
     }
 }
+
+/// A bundle the walk found open is checked from what was found: a directory
+/// renamed into its path before the check (a bundle swapped between
+/// discovery and validation) is not the one read.
+#[test]
+fn a_bundle_found_open_is_checked_from_the_directory_found() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().canonicalize().unwrap();
+    let write = |dir: &Path, name: &str| {
+        std::fs::create_dir_all(dir).unwrap();
+        let manifest = include_str!("../../../bundles/example-agent/bundle.json").replacen(
+            "\"name\": \"example-agent\"",
+            &format!("\"name\": \"{name}\""),
+            1,
+        );
+        std::fs::write(dir.join("bundle.json"), manifest).unwrap();
+    };
+    let b = root.join("bundles/b");
+    write(&b, "first");
+    let ahead = crate::bundle::discover::OpenAhead::new(4);
+    let found = crate::bundle::discover::Walk::opening(&root.join("bundles"), ahead).unwrap().next().unwrap();
+    assert!(found.opened.is_some());
+    std::fs::rename(&b, root.join("bundles/b.old")).unwrap();
+    write(&b, "second");
+    let cache = fsx::LstatCache::default();
+    let checker = SchemaChecker::new();
+    let opened = validate_opened(&root, &found.manifest, found.opened, &checker, Want::Check, &cache);
+    assert!(opened.bundle.as_deref().is_some_and(|b| b.starts_with("first@")), "{:?}", opened.bundle);
+    // By its path, the directory there now.
+    let by_path = validate_opened(&root, &found.manifest, None, &checker, Want::Check, &cache);
+    assert!(by_path.bundle.as_deref().is_some_and(|b| b.starts_with("second@")), "{:?}", by_path.bundle);
+}
