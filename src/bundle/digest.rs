@@ -190,7 +190,10 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
             }
             Kind::File => files.push((name, path.to_path_buf(), false)),
             Kind::Other | Kind::Dir => {
-                let kind = fsx::open_regular(path, None).err().and_then(|e| e.kind);
+                // Named by an `lstat`, never opened: opening a device can
+                // act (a tape rewinds, a watchdog starts; `/dev/tty` without
+                // a terminal fails as if it were a socket).
+                let kind = fs::symlink_metadata(path).ok().and_then(|m| fsx::NotRegular::of(m.file_type()));
                 let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
                 bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
             }

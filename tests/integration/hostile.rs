@@ -158,6 +158,33 @@ fn a_fifo_in_a_bundle_fails_promptly_naming_it() {
     assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
 }
 
+/// A device node in a bundle is named as a device without being opened:
+/// `/dev/tty`'s (5, 0), opened by a process with no terminal, fails with
+/// ENXIO, which a classification by `open` took for a socket. Needs root
+/// (mknod); says so and skips otherwise.
+#[test]
+fn a_device_in_a_bundle_is_named_without_being_opened() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP a_device_in_a_bundle_is_named_without_being_opened: mknod needs root");
+        return;
+    }
+    let r = Root::with_example();
+    let dev = r.join("bundles/example-agent/tty");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::sys::stat::mknod(&dev, nix::sys::stat::SFlag::S_IFCHR, mode, nix::sys::stat::makedev(5, 0)).unwrap();
+    // setsid: no controlling terminal, whatever runs the tests.
+    let out = std::process::Command::new("setsid")
+        .args(["-w", crate::util::BIN, "--format", "json", "--root", ".", "validate", "--check", "bundles/"])
+        .current_dir(r.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let msg = failing(&doc, "parse")[0]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("bundles/example-agent/tty") && msg.contains("is a device"), "{msg}");
+}
+
 #[test]
 fn a_fifo_as_bundle_json_fails_promptly_naming_it() {
     let r = Root::new();
