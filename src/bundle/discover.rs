@@ -33,7 +33,8 @@ pub fn expand(path: &Path) -> Result<Option<Vec<PathBuf>>> {
 /// A `bundle.json` the walk found, and, when the walk was asked to open
 /// ahead ([`Walk::opening`]), its directory and the manifest itself: the
 /// open that tells the walk a directory is a bundle is the one its check
-/// reads from, so a bundle costs one lookup of its name and none of its path.
+/// reads from, so the kernel looks up the bundle's name and `bundle.json`,
+/// never its whole path.
 #[derive(Debug)]
 pub struct Found {
     pub manifest: PathBuf,

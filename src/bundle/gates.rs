@@ -119,7 +119,10 @@ pub fn validate_opened(
     let (open_dir, read) = match opened {
         Some(o) => {
             let read = load::read_manifest_opened(&manifest, o.file, o.meta);
-            (Some(fsx::tree::OpenDir::from_fd(&dir, o.dir)), read)
+            // (`Dir::new` makes no system call today; should it fail, the
+            // scan opens the directory by its path, as without the walk's.)
+            let open_dir = fsx::tree::OpenDir::from_fd(&dir, o.dir).or_else(|_| fsx::tree::OpenDir::open(&dir));
+            (open_dir.ok(), read)
         }
         None => {
             let open_dir = fsx::tree::OpenDir::open(&dir).ok();

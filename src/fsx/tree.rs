@@ -63,10 +63,8 @@ impl OpenDir {
     }
 
     /// The directory at `path`, opened already (`fd`, read from its start).
-    pub fn from_fd(path: &Path, fd: std::os::fd::OwnedFd) -> OpenDir {
-        // `Dir::new` makes no system call: it cannot fail.
-        let dir = Dir::new(fd).unwrap_or_else(|_| unreachable!("rustix's Dir::new only stores the descriptor"));
-        OpenDir { path: path.to_path_buf(), dir, listed: false }
+    pub fn from_fd(path: &Path, fd: std::os::fd::OwnedFd) -> Result<OpenDir, TreeError> {
+        Ok(OpenDir { path: path.to_path_buf(), dir: Dir::new(fd).map_err(|e| fail(path, e))?, listed: false })
     }
 
     /// The path it was opened by.
