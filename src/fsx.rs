@@ -166,6 +166,25 @@ impl std::fmt::Display for NotRegular {
     }
 }
 
+/// Whether `path` is a regular file this process may read, judged without
+/// opening it: an `lstat` (the last component not followed) and an
+/// `access(R_OK)` for the effective ids. For checks that read nothing:
+/// opening a device runs its driver (a tape rewinds, a watchdog starts).
+/// The errors are [`open_regular`]'s for the same file.
+pub fn readable_regular(path: &Path) -> Result<(), RegularError> {
+    let fail = |kind, io| RegularError { path: path.to_path_buf(), kind, io };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(fail(Some(NotRegular::Missing), Some(e))),
+        Err(e) => return Err(fail(None, Some(e))),
+    };
+    if let Some(kind) = NotRegular::of(meta.file_type()) {
+        return Err(fail(Some(kind), None));
+    }
+    use rustix::fs::{Access, AtFlags, CWD};
+    rustix::fs::accessat(CWD, path, Access::READ_OK, AtFlags::EACCESS).map_err(|e| fail(None, Some(e.into())))
+}
+
 /// Open `path` for reading only if it is a regular file: the last component
 /// is not followed when it is a symlink (`O_NOFOLLOW`), and the open never
 /// blocks on a FIFO (`O_NONBLOCK`); the type is then checked on the open file

@@ -41,6 +41,36 @@ fn only_regular_files_are_read() {
     assert!(msg.contains("fifo") && msg.contains("FIFO"), "{msg}");
 }
 
+/// `readable_regular` judges, without opening, what `open_regular` judges by
+/// opening: the same verdict and message for a file, a directory, a FIFO, a
+/// link, a missing name, a path through a file, and a file with no read
+/// permission (readable by root, as `open` finds). A device node (root only)
+/// is a device, and is never opened.
+#[test]
+fn a_file_judged_without_opening_gets_the_open_verdict() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    std::fs::write(p("f"), "hello").unwrap();
+    std::fs::write(p("locked"), "no").unwrap();
+    std::fs::set_permissions(p("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::create_dir(p("dir")).unwrap();
+    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
+    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let shown = |r: Result<(), RegularError>| r.map_err(|e| (e.kind, e.to_string()));
+    for name in ["f", "locked", "dir", "link", "fifo", "missing", "f/below"] {
+        let opened = shown(open_regular(&p(name), None).map(drop));
+        assert_eq!(shown(readable_regular(&p(name))), opened, "{name}");
+    }
+    assert_eq!(readable_regular(&p("fifo")).unwrap_err().kind, Some(NotRegular::Fifo));
+    if nix::unistd::geteuid().is_root() {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        let dev = nix::sys::stat::makedev(5, 0);
+        nix::sys::stat::mknod(&p("tty"), nix::sys::stat::SFlag::S_IFCHR, mode, dev).unwrap();
+        assert_eq!(readable_regular(&p("tty")).unwrap_err().kind, Some(NotRegular::Device));
+    }
+}
+
 #[test]
 fn a_name_in_an_open_directory_is_read_with_the_same_checks() {
     let d = tempfile::tempdir().unwrap();

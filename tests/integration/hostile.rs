@@ -158,7 +158,8 @@ fn a_fifo_in_a_bundle_fails_promptly_naming_it() {
     assert_eq!(up.code, 1, "{}\n{}", up.stdout, up.stderr);
 }
 
-/// A device node in a bundle is named as a device without being opened:
+/// A device node in a bundle, also named as its smoke script, is named as a
+/// device by both checks without being opened:
 /// `/dev/tty`'s (5, 0), opened by a process with no terminal, fails with
 /// ENXIO, which a classification by `open` took for a socket. Needs root
 /// (mknod); says so and skips otherwise.
@@ -173,6 +174,10 @@ fn a_device_in_a_bundle_is_named_without_being_opened() {
     let dev = r.join("bundles/example-agent/tty");
     let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
     nix::sys::stat::mknod(&dev, nix::sys::stat::SFlag::S_IFCHR, mode, nix::sys::stat::makedev(5, 0)).unwrap();
+    // Named as the smoke script too: smoke-script-present looks, never opens.
+    let mut manifest = r.json("bundles/example-agent/bundle.json");
+    manifest["spec"]["smoke"]["script"] = "./tty".into();
+    r.write("bundles/example-agent/bundle.json", serde_json::to_vec_pretty(&manifest).unwrap());
     // setsid: no controlling terminal, whatever runs the tests.
     let out = std::process::Command::new("setsid")
         .args(["-w", crate::util::BIN, "--format", "json", "--root", ".", "validate", "--check", "bundles/"])
@@ -184,6 +189,8 @@ fn a_device_in_a_bundle_is_named_without_being_opened() {
     let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let msg = failing(&doc, "parse")[0]["message"].as_str().unwrap().to_string();
     assert!(msg.contains("bundles/example-agent/tty") && msg.contains("is a device"), "{msg}");
+    let smoke = failing(&doc, "smoke-script-present")[0]["message"].as_str().unwrap().to_string();
+    assert!(smoke.contains("`./tty` is a device"), "{smoke}");
 }
 
 #[test]
