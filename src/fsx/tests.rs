@@ -21,13 +21,19 @@ fn resolve_follows_links_and_catches_escapes() {
     assert_eq!(resolve_in_root(&root, "a/b/f").0, root.join("a/b/f").canonicalize().unwrap());
 }
 
+/// A directory holding `f` ("hello"), `link` (to `f`) and the FIFO `fifo`.
+fn odd_files() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("f"), "hello").unwrap();
+    std::os::unix::fs::symlink(d.path().join("f"), d.path().join("link")).unwrap();
+    nix::unistd::mkfifo(&d.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    d
+}
+
 #[test]
 fn only_regular_files_are_read() {
-    let d = tempfile::tempdir().unwrap();
+    let d = odd_files();
     let p = |n: &str| d.path().join(n);
-    std::fs::write(p("f"), "hello").unwrap();
-    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
-    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     assert_eq!(read_regular(&p("f"), 5).unwrap(), b"hello");
     assert_eq!(sha256_regular(&p("f")).unwrap().1, 5);
     let kind = |r: Result<Vec<u8>, RegularError>| r.unwrap_err().kind;
@@ -49,14 +55,11 @@ fn only_regular_files_are_read() {
 #[test]
 fn a_file_judged_without_opening_gets_the_open_verdict() {
     use std::os::unix::fs::PermissionsExt as _;
-    let d = tempfile::tempdir().unwrap();
+    let d = odd_files();
     let p = |n: &str| d.path().join(n);
-    std::fs::write(p("f"), "hello").unwrap();
     std::fs::write(p("locked"), "no").unwrap();
     std::fs::set_permissions(p("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
     std::fs::create_dir(p("dir")).unwrap();
-    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
-    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let shown = |r: Result<(), RegularError>| r.map_err(|e| (e.kind, e.to_string()));
     for name in ["f", "locked", "dir", "link", "fifo", "missing", "f/below"] {
         let opened = shown(open_regular(&p(name), None).map(drop));
@@ -73,13 +76,10 @@ fn a_file_judged_without_opening_gets_the_open_verdict() {
 
 #[test]
 fn a_name_in_an_open_directory_is_read_with_the_same_checks() {
-    let d = tempfile::tempdir().unwrap();
+    let d = odd_files();
     let p = |n: &str| d.path().join(n);
-    std::fs::write(p("f"), "hello").unwrap();
     std::fs::write(p("empty"), "").unwrap();
     std::fs::create_dir(p("sub")).unwrap();
-    std::os::unix::fs::symlink(p("f"), p("link")).unwrap();
-    nix::unistd::mkfifo(&p("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     let dir = std::fs::File::open(d.path()).unwrap();
     let read = |n: &str, cap: u64| read_regular_in(&dir, d.path(), n, cap);
     let kind = |r: Result<Vec<u8>, RegularError>| r.unwrap_err().kind;
