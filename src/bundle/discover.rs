@@ -12,9 +12,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Directories never searched for bundles: VCS metadata, build output, and
 /// evidence directories (their `runs/` archives hold copies of artifacts, not bundles).
-fn skipped(dir: &Path, name: &OsStr) -> bool {
-    matches!(name.as_bytes(), b".git" | b"target" | b"node_modules" | b"artifacts" | b".agentplane")
-        || dir.join("evidence.jsonl").exists()
+/// `open`: `dir` itself, when the walk has it open (asked by name from it,
+/// not by the whole path again).
+fn skipped(dir: &Path, name: &OsStr, open: Option<&OwnedFd>) -> bool {
+    if matches!(name.as_bytes(), b".git" | b"target" | b"node_modules" | b"artifacts" | b".agentplane") {
+        return true;
+    }
+    match open {
+        // `exists` follows links and says no on any error: so does this.
+        Some(fd) => rustix::fs::statat(fd, "evidence.jsonl", rustix::fs::AtFlags::empty()).is_ok(),
+        None => dir.join("evidence.jsonl").exists(),
+    }
 }
 
 /// Whether something that is not a directory is at `p` (a `bundle.json` that
@@ -184,7 +192,7 @@ impl Iterator for Walk {
                     Probe::Not(fd) => sub = fd,
                 }
             }
-            if !skipped(&dir, name) {
+            if !skipped(&dir, name, sub.as_ref()) {
                 self.stack.push(match sub {
                     Some(fd) => Listing::subdirs_of(&dir, fd),
                     None => Listing::subdirs(&dir),
