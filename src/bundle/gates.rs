@@ -74,22 +74,12 @@ pub struct Report {
 /// show or record it, e.g. `validate --check` in human format: it is most of
 /// the I/O; no per-file digests unless an artifact records them).
 pub fn validate(root: &Path, manifest: &Path, checker: &SchemaChecker, want: Want) -> Report {
-    validate_cached(root, manifest, checker, want, &fsx::LstatCache::default())
+    validate_opened(root, manifest, None, checker, want, &fsx::LstatCache::default())
 }
 
-/// [`validate`] sharing `lstat` results with other bundles checked on this thread.
-pub fn validate_cached(
-    root: &Path,
-    manifest: &Path,
-    checker: &SchemaChecker,
-    want: Want,
-    cache: &fsx::LstatCache,
-) -> Report {
-    validate_opened(root, manifest, None, checker, want, cache)
-}
-
-/// [`validate_cached`] of a bundle whose directory and manifest the walk
-/// that found it has opened already (`opened`), or, without it, opens them.
+/// [`validate`] sharing `lstat` results with other bundles checked on this
+/// thread (`cache`), of a bundle whose directory and manifest the walk that
+/// found it has opened already (`opened`), or, without it, opens them.
 pub fn validate_opened(
     root: &Path,
     manifest: &Path,
