@@ -170,6 +170,30 @@ fn every_bad_ssh_executor_is_rejected_with_its_code_in_parallel() {
     assert!(reason.contains("man-in-the-middle"), "{reason}");
 }
 
+/// A host that authenticates, then answers every command with output that
+/// never ends: as fast as it can, or a byte at a time. The probe refuses the
+/// flood at its cap and the trickle at its deadline, in bounded memory.
+#[test]
+fn a_host_whose_commands_print_without_end_is_rejected_promptly() {
+    let flood = Sshd::start_with(&["ForceCommand=exec yes"]);
+    let trickle = Sshd::start_with(&["ForceCommand=while :; do printf y; sleep 0.1; done"]);
+    let r = validated("floods", "#!/bin/sh\necho hi\n", 20);
+    let inv = r.inventory(&[flood.executor_json("flood"), trickle.executor_json("trickle")], "flood");
+    let t0 = Instant::now();
+    let d = place_json(&r, "bundles/floods", &inv, "3").failed().json();
+    let took = t0.elapsed();
+    let reason_of = |name: &str| {
+        d["rejected"].as_array().unwrap().iter().find(|x| x["name"] == name).unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason_of("flood").contains("went past 1048576 bytes"), "{d:#}\n{}", flood.log());
+    assert!(reason_of("trickle").to_lowercase().contains("timed out"), "{d:#}\n{}", trickle.log());
+    assert_eq!(code_of(&d, "flood"), "ssh-unreachable", "{d:#}");
+    assert!(took < Duration::from_secs(5), "the probes outlived their 3 s timeout: {took:?}");
+}
+
 /// The remote run directory a smoke reported (it prints its cwd, `…/bundle`).
 fn remote_dir_from(log: &str) -> PathBuf {
     let line = log.lines().find(|l| l.starts_with("cwd=")).unwrap_or_else(|| panic!("no cwd in:\n{log}"));
