@@ -415,19 +415,34 @@ pub fn read_secret_file(path: &Path) -> Result<String, RegularError> {
 
 /// sha256 (hex) and length of a regular file, streamed (any size).
 pub fn sha256_regular(path: &Path) -> Result<(String, u64), RegularError> {
-    let mut f = open_regular(path, None)?;
+    let (f, meta) = open_regular_meta(path, None)?;
+    sha256_opened(f, meta.len(), path)
+}
+
+/// sha256 (hex) and length of a regular file opened with [`open_regular_meta`]
+/// when its `fstat` said `len` bytes. No more than `len + 1` bytes are read:
+/// a file that another process keeps growing is an error ("grew while it was
+/// read"), never an endless read.
+pub fn sha256_opened(f: File, len: u64, path: &Path) -> Result<(String, u64), RegularError> {
+    let io = |e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) };
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut len = 0u64;
+    let mut buf = vec![0u8; len.clamp(1, 64 * 1024) as usize];
+    let mut read = 0u64;
+    let mut f = f.take(len.saturating_add(1));
     loop {
-        let n = f.read(&mut buf).map_err(|e| RegularError { path: path.to_path_buf(), kind: None, io: Some(e) })?;
-        if n == 0 {
-            break;
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        read += n as u64;
+        if read > len {
+            return Err(io(std::io::Error::other(format!("it grew while it was read (it was {len} bytes)"))));
         }
-        len += n as u64;
         h.update(&buf[..n]);
     }
-    Ok((hex_lower(&h.finalize()), len))
+    Ok((hex_lower(&h.finalize()), read))
 }
 
 /// Lowercase hex sha256 of a byte slice.

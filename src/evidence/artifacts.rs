@@ -43,7 +43,7 @@ pub struct NoDetails {}
 /// A file named by the evidence (log or product) with its digest and size.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
 pub struct FileDigest {
-    /// Path relative to the evidence directory (products: relative to `products/`).
+    /// Path relative to the evidence directory (`run.stdout.log`, `products/report.json`).
     pub path: String,
     pub sha256: String,
     pub bytes: u64,

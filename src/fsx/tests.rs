@@ -574,3 +574,17 @@ fn rel_bytes_answers_for_plain_paths() {
     // An empty root is no prefix at a `/`: `strip_prefix` keeps the leading `/`.
     assert_eq!(rel("", "/a.b"), None);
 }
+
+#[test]
+fn a_file_hashed_is_read_no_further_than_its_size_when_opened() {
+    // A writer that keeps appending would otherwise keep the hash reading.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("log");
+    fs::write(&p, "hello").unwrap();
+    let (f, meta) = open_regular_meta(&p, None).unwrap();
+    fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b" and more").unwrap();
+    let err = sha256_opened(f, meta.len(), &p).unwrap_err();
+    assert!(err.to_string().contains("grew while it was read (it was 5 bytes)"), "{err}");
+    let (f, meta) = open_regular_meta(&p, None).unwrap();
+    assert_eq!(sha256_opened(f, meta.len(), &p).unwrap(), (sha256_hex(b"hello and more"), 14));
+}

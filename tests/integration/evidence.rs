@@ -366,6 +366,31 @@ fn an_endless_line_in_the_chain_is_refused_without_holding_it() {
     assert_eq!(doc["entries"].as_array().unwrap().len(), 2, "{}", out.stdout);
 }
 
+/// A log swapped for a sparse terabyte (free to make, an hour to hash): its
+/// size is not the one the signed RunArtifact records, so it is reported
+/// changed without being read. With the RunArtifact changed too, nothing it
+/// records is trusted and the log is not read at all.
+#[test]
+fn a_sparse_terabyte_log_is_refused_by_its_recorded_size_unread() {
+    let r = done();
+    let log = r.join(&format!("{EV}/run.stdout.log"));
+    let recorded = std::fs::metadata(&log).unwrap().len();
+    std::fs::File::options().write(true).open(&log).unwrap().set_len(1 << 40).unwrap();
+    let out = verify_promptly(&r, &["verify", EV, "--trusted-key", &r.pubkey()], 20).failed();
+    let want = format!("`run.stdout.log` changed: 1099511627776 bytes, its artifact recorded {recorded} (not read)");
+    assert!(out.stdout.contains(&want), "{}", out.stdout);
+
+    let p = format!("{EV}/run-artifact.json");
+    r.write(&p, r.read(&p).replacen("\"success\"", "\"succe55\"", 1));
+    let out = verify_promptly(&r, &["--format", "json", "verify", EV, "--trusted-key", &r.pubkey()], 20).failed();
+    assert!(out.stdout.contains("entry 2 (RunArtifact): `run-artifact.json` changed"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("`run.stdout.log` not checked: `run-artifact.json`, which records it, did not check out"),
+        "{}",
+        out.stdout
+    );
+}
+
 #[test]
 fn a_product_symlinked_to_etc_passwd_is_not_read() {
     let r = done();

@@ -34,8 +34,11 @@ pub trait EvidenceFiles: Sync {
     fn chain(&self) -> Result<Box<dyn Read + Send + '_>, FileError>;
     /// The bytes of an artifact (a JSON document, capped at [`fsx::caps::DOCUMENT`]).
     fn read_artifact(&self, name: &str) -> Result<Vec<u8>, FileError>;
-    /// The lowercase hex sha256 of a log or product, of any size.
-    fn hash(&self, name: &str) -> Result<String, FileError>;
+    /// The lowercase hex sha256 of a log or product, of any size. When its
+    /// size is `recorded` (by an artifact whose own digest checked out), a
+    /// file of another size is reported changed without being read: a
+    /// sparse terabyte costs nothing to make and would take an hour to hash.
+    fn hash(&self, name: &str, recorded: Option<u64>) -> Result<String, FileError>;
     /// A regular file of any size, for reads at offsets (`tlog-index`, compared in place).
     fn open_at(&self, name: &str) -> Result<Box<dyn ReadAt + '_>, FileError>;
     /// Whether `name` is in the directory at all (as anything, even a link).
@@ -131,6 +134,11 @@ impl FsEvidence {
     }
 }
 
+/// A file whose size is not the one its artifact recorded (it was not read).
+fn other_size(name: &str, len: u64, recorded: u64) -> FileError {
+    format!("`{name}` changed: {len} bytes, its artifact recorded {recorded} (not read)")
+}
+
 /// A [`RegularError`] as a message naming the file by its evidence name.
 fn describe(name: &str, e: &RegularError) -> FileError {
     match (&e.kind, &e.io) {
@@ -155,8 +163,13 @@ impl EvidenceFiles for FsEvidence {
         .map_err(|e| describe(name, &e))
     }
 
-    fn hash(&self, name: &str) -> Result<String, FileError> {
-        fsx::sha256_regular(&self.path(name)?).map(|(hex, _)| hex).map_err(|e| describe(name, &e))
+    fn hash(&self, name: &str, recorded: Option<u64>) -> Result<String, FileError> {
+        let path = self.path(name)?;
+        let (f, meta) = fsx::open_regular_meta(&path, None).map_err(|e| describe(name, &e))?;
+        if let Some(want) = recorded.filter(|w| *w != meta.len()) {
+            return Err(other_size(name, meta.len(), want));
+        }
+        fsx::sha256_opened(f, meta.len(), &path).map(|(hex, _)| hex).map_err(|e| describe(name, &e))
     }
 
     fn exists(&self, name: &str) -> bool {
@@ -272,8 +285,12 @@ impl EvidenceFiles for MemEvidence {
         self.get(name, Some(fsx::caps::DOCUMENT)).map(<[u8]>::to_vec)
     }
 
-    fn hash(&self, name: &str) -> Result<String, FileError> {
-        self.get(name, None).map(fsx::sha256_hex)
+    fn hash(&self, name: &str, recorded: Option<u64>) -> Result<String, FileError> {
+        let b = self.get(name, None)?;
+        match recorded.filter(|w| *w != b.len() as u64) {
+            Some(want) => Err(other_size(name, b.len() as u64, want)),
+            None => Ok(fsx::sha256_hex(b)),
+        }
     }
 
     fn exists(&self, name: &str) -> bool {

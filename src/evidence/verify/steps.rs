@@ -161,9 +161,12 @@ fn parse_statement(body: &[u8]) -> Result<Statement, String> {
 
 /// Step 6 for one entry: each subject's file against its signed digest. The
 /// first subject is the artifact, read once (capped) and returned for step 7;
-/// logs and products are hashed as streams.
+/// logs and products are hashed as streams, after their size is compared with
+/// the one the artifact records (when it does). When the artifact did not
+/// check out, nothing it records is trusted and they are not read at all.
 fn subject_files(s: &Statement, files: &dyn EvidenceFiles) -> (Vec<SubjectResult>, Option<Vec<u8>>) {
     let mut artifact = None;
+    let mut recorded = None;
     let mut out = Vec::with_capacity(s.subject.len());
     for (i, subj) in s.subject.iter().enumerate() {
         let name = &subj.name;
@@ -173,11 +176,20 @@ fn subject_files(s: &Statement, files: &dyn EvidenceFiles) -> (Vec<SubjectResult
             let got = if i == 0 {
                 files.read_artifact(name).map(|b| {
                     let hex = fsx::sha256_hex(&b);
+                    if hex == want && s.subject.len() > 1 {
+                        recorded = Some(RecordedSizes::of(&b));
+                    }
                     artifact = Some(b);
                     hex
                 })
             } else {
-                files.hash(name)
+                match &recorded {
+                    Some(r) => files.hash(name, r.of_file(name)),
+                    None => Err(format!(
+                        "`{name}` not checked: `{}`, which records it, did not check out",
+                        s.subject[0].name
+                    )),
+                }
             };
             match got {
                 Err(e) => Err(e),
@@ -190,6 +202,36 @@ fn subject_files(s: &Statement, files: &dyn EvidenceFiles) -> (Vec<SubjectResult
         out.push((name.clone(), result));
     }
     (out, artifact)
+}
+
+/// The sizes an artifact records for the files it names (a RunArtifact's
+/// `logs` and `products`: `{path, sha256, bytes}`). Read leniently: what does
+/// not parse records nothing here, and step 7 judges the artifact's schema.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RecordedSizes {
+    #[serde(default)]
+    logs: Vec<RecordedFile>,
+    #[serde(default)]
+    products: Vec<RecordedFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RecordedFile {
+    path: String,
+    bytes: u64,
+}
+
+impl RecordedSizes {
+    fn of(artifact: &[u8]) -> RecordedSizes {
+        serde_json::from_slice(artifact).unwrap_or_default()
+    }
+
+    /// The size recorded for `name`, when exactly one size is recorded for it.
+    fn of_file(&self, name: &str) -> Option<u64> {
+        let mut sizes = self.logs.iter().chain(&self.products).filter(|f| f.path == name).map(|f| f.bytes);
+        let first = sizes.next()?;
+        sizes.all(|b| b == first).then_some(first)
+    }
 }
 
 /// Step 7 for one entry: its artifact matches its kind's schema, says that
