@@ -70,7 +70,12 @@ fn a_changed_byte_in_an_artifact_is_caught() {
 fn a_changed_log_or_product_is_caught() {
     let r = done();
     r.write(&format!("{EV}/run.stdout.log"), "forged output\n");
-    expect_bad(&r, "`run.stdout.log` changed");
+    expect_bad(&r, "`run.stdout.log` changed: 14 bytes, its artifact recorded");
+    // The same size, other bytes: caught by the digest.
+    let r = done();
+    let log = format!("{EV}/run.stdout.log");
+    r.write(&log, r.read(&log).replacen("smoke", "SMOKE", 1));
+    expect_bad(&r, "`run.stdout.log` changed: sha256 ");
     let r = done();
     r.write(&format!("{EV}/products/smoke-result.json"), "{}");
     expect_bad(&r, "`products/smoke-result.json` changed");
