@@ -118,6 +118,9 @@ pub mod caps {
     pub const KEY: u64 = 64 * 1024;
     /// The evidence chain, read whole by `verify` (≈ 1,000,000 entries).
     pub const CHAIN: u64 = 2 * 1024 * 1024 * 1024;
+    /// All of one bundle's files together: each is digested whole by every
+    /// validate and before every run (streamed, never held).
+    pub const BUNDLE: u64 = 1024 * 1024 * 1024;
 }
 
 /// What a path turned out to be when a regular file was expected.

@@ -60,8 +60,60 @@ pub struct BadFile {
     pub path: String,
     /// What is wrong, e.g. "is a FIFO (only regular files are read)".
     pub why: String,
+    pub problem: Problem,
+}
+
+/// What kind of file a bundle may not hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// A FIFO, socket, device, or a file that cannot be opened.
+    NotRegular,
     /// A symlink that leads out of the bundle (a path problem, not a content one).
-    pub escapes: bool,
+    Escapes,
+    /// The file that takes the bundle's files past [`fsx::caps::BUNDLE`].
+    TooLarge,
+}
+
+/// What the files of one bundle may hold in all, spent file by file in the
+/// digest's order. Every stage digests a bundle whole (validate, and run
+/// before it starts), so a sparse terabyte, free to make, would hold each of
+/// them for as long as hashing it takes; past the cap the bundle is refused
+/// instead, naming the file that crossed it, and no file after it is read.
+#[derive(Debug)]
+struct Budget {
+    left: u64,
+    spent: bool,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget { left: fsx::caps::BUNDLE, spent: false }
+    }
+
+    /// Spend `len` bytes on the file `name`: `Ok(false)` when the budget was
+    /// spent by an earlier file (this one is not read and not named).
+    fn take(&mut self, name: &[u8], len: u64) -> Result<bool, BadFile> {
+        if self.spent {
+            return Ok(false);
+        }
+        match self.left.checked_sub(len) {
+            Some(left) => {
+                self.left = left;
+                Ok(true)
+            }
+            None => {
+                self.spent = true;
+                Err(BadFile {
+                    path: fsx::escape_bytes(name),
+                    why: format!(
+                        "is {len} bytes, which takes the bundle's files past their {}-byte limit",
+                        fsx::caps::BUNDLE
+                    ),
+                    problem: Problem::TooLarge,
+                })
+            }
+        }
+    }
 }
 
 /// Every file that kept the bundle from being digested.
@@ -95,12 +147,42 @@ pub fn compute(root: &Path, dir: &Path, exclude: Option<&Path>, extra: &[PathBuf
 /// Only the check of what lives in the bundle (no contents are read): the
 /// [`BundleFilesError`] that [`compute`] would return, if any.
 pub fn check_files(root: &Path, dir: &Path, exclude: Option<&Path>) -> Result<()> {
-    check_scan(&scan(root, dir, exclude)?)
+    check_scan(root, scan(root, dir, exclude)?, &[], None)
 }
 
-/// [`check_files`] for a listing already taken.
-pub fn check_scan(scan: &Scan) -> Result<()> {
-    if scan.bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: scan.bad.clone() }.into()) }
+/// [`check_files`] for a listing already taken, with the files outside it
+/// that [`compute_scanned`] would digest (`extra`) and the one whose bytes
+/// are known: the same verdict as [`compute_scanned`], sizes taken from a
+/// `stat` of each file instead of reading it.
+pub fn check_scan(root: &Path, scan: Scan, extra: &[PathBuf], known: Option<Known>) -> Result<()> {
+    let (files, mut bad, dir) = list(root, scan, extra);
+    let mut budget = Budget::new();
+    for (name, path, is_link) in &files {
+        if *is_link {
+            continue;
+        }
+        let len = match known.filter(|(p, _, _)| fsx::same_path(p, path)) {
+            Some((_, bytes, _)) => Some(bytes.len() as u64),
+            None => size_of(&dir, path),
+        };
+        // A file gone since the listing has no size here; digesting it would
+        // fail as it would have, and the check leaves that to the digest.
+        if let Some(Err(b)) = len.map(|len| budget.take(name, len)) {
+            bad.push(b);
+        }
+    }
+    if bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: bad }.into()) }
+}
+
+/// The size of the file `path` (not following a link), through the listed
+/// directory when it lies directly in it (one name to resolve, not the path).
+fn size_of(dir: &fsx::tree::OpenDir, path: &Path) -> Option<u64> {
+    match dir.fd().ok().zip(dir.name_of(path)) {
+        Some((fd, name)) => {
+            rustix::fs::statat(fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok().map(|st| st.st_size as u64)
+        }
+        None => fs::symlink_metadata(path).ok().map(|m| m.len()),
+    }
 }
 
 /// A file to digest: raw root-relative name, path, is a symlink.
@@ -182,7 +264,7 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
                             "is a symbolic link leading out of the bundle (to `{}`)",
                             fsx::escape_bytes(resolved.as_os_str().as_bytes())
                         ),
-                        escapes: true,
+                        problem: Problem::Escapes,
                     });
                     return;
                 }
@@ -195,7 +277,7 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
                 // a terminal fails as if it were a socket).
                 let kind = fs::symlink_metadata(path).ok().and_then(|m| fsx::NotRegular::of(m.file_type()));
                 let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
-                bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
+                bad.push(BadFile { path: fsx::escape_bytes(&name), why, problem: Problem::NotRegular });
             }
         }
     })
@@ -222,6 +304,7 @@ pub fn compute_scanned(
     let own_of = |bytes: &[u8]| per_file.then(|| fsx::sha256_hex(bytes));
     let (files, mut bad, dir) = list(root, scan, extra);
 
+    let mut budget = Budget::new();
     let mut total = Sha256::new();
     total.update(b"agentplane-bundle-digest/v1\n");
     let mut entries = Vec::with_capacity(files.len());
@@ -241,6 +324,14 @@ pub fn compute_scanned(
             total.update(content);
             ("link", own_of(content))
         } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| fsx::same_path(p, &path)) {
+            match budget.take(&name, bytes.len() as u64) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(b) => {
+                    bad.push(b);
+                    continue;
+                }
+            }
             let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
             total.update(bytes);
@@ -250,10 +341,18 @@ pub fn compute_scanned(
                 Ok(fm) => fm,
                 Err(e) => {
                     let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());
-                    bad.push(BadFile { path: fsx::escape_bytes(&name), why, escapes: false });
+                    bad.push(BadFile { path: fsx::escape_bytes(&name), why, problem: Problem::NotRegular });
                     continue;
                 }
             };
+            match budget.take(&name, meta.len()) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(b) => {
+                    bad.push(b);
+                    continue;
+                }
+            }
             let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, meta.len());
             // Stream exactly the length the header promised: a file that
@@ -361,6 +460,31 @@ mod tests {
     }
 
     #[test]
+    fn the_file_that_takes_a_bundle_past_its_cap_is_named_and_nothing_after_it_read() {
+        let (_d, root, dir) = bundle_dir();
+        let sparse = |name: &str, len: u64| fs::File::create(dir.join(name)).unwrap().set_len(len).unwrap();
+        fs::write(dir.join("a.txt"), "hi").unwrap();
+        sparse("b.bin", fsx::caps::BUNDLE - 2); // with a.txt: exactly the cap
+        let check = || check_scan(&root, scan(&root, &dir, None).unwrap(), &[], None);
+        assert!(check().is_ok(), "a bundle of exactly the cap is within it");
+        sparse("c.bin", 1); // one byte past it
+        sparse("d.bin", 1 << 40); // after the crossing: neither read nor named
+        let named = |r: Result<()>| -> Vec<(String, Problem)> {
+            let e = r.unwrap_err();
+            e.downcast_ref::<BundleFilesError>().unwrap().files.iter().map(|b| (b.path.clone(), b.problem)).collect()
+        };
+        let want = vec![("b/c.bin".to_string(), Problem::TooLarge)];
+        assert_eq!(named(check()), want);
+        // With `b.bin` one GiB, it is the one that crosses: the digest names
+        // it without reading it (nor `c.bin` or `d.bin`), as the check does.
+        fs::remove_file(dir.join("b.bin")).unwrap();
+        sparse("b.bin", fsx::caps::BUNDLE);
+        let digest = compute_scanned(&root, scan(&root, &dir, None).unwrap(), &[], None, Want::Digest);
+        assert_eq!(named(digest.map(|_| ())), vec![("b/b.bin".to_string(), Problem::TooLarge)]);
+        assert_eq!(named(check()), vec![("b/b.bin".to_string(), Problem::TooLarge)]);
+    }
+
+    #[test]
     fn special_files_and_outward_links_are_named_not_read() {
         let (_d, root, dir) = bundle_dir();
         fs::write(dir.join("ok"), "x").unwrap();
@@ -369,8 +493,8 @@ mod tests {
         std::os::unix::fs::symlink("ok", dir.join("inside")).unwrap();
         let err = compute(&root, &dir, None, &[]).unwrap_err();
         let bad = err.downcast_ref::<BundleFilesError>().unwrap();
-        let got: Vec<(&str, bool)> = bad.files.iter().map(|b| (b.path.as_str(), b.escapes)).collect();
-        assert_eq!(got, [("b/pipe", false), ("b/zero", true)]);
+        let got: Vec<(&str, Problem)> = bad.files.iter().map(|b| (b.path.as_str(), b.problem)).collect();
+        assert_eq!(got, [("b/pipe", Problem::NotRegular), ("b/zero", Problem::Escapes)]);
         assert!(bad.files[0].why.contains("FIFO"), "{}", bad.files[0].why);
         assert!(check_files(&root, &dir, None).is_err());
         fs::remove_file(dir.join("pipe")).unwrap();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::digest::Want;
+use super::digest::{Problem, Want};
 use super::load;
 use super::model::{Backend, Bundle};
 use super::schema::SchemaChecker;
@@ -205,7 +205,7 @@ pub fn validate_opened(
         .into_iter()
         .collect();
     let digest = scanned.and_then(|scan| match want {
-        Want::Check => super::digest::check_scan(&scan).map(|()| None),
+        Want::Check => super::digest::check_scan(root, scan, &script, Some((&manifest, &bytes, mode))).map(|()| None),
         _ => super::digest::compute_scanned(root, scan, &script, Some((&manifest, &bytes, mode)), want).map(Some),
     });
     match digest {
@@ -220,11 +220,21 @@ pub fn validate_opened(
                 Some(bad) => bad
                     .files
                     .iter()
-                    .map(|f| match f.escapes {
-                        true => Check::fail(Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why), None),
-                        false => Check::fail(
+                    .map(|f| match f.problem {
+                        Problem::Escapes => {
+                            Check::fail(Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why), None)
+                        }
+                        Problem::NotRegular => Check::fail(
                             Gate::Parse,
                             format!("`{}` {}; a bundle holds only regular files", f.path, f.why),
+                            None,
+                        ),
+                        Problem::TooLarge => Check::fail(
+                            Gate::Parse,
+                            format!(
+                                "`{}` {}: every validate and run digests a bundle whole, so keep large inputs outside it (fetch them in the smoke script, or mount them)",
+                                f.path, f.why
+                            ),
                             None,
                         ),
                     })

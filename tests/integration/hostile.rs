@@ -220,6 +220,31 @@ fn a_link_to_dev_zero_in_a_bundle_fails() {
     assert!(!r.join("artifacts").exists(), "an invalid outDir-less run wrote evidence");
 }
 
+/// A sparse terabyte in a bundle (free to make, minutes to hash) is refused
+/// by its size, unread, with the same verdict whether or not the run reads
+/// contents (human `--check` only lists; json and a real validate digest),
+/// and `up` stops at it too.
+#[test]
+fn a_sparse_terabyte_in_a_bundle_is_refused_by_size_in_every_mode() {
+    let r = Root::with_example();
+    let f = std::fs::File::create(r.join("bundles/example-agent/weights.bin")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    let want = "`bundles/example-agent/weights.bin` is 1099511627776 bytes, which takes the bundle's files past their 1073741824-byte limit";
+    for args in [
+        &["validate", "--check", "bundles/example-agent"][..],
+        &["--format", "json", "validate", "--check", "bundles/example-agent"],
+        &["--format", "json", "validate", "bundles/example-agent"],
+        &["up", "bundles/example-agent"],
+    ] {
+        let out = run_bounded(&r, args);
+        assert_eq!(out.code, 1, "{args:?}\n{}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains(want), "{args:?}\n{}", out.stdout);
+        assert!(out.stdout.contains("keep large inputs outside it"), "{args:?}\n{}", out.stdout);
+    }
+    let out = run_bounded(&r, &["--format", "json", "validate", "--check", "bundles/example-agent"]);
+    assert_eq!(failing(&out.json(), "parse").len(), 1, "{}", out.stdout);
+}
+
 #[test]
 fn a_huge_bundle_json_is_refused_by_its_size() {
     let r = Root::new();
