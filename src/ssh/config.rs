@@ -85,14 +85,66 @@ pub fn resolve(alias: &str, home: &Path, lima_home: &Path, user_default: &str) -
     Ok(None)
 }
 
+/// The most a config file, or a file it includes, may hold.
+const FILE_CAP: u64 = 1024 * 1024;
+/// How deep `Include`s may nest (OpenSSH's own limit).
+const INCLUDE_DEPTH: usize = 16;
+
 /// A config file, read as a regular file with a cap, parsed with `home` for `~` and `Include`.
 fn parse(file: &Path, home: &Path) -> Result<SshConfig> {
-    let bytes = crate::fsx::read_regular(file, 1024 * 1024).with_context(|| "cannot read an ssh config file")?;
+    let bytes = crate::fsx::read_regular(file, FILE_CAP).with_context(|| "cannot read an ssh config file")?;
+    check_includes(&bytes, file, home, &mut vec![file.to_path_buf()])?;
     let mut reader = std::io::BufReader::new(bytes.as_slice());
     SshConfig::default()
         .home_dir(home)
         .parse(&mut reader, ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS)
         .map_err(|e| anyhow::anyhow!("`{}` is not a valid ssh config: {e}", file.display()))
+}
+
+/// Every file an `Include` of `text` (the contents of `file`) reaches, and
+/// those they include, judged before the parser opens them: it opens them
+/// with a plain `open` and reads lines, so a FIFO there would hang `place`
+/// and `/dev/zero` would fill memory with one endless line. Each must be a
+/// regular file (links followed, as OpenSSH follows them: dotfile managers
+/// link configs) of at most [`FILE_CAP`]. `stack`: the files being read, so
+/// that a cycle is left to the parser, which names it.
+fn check_includes(text: &[u8], file: &Path, home: &Path, stack: &mut Vec<PathBuf>) -> Result<()> {
+    for line in String::from_utf8_lossy(text).lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let (key, args) = line.split_once(|c: char| c.is_whitespace() || c == '=').unwrap_or((line, ""));
+        if !key.eq_ignore_ascii_case("include") {
+            continue;
+        }
+        if stack.len() > INCLUDE_DEPTH {
+            anyhow::bail!("`{}` nests `Include` deeper than {INCLUDE_DEPTH} files", file.display());
+        }
+        let args = args.trim_start_matches(|c: char| c.is_whitespace() || c == '=');
+        for arg in args.split_whitespace().map(|a| a.trim_matches('"')) {
+            let pattern = match arg.strip_prefix("~/") {
+                _ if arg.starts_with('/') => arg.to_string(),
+                Some(rest) => format!("{}/{rest}", glob::Pattern::escape(&home.display().to_string())),
+                None => format!("{}/.ssh/{arg}", glob::Pattern::escape(&home.display().to_string())),
+            };
+            let Ok(paths) = glob::glob(&pattern) else { continue }; // the parser names a bad pattern
+            for path in paths.flatten() {
+                let Ok(real) = std::fs::canonicalize(&path) else { continue };
+                if stack.contains(&real) {
+                    continue;
+                }
+                let bytes = crate::fsx::read_regular(&real, FILE_CAP).map_err(|e| {
+                    anyhow::anyhow!(
+                        "`{}` includes `{}`, which agentplane will not read: {e}",
+                        file.display(),
+                        path.display()
+                    )
+                })?;
+                stack.push(real);
+                check_includes(&bytes, &path, home, stack)?;
+                stack.pop();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a `Host` block other than a catch-all names `alias`.
@@ -142,6 +194,41 @@ mod tests {
         assert_eq!(r.target.known_hosts_file, home.join(".ssh/builder_known").display().to_string());
         // Only the catch-all matches: not defined, so a plain host name.
         assert_eq!(resolve("example.org", home, &home.join(".lima"), "me").unwrap(), None);
+    }
+
+    /// The parser opens included files itself: a FIFO, a device or a huge
+    /// file among them, even one include down, is refused before it runs,
+    /// never a hang or a fill of memory. A linked include is followed, and a
+    /// cycle is still the parser's to name.
+    #[test]
+    fn an_include_of_anything_but_a_small_regular_file_is_refused_unread() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path();
+        let fifo = home.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::fs::File::create(home.join("huge")).unwrap().set_len(1 << 30).unwrap();
+        write(&home.join(".ssh/real.conf"), "Host linked\n  HostName 127.0.0.2\n");
+        std::os::unix::fs::symlink(home.join(".ssh/real.conf"), home.join(".ssh/linked.conf")).unwrap();
+        let cases = [
+            (format!("Include {}", fifo.display()), Some("is a FIFO")),
+            ("Include=/dev/zero".to_string(), Some("is a device")),
+            ("Include ~/huge".to_string(), Some("1073741824 bytes, over the 1048576-byte limit")),
+            // One include down: conf.d/a.conf includes the FIFO.
+            ("Include conf.d/*.conf".to_string(), Some("is a FIFO")),
+            ("Include linked.conf".to_string(), None),
+            ("Include config".to_string(), Some("include cycle")),
+        ];
+        write(&home.join(".ssh/conf.d/a.conf"), &format!("Host a\n  Include {}\n", fifo.display()));
+        for (include, refused) in cases {
+            write(&home.join(".ssh/config"), &format!("Host x\n  HostName 127.0.0.1\n{include}\n"));
+            match (resolve("x", home, &home.join(".lima"), "me"), refused) {
+                (Err(e), Some(why)) => assert!(format!("{e:#}").contains(why), "{include}: {e:#}"),
+                (Ok(r), None) => assert_eq!(r.unwrap().target.host, "127.0.0.1", "{include}"),
+                (got, _) => panic!("{include}: {got:?}"),
+            }
+        }
+        write(&home.join(".ssh/config"), "Include linked.conf\n");
+        assert_eq!(resolve("linked", home, &home.join(".lima"), "me").unwrap().unwrap().target.host, "127.0.0.2");
     }
 
     #[test]
