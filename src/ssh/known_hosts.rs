@@ -25,8 +25,12 @@ pub(super) struct KnownHostsFile {
 
 impl KnownHostsFile {
     pub(super) fn load(path: &Path) -> Result<Self, String> {
-        let text =
-            fs::read_to_string(path).map_err(|e| format!("cannot read known_hosts `{}`: {e}", path.display()))?;
+        // A regular file (links followed, as OpenSSH follows them) of at most
+        // 16 MiB: a FIFO named as known_hosts fails instead of hanging the probe.
+        let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let bytes = crate::fsx::read_regular(&real, crate::fsx::caps::DOCUMENT)
+            .map_err(|e| format!("cannot read known_hosts `{}`: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
         let mut entries = Vec::new();
         let mut revoked = Vec::new();
         for line in text.lines() {
@@ -207,5 +211,17 @@ mod tests {
         assert_eq!(k.key_types_for("h", 22), vec!["ecdsa-sha2-nistp256".to_string()]);
         assert!(k.key_types_for("other", 22).is_empty());
         assert!(KnownHostsFile::load(&dir.path().join("missing")).is_err());
+        // A FIFO (or a link to one) fails at once instead of hanging the probe;
+        // a link to a real known_hosts is followed.
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::os::unix::fs::symlink(&fifo, dir.path().join("to-fifo")).unwrap();
+        for name in ["fifo", "to-fifo"] {
+            let e = KnownHostsFile::load(&dir.path().join(name)).err().unwrap();
+            assert!(e.contains("is a FIFO"), "{e}");
+        }
+        assert!(KnownHostsFile::load(Path::new("/dev/zero")).err().unwrap().contains("is a device"));
+        std::os::unix::fs::symlink(&p, dir.path().join("linked")).unwrap();
+        assert_eq!(KnownHostsFile::load(&dir.path().join("linked")).unwrap().entries.len(), 4);
     }
 }
