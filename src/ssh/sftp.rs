@@ -143,7 +143,10 @@ fn download_into(
                     .with_context(|| format!("cannot set the mode of `{}`", dst.display()))?;
             }
             ssh2::FileType::RegularFile => {
-                report.bytes += download_file(sftp, &path, &dst, mode)?;
+                let Some(size) = stat.size else {
+                    bail!("the host did not say how large remote `{}` is", path.display());
+                };
+                report.bytes += download_file(sftp, &path, &dst, mode, size)?;
                 report.files += 1;
             }
             ssh2::FileType::Symlink => {
@@ -160,16 +163,29 @@ fn download_into(
     Ok(())
 }
 
-fn download_file(sftp: &Sftp, remote: &Path, local: &Path, mode: u32) -> Result<u64> {
-    let mut src = sftp.open(remote).with_context(|| format!("cannot open remote `{}`", remote.display()))?;
+/// Download one file of `size` bytes (as the host listed it). No more than
+/// `size + 1` bytes are read: a host that keeps sending (a hostile or broken
+/// one) is an error once past the size it stated, never a disk filled.
+fn download_file(sftp: &Sftp, remote: &Path, local: &Path, mode: u32, size: u64) -> Result<u64> {
+    let src = sftp.open(remote).with_context(|| format!("cannot open remote `{}`", remote.display()))?;
     let mut dst = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(local)
         .with_context(|| format!("cannot create `{}`", local.display()))?;
-    let total = pump(&mut src, &mut dst, &format!("remote `{}`", remote.display()), &format!("`{}`", local.display()))?;
+    let total =
+        pump_listed(src, &mut dst, size, &format!("remote `{}`", remote.display()), &format!("`{}`", local.display()))?;
     dst.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of `{}`", local.display()))?;
+    Ok(total)
+}
+
+/// [`pump`] for a source listed at `size` bytes: an error once it sends more.
+fn pump_listed(src: impl Read, dst: &mut impl Write, size: u64, from: &str, to: &str) -> Result<u64> {
+    let total = pump(&mut src.take(size.saturating_add(1)), dst, from, to)?;
+    if total > size {
+        bail!("{from} grew past the {size} bytes the host listed while it was copied");
+    }
     Ok(total)
 }
 
@@ -185,5 +201,22 @@ fn pump(src: &mut impl Read, dst: &mut impl Write, from: &str, to: &str) -> Resu
         }
         dst.write_all(&buf[..n]).with_context(|| format!("cannot write {to}"))?;
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_stops_one_byte_past_the_size_the_host_listed() {
+        let mut out = Vec::new();
+        assert_eq!(pump_listed(&b"hello"[..], &mut out, 5, "remote `f`", "`f`").unwrap(), 5);
+        assert_eq!(out, b"hello");
+        // A host that keeps sending: never read (or written) past size + 1.
+        let mut out = Vec::new();
+        let e = pump_listed(std::io::repeat(b'y'), &mut out, 5, "remote `f`", "`f`").unwrap_err();
+        assert!(e.to_string().contains("grew past the 5 bytes the host listed"), "{e}");
+        assert_eq!(out.len(), 6);
     }
 }
