@@ -217,7 +217,15 @@ impl Inventory {
             if !names.insert(n.name.clone()) {
                 return Err(bad(format!("at `/executors/{i}/name`: duplicate executor name `{}`", n.name)));
             }
-            let (reach, ssh_config) = reach_of(&n).map_err(|m| bad(format!("at `/executors/{i}`: {m}")))?;
+            let (reach, ssh_config) = reach_of(&n).map_err(|e| match e {
+                ReachError::Node(m) => bad(format!("at `/executors/{i}`: {m}")),
+                // Not the inventory's shape: the file its alias resolves through.
+                ReachError::SshConfig(m) => anyhow::Error::from(
+                    Problem::error(format!("inventory `{}`: at `/executors/{i}`: {m}", path.display())).hint(
+                        "the sshRef is resolved through ~/.ssh/config (or Lima's ssh.config) as OpenSSH would: fix the file named, or give user@host:port",
+                    ),
+                ),
+            })?;
             let caps = n.capabilities.clone().map(Value::Object).unwrap_or(Value::Object(Map::new()));
             executors.push(Executor {
                 kvm: caps.get("kvm").and_then(Value::as_bool).unwrap_or(false),
@@ -267,19 +275,28 @@ fn home() -> String {
     std::env::var("HOME").unwrap_or_else(|_| "/root".into())
 }
 
+/// Why an executor's reach could not be worked out.
+#[derive(Debug)]
+enum ReachError {
+    /// The node itself: its sshRef, ssh block or capabilities.
+    Node(String),
+    /// The ssh config file its alias resolves through.
+    SshConfig(String),
+}
+
 /// Work out how to reach a node: `local`, its `ssh` block, or `user@host[:port]`.
 ///
 /// `capabilities.lima: "<instance>"` names a Lima instance: it is reached as
 /// the alias `lima-<instance>`, through `$LIMA_HOME/<instance>/ssh.config`
 /// (an `ssh` block still wins for what it states).
-fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
+fn reach_of(n: &Node) -> Result<(Reach, Option<String>), ReachError> {
     let lima = match n.capabilities.as_ref().and_then(|c| c.get("lima")) {
         None => None,
         Some(Value::String(i)) if crate::ssh::config::is_lima_instance(i) => Some(format!("lima-{i}")),
         Some(other) => {
-            return Err(format!(
+            return Err(ReachError::Node(format!(
                 "capabilities.lima must be a Lima instance name (letters, digits, `-`, `_`, `.`), not {other}"
-            ));
+            )));
         }
     };
     if n.ssh_ref == "local" && n.ssh.is_none() && lima.is_none() {
@@ -299,7 +316,7 @@ fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
         if let Some((h, p)) = rest.rsplit_once(':')
             && !h.contains(':')
         {
-            port = p.parse().map_err(|_| format!("sshRef `{}` has a bad port", n.ssh_ref))?;
+            port = p.parse().map_err(|_| ReachError::Node(format!("sshRef `{}` has a bad port", n.ssh_ref)))?;
             host = h.to_string();
         }
     }
@@ -315,7 +332,7 @@ fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
         }
     }
     if host.is_empty() {
-        return Err(format!("sshRef `{}` names no host", n.ssh_ref));
+        return Err(ReachError::Node(format!("sshRef `{}` names no host", n.ssh_ref)));
     }
     let h = home();
     // `~/` means the invoking user's home, as in ssh_config.
@@ -331,7 +348,7 @@ fn reach_of(n: &Node) -> Result<(Reach, Option<String>), String> {
         n.ssh_ref.rsplit_once(':').is_some_and(|(a, _)| !a.contains(':')) || b.is_some_and(|b| b.port.is_some());
     let explicit_user = n.ssh_ref.contains('@') || b.is_some_and(|b| b.user.is_some());
     let resolved = crate::ssh::config::resolve(&host, &home, &crate::ssh::config::lima_home(&home), &user)
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(|e| ReachError::SshConfig(format!("{e:#}")))?;
     let mut target = SshTarget {
         host: host.clone(),
         port,

@@ -318,6 +318,37 @@ fn a_torn_chain_tail_says_how_to_recover() {
     r.cmd(&["place", "bundles/example-agent"]).ok();
 }
 
+/// An executor's alias resolves through `~/.ssh/config`; an `Include` there
+/// of a FIFO is exit 2 at once, naming the file, with a hint about the
+/// config (not the inventory's shape).
+#[test]
+fn an_ssh_config_include_of_a_fifo_is_exit_2_not_a_hang() {
+    let r = Root::with_example();
+    r.cmd(&["validate", "bundles/example-agent"]).ok();
+    let home = r.join("home");
+    mkfifo(&r.join("fifo"));
+    r.write("home/.ssh/config", format!("Host builder\n  HostName 127.0.0.1\nInclude {}\n", r.join("fifo").display()));
+    r.write("inv.json", r#"{"executors": [{"name": "b", "sshRef": "builder", "caps": {}}]}"#);
+    let mut c = Command::new(BIN);
+    c.args(["--root", ".", "place", "--inventory", "inv.json", "bundles/example-agent"]).current_dir(r.path());
+    c.env("HOME", &home).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("place hung on a FIFO (killed after 20 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("includes `") && stderr.contains("is a FIFO"), "{stderr}");
+    assert!(stderr.contains("hint: the sshRef is resolved through ~/.ssh/config"), "{stderr}");
+}
+
 #[test]
 fn an_inventory_with_a_duplicate_key_is_exit_2_naming_it() {
     let r = Root::with_example();
