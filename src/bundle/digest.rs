@@ -60,12 +60,12 @@ pub struct BadFile {
     pub path: String,
     /// What is wrong, e.g. "is a FIFO (only regular files are read)".
     pub why: String,
-    pub problem: Problem,
+    pub kind: BadKind,
 }
 
 /// What kind of file a bundle may not hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
+pub enum BadKind {
     /// A FIFO, socket, device, or a file that cannot be opened.
     NotRegular,
     /// A symlink that leads out of the bundle (a path problem, not a content one).
@@ -109,7 +109,7 @@ impl Budget {
                         "is {len} bytes, which takes the bundle's files past their {}-byte limit",
                         fsx::caps::BUNDLE
                     ),
-                    problem: Problem::TooLarge,
+                    kind: BadKind::TooLarge,
                 })
             }
         }
@@ -264,7 +264,7 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
                             "is a symbolic link leading out of the bundle (to `{}`)",
                             fsx::escape_bytes(resolved.as_os_str().as_bytes())
                         ),
-                        problem: Problem::Escapes,
+                        kind: BadKind::Escapes,
                     });
                     return;
                 }
@@ -277,7 +277,7 @@ pub fn scan_from(root: &Path, dir: &Path, open: Option<fsx::tree::OpenDir>, excl
                 // a terminal fails as if it were a socket).
                 let kind = fs::symlink_metadata(path).ok().and_then(|m| fsx::NotRegular::of(m.file_type()));
                 let why = kind.map_or_else(|| "is not a regular file".to_string(), |k| k.to_string());
-                bad.push(BadFile { path: fsx::escape_bytes(&name), why, problem: Problem::NotRegular });
+                bad.push(BadFile { path: fsx::escape_bytes(&name), why, kind: BadKind::NotRegular });
             }
         }
     })
@@ -341,7 +341,7 @@ pub fn compute_scanned(
                 Ok(fm) => fm,
                 Err(e) => {
                     let why = e.kind.map_or_else(|| format!("cannot be read: {e}"), |k| k.to_string());
-                    bad.push(BadFile { path: fsx::escape_bytes(&name), why, problem: Problem::NotRegular });
+                    bad.push(BadFile { path: fsx::escape_bytes(&name), why, kind: BadKind::NotRegular });
                     continue;
                 }
             };
@@ -469,19 +469,19 @@ mod tests {
         assert!(check().is_ok(), "a bundle of exactly the cap is within it");
         sparse("c.bin", 1); // one byte past it
         sparse("d.bin", 1 << 40); // after the crossing: neither read nor named
-        let named = |r: Result<()>| -> Vec<(String, Problem)> {
+        let named = |r: Result<()>| -> Vec<(String, BadKind)> {
             let e = r.unwrap_err();
-            e.downcast_ref::<BundleFilesError>().unwrap().files.iter().map(|b| (b.path.clone(), b.problem)).collect()
+            e.downcast_ref::<BundleFilesError>().unwrap().files.iter().map(|b| (b.path.clone(), b.kind)).collect()
         };
-        let want = vec![("b/c.bin".to_string(), Problem::TooLarge)];
+        let want = vec![("b/c.bin".to_string(), BadKind::TooLarge)];
         assert_eq!(named(check()), want);
         // With `b.bin` one GiB, it is the one that crosses: the digest names
         // it without reading it (nor `c.bin` or `d.bin`), as the check does.
         fs::remove_file(dir.join("b.bin")).unwrap();
         sparse("b.bin", fsx::caps::BUNDLE);
         let digest = compute_scanned(&root, scan(&root, &dir, None).unwrap(), &[], None, Want::Digest);
-        assert_eq!(named(digest.map(|_| ())), vec![("b/b.bin".to_string(), Problem::TooLarge)]);
-        assert_eq!(named(check()), vec![("b/b.bin".to_string(), Problem::TooLarge)]);
+        assert_eq!(named(digest.map(|_| ())), vec![("b/b.bin".to_string(), BadKind::TooLarge)]);
+        assert_eq!(named(check()), vec![("b/b.bin".to_string(), BadKind::TooLarge)]);
     }
 
     #[test]
@@ -493,8 +493,8 @@ mod tests {
         std::os::unix::fs::symlink("ok", dir.join("inside")).unwrap();
         let err = compute(&root, &dir, None, &[]).unwrap_err();
         let bad = err.downcast_ref::<BundleFilesError>().unwrap();
-        let got: Vec<(&str, Problem)> = bad.files.iter().map(|b| (b.path.as_str(), b.problem)).collect();
-        assert_eq!(got, [("b/pipe", Problem::NotRegular), ("b/zero", Problem::Escapes)]);
+        let got: Vec<(&str, BadKind)> = bad.files.iter().map(|b| (b.path.as_str(), b.kind)).collect();
+        assert_eq!(got, [("b/pipe", BadKind::NotRegular), ("b/zero", BadKind::Escapes)]);
         assert!(bad.files[0].why.contains("FIFO"), "{}", bad.files[0].why);
         assert!(check_files(&root, &dir, None).is_err());
         fs::remove_file(dir.join("pipe")).unwrap();

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::digest::{Problem, Want};
+use super::digest::{BadKind, Want};
 use super::load;
 use super::model::{Backend, Bundle};
 use super::schema::SchemaChecker;
@@ -220,16 +220,16 @@ pub fn validate_opened(
                 Some(bad) => bad
                     .files
                     .iter()
-                    .map(|f| match f.problem {
-                        Problem::Escapes => {
+                    .map(|f| match f.kind {
+                        BadKind::Escapes => {
                             Check::fail(Gate::PathsInsideRoot, format!("`{}` {}", f.path, f.why), None)
                         }
-                        Problem::NotRegular => Check::fail(
+                        BadKind::NotRegular => Check::fail(
                             Gate::Parse,
                             format!("`{}` {}; a bundle holds only regular files", f.path, f.why),
                             None,
                         ),
-                        Problem::TooLarge => Check::fail(
+                        BadKind::TooLarge => Check::fail(
                             Gate::Parse,
                             format!(
                                 "`{}` {}: every validate and run digests a bundle whole, so keep large inputs outside it (fetch them in the smoke script, or mount them)",
