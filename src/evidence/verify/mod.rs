@@ -21,6 +21,9 @@
 //!    runId, bundle and bundle digest throughout.
 //! 6. **Check the subjects** (`subject-digests`): each file an entry names is
 //!    a regular file with its signed sha256, named once, by a plain relative path.
+//!    A log or product is first compared with the size its artifact records
+//!    (a file of another size is changed, and is not read), and is not read
+//!    at all when the artifact itself did not check out.
 //! 7. **Check the artifacts** (`schemas`): each matches its kind's schema,
 //!    says that kind, and records the chain's bundle and bundle digest.
 //! 8. **No unnamed files** (`no-unnamed-files`): every file in the directory
