@@ -111,7 +111,9 @@ pub fn promote(
     };
 
     let _lock = pointers::lock(root)?;
-    let old_prod = pointers::get(root, CURRENT_PROD);
+    // Both read before anything is written: a damaged one stops the promotion here.
+    let old_prod = pointers::get(root, CURRENT_PROD)?;
+    let old_good = pointers::get(root, PREVIOUS_GOOD)?;
     let new_prod = Pointer::new(&b.rel_dir, &object, &digest);
     let artifact = PromotionArtifact {
         kind: ArtifactKind::PromotionArtifact,
@@ -131,11 +133,15 @@ pub fn promote(
     writer.seal()?;
     // Re-promoting the very content in prod changes nothing; anything else
     // (another bundle, or another version of this one) becomes previous-good.
-    if let Some(old) = old_prod.as_ref().filter(|o| !o.same_content(&new_prod)) {
-        pointers::put(root, PREVIOUS_GOOD, old)?;
-    }
+    let previous_good = match old_prod.filter(|o| !o.same_content(&new_prod)) {
+        Some(old) => {
+            pointers::put(root, PREVIOUS_GOOD, &old)?;
+            Some(old)
+        }
+        None => old_good,
+    };
     pointers::put(root, CURRENT_PROD, &new_prod)?;
-    Ok(Promoted { artifact, details, file, previous_good: pointers::get(root, PREVIOUS_GOOD) })
+    Ok(Promoted { artifact, details, file, previous_good })
 }
 
 #[derive(Debug)]
@@ -150,11 +156,11 @@ pub struct RolledBack {
 /// the rolled-back bundle's chain.
 pub fn rollback(root: &Path, signer: &Signer) -> Result<RolledBack> {
     let _lock = pointers::lock(root)?;
-    let from = pointers::get(root, CURRENT_PROD).ok_or_else(|| {
+    let from = pointers::get(root, CURRENT_PROD)?.ok_or_else(|| {
         Refusal::new(RefusalCode::RollbackRefused, "nothing is in prod: there is nothing to roll back")
             .hint("promote a bundle first")
     })?;
-    let to = pointers::get(root, PREVIOUS_GOOD).ok_or_else(|| {
+    let to = pointers::get(root, PREVIOUS_GOOD)?.ok_or_else(|| {
         Refusal::new(RefusalCode::RollbackRefused, format!("no previous-good bundle to roll `{}` back to", from.path))
             .hint("a rollback needs two promotions: the second one records the first as previous-good")
     })?;
@@ -219,7 +225,7 @@ pub struct Status {
 pub fn status(root: &Path) -> Result<Status> {
     let mut pointers = std::collections::BTreeMap::new();
     for p in pointers::ALL {
-        pointers.insert(p.to_string(), pointers::get(root, p));
+        pointers.insert(p.to_string(), pointers::get(root, p)?);
     }
     // Bundles live under `bundles/`; without that folder there is nothing to
     // list (never a walk of the whole tree).

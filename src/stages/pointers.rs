@@ -68,19 +68,36 @@ pub fn dir(root: &Path) -> PathBuf {
     root.join(POINTERS_DIR)
 }
 
-/// Read one pointer (`None` when unset or unreadable).
-pub fn get(root: &Path, name: &str) -> Option<Pointer> {
-    let bytes = fsx::read_regular(&dir(root).join(name), 64 * 1024).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
+/// Read one pointer: `None` when unset (absent, or empty). One that cannot
+/// be read (not a regular file, over 64 KiB, not UTF-8, not a pointer) is an
+/// error naming it: taken as unset, it would show its lane as empty, and the
+/// next promotion would drop the prod it held instead of keeping it as
+/// previous-good.
+pub fn get(root: &Path, name: &str) -> Result<Option<Pointer>> {
+    let path = dir(root).join(name);
+    let damaged = |why: String| -> anyhow::Error {
+        crate::error::Problem::error(format!("lane pointer `{name}` cannot be read: {why}"))
+            .hint(format!(
+                "`{}` is agentplane's own file: restore it (`agentplane status` names what each lane held), or remove it and promote again",
+                path.display()
+            ))
+            .into()
+    };
+    let bytes = match fsx::read_regular(&path, 64 * 1024) {
+        Ok(b) => b,
+        Err(e) if e.kind == Some(fsx::NotRegular::Missing) => return Ok(None),
+        Err(e) => return Err(damaged(e.to_string())),
+    };
+    let text = String::from_utf8(bytes).map_err(|_| damaged("it is not UTF-8".into()))?;
     let text = text.trim();
     if text.is_empty() {
-        return None;
+        return Ok(None);
     }
     if text.starts_with('{') {
-        return serde_json::from_str(text).ok();
+        return serde_json::from_str(text).map(Some).map_err(|e| damaged(format!("not a pointer: {e}")));
     }
     // The one-line form of earlier versions: a path only.
-    Some(Pointer { v: 1, path: text.to_string(), bundle: None, digest: None })
+    Ok(Some(Pointer { v: 1, path: text.to_string(), bundle: None, digest: None }))
 }
 
 /// Write one pointer atomically; the caller holds the pointers lock.
@@ -119,12 +136,29 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = Pointer::new("bundles/x", "x@0.2.0", "sha256:abc");
         set(d.path(), CURRENT_PROD, &p).unwrap();
-        assert_eq!(get(d.path(), CURRENT_PROD), Some(p.clone()));
+        assert_eq!(get(d.path(), CURRENT_PROD).unwrap(), Some(p.clone()));
         std::fs::write(dir(d.path()).join(PREVIOUS_GOOD), "bundles/old\n").unwrap();
-        let old = get(d.path(), PREVIOUS_GOOD).unwrap();
+        let old = get(d.path(), PREVIOUS_GOOD).unwrap().unwrap();
         assert_eq!((old.path.as_str(), old.digest.as_deref()), ("bundles/old", None));
         assert!(!old.same_content(&old), "a pointer without a digest proves nothing");
         assert!(p.same_content(&p));
-        assert_eq!(get(d.path(), CURRENT_STAGING), None);
+        assert_eq!(get(d.path(), CURRENT_STAGING).unwrap(), None);
+    }
+
+    #[test]
+    fn a_damaged_pointer_is_an_error_naming_it_never_unset() {
+        let d = tempfile::tempdir().unwrap();
+        let p = dir(d.path()).join(CURRENT_PROD);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let why = |d: &Path| format!("{:#}", get(d, CURRENT_PROD).unwrap_err());
+        assert!(why(d.path()).contains("lane pointer `current-prod` cannot be read") && why(d.path()).contains("FIFO"));
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, "{\"path\": 7}").unwrap();
+        assert!(why(d.path()).contains("not a pointer"), "{}", why(d.path()));
+        std::fs::write(&p, b"\xff\xfe").unwrap();
+        assert!(why(d.path()).contains("not UTF-8"));
+        std::fs::write(&p, "\n").unwrap();
+        assert_eq!(get(d.path(), CURRENT_PROD).unwrap(), None, "an empty pointer is unset");
     }
 }

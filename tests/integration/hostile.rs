@@ -349,6 +349,33 @@ fn an_ssh_config_include_of_a_fifo_is_exit_2_not_a_hang() {
     assert!(stderr.contains("hint: the sshRef is resolved through ~/.ssh/config"), "{stderr}");
 }
 
+/// A lane pointer damaged (here a FIFO where `current-prod` was) is exit 2
+/// naming it, in `status`, `promote` and `rollback`, and nothing is written:
+/// taken as unset, a promotion would have dropped the prod it held instead
+/// of keeping it as previous-good.
+#[test]
+fn a_damaged_lane_pointer_stops_promote_rollback_and_status() {
+    let r = Root::with_example();
+    r.up("bundles/example-agent");
+    r.cmd(&["promote", "bundles/example-agent"]).ok();
+    let prod = r.join("state/pointers/current-prod");
+    std::fs::remove_file(&prod).unwrap();
+    mkfifo(&prod);
+    let chain = r.read("artifacts/example-agent/evidence.jsonl");
+    for args in [&["status"][..], &["promote", "bundles/example-agent"], &["rollback"]] {
+        let out = run_bounded(&r, args);
+        assert_eq!(out.code, 2, "{args:?}\n{}\n{}", out.stdout, out.stderr);
+        assert!(
+            out.stderr.contains("lane pointer `current-prod` cannot be read") && out.stderr.contains("FIFO"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("hint: "), "{}", out.stderr);
+    }
+    assert_eq!(r.read("artifacts/example-agent/evidence.jsonl"), chain, "a refused promotion wrote to the chain");
+    assert!(!r.join("state/pointers/previous-good").exists());
+}
+
 #[test]
 fn an_inventory_with_a_duplicate_key_is_exit_2_naming_it() {
     let r = Root::with_example();
