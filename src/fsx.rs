@@ -402,13 +402,20 @@ fn read_opened(
     Ok((buf, meta))
 }
 
+/// [`read_regular`] of a file an operator named, links followed (mounted
+/// secrets and dotfiles are often links): the file reached must be regular
+/// and within `cap`. Errors name `path` as given.
+pub fn read_regular_followed(path: &Path, cap: u64) -> Result<Vec<u8>, RegularError> {
+    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    read_regular(&real, cap).map_err(|e| RegularError { path: path.to_path_buf(), ..e })
+}
+
 /// A secret named by a `NAME_FILE` variable: the operator's path, so its
 /// links are followed (mounted secrets are often links), but the file itself
 /// must be a regular one (a FIFO never blocks), UTF-8 and at most
 /// [`caps::DOCUMENT`].
 pub fn read_secret_file(path: &Path) -> Result<String, RegularError> {
-    let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let bytes = read_regular(&real, caps::DOCUMENT).map_err(|e| RegularError { path: path.to_path_buf(), ..e })?;
+    let bytes = read_regular_followed(path, caps::DOCUMENT)?;
     String::from_utf8(bytes).map_err(|_| RegularError {
         path: path.to_path_buf(),
         kind: None,

@@ -90,27 +90,29 @@ impl Budget {
         Budget { left: fsx::caps::BUNDLE, spent: false }
     }
 
-    /// Spend `len` bytes on the file `name`: `Ok(false)` when the budget was
-    /// spent by an earlier file (this one is not read and not named).
-    fn take(&mut self, name: &[u8], len: u64) -> Result<bool, BadFile> {
+    /// Spend `len` bytes on the file `name`: whether to read it. The file
+    /// that crosses the cap is added to `bad`; once it has, no file after it
+    /// is read or named.
+    fn admit(&mut self, name: &[u8], len: u64, bad: &mut Vec<BadFile>) -> bool {
         if self.spent {
-            return Ok(false);
+            return false;
         }
         match self.left.checked_sub(len) {
             Some(left) => {
                 self.left = left;
-                Ok(true)
+                true
             }
             None => {
                 self.spent = true;
-                Err(BadFile {
+                bad.push(BadFile {
                     path: fsx::escape_bytes(name),
                     why: format!(
                         "is {len} bytes, which takes the bundle's files past their {}-byte limit",
                         fsx::caps::BUNDLE
                     ),
                     kind: BadKind::TooLarge,
-                })
+                });
+                false
             }
         }
     }
@@ -167,8 +169,8 @@ pub fn check_scan(root: &Path, scan: Scan, extra: &[PathBuf], known: Option<Know
         };
         // A file gone since the listing has no size here; digesting it would
         // fail as it would have, and the check leaves that to the digest.
-        if let Some(Err(b)) = len.map(|len| budget.take(name, len)) {
-            bad.push(b);
+        if let Some(len) = len {
+            budget.admit(name, len, &mut bad);
         }
     }
     if bad.is_empty() { Ok(()) } else { Err(BundleFilesError { files: bad }.into()) }
@@ -324,13 +326,8 @@ pub fn compute_scanned(
             total.update(content);
             ("link", own_of(content))
         } else if let Some((_, bytes, bits)) = known.filter(|(p, _, _)| fsx::same_path(p, &path)) {
-            match budget.take(&name, bytes.len() as u64) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(b) => {
-                    bad.push(b);
-                    continue;
-                }
+            if !budget.admit(&name, bytes.len() as u64, &mut bad) {
+                continue;
             }
             let mode = if bits & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, bytes.len() as u64);
@@ -345,13 +342,8 @@ pub fn compute_scanned(
                     continue;
                 }
             };
-            match budget.take(&name, meta.len()) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(b) => {
-                    bad.push(b);
-                    continue;
-                }
+            if !budget.admit(&name, meta.len(), &mut bad) {
+                continue;
             }
             let mode = if meta.permissions().mode() & 0o111 != 0 { "755" } else { "644" };
             header(&mut total, mode, meta.len());

@@ -2,7 +2,6 @@
 //! strictly (OpenSSH's `StrictHostKeyChecking yes`), never written.
 
 use ssh2::{CheckResult, KnownHostFileKind, MethodType, Session};
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{HOST_KEY_CHANGED, HOST_KEY_UNKNOWN, SshFailure, UNREACHABLE};
@@ -27,8 +26,7 @@ impl KnownHostsFile {
     pub(super) fn load(path: &Path) -> Result<Self, String> {
         // A regular file (links followed, as OpenSSH follows them) of at most
         // 16 MiB: a FIFO named as known_hosts fails instead of hanging the probe.
-        let real = fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let bytes = crate::fsx::read_regular(&real, crate::fsx::caps::DOCUMENT)
+        let bytes = crate::fsx::read_regular_followed(path, crate::fsx::caps::DOCUMENT)
             .map_err(|e| format!("cannot read known_hosts `{}`: {e}", path.display()))?;
         let text = String::from_utf8_lossy(&bytes);
         let mut entries = Vec::new();
@@ -193,7 +191,7 @@ mod tests {
     fn known_hosts_markers_and_types() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("known_hosts");
-        fs::write(
+        std::fs::write(
             &p,
             "# comment\n\n\
              @cert-authority *.example ssh-ed25519 AAAACA\n\
